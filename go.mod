@@ -1,0 +1,10 @@
+module github.com/dcounter/dcounter
+
+go 1.26.8
+
+require (
+	github.com/klauspost/compress v1.20.3
+	github.com/vmihailenco/msgpack/v5 v5.4.1
+)
+
+require github.com/vmihailenco/tagparser/v2 v2.0.0 // indirect

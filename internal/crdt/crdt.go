@@ -1,0 +1,262 @@
+// Package crdt implements the replicated data type at the heart of dcounter:
+// a keyspace of named PN-counters.
+//
+// A PN-counter maps each replica to a pair (P, N) of monotone uint64 totals:
+// everything that replica ever added, and everything it ever subtracted. Its
+// value is ΣP − ΣN. Merging two replicas' views takes, per (key, replica), the
+// larger P and the larger N, which is commutative, associative and idempotent,
+// so replicas that have seen the same entries — in any order, any number of
+// times — report the same value.
+//
+// Only the owner of a replica ID ever raises that replica's (P, N); everyone
+// else just merges. Entries carry absolute totals, never increments, so
+// replaying or duplicating one is harmless.
+//
+// The keyspace also keeps a two-level digest, updated in O(1) per change, so
+// that two replicas can find the keys on which they differ by exchanging a few
+// kilobytes whatever the keyspace size: every key hashes to one of NumBuckets
+// buckets; a bucket's hash is the XOR of its entries' hashes, and a group's hash
+// is the XOR of its BucketsPerGroup buckets' hashes (see digest.go).
+//
+// Nothing here is safe for concurrent use; the owner serialises access.
+package crdt
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"math/bits"
+	"strconv"
+	"unicode/utf8"
+)
+
+// MaxKeyLen is the longest key, in bytes.
+const MaxKeyLen = 512
+
+// DefaultKey is the key served by the un-named routes (/counter, /increment).
+const DefaultKey = "default"
+
+var (
+	// ErrOverflow is returned when a change would take a value, or a
+	// replica's running total, beyond what the counter can represent.
+	ErrOverflow = errors.New("crdt: increment or decrement would overflow")
+	// ErrBadKey is returned for keys that are empty, longer than MaxKeyLen,
+	// or not valid UTF-8.
+	ErrBadKey = errors.New("crdt: key must be 1-512 bytes of valid UTF-8")
+	// ErrBadAmount is returned for a zero amount.
+	ErrBadAmount = errors.New("crdt: amount must be non-zero")
+)
+
+// ReplicaID identifies one replica (one node's data dir) for its lifetime.
+type ReplicaID uint64
+
+// String renders the ID as 16 lower-case hex digits.
+func (id ReplicaID) String() string { return fmt.Sprintf("%016x", uint64(id)) }
+
+// ParseReplicaID parses the form produced by String.
+func ParseReplicaID(s string) (ReplicaID, error) {
+	if len(s) != 16 {
+		return 0, fmt.Errorf("crdt: replica ID %q: want 16 hex digits", s)
+	}
+	v, err := strconv.ParseUint(s, 16, 64)
+	if err != nil {
+		return 0, fmt.Errorf("crdt: replica ID %q: %w", s, err)
+	}
+	return ReplicaID(v), nil
+}
+
+// PN is one replica's contribution to a counter.
+type PN struct {
+	P, N uint64
+}
+
+// Entry is the unit of replication: one replica's absolute totals for one key.
+type Entry struct {
+	Key     string
+	Replica ReplicaID
+	P, N    uint64
+}
+
+// ValidKey reports whether key may name a counter.
+func ValidKey(key string) error {
+	if len(key) == 0 || len(key) > MaxKeyLen || !utf8.ValidString(key) {
+		return ErrBadKey
+	}
+	return nil
+}
+
+type slot struct {
+	replica ReplicaID
+	PN
+}
+
+type counter struct {
+	hash  uint64 // keyHash(key), cached
+	slots []slot // few replicas in practice: a slice beats a map
+}
+
+func (c *counter) find(r ReplicaID) int {
+	for i := range c.slots {
+		if c.slots[i].replica == r {
+			return i
+		}
+	}
+	return -1
+}
+
+// Keyspace is a set of named PN-counters plus their digest.
+type Keyspace struct {
+	counters map[string]*counter
+	entries  int
+	digest
+}
+
+// New returns an empty keyspace.
+func New() *Keyspace {
+	return &Keyspace{counters: make(map[string]*counter), digest: newDigest()}
+}
+
+// Len reports the number of keys.
+func (ks *Keyspace) Len() int { return len(ks.counters) }
+
+// Entries reports the number of (key, replica) entries.
+func (ks *Keyspace) Entries() int { return ks.entries }
+
+// Get returns replica's totals for key (zero if never written).
+func (ks *Keyspace) Get(key string, replica ReplicaID) PN {
+	c := ks.counters[key]
+	if c == nil {
+		return PN{}
+	}
+	if i := c.find(replica); i >= 0 {
+		return c.slots[i].PN
+	}
+	return PN{}
+}
+
+// Merge folds e into the keyspace and reports whether anything changed.
+// An entry with an invalid key is ignored (and reported as no change).
+func (ks *Keyspace) Merge(e Entry) bool {
+	if e.P == 0 && e.N == 0 {
+		return false
+	}
+	c := ks.counters[e.Key]
+	if c == nil {
+		if ValidKey(e.Key) != nil {
+			return false
+		}
+		c = &counter{hash: keyHash(e.Key)}
+		ks.counters[e.Key] = c
+		ks.addKey(e.Key, c.hash)
+	}
+	i := c.find(e.Replica)
+	if i < 0 {
+		c.slots = append(c.slots, slot{replica: e.Replica, PN: PN{P: e.P, N: e.N}})
+		ks.entries++
+		ks.update(c.hash, 0, entryHash(c.hash, e.Replica, e.P, e.N))
+		return true
+	}
+	s := &c.slots[i]
+	p, n := max(s.P, e.P), max(s.N, e.N)
+	if p == s.P && n == s.N {
+		return false
+	}
+	ks.update(c.hash, entryHash(c.hash, e.Replica, s.P, s.N), entryHash(c.hash, e.Replica, p, n))
+	s.P, s.N = p, n
+	return true
+}
+
+// Value returns key's value, ΣP − ΣN. ok is false when the exact value lies
+// outside int64 (only possible when concurrent writes on different replicas
+// each stayed in range); the value is then clamped to the nearest bound.
+func (ks *Keyspace) Value(key string) (v int64, ok bool) {
+	c := ks.counters[key]
+	if c == nil {
+		return 0, true
+	}
+	var s sum
+	for _, sl := range c.slots {
+		s.add(sl.PN)
+	}
+	return s.value()
+}
+
+// Change computes the entry that replica must write to add delta to key,
+// given cur, replica's current totals, and value, the key's current value as
+// the writer sees it. It refuses (ErrOverflow) any change that would take the
+// value outside int64 or a running total beyond uint64, like Redis's INCRBY.
+func Change(key string, replica ReplicaID, cur PN, value, delta int64) (Entry, error) {
+	if err := ValidKey(key); err != nil {
+		return Entry{}, err
+	}
+	if delta == 0 {
+		return Entry{}, ErrBadAmount
+	}
+	if (delta > 0 && value > math.MaxInt64-delta) || (delta < 0 && value < math.MinInt64-delta) {
+		return Entry{}, ErrOverflow
+	}
+	e := Entry{Key: key, Replica: replica, P: cur.P, N: cur.N}
+	var carry uint64
+	if delta > 0 {
+		e.P, carry = bits.Add64(cur.P, uint64(delta), 0)
+	} else {
+		e.N, carry = bits.Add64(cur.N, uint64(-(delta+1))+1, 0) // -delta without overflow at MinInt64
+	}
+	if carry != 0 {
+		return Entry{}, ErrOverflow
+	}
+	return e, nil
+}
+
+// ForEach calls f for every entry, in no particular order, until f returns false.
+func (ks *Keyspace) ForEach(f func(Entry) bool) {
+	for k, c := range ks.counters {
+		for _, s := range c.slots {
+			if !f(Entry{Key: k, Replica: s.replica, P: s.P, N: s.N}) {
+				return
+			}
+		}
+	}
+}
+
+// EntriesOf returns every replica's entry for key.
+func (ks *Keyspace) EntriesOf(key string) []Entry {
+	c := ks.counters[key]
+	if c == nil {
+		return nil
+	}
+	out := make([]Entry, 0, len(c.slots))
+	for _, s := range c.slots {
+		out = append(out, Entry{Key: key, Replica: s.replica, P: s.P, N: s.N})
+	}
+	return out
+}
+
+// sum is a 128-bit signed accumulator for ΣP − ΣN.
+type sum struct {
+	phi, plo, nhi, nlo uint64
+}
+
+func (s *sum) add(pn PN) {
+	var c uint64
+	s.plo, c = bits.Add64(s.plo, pn.P, 0)
+	s.phi += c
+	s.nlo, c = bits.Add64(s.nlo, pn.N, 0)
+	s.nhi += c
+}
+
+func (s *sum) value() (int64, bool) {
+	// d = P − N as a two's-complement 128-bit number.
+	lo, b := bits.Sub64(s.plo, s.nlo, 0)
+	hi, _ := bits.Sub64(s.phi, s.nhi, b)
+	switch {
+	case hi == 0 && lo <= math.MaxInt64:
+		return int64(lo), true
+	case hi == math.MaxUint64 && lo >= 1<<63:
+		return int64(lo), true
+	case int64(hi) < 0:
+		return math.MinInt64, false
+	default:
+		return math.MaxInt64, false
+	}
+}

@@ -1,0 +1,358 @@
+// Package wire defines the gossip protocol's messages and their encoding.
+//
+// # Message format
+//
+// A message travels as the payload of one transport frame (see package
+// transport for framing, handshake and encryption). Its bytes are:
+//
+//	offset  size  field
+//	0       1     protocol version (Version, currently 1)
+//	1       1     message type (Type; an append-only list)
+//	2       1     flags: bit 0 set = body is zstd-compressed; other bits must be 0
+//	3       1     cluster name length L (1..MaxClusterLen)
+//	4       L     cluster name
+//	4+L     ...   body: the message struct encoded with msgpack (structs as
+//	              arrays, fields in declaration order), zstd-compressed when the
+//	              encoded body is at least CompressThreshold bytes
+//
+// Every message carries the cluster name so that a node can drop, and log,
+// traffic from another cluster even if it reached the port some other way.
+//
+// Decoding never panics and never allocates in proportion to an
+// attacker-chosen length beyond the message's own size (decompression is
+// capped at MaxBody). Unknown types, versions and flags are errors; entries
+// with invalid keys or all-zero totals make the whole message invalid.
+package wire
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/klauspost/compress/zstd"
+	"github.com/vmihailenco/msgpack/v5"
+
+	"github.com/dcounter/dcounter/internal/crdt"
+)
+
+// Version is the protocol version written in every message.
+const Version = 1
+
+// Type identifies a message's body.
+type Type uint8
+
+// Message types. ONLY APPEND TO THIS LIST: the numbers are on the wire.
+const (
+	TypePush          Type = 1 // entries, optionally asking for the peer's newer entries back
+	TypeDigestPull    Type = 2 // anti-entropy round: sender's group hashes
+	TypeDigestAck     Type = 3 // digests are equal; nothing to repair
+	TypeDelta         Type = 4 // eager dissemination of fresh entries
+	TypeDigestBuckets Type = 5 // bucket hashes of the groups that differ
+	TypeJoin          Type = 6 // a new node asks a member for the member list
+	TypeJoinAck       Type = 7 // the member list, answering Join
+	TypeMembers       Type = 8 // periodic member-list gossip
+)
+
+func (t Type) String() string {
+	switch t {
+	case TypePush:
+		return "push"
+	case TypeDigestPull:
+		return "digest_pull"
+	case TypeDigestAck:
+		return "digest_ack"
+	case TypeDelta:
+		return "delta"
+	case TypeDigestBuckets:
+		return "digest_buckets"
+	case TypeJoin:
+		return "join"
+	case TypeJoinAck:
+		return "join_ack"
+	case TypeMembers:
+		return "members"
+	}
+	return fmt.Sprintf("type(%d)", uint8(t))
+}
+
+const (
+	// MaxClusterLen is the longest cluster name.
+	MaxClusterLen = 64
+	// CompressThreshold is the body size from which bodies are compressed.
+	CompressThreshold = 1024
+	// MaxBody is the largest body accepted after decompression.
+	MaxBody = 64 << 20
+	// headerLen is the fixed part of the header, before the cluster name.
+	headerLen = 4
+	flagZstd  = 1
+)
+
+// Errors returned by Decode.
+var (
+	ErrShort         = errors.New("wire: message too short")
+	ErrVersion       = errors.New("wire: unsupported protocol version")
+	ErrUnknownType   = errors.New("wire: unknown message type")
+	ErrFlags         = errors.New("wire: unknown flags")
+	ErrWrongCluster  = errors.New("wire: message from another cluster")
+	ErrBody          = errors.New("wire: malformed body")
+	ErrTooLarge      = errors.New("wire: body too large")
+	ErrBadEntry      = errors.New("wire: invalid entry")
+	ErrBadClusterLen = errors.New("wire: invalid cluster name length")
+)
+
+// Message is implemented by every message body.
+type Message interface {
+	Type() Type
+	validate() error
+}
+
+// Entry is crdt.Entry on the wire.
+type Entry struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Key      string
+	Replica  uint64
+	P, N     uint64
+}
+
+// Push carries entries. When Want is non-empty the receiver answers with a
+// Push of its entries in those buckets that are newer than the ones carried
+// here (which are the sender's full contents of those buckets).
+type Push struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Entries  []Entry
+	Want     []uint16
+}
+
+// DigestPull opens an anti-entropy round with the sender's non-zero group hashes.
+type DigestPull struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Groups   []Hash
+}
+
+// Hash is crdt.Hash on the wire.
+type Hash struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Index    uint16
+	Hash     uint64
+}
+
+// FromHashes converts digest slots for the wire.
+func FromHashes(hs []crdt.Hash) []Hash {
+	out := make([]Hash, len(hs))
+	for i, h := range hs {
+		out[i] = Hash{Index: h.Index, Hash: h.Hash}
+	}
+	return out
+}
+
+// ToHashes converts digest slots from the wire.
+func ToHashes(hs []Hash) []crdt.Hash {
+	out := make([]crdt.Hash, len(hs))
+	for i, h := range hs {
+		out[i] = crdt.Hash{Index: h.Index, Hash: h.Hash}
+	}
+	return out
+}
+
+// DigestAck says the digests matched.
+type DigestAck struct {
+	_msgpack struct{} `msgpack:",as_array"`
+}
+
+// DigestBuckets answers a DigestPull whose groups differ: the differing
+// groups and the sender's non-zero bucket hashes within them.
+type DigestBuckets struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Groups   []uint16
+	Buckets  []Hash
+}
+
+// Delta disseminates fresh entries eagerly. Hops counts forwards so far.
+type Delta struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Entries  []Entry
+	Hops     uint8
+}
+
+// Member is one member-list entry.
+type Member struct {
+	_msgpack    struct{} `msgpack:",as_array"`
+	ID          uint64
+	Name        string
+	GossipAddr  string
+	HTTPAddr    string
+	Incarnation uint64
+	Heartbeat   uint64
+	State       uint8
+}
+
+// Join asks the receiver to add Self to the cluster and answer with JoinAck.
+type Join struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Self     Member
+}
+
+// JoinAck answers Join with the receiver's member list.
+type JoinAck struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Members  []Member
+}
+
+// Members gossips the sender's member list.
+type Members struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Members  []Member
+}
+
+func (*Push) Type() Type          { return TypePush }
+func (*DigestPull) Type() Type    { return TypeDigestPull }
+func (*DigestAck) Type() Type     { return TypeDigestAck }
+func (*DigestBuckets) Type() Type { return TypeDigestBuckets }
+func (*Delta) Type() Type         { return TypeDelta }
+func (*Join) Type() Type          { return TypeJoin }
+func (*JoinAck) Type() Type       { return TypeJoinAck }
+func (*Members) Type() Type       { return TypeMembers }
+
+func newBody(t Type) Message {
+	switch t {
+	case TypePush:
+		return &Push{}
+	case TypeDigestPull:
+		return &DigestPull{}
+	case TypeDigestAck:
+		return &DigestAck{}
+	case TypeDigestBuckets:
+		return &DigestBuckets{}
+	case TypeDelta:
+		return &Delta{}
+	case TypeJoin:
+		return &Join{}
+	case TypeJoinAck:
+		return &JoinAck{}
+	case TypeMembers:
+		return &Members{}
+	}
+	return nil
+}
+
+func validEntries(es []Entry) error {
+	for i := range es {
+		if crdt.ValidKey(es[i].Key) != nil || (es[i].P == 0 && es[i].N == 0) {
+			return ErrBadEntry
+		}
+	}
+	return nil
+}
+
+func (m *Push) validate() error          { return validEntries(m.Entries) }
+func (m *Delta) validate() error         { return validEntries(m.Entries) }
+func (m *DigestPull) validate() error    { return nil }
+func (m *DigestAck) validate() error     { return nil }
+func (m *DigestBuckets) validate() error { return nil }
+func (m *Join) validate() error          { return nil }
+func (m *JoinAck) validate() error       { return nil }
+func (m *Members) validate() error       { return nil }
+
+// FromCRDT converts entries for the wire.
+func FromCRDT(es []crdt.Entry) []Entry {
+	out := make([]Entry, len(es))
+	for i, e := range es {
+		out[i] = Entry{Key: e.Key, Replica: uint64(e.Replica), P: e.P, N: e.N}
+	}
+	return out
+}
+
+// ToCRDT converts entries from the wire.
+func ToCRDT(es []Entry) []crdt.Entry {
+	out := make([]crdt.Entry, len(es))
+	for i, e := range es {
+		out[i] = crdt.Entry{Key: e.Key, Replica: crdt.ReplicaID(e.Replica), P: e.P, N: e.N}
+	}
+	return out
+}
+
+var (
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxBody), zstd.WithDecodeAllCapLimit(true))
+	bufs    = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+)
+
+// Encode encodes m for cluster. It fails only for an invalid cluster name or
+// an unencodable message (a programming error).
+func Encode(cluster string, m Message) ([]byte, error) {
+	if len(cluster) == 0 || len(cluster) > MaxClusterLen {
+		return nil, ErrBadClusterLen
+	}
+	buf := bufs.Get().(*bytes.Buffer)
+	defer bufs.Put(buf)
+	buf.Reset()
+	enc := msgpack.GetEncoder()
+	defer msgpack.PutEncoder(enc)
+	enc.Reset(buf)
+	enc.UseCompactInts(true)
+	if err := enc.Encode(m); err != nil {
+		return nil, fmt.Errorf("wire: encode %v: %w", m.Type(), err)
+	}
+	body := buf.Bytes()
+	out := make([]byte, headerLen+len(cluster), headerLen+len(cluster)+len(body))
+	out[0], out[1], out[3] = Version, byte(m.Type()), byte(len(cluster))
+	copy(out[headerLen:], cluster)
+	if len(body) >= CompressThreshold {
+		out[2] = flagZstd
+		return zenc.EncodeAll(body, out), nil
+	}
+	return append(out, body...), nil
+}
+
+// Decode decodes a message, which must belong to cluster.
+func Decode(cluster string, b []byte) (Message, error) {
+	if len(b) < headerLen {
+		return nil, ErrShort
+	}
+	if b[0] != Version {
+		return nil, fmt.Errorf("%w %d", ErrVersion, b[0])
+	}
+	m := newBody(Type(b[1]))
+	if m == nil {
+		return nil, fmt.Errorf("%w %d", ErrUnknownType, b[1])
+	}
+	if b[2]&^flagZstd != 0 {
+		return nil, ErrFlags
+	}
+	l := int(b[3])
+	if l == 0 || l > MaxClusterLen {
+		return nil, ErrBadClusterLen
+	}
+	if len(b) < headerLen+l {
+		return nil, ErrShort
+	}
+	if got := b[headerLen : headerLen+l]; string(got) != cluster {
+		return nil, fmt.Errorf("%w %q", ErrWrongCluster, got)
+	}
+	body := b[headerLen+l:]
+	if b[2]&flagZstd != 0 {
+		var err error
+		body, err = zdec.DecodeAll(body, nil)
+		if err != nil {
+			if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
+				return nil, ErrTooLarge
+			}
+			return nil, fmt.Errorf("%w: zstd: %v", ErrBody, err)
+		}
+	}
+	dec := msgpack.GetDecoder()
+	defer msgpack.PutDecoder(dec)
+	r := bytes.NewReader(body)
+	dec.Reset(r)
+	if err := dec.Decode(m); err != nil {
+		return nil, fmt.Errorf("%w: %v %v", ErrBody, m.Type(), err)
+	}
+	if r.Len() != 0 {
+		return nil, fmt.Errorf("%w: %d trailing bytes", ErrBody, r.Len())
+	}
+	if err := m.validate(); err != nil {
+		return nil, err
+	}
+	return m, nil
+}
