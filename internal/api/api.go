@@ -1,0 +1,329 @@
+// Package api serves dcounter's client HTTP API; nodes and the gateway
+// serve the same routes over different backends.
+//
+//	GET  /counter                       value of key "default"
+//	POST /increment, /decrement         change "default" by {"amount":N} (no body: 1)
+//	GET  /counters/{key}                value of a named key
+//	POST /counters/{key}/increment      change a named key
+//	POST /counters/{key}/decrement
+//	GET  /nodes                         members as the backend sees them
+//	GET  /health                        200 when serving, 503 when not
+//
+// Keys are path segments: a key containing "/" (or any byte that is not safe
+// in a path) must be percent-encoded. Every response is JSON; every error is
+// {"error":"..."} with the status chosen by one table (statusOf).
+package api
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/dcounter/dcounter/internal/crdt"
+)
+
+// MaxBody is the largest request body accepted.
+const MaxBody = 64 << 10
+
+// Backend is what the handlers serve.
+type Backend interface {
+	// Get returns key's value.
+	Get(ctx context.Context, key string) (int64, error)
+	// Add adds delta (never zero) to key and returns the value after the write.
+	Add(ctx context.Context, key string, delta int64) (int64, error)
+	// Nodes returns the JSON-encodable member list.
+	Nodes(ctx context.Context) (any, error)
+	// Health reports whether the backend serves, and a JSON-encodable body.
+	Health(ctx context.Context) (bool, any)
+}
+
+// Member is one entry of a node's GET /nodes answer.
+type Member struct {
+	ID          string `json:"id"`
+	Name        string `json:"name"`
+	GossipAddr  string `json:"gossip_addr"`
+	HTTPAddr    string `json:"http_addr"`
+	Status      string `json:"status"`
+	Incarnation uint64 `json:"incarnation"`
+	LastSeen    string `json:"last_seen"`
+	Self        bool   `json:"self,omitempty"`
+}
+
+// NodeHealth is a node's GET /health answer.
+type NodeHealth struct {
+	Status  string `json:"status"`
+	ID      string `json:"id"`
+	Name    string `json:"name"`
+	Cluster string `json:"cluster"`
+	Members int    `json:"members"`
+	Peers   int    `json:"peers"`
+	Keys    int    `json:"keys"`
+}
+
+// CounterResponse answers every counter route.
+type CounterResponse struct {
+	Key   string `json:"key"`
+	Value int64  `json:"value"`
+}
+
+// ErrorResponse is the body of every error.
+type ErrorResponse struct {
+	Error string `json:"error"`
+}
+
+// Errors the handlers produce themselves.
+var (
+	ErrNotFound         = errors.New("not found")
+	ErrMethod           = errors.New("method not allowed")
+	ErrBodyTooLarge     = fmt.Errorf("request body larger than %d bytes", MaxBody)
+	ErrBadJSON          = errors.New("request body is not valid JSON of the form {\"amount\":N}")
+	ErrBadAmount        = errors.New("amount must be a positive integer")
+	ErrAmountTooLarge   = errors.New("amount exceeds the int64 range")
+	errUnavailableClass = errors.New("unavailable")
+)
+
+// Unavailable marks err as a temporary refusal to serve (HTTP 503).
+func Unavailable(err error) error { return fmt.Errorf("%w: %w", errUnavailableClass, err) }
+
+// statusOf is the one table from errors to HTTP statuses.
+func statusOf(err error) int {
+	switch {
+	case errors.Is(err, ErrNotFound):
+		return http.StatusNotFound
+	case errors.Is(err, ErrMethod):
+		return http.StatusMethodNotAllowed
+	case errors.Is(err, ErrBodyTooLarge):
+		return http.StatusRequestEntityTooLarge
+	case errors.Is(err, ErrBadJSON), errors.Is(err, ErrBadAmount), errors.Is(err, ErrAmountTooLarge),
+		errors.Is(err, crdt.ErrBadKey), errors.Is(err, crdt.ErrOverflow), errors.Is(err, crdt.ErrBadAmount):
+		return http.StatusBadRequest
+	case errors.Is(err, errUnavailableClass), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return http.StatusServiceUnavailable
+	}
+	return http.StatusInternalServerError
+}
+
+// message is what the client reads for err: the sentinel's text without
+// package prefixes, which are for logs.
+func message(err error) string {
+	switch {
+	case errors.Is(err, crdt.ErrOverflow):
+		return "increment or decrement would overflow"
+	case errors.Is(err, crdt.ErrBadKey):
+		return "key must be 1-512 bytes of valid UTF-8"
+	}
+	return err.Error()
+}
+
+// NewServer returns an http.Server for h with timeouts suited to a public
+// API: slow or idle clients cannot hold connections forever.
+func NewServer(h http.Handler) *http.Server {
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout:       10 * time.Second,
+		WriteTimeout:      10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    64 << 10,
+	}
+}
+
+type handler struct {
+	b   Backend
+	log *slog.Logger
+}
+
+// NewHandler returns the client API over b.
+func NewHandler(b Backend, log *slog.Logger) http.Handler {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &handler{b: b, log: log}
+}
+
+func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if err := h.route(w, r); err != nil {
+		status := statusOf(err)
+		if status == http.StatusInternalServerError {
+			h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
+		}
+		writeJSON(w, status, ErrorResponse{Error: message(err)})
+	}
+}
+
+func (h *handler) route(w http.ResponseWriter, r *http.Request) error {
+	segs, err := segments(r.URL)
+	if err != nil {
+		return err
+	}
+	switch {
+	case len(segs) == 1 && segs[0] == "counter":
+		return h.get(w, r, crdt.DefaultKey)
+	case len(segs) == 1 && segs[0] == "increment":
+		return h.add(w, r, crdt.DefaultKey, 1)
+	case len(segs) == 1 && segs[0] == "decrement":
+		return h.add(w, r, crdt.DefaultKey, -1)
+	case len(segs) == 2 && segs[0] == "counters":
+		return h.get(w, r, segs[1])
+	case len(segs) == 3 && segs[0] == "counters" && segs[2] == "increment":
+		return h.add(w, r, segs[1], 1)
+	case len(segs) == 3 && segs[0] == "counters" && segs[2] == "decrement":
+		return h.add(w, r, segs[1], -1)
+	case len(segs) == 1 && segs[0] == "nodes":
+		if err := allow(w, r, http.MethodGet); err != nil {
+			return err
+		}
+		nodes, err := h.b.Nodes(r.Context())
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, nodes)
+		return nil
+	case len(segs) == 1 && segs[0] == "health":
+		if err := allow(w, r, http.MethodGet); err != nil {
+			return err
+		}
+		ok, body := h.b.Health(r.Context())
+		status := http.StatusOK
+		if !ok {
+			status = http.StatusServiceUnavailable
+		}
+		writeJSON(w, status, body)
+		return nil
+	}
+	return fmt.Errorf("%w: %s", ErrNotFound, r.URL.Path)
+}
+
+// segments splits the escaped path and unescapes each segment, so that a
+// percent-encoded "/" stays inside its key.
+func segments(u *url.URL) ([]string, error) {
+	p := strings.TrimPrefix(u.EscapedPath(), "/")
+	if p == "" {
+		return nil, fmt.Errorf("%w: /", ErrNotFound)
+	}
+	parts := strings.Split(p, "/")
+	for i, s := range parts {
+		us, err := url.PathUnescape(s)
+		if err != nil {
+			return nil, fmt.Errorf("%w: bad escape in path", crdt.ErrBadKey)
+		}
+		parts[i] = us
+	}
+	return parts, nil
+}
+
+func allow(w http.ResponseWriter, r *http.Request, method string) error {
+	if r.Method == method || (method == http.MethodGet && r.Method == http.MethodHead) {
+		return nil
+	}
+	if method == http.MethodGet {
+		w.Header().Set("Allow", "GET, HEAD")
+	} else {
+		w.Header().Set("Allow", method)
+	}
+	return fmt.Errorf("%w: %s %s (use %s)", ErrMethod, r.Method, r.URL.Path, method)
+}
+
+func (h *handler) get(w http.ResponseWriter, r *http.Request, key string) error {
+	if err := allow(w, r, http.MethodGet); err != nil {
+		return err
+	}
+	if err := crdt.ValidKey(key); err != nil {
+		return err
+	}
+	v, err := h.b.Get(r.Context(), key)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, CounterResponse{Key: key, Value: v})
+	return nil
+}
+
+func (h *handler) add(w http.ResponseWriter, r *http.Request, key string, sign int64) error {
+	if err := allow(w, r, http.MethodPost); err != nil {
+		return err
+	}
+	if err := crdt.ValidKey(key); err != nil {
+		return err
+	}
+	amount, err := ParseAmount(http.MaxBytesReader(w, r.Body, MaxBody))
+	if err != nil {
+		return err
+	}
+	v, err := h.b.Add(r.Context(), key, sign*amount)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, CounterResponse{Key: key, Value: v})
+	return nil
+}
+
+// ParseAmount reads a write's body: empty (or only white space) means 1;
+// otherwise exactly one JSON object {"amount":N} with N a positive integer in
+// int64 written without fraction or exponent. {} also means 1.
+func ParseAmount(body io.Reader) (int64, error) {
+	b, err := io.ReadAll(body)
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return 0, ErrBodyTooLarge
+		}
+		return 0, fmt.Errorf("%w: %v", ErrBadJSON, err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return 1, nil
+	}
+	var req struct {
+		Amount *json.Number `json:"amount"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.UseNumber()
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&req); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrBadJSON, err)
+	}
+	if dec.More() {
+		return 0, fmt.Errorf("%w: trailing data after the object", ErrBadJSON)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return 0, fmt.Errorf("%w: trailing data after the object", ErrBadJSON)
+	}
+	if req.Amount == nil {
+		return 1, nil
+	}
+	s := req.Amount.String()
+	for i := 0; i < len(s); i++ {
+		if s[i] < '0' || s[i] > '9' {
+			return 0, fmt.Errorf("%w, got %s", ErrBadAmount, s)
+		}
+	}
+	n, err := strconv.ParseUint(s, 10, 64)
+	if err != nil || n > math.MaxInt64 {
+		return 0, fmt.Errorf("%w: %s", ErrAmountTooLarge, s)
+	}
+	if n == 0 {
+		return 0, fmt.Errorf("%w, got 0", ErrBadAmount)
+	}
+	return int64(n), nil
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
