@@ -1,0 +1,101 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+)
+
+// flagSet is a flag.FlagSet whose flags fall back to DCOUNTER_* environment
+// variables and may be interleaved with positional arguments.
+type flagSet struct {
+	*flag.FlagSet
+	synopsis string
+	help     string
+}
+
+func newFlagSet(name, synopsis, help string, stderr io.Writer) *flagSet {
+	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), synopsis: synopsis, help: help}
+	fs.SetOutput(stderr)
+	fs.Usage = func() {} // --help is printed to stdout by parseOrExit; errors get a pointer to it
+	return fs
+}
+
+// envName maps a flag name to its environment variable.
+func envName(flagName string) string {
+	return "DCOUNTER_" + strings.ToUpper(strings.ReplaceAll(flagName, "-", "_"))
+}
+
+func (fs *flagSet) printUsage(w io.Writer) {
+	fmt.Fprintf(w, "Usage: dcounter %s\n\n%s\n\nFlags (each also read from the environment variable shown):\n", fs.synopsis, strings.TrimSpace(fs.help))
+	fs.VisitAll(func(f *flag.Flag) {
+		name, use := flag.UnquoteUsage(f)
+		fmt.Fprintf(w, "  --%s", f.Name)
+		if name != "" {
+			fmt.Fprintf(w, " %s", name)
+		}
+		fmt.Fprintf(w, "    [$%s]\n      %s", envName(f.Name), strings.ReplaceAll(use, "\n", "\n      "))
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+			fmt.Fprintf(w, " (default %s)", f.DefValue)
+		}
+		fmt.Fprintln(w)
+	})
+}
+
+// parse parses args, allowing flags after positional arguments, then fills
+// every flag not given on the command line from its environment variable.
+// It returns the positional arguments. flag.ErrHelp is returned for --help.
+func (fs *flagSet) parse(args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if len(rest) == 0 {
+			break
+		}
+		if rest[0] == "--" {
+			pos = append(pos, rest[1:]...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
+	}
+	set := map[string]bool{}
+	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
+	var errs []error
+	fs.VisitAll(func(f *flag.Flag) {
+		if set[f.Name] {
+			return
+		}
+		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+			if err := fs.Set(f.Name, v); err != nil {
+				errs = append(errs, fmt.Errorf("invalid value %q for $%s: %v", v, envName(f.Name), err))
+			}
+		}
+	})
+	if err := errors.Join(errs...); err != nil {
+		fmt.Fprintln(fs.Output(), err)
+		return nil, err
+	}
+	return pos, nil
+}
+
+// parseOrExit runs parse and turns its outcome into an exit code; ok is
+// false when the caller should return code at once.
+func (fs *flagSet) parseOrExit(args []string, stdout io.Writer) (pos []string, code int, ok bool) {
+	pos, err := fs.parse(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fs.printUsage(stdout)
+		return nil, 0, false
+	}
+	if err != nil {
+		fmt.Fprintf(fs.Output(), "Run 'dcounter %s --help' for usage.\n", fs.Name())
+		return nil, exitUsage, false
+	}
+	return pos, 0, true
+}

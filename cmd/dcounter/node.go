@@ -1,0 +1,155 @@
+package main
+
+import (
+	"context"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/dcounter/dcounter/internal/node"
+)
+
+const nodeHelp = `
+Runs one replica. It accepts increments and decrements over HTTP at any time,
+even when cut off from its peers, and converges with them by gossip over TCP.
+
+With --join it joins the cluster through any live member (the first that
+answers); without it, it starts a new cluster. If no join target answers
+within --join-timeout it exits with an error, unless --bootstrap is given.
+
+Example: a three-node cluster on one machine
+  dcounter node --name n1 --gossip-addr 127.0.0.1:7946 --http-addr 127.0.0.1:8080 --data-dir /tmp/n1
+  dcounter node --name n2 --gossip-addr 127.0.0.1:7947 --http-addr 127.0.0.1:8081 --data-dir /tmp/n2 --join 127.0.0.1:7946
+  dcounter node --name n3 --gossip-addr 127.0.0.1:7948 --http-addr 127.0.0.1:8082 --data-dir /tmp/n3 --join 127.0.0.1:7946
+`
+
+func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("node", "node [flags]", nodeHelp, stderr)
+	var (
+		cfg        node.Config
+		join       string
+		clusterKey string
+		logLevel   string
+		logFormat  string
+	)
+	fs.StringVar(&cfg.Name, "name", hostname(), "human-readable member `name`")
+	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "127.0.0.1:7946", "TCP `host:port` to listen on for peers")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "`host:port` of the client HTTP API")
+	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "`host:port` peers dial to reach this node (default: the gossip address)")
+	fs.StringVar(&join, "join", "", "comma-separated `host:port` list of members to join through (any live one will do)")
+	fs.BoolVar(&cfg.Bootstrap, "bootstrap", false, "start a new cluster if no --join target answers, instead of exiting")
+	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", 5*time.Second, "how long to wait for a --join target to answer")
+	fs.StringVar(&cfg.Cluster, "cluster", "dcounter", "cluster `name`; frames from other clusters are dropped")
+	fs.StringVar(&clusterKey, "cluster-key", "", "base64 32-byte `key` sealing all gossip with AES-256-GCM (make one with 'dcounter keygen'); prefer the environment variable, command lines are visible to other users")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "`dir`ectory holding this replica's identity (empty: a new replica ID on every start)")
+	fs.DurationVar(&cfg.SyncInterval, "sync-interval", 500*time.Millisecond, "anti-entropy and member-gossip `period`")
+	fs.IntVar(&cfg.Fanout, "fanout", 3, "`peers` each fresh change is pushed to")
+	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.StringVar(&logFormat, "log-format", "text", "log `format`: text or json")
+	pos, code, ok := fs.parseOrExit(args, stdout)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "dcounter node: unexpected argument %q\n", pos[0])
+		return exitUsage
+	}
+	logger, err := newLogger(stderr, logLevel, logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "dcounter node: %v\n", err)
+		return exitUsage
+	}
+	cfg.Logger = logger
+	cfg.Join = splitList(join)
+	if clusterKey != "" {
+		if cfg.ClusterKey, err = decodeKey(clusterKey); err != nil {
+			fmt.Fprintf(stderr, "dcounter node: --cluster-key: %v\n", err)
+			return exitUsage
+		}
+	}
+	if err := checkAdvertise(cfg.GossipAddr, cfg.AdvertiseAddr); err != nil {
+		fmt.Fprintf(stderr, "dcounter node: %v\n", err)
+		return exitUsage
+	}
+
+	n, err := node.New(ctx, cfg)
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	<-ctx.Done()
+	logger.Info("shutting down")
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := n.Shutdown(sctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		logger.Error("shutdown", "err", err)
+		return 1
+	}
+	return 0
+}
+
+func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: want debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(w, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(w, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: want text or json", format)
+}
+
+func decodeKey(s string) ([]byte, error) {
+	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
+	if err != nil {
+		return nil, fmt.Errorf("not valid base64: %v", err)
+	}
+	if len(k) != 32 {
+		return nil, fmt.Errorf("must decode to 32 bytes, got %d (make one with 'dcounter keygen')", len(k))
+	}
+	return k, nil
+}
+
+// checkAdvertise refuses a wildcard listen address without an explicit
+// advertise address: peers could not dial 0.0.0.0 back.
+func checkAdvertise(listen, advertise string) error {
+	if advertise != "" {
+		return nil
+	}
+	host := listen
+	if i := strings.LastIndex(listen, ":"); i >= 0 {
+		host = listen[:i]
+	}
+	switch strings.Trim(host, "[]") {
+	case "", "0.0.0.0", "::":
+		return fmt.Errorf("--gossip-addr %s listens on all interfaces: set --advertise-addr to the address peers should dial", listen)
+	}
+	return nil
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func hostname() string {
+	h, err := os.Hostname()
+	if err != nil || h == "" {
+		return "dcounter"
+	}
+	return h
+}

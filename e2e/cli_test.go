@@ -1,0 +1,103 @@
+package e2e
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCLIVerbs(t *testing.T) {
+	p := startNode(t, "solo", "")
+	env := []string{"DCOUNTER_ADDR=" + p.HTTP}
+	steps := []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get"}, "0"},
+		{[]string{"inc"}, "1"},
+		{[]string{"inc", "--by", "41"}, "42"},
+		{[]string{"dec", "default", "--by", "50"}, "-8"},
+		{[]string{"inc", "page/home", "--by", "3"}, "3"}, // a key with a slash
+		{[]string{"get", "page/home"}, "3"},
+		{[]string{"get", "--addr", p.HTTP, "page/home"}, "3"},
+	}
+	for _, s := range steps {
+		out, errOut, code := runCLI(t, env, s.args...)
+		if code != 0 || strings.TrimSpace(out) != s.want {
+			t.Fatalf("dcounter %v = %q (exit %d, stderr %q), want %q", s.args, out, code, errOut, s.want)
+		}
+	}
+	if out, _, _ := runCLI(t, env, "nodes"); !strings.Contains(out, "solo") || !strings.Contains(out, "alive") {
+		t.Errorf("dcounter nodes: %q", out)
+	}
+	if _, _, code := runCLI(t, nil, "health", p.HTTP); code != 0 {
+		t.Errorf("dcounter health on a live node exited %d", code)
+	}
+	// Errors are explained and exit non-zero.
+	bad := []struct {
+		args []string
+		code int
+		msg  string
+	}{
+		{[]string{"inc", "--by", "0"}, 2, "positive"},
+		{[]string{"inc", "--by", "-3"}, 2, "invalid value"},
+		{[]string{"inc", "a", "b"}, 2, "at most one KEY"},
+		{[]string{"frobnicate"}, 2, "unknown command"},
+		{[]string{"get", "--addr", "http://127.0.0.1:1"}, 1, "refused"},
+		{[]string{"inc", strings.Repeat("k", 513)}, 1, "512 bytes"},
+		{[]string{"health", "http://127.0.0.1:1"}, 1, "refused"},
+	}
+	for _, b := range bad {
+		_, errOut, code := runCLI(t, env, b.args...)
+		if code != b.code || !strings.Contains(errOut, b.msg) {
+			t.Errorf("dcounter %v: exit %d stderr %q; want exit %d mentioning %q", b.args, code, errOut, b.code, b.msg)
+		}
+	}
+}
+
+func TestHelpExplainsEveryFlag(t *testing.T) {
+	out, _, code := runCLI(t, nil, "--help")
+	if code != 0 || !strings.Contains(out, "node") || !strings.Contains(out, "DCOUNTER_") {
+		t.Fatalf("dcounter --help: exit %d, %q", code, out)
+	}
+	out, _, code = runCLI(t, nil, "node", "--help")
+	for _, f := range []string{"--name", "--gossip-addr", "--http-addr", "--advertise-addr", "--join", "--cluster",
+		"--cluster-key", "--data-dir", "--sync-interval", "--fanout", "--log-level", "--log-format", "$DCOUNTER_GOSSIP_ADDR"} {
+		if code != 0 || !strings.Contains(out, f) {
+			t.Errorf("dcounter node --help lacks %s (exit %d)", f, code)
+		}
+	}
+}
+
+func TestNodeFlagsFromEnvironment(t *testing.T) {
+	p := startNode(t, "env", "")
+	// A second node configured only through the environment joins the first.
+	gp, hp := freePort(t), freePort(t)
+	q := &proc{t: t, name: "env2", Gossip: "127.0.0.1:" + itoa(gp), HTTP: "http://127.0.0.1:" + itoa(hp)}
+	q.args = []string{"node"}
+	q.startWithEnv([]string{
+		"DCOUNTER_NAME=env2", "DCOUNTER_GOSSIP_ADDR=" + q.Gossip, "DCOUNTER_HTTP_ADDR=127.0.0.1:" + itoa(hp),
+		"DCOUNTER_JOIN=" + p.Gossip, "DCOUNTER_DATA_DIR=" + t.TempDir(),
+	})
+	out, _, _ := runCLI(t, nil, "nodes", "--addr", p.HTTP)
+	waitFor(t, 5*time.Second, func() error {
+		out, _, _ = runCLI(t, nil, "nodes", "--addr", p.HTTP)
+		if !strings.Contains(out, "env2") {
+			return errString("env2 not a member: " + out)
+		}
+		return nil
+	}, true)
+}
+
+func TestJoinFailsClearlyUnlessBootstrap(t *testing.T) {
+	dead := "127.0.0.1:" + itoa(freePort(t))
+	_, errOut, code := runCLI(t, nil, "node", "--gossip-addr", "127.0.0.1:"+itoa(freePort(t)),
+		"--http-addr", "127.0.0.1:"+itoa(freePort(t)), "--join", dead, "--join-timeout", "500ms")
+	if code == 0 || !strings.Contains(errOut, "could not join") || !strings.Contains(errOut, "--bootstrap") {
+		t.Fatalf("join to a dead address: exit %d, stderr %q", code, errOut)
+	}
+	p := startNode(t, "boot", "", "--join", dead, "--join-timeout", "300ms", "--bootstrap")
+	if _, err := p.get("/health"); err != nil {
+		t.Fatal(err)
+	}
+}

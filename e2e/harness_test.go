@@ -1,0 +1,250 @@
+// Package e2e tests the built dcounter binary as users run it: real
+// processes, real TCP on 127.0.0.1, real signals.
+package e2e
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+var dcounterBin string // path of the dcounter binary built by TestMain
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "dcounter-e2e-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	dcounterBin = filepath.Join(dir, "dcounter")
+	build := exec.Command("go", "build", "-o", dcounterBin, "../cmd/dcounter")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building dcounter:", err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// freePort returns a port that was free a moment ago.
+func freePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// proc is one running dcounter process.
+type proc struct {
+	t        testing.TB
+	name     string
+	args     []string
+	cmd      *exec.Cmd
+	log      *lockedBuffer
+	done     chan struct{}
+	HTTP     string // base URL of the client API
+	Gossip   string // host:port
+	DataDir  string
+	exitCode int
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// startNode starts a node named name, joining through join (may be empty).
+func startNode(t testing.TB, name string, join string, extra ...string) *proc {
+	t.Helper()
+	gp, hp := freePort(t), freePort(t)
+	p := &proc{
+		t: t, name: name,
+		Gossip:  fmt.Sprintf("127.0.0.1:%d", gp),
+		HTTP:    fmt.Sprintf("http://127.0.0.1:%d", hp),
+		DataDir: filepath.Join(t.TempDir(), name),
+	}
+	p.args = append([]string{"node", "--name", name,
+		"--gossip-addr", p.Gossip, "--http-addr", strings.TrimPrefix(p.HTTP, "http://"),
+		"--data-dir", p.DataDir, "--log-level", "debug"}, extra...)
+	if join != "" {
+		p.args = append(p.args, "--join", join)
+	}
+	p.start()
+	return p
+}
+
+func (p *proc) start() { p.startWithEnv(nil) }
+
+func (p *proc) kill() {
+	if p.cmd != nil && p.cmd.Process != nil {
+		p.cmd.Process.Signal(syscall.SIGKILL)
+		<-p.done
+	}
+}
+
+// cleanEnv drops DCOUNTER_* variables so the developer's shell cannot change a test.
+func cleanEnv() []string {
+	var env []string
+	for _, e := range os.Environ() {
+		if !strings.HasPrefix(e, "DCOUNTER_") {
+			env = append(env, e)
+		}
+	}
+	return env
+}
+
+var client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
+
+func (p *proc) get(path string) ([]byte, error) {
+	resp, err := client.Get(p.HTTP + path)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, err
+	}
+	if resp.StatusCode != 200 {
+		return b, fmt.Errorf("GET %s: %s: %s", path, resp.Status, b)
+	}
+	return b, nil
+}
+
+func (p *proc) value(key string) (int64, error) {
+	b, err := p.get("/counters/" + key)
+	if err != nil {
+		return 0, err
+	}
+	var r struct{ Value int64 }
+	if err := json.Unmarshal(b, &r); err != nil {
+		return 0, err
+	}
+	return r.Value, nil
+}
+
+// add posts a write and reports whether it was acknowledged.
+func (p *proc) add(ctx context.Context, key string, delta int64) error {
+	verb, amount := "increment", delta
+	if delta < 0 {
+		verb, amount = "decrement", -delta
+	}
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/counters/%s/%s", p.HTTP, key, verb),
+		strings.NewReader(fmt.Sprintf(`{"amount":%d}`, amount)))
+	resp, err := client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	io.Copy(io.Discard, resp.Body)
+	if resp.StatusCode != 200 {
+		return fmt.Errorf("%s", resp.Status)
+	}
+	return nil
+}
+
+// waitFor polls f every 10ms until it returns nil or the deadline passes;
+// if fatal, a timeout fails the test with f's last error.
+func waitFor(t testing.TB, timeout time.Duration, f func() error, fatal bool) error {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			if fatal {
+				t.Fatalf("condition not met within %v: %v", timeout, err)
+			}
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// runCLI runs the binary with args and returns its stdout, stderr and exit code.
+func runCLI(t testing.TB, env []string, args ...string) (string, string, int) {
+	t.Helper()
+	cmd := exec.Command(dcounterBin, args...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	cmd.Env = append(cleanEnv(), env...)
+	err := cmd.Run()
+	code := 0
+	if err != nil {
+		ee, ok := err.(*exec.ExitError)
+		if !ok {
+			t.Fatal(err)
+		}
+		code = ee.ExitCode()
+	}
+	return out.String(), errb.String(), code
+}
+
+func (p *proc) startWithEnv(env []string) {
+	p.t.Helper()
+	p.log = &lockedBuffer{}
+	p.done = make(chan struct{})
+	p.cmd = exec.Command(dcounterBin, p.args...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	p.cmd.Env = append(cleanEnv(), env...)
+	if err := p.cmd.Start(); err != nil {
+		p.t.Fatal(err)
+	}
+	go func() {
+		p.cmd.Wait()
+		p.exitCode = p.cmd.ProcessState.ExitCode()
+		close(p.done)
+	}()
+	p.t.Cleanup(func() {
+		p.kill()
+		if p.t.Failed() {
+			p.t.Logf("--- log of %s ---\n%s", p.name, p.log.String())
+		}
+	})
+	waitFor(p.t, 10*time.Second, func() error {
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited with %d:\n%s", p.name, p.exitCode, p.log.String())
+		default:
+		}
+		_, err := p.get("/health")
+		return err
+	}, true)
+}
+
+func itoa(i int) string { return fmt.Sprint(i) }
+
+type errString string
+
+func (e errString) Error() string { return string(e) }

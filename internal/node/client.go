@@ -1,0 +1,96 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/dcounter/dcounter/internal/api"
+	"github.com/dcounter/dcounter/internal/crdt"
+)
+
+var _ api.Backend = (*Node)(nil)
+
+// errStopped is returned to clients once the node is shutting down.
+var errStopped = errors.New("node: shutting down")
+
+// Get returns key's value as this node sees it.
+func (n *Node) Get(_ context.Context, key string) (int64, error) {
+	if err := crdt.ValidKey(key); err != nil {
+		return 0, err
+	}
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	v, _ := n.ks.Value(key)
+	return v, nil
+}
+
+// Add adds delta (non-zero) to key and returns the value this node sees
+// once the change is durable and queued for gossip.
+func (n *Node) Add(ctx context.Context, key string, delta int64) (int64, error) {
+	select {
+	case <-n.stop:
+		return 0, api.Unavailable(errStopped)
+	default:
+	}
+	n.mu.Lock()
+	cur, ok := n.pending[key]
+	if !ok {
+		cur = n.ks.Get(key, n.id)
+	}
+	view, _ := n.ks.ValueWith(key, n.id, cur)
+	e, err := crdt.Change(key, n.id, cur, view, delta)
+	if err != nil {
+		n.mu.Unlock()
+		return 0, err
+	}
+	n.pending[key] = crdt.PN{P: e.P, N: e.N}
+	n.mu.Unlock()
+
+	// The durability step goes here: e must be durable before it is merged,
+	// gossiped or acknowledged. This node keeps state in memory only.
+
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.ks.Merge(e)
+	if n.pending[key] == (crdt.PN{P: e.P, N: e.N}) {
+		delete(n.pending, key)
+	}
+	n.eng.Local(e)
+	n.scheduleFlush()
+	v, _ := n.ks.Value(key)
+	return v, nil
+}
+
+// Nodes lists the members as this node sees them.
+func (n *Node) Nodes(context.Context) (any, error) {
+	n.mu.Lock()
+	ms := n.members.Members()
+	n.mu.Unlock()
+	out := make([]api.Member, len(ms))
+	for i, m := range ms {
+		out[i] = api.Member{
+			ID: m.ID.String(), Name: m.Name, GossipAddr: m.GossipAddr, HTTPAddr: m.HTTPAddr,
+			Status: m.State.String(), Incarnation: m.Incarnation, LastSeen: m.LastSeen.UTC().Format(time.RFC3339Nano),
+			Self: m.ID == n.id,
+		}
+	}
+	return out, nil
+}
+
+// Health reports whether the node is serving.
+func (n *Node) Health(context.Context) (bool, any) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	h := api.NodeHealth{
+		Status: "ok", ID: n.id.String(), Name: n.cfg.Name, Cluster: n.cfg.Cluster,
+		Members: n.members.Len(), Peers: len(n.members.Peers()), Keys: n.ks.Len(),
+	}
+	select {
+	case <-n.stop:
+		h.Status = "stopping"
+		return false, h
+	default:
+	}
+	return true, h
+}
