@@ -270,7 +270,7 @@ func (h *handler) add(w http.ResponseWriter, r *http.Request, key string, sign i
 
 // ParseAmount reads a write's body: empty (or only white space) means 1;
 // otherwise exactly one JSON object {"amount":N} with N a positive integer in
-// int64 written without fraction or exponent. {} also means 1.
+// int64 written without sign, fraction, exponent or quotes. {} also means 1.
 func ParseAmount(body io.Reader) (int64, error) {
 	b, err := io.ReadAll(body)
 	if err != nil {
@@ -280,20 +280,20 @@ func ParseAmount(body io.Reader) (int64, error) {
 		}
 		return 0, fmt.Errorf("%w: %v", ErrBadJSON, err)
 	}
-	if len(bytes.TrimSpace(b)) == 0 {
+	b = bytes.TrimSpace(b)
+	if len(b) == 0 {
 		return 1, nil
 	}
+	if b[0] != '{' {
+		return 0, fmt.Errorf("%w: want a JSON object", ErrBadJSON)
+	}
 	var req struct {
-		Amount *json.Number `json:"amount"`
+		Amount json.RawMessage `json:"amount"`
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
-	dec.UseNumber()
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&req); err != nil {
 		return 0, fmt.Errorf("%w: %v", ErrBadJSON, err)
-	}
-	if dec.More() {
-		return 0, fmt.Errorf("%w: trailing data after the object", ErrBadJSON)
 	}
 	if _, err := dec.Token(); err != io.EOF {
 		return 0, fmt.Errorf("%w: trailing data after the object", ErrBadJSON)
@@ -301,7 +301,9 @@ func ParseAmount(body io.Reader) (int64, error) {
 	if req.Amount == nil {
 		return 1, nil
 	}
-	s := req.Amount.String()
+	// The raw token, so that "5" (a string), 1.5 and 1e3 are refused rather
+	// than coerced.
+	s := string(req.Amount)
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
 			return 0, fmt.Errorf("%w, got %s", ErrBadAmount, s)
