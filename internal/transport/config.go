@@ -1,0 +1,132 @@
+package transport
+
+import (
+	"fmt"
+	"log/slog"
+	"net"
+	"time"
+
+	"github.com/dcounter/dcounter/internal/clock"
+)
+
+// Defaults for Config's zero fields.
+const (
+	DefaultDialTimeout      = 2 * time.Second
+	DefaultWriteTimeout     = 5 * time.Second
+	DefaultIdleTimeout      = 2 * time.Minute
+	DefaultHandshakeTimeout = 5 * time.Second
+	DefaultQueueLen         = 1024
+	DefaultMaxInbound       = 1024
+)
+
+// Config configures a TCP transport. The zero value of every field but
+// Cluster means its default.
+type Config struct {
+	// BindAddr is the TCP listen address, e.g. "127.0.0.1:7946" or
+	// "127.0.0.1:0" for any free port.
+	BindAddr string
+	// AdvertiseAddr is the address sent in the handshake: what peers dial
+	// to reach this node. Default: the bound listener address (which is not
+	// dialable from elsewhere when binding 0.0.0.0 or [::]; set it then).
+	AdvertiseAddr string
+	// Cluster is the cluster name, 1..64 bytes; required. Nodes of
+	// different clusters refuse each other's connections.
+	Cluster string
+	// Key, when set, is the 32-byte AES-256-GCM key that seals every frame.
+	// Default nil: plaintext. Every node of a cluster needs the same setting.
+	Key []byte
+	// MaxFrame is the largest frame body sent or accepted. Default 32 MiB;
+	// at least 64 bytes, at most 1 GiB. A larger incoming length prefix is
+	// logged and closes the connection; Send refuses a payload that would not
+	// fit (MaxFrame, minus 28 bytes when sealed). Nodes should agree on it:
+	// a frame above the receiver's limit costs the connection.
+	MaxFrame int
+	// DialTimeout bounds connecting to a peer. Default 2s.
+	DialTimeout time.Duration
+	// WriteTimeout bounds writing one frame. Default 5s.
+	WriteTimeout time.Duration
+	// IdleTimeout is the read deadline on inbound connections: a peer silent
+	// for this long is disconnected (it redials when it next has something
+	// to say). Default 2m.
+	IdleTimeout time.Duration
+	// HandshakeTimeout bounds the handshake on both sides: the acceptor
+	// waiting for the Hello, the dialer waiting for the answer. Default 5s.
+	HandshakeTimeout time.Duration
+	// QueueLen is each peer's outbound queue length, in messages; when it is
+	// full, Send returns ErrQueueFull. Default 1024.
+	QueueLen int
+	// MaxInbound caps concurrent inbound connections; more are closed at
+	// once. Default 1024.
+	MaxInbound int
+	// Logger receives the transport's logs. Default: discard.
+	Logger *slog.Logger
+	// Clock times reconnect backoff. Default clock.Real{}. Socket deadlines
+	// always use the wall clock, because the kernel does.
+	Clock clock.Clock
+}
+
+// withDefaults returns c with defaults filled in, or an error wrapping
+// ErrConfig.
+func (c Config) withDefaults() (Config, error) {
+	if len(c.Cluster) == 0 || len(c.Cluster) > MaxClusterLen {
+		return c, fmt.Errorf("%w: cluster name must be 1-%d bytes, got %d", ErrConfig, MaxClusterLen, len(c.Cluster))
+	}
+	if len(c.Key) != 0 && len(c.Key) != KeySize {
+		return c, fmt.Errorf("%w: key must be %d bytes, got %d", ErrConfig, KeySize, len(c.Key))
+	}
+	if c.AdvertiseAddr != "" {
+		if err := checkAddr(c.AdvertiseAddr); err != nil {
+			return c, fmt.Errorf("%w: advertise address: %w", ErrConfig, err)
+		}
+	}
+	if c.MaxFrame == 0 {
+		c.MaxFrame = DefaultMaxFrame
+	}
+	if c.MaxFrame < minMaxFrame || c.MaxFrame > maxMaxFrame {
+		return c, fmt.Errorf("%w: MaxFrame must be %d..%d bytes, got %d", ErrConfig, minMaxFrame, maxMaxFrame, c.MaxFrame)
+	}
+	for _, d := range []struct {
+		p   *time.Duration
+		def time.Duration
+		n   string
+	}{
+		{&c.DialTimeout, DefaultDialTimeout, "DialTimeout"},
+		{&c.WriteTimeout, DefaultWriteTimeout, "WriteTimeout"},
+		{&c.IdleTimeout, DefaultIdleTimeout, "IdleTimeout"},
+		{&c.HandshakeTimeout, DefaultHandshakeTimeout, "HandshakeTimeout"},
+	} {
+		if *d.p == 0 {
+			*d.p = d.def
+		}
+		if *d.p < 0 {
+			return c, fmt.Errorf("%w: %s must be positive, got %v", ErrConfig, d.n, *d.p)
+		}
+	}
+	if c.QueueLen == 0 {
+		c.QueueLen = DefaultQueueLen
+	}
+	if c.MaxInbound == 0 {
+		c.MaxInbound = DefaultMaxInbound
+	}
+	if c.QueueLen < 0 || c.MaxInbound < 0 {
+		return c, fmt.Errorf("%w: QueueLen and MaxInbound must be positive", ErrConfig)
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Clock == nil {
+		c.Clock = clock.Real{}
+	}
+	return c, nil
+}
+
+// checkAddr accepts "host:port" addresses that fit in a Hello.
+func checkAddr(addr string) error {
+	if len(addr) == 0 || len(addr) > MaxAddrLen {
+		return fmt.Errorf("%w: %q must be 1-%d bytes", ErrBadAddress, addr, MaxAddrLen)
+	}
+	if _, _, err := net.SplitHostPort(addr); err != nil {
+		return fmt.Errorf("%w: %v", ErrBadAddress, err)
+	}
+	return nil
+}

@@ -1,0 +1,235 @@
+package transport
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// waitFor polls cond until it holds, failing the test after 10s. Tests use
+// it instead of sleeping.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+}
+
+// logRecorder is a slog.Handler that sends records to t.Log and keeps them
+// for assertions.
+type logRecorder struct {
+	t     testing.TB
+	attrs string
+	mu    *sync.Mutex
+	lines *[]string
+}
+
+func newLogger(t testing.TB) (*slog.Logger, *logRecorder) {
+	r := &logRecorder{t: t, mu: new(sync.Mutex), lines: new([]string)}
+	return slog.New(r), r
+}
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s%s", rec.Level, rec.Message, r.attrs)
+	rec.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%q", a.Key, a.Value.String())
+		return true
+	})
+	line := b.String()
+	r.mu.Lock()
+	*r.lines = append(*r.lines, line)
+	r.mu.Unlock()
+	r.t.Log(line)
+	return nil
+}
+
+func (r *logRecorder) WithAttrs(as []slog.Attr) slog.Handler {
+	c := *r
+	for _, a := range as {
+		c.attrs += fmt.Sprintf(" %s=%q", a.Key, a.Value.String())
+	}
+	return &c
+}
+
+func (r *logRecorder) WithGroup(string) slog.Handler { return r }
+
+// has reports whether some record at level or above contains every one of subs.
+func (r *logRecorder) has(level slog.Level, subs ...string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+next:
+	for _, l := range *r.lines {
+		lv, _, _ := strings.Cut(l, " ")
+		var got slog.Level
+		if got.UnmarshalText([]byte(lv)) != nil || got < level {
+			continue
+		}
+		for _, s := range subs {
+			if !strings.Contains(l, s) {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// inbox collects delivered messages.
+type inbox struct {
+	mu   sync.Mutex
+	msgs []received
+}
+
+type received struct {
+	from    string
+	payload []byte
+}
+
+func (b *inbox) handle(from string, p []byte) {
+	b.mu.Lock()
+	b.msgs = append(b.msgs, received{from, bytes.Clone(p)})
+	b.mu.Unlock()
+}
+
+func (b *inbox) len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return len(b.msgs)
+}
+
+func (b *inbox) get() []received {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return append([]received(nil), b.msgs...)
+}
+
+// node is a TCP transport under test with its inbox and log.
+type node struct {
+	*TCP
+	in  *inbox
+	log *logRecorder
+}
+
+// listen starts a transport on 127.0.0.1:0, cluster "test" unless set, and
+// closes it when the test ends.
+func listen(t testing.TB, cfg Config) *node {
+	t.Helper()
+	if cfg.BindAddr == "" {
+		cfg.BindAddr = "127.0.0.1:0"
+	}
+	if cfg.Cluster == "" {
+		cfg.Cluster = "test"
+	}
+	var rec *logRecorder
+	if cfg.Logger == nil {
+		cfg.Logger, rec = newLogger(t)
+	}
+	in := &inbox{}
+	tr, err := Listen(cfg, in.handle)
+	if err != nil {
+		t.Fatalf("Listen: %v", err)
+	}
+	t.Cleanup(func() { tr.Close() })
+	return &node{TCP: tr, in: in, log: rec}
+}
+
+// pattern returns n bytes that differ with seed, so misplaced or mixed-up
+// bytes are caught.
+func pattern(seed, n int) []byte {
+	b := make([]byte, n)
+	x := uint32(seed)*2654435761 + 1
+	for i := range b {
+		x ^= x << 13
+		x ^= x >> 17
+		x ^= x << 5
+		b[i] = byte(x)
+	}
+	return b
+}
+
+// rawPeer is a hand-driven dialer for feeding a transport exact bytes.
+type rawPeer struct {
+	t    testing.TB
+	conn net.Conn
+	seal *sealer
+}
+
+// dialRaw connects to addr without a handshake.
+func dialRaw(t testing.TB, addr string, key []byte) *rawPeer {
+	t.Helper()
+	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { c.Close() })
+	p := &rawPeer{t: t, conn: c}
+	if key != nil {
+		if p.seal, err = newSealer(key); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return p
+}
+
+// frame builds a frame for payload, sealed if the peer has a key.
+func (p *rawPeer) frame(payload []byte) []byte {
+	if p.seal != nil {
+		return p.seal.sealFrame(nil, payload)
+	}
+	return appendFrame(nil, payload)
+}
+
+func (p *rawPeer) write(b []byte) {
+	p.t.Helper()
+	if _, err := p.conn.Write(b); err != nil {
+		p.t.Fatalf("write: %v", err)
+	}
+}
+
+// handshake sends a Hello (byte by byte when split) and expects an ok answer.
+func (p *rawPeer) handshake(cluster, from string, split bool) {
+	p.t.Helper()
+	f := p.frame(appendHello(nil, hello{version: HandshakeVersion, cluster: cluster, addr: from}))
+	if split {
+		for i := range f {
+			p.write(f[i : i+1])
+		}
+	} else {
+		p.write(f)
+	}
+	p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	fr := frameReader{r: p.conn, max: maxHandshakeFrame, seal: p.seal}
+	body, err := fr.next()
+	if err != nil {
+		p.t.Fatalf("reading answer: %v", err)
+	}
+	a, err := parseAnswer(body)
+	if err != nil || a.code != codeOK {
+		p.t.Fatalf("answer %+v, %v; want ok", a, err)
+	}
+}
+
+// expectClosed checks that the transport closes the connection (rather
+// than the read timing out), discarding anything it sends first.
+func (p *rawPeer) expectClosed() {
+	p.t.Helper()
+	p.conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, err := io.Copy(io.Discard, p.conn)
+	if isTimeout(err) {
+		p.t.Fatalf("connection still open: %v", err)
+	}
+}
