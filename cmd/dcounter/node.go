@@ -36,6 +36,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		clusterKey string
 		logLevel   string
 		logFormat  string
+		debugAddr  string
 	)
 	fs.StringVar(&cfg.Name, "name", hostname(), "human-readable member `name`")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "127.0.0.1:7946", "TCP `host:port` to listen on for peers")
@@ -49,6 +50,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "`dir`ectory holding this replica's identity (empty: a new replica ID on every start)")
 	fs.DurationVar(&cfg.SyncInterval, "sync-interval", 500*time.Millisecond, "anti-entropy and member-gossip `period`")
 	fs.IntVar(&cfg.Fanout, "fanout", 3, "`peers` each fresh change is pushed to")
+	fs.StringVar(&debugAddr, "debug-addr", "", "`host:port` to serve Go profiling (/debug/pprof/) on; off when empty, never expose it publicly")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&logFormat, "log-format", "text", "log `format`: text or json")
 	pos, code, ok := fs.parseOrExit(args, stdout)
@@ -77,6 +79,14 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
+	if debugAddr != "" {
+		stopDebug, err := serveDebug(debugAddr, logger)
+		if err != nil {
+			fmt.Fprintf(stderr, "dcounter node: --debug-addr: %v\n", err)
+			return 1
+		}
+		defer stopDebug()
+	}
 	n, err := node.New(ctx, cfg)
 	if err != nil {
 		logger.Error("cannot start", "err", err)

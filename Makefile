@@ -1,0 +1,30 @@
+# dcounter build and test entry points. `make test` is what CI runs.
+GO      ?= go
+BIN     ?= bin/dcounter
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+
+.PHONY: build test lint unit bench fuzz clean
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/dcounter
+
+# test: formatting, vet, and every test (unit, simulation, real-process end
+# to end) under the race detector.
+test: lint
+	$(GO) test -race -count=1 ./...
+
+lint:
+	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	  if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+
+# bench: Go micro-benchmarks and simulations (see BENCHMARKS.md for the
+# HTTP and cluster benchmarks, which need wrk).
+bench:
+	$(GO) test -run='^$$' -bench=. -benchmem ./internal/...
+
+fuzz:
+	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=60s ./internal/wire/
+
+clean:
+	rm -rf bin
