@@ -1,0 +1,201 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/crdt"
+	"github.com/dcounter/dcounter/internal/transport"
+)
+
+// memCluster is a set of real Nodes on an in-memory network with a fake clock.
+type memCluster struct {
+	t     *testing.T
+	clk   *clock.Fake
+	net   *transport.MemNetwork
+	nodes []*Node
+	addrs []string
+}
+
+func newMemCluster(t *testing.T, n int) *memCluster {
+	t.Helper()
+	c := &memCluster{t: t, clk: clock.NewFake(time.Unix(1_700_000_000, 0))}
+	c.net = transport.NewMemNetwork(c.clk, 1)
+	for i := 0; i < n; i++ {
+		addr := fmt.Sprintf("10.0.0.%d:7946", i+1)
+		cfg := Config{
+			Name: fmt.Sprintf("n%d", i+1), Clock: c.clk, Logger: testLogger(t),
+			Transport: func(h transport.Handler) (Endpoint, error) { return c.net.Endpoint(addr, h), nil },
+		}
+		if i > 0 {
+			cfg.Join = []string{c.addrs[0]}
+		}
+		nd, err := New(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nd.Shutdown(context.Background()) })
+		c.nodes = append(c.nodes, nd)
+		c.addrs = append(c.addrs, addr)
+	}
+	// Let member gossip spread the full list.
+	c.runUntil(10*time.Second, func() error {
+		for _, nd := range c.nodes {
+			if got := nd.memberCount(); got != n {
+				return fmt.Errorf("%s knows %d members, want %d", nd.cfg.Name, got, n)
+			}
+		}
+		return nil
+	})
+	return c
+}
+
+// runUntil advances the fake clock in delta-interval steps until cond holds,
+// failing after simulated seconds of fake time (or 30 s of real time).
+func (c *memCluster) runUntil(simulated time.Duration, cond func() error) time.Duration {
+	c.t.Helper()
+	start := c.clk.Now()
+	realDeadline := time.Now().Add(30 * time.Second)
+	for {
+		err := cond()
+		if err == nil {
+			return c.clk.Now().Sub(start)
+		}
+		if c.clk.Now().Sub(start) > simulated || time.Now().After(realDeadline) {
+			c.t.Fatalf("after %v of simulated time: %v", c.clk.Now().Sub(start), err)
+		}
+		c.clk.Advance(5 * time.Millisecond)
+		time.Sleep(time.Millisecond) // let delivery goroutines run; the condition is polled, not assumed
+	}
+}
+
+// advance steps the fake clock by d in delta-interval steps.
+func (c *memCluster) advance(d time.Duration) {
+	for end := c.clk.Now().Add(d); c.clk.Now().Before(end); {
+		c.clk.Advance(5 * time.Millisecond)
+		time.Sleep(time.Millisecond) // let delivery goroutines run
+	}
+}
+
+func (c *memCluster) exact(expected map[string]int64) func() error {
+	return func() error {
+		for _, nd := range c.nodes {
+			for k, want := range expected {
+				if got, _ := nd.Get(context.Background(), k); got != want {
+					return fmt.Errorf("%s: %s = %d, want %d", nd.cfg.Name, k, got, want)
+				}
+			}
+		}
+		return nil
+	}
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+type tWriter struct{ t *testing.T }
+
+func (w tWriter) Write(p []byte) (int, error) {
+	w.t.Log(string(p))
+	return len(p), nil
+}
+
+func TestNodesConvergeOverFaultyNetworkAndPartition(t *testing.T) {
+	c := newMemCluster(t, 6)
+	c.net.SetLoss(0.15)
+	c.net.SetDuplicate(0.1)
+	c.net.SetDelay(time.Millisecond, 30*time.Millisecond)
+	rng := rand.New(rand.NewPCG(1, 2))
+	expected := map[string]int64{}
+	write := func(nodes []*Node) {
+		nd := nodes[rng.IntN(len(nodes))]
+		key := fmt.Sprintf("k%d", rng.IntN(7))
+		delta := int64(rng.IntN(50) + 1)
+		if rng.IntN(2) == 0 {
+			delta = -delta
+		}
+		if _, err := nd.Add(context.Background(), key, delta); err != nil {
+			t.Fatal(err)
+		}
+		expected[key] += delta
+	}
+	for i := 0; i < 200; i++ {
+		write(c.nodes)
+		if i%10 == 0 {
+			c.clk.Advance(5 * time.Millisecond)
+		}
+	}
+	// Partition 3|3 with writes on both sides.
+	c.net.Partition(c.addrs[:3], c.addrs[3:])
+	for i := 0; i < 200; i++ {
+		write(c.nodes[:3])
+		write(c.nodes[3:])
+		if i%10 == 0 {
+			c.clk.Advance(5 * time.Millisecond)
+		}
+	}
+	c.advance(3 * time.Second) // several sync rounds inside each side
+	if c.exact(expected)() == nil {
+		t.Fatal("exact everywhere during the partition: it cut nothing")
+	}
+	c.net.Heal()
+	took := c.runUntil(30*time.Second, c.exact(expected))
+	t.Logf("exact on all nodes %v (simulated) after healing", took)
+}
+
+func TestWriteValidation(t *testing.T) {
+	c := newMemCluster(t, 1)
+	nd := c.nodes[0]
+	ctx := context.Background()
+	if _, err := nd.Add(ctx, "k", 1<<62); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nd.Add(ctx, "k", 1<<62); !errors.Is(err, crdt.ErrOverflow) {
+		t.Fatalf("overflowing add: err = %v, want ErrOverflow", err)
+	}
+	if v, _ := nd.Get(ctx, "k"); v != 1<<62 {
+		t.Fatalf("refused write changed the value to %d", v)
+	}
+	if _, err := nd.Add(ctx, "", 1); !errors.Is(err, crdt.ErrBadKey) {
+		t.Fatalf("empty key: %v", err)
+	}
+}
+
+func TestShutdownIsIdempotentAndRefusesWrites(t *testing.T) {
+	c := newMemCluster(t, 1)
+	nd := c.nodes[0]
+	if err := nd.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := nd.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nd.Add(context.Background(), "k", 1); err == nil {
+		t.Fatal("write accepted after shutdown")
+	}
+	if ok, _ := nd.Health(context.Background()); ok {
+		t.Fatal("healthy after shutdown")
+	}
+}
+
+func TestDataDirKeepsReplicaIDAndRefusesOtherCluster(t *testing.T) {
+	dir := t.TempDir()
+	id1, created, err := loadIdentity(dir, "a")
+	if err != nil || !created {
+		t.Fatal(err, created)
+	}
+	id2, created, err := loadIdentity(dir, "a")
+	if err != nil || created || id2 != id1 {
+		t.Fatalf("reopen: id %v→%v created %v err %v", id1, id2, created, err)
+	}
+	if _, _, err := loadIdentity(dir, "b"); err == nil {
+		t.Fatal("data dir of cluster a opened for cluster b")
+	}
+}
