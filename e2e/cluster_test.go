@@ -14,7 +14,7 @@ import (
 	"time"
 )
 
-func startCluster(t *testing.T, n int, extra ...string) []*proc {
+func startCluster(t testing.TB, n int, extra ...string) []*proc {
 	t.Helper()
 	nodes := []*proc{startNode(t, "n1", "", extra...)}
 	for i := 2; i <= n; i++ {
@@ -22,22 +22,25 @@ func startCluster(t *testing.T, n int, extra ...string) []*proc {
 	}
 	// Everyone knows everyone.
 	for _, p := range nodes {
-		waitFor(t, 10*time.Second, func() error {
-			b, err := p.get("/nodes")
-			if err != nil {
-				return err
-			}
-			var ms []map[string]any
-			if err := json.Unmarshal(b, &ms); err != nil {
-				return err
-			}
-			if len(ms) != n {
-				return fmt.Errorf("%s sees %d members, want %d", p.name, len(ms), n)
-			}
-			return nil
-		}, true)
+		waitFor(t, 10*time.Second, func() error { return memberCount(p, n) }, true)
 	}
 	return nodes
+}
+
+// memberCount checks that p sees exactly n members.
+func memberCount(p *proc, n int) error {
+	b, err := p.get("/nodes")
+	if err != nil {
+		return err
+	}
+	var ms []map[string]any
+	if err := json.Unmarshal(b, &ms); err != nil {
+		return err
+	}
+	if len(ms) != n {
+		return fmt.Errorf("%s sees %d members, want %d", p.name, len(ms), n)
+	}
+	return nil
 }
 
 // TestFiveNodesConvergeExactly is the headline acceptance test: five real
