@@ -71,6 +71,16 @@ func loadIdentity(dir, cluster string) (crdt.ReplicaID, bool, error) {
 	return id, false, nil
 }
 
+// renewIdentity gives dir a fresh replica ID.
+func renewIdentity(dir, cluster string) (crdt.ReplicaID, error) {
+	id := newReplicaID()
+	m := meta{Format: metaFormat, Cluster: cluster, ReplicaID: id.String()}
+	if err := writeFileAtomic(filepath.Join(dir, "meta"), m); err != nil {
+		return 0, fmt.Errorf("node: data dir: %w", err)
+	}
+	return id, nil
+}
+
 // writeFileAtomic writes v as JSON to path via a synced temp file and rename,
 // then syncs the directory, so a crash leaves either the old file or the new.
 func writeFileAtomic(path string, v any) error {

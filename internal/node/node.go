@@ -169,6 +169,16 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		n.id = id
 		if created {
 			n.log.Info("new data dir: new replica", "replica", id, "dir", cfg.DataDir)
+		} else {
+			// State lives in memory only, so this replica's history did not
+			// survive the restart. Reusing its ID would let new writes start
+			// from zero below the totals peers hold for it, and be lost in
+			// the merge: take a new ID (invariant 4).
+			if n.id, err = renewIdentity(cfg.DataDir, cfg.Cluster); err != nil {
+				return nil, err
+			}
+			n.log.Warn("state does not survive restarts: joining as a new replica; the old one's counts stay in the cluster",
+				"old_replica", id, "replica", n.id)
 		}
 	} else {
 		n.id = newReplicaID()
