@@ -61,4 +61,3 @@ func BenchmarkWriteVisibility(b *testing.B) {
 	b.ReportMetric(pct(0.99), "p99-ms")
 	b.ReportMetric(pct(1), "max-ms")
 }
-
