@@ -58,8 +58,10 @@ func (fs *flagSet) parse(args []string) ([]string, error) {
 		if len(rest) == 0 {
 			break
 		}
-		if rest[0] == "--" {
-			pos = append(pos, rest[1:]...)
+		// flag.Parse consumes a "--" terminator itself: everything after it
+		// is positional.
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			pos = append(pos, rest...)
 			break
 		}
 		pos = append(pos, rest[0])
@@ -72,7 +74,7 @@ func (fs *flagSet) parse(args []string) ([]string, error) {
 		if set[f.Name] {
 			return
 		}
-		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+		if v := os.Getenv(envName(f.Name)); v != "" { // empty counts as unset
 			if err := fs.Set(f.Name, v); err != nil {
 				errs = append(errs, fmt.Errorf("invalid value %q for $%s: %v", v, envName(f.Name), err))
 			}

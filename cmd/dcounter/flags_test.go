@@ -103,7 +103,6 @@ func TestParsePositionalAndFlags(t *testing.T) {
 }
 
 func TestParseDoubleDashBeforePositional(t *testing.T) {
-	t.Skip(`known bug: flag.Parse consumes "--" itself, so parse never sees it and resumes flag parsing after the next positional; "-- mykey --by 5" yields pos [mykey], by=5`)
 	tests := []struct {
 		args []string
 		pos  []string

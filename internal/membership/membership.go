@@ -13,6 +13,7 @@
 package membership
 
 import (
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -124,7 +125,7 @@ func (l *List) Merge(view []wire.Member, now time.Time) (added []Member) {
 // that our "alive" overrides it.
 func (l *List) refute(r Member) {
 	s := l.members[l.self]
-	if r.State != Alive && r.Incarnation >= s.Incarnation {
+	if r.State != Alive && r.Incarnation >= s.Incarnation && r.Incarnation < math.MaxUint64 {
 		s.Incarnation = r.Incarnation + 1
 	}
 }
