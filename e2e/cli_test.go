@@ -92,7 +92,7 @@ func TestNodeFlagsFromEnvironment(t *testing.T) {
 
 func TestJoinFailsClearlyUnlessBootstrap(t *testing.T) {
 	dead := "127.0.0.1:" + itoa(freePort(t))
-	_, errOut, code := runCLI(t, nil, "node", "--gossip-addr", "127.0.0.1:"+itoa(freePort(t)),
+	_, errOut, code := runCLI(t, nil, "node", "--in-memory", "--gossip-addr", "127.0.0.1:"+itoa(freePort(t)),
 		"--http-addr", "127.0.0.1:"+itoa(freePort(t)), "--join", dead, "--join-timeout", "500ms")
 	if code == 0 || !strings.Contains(errOut, "could not join") || !strings.Contains(errOut, "--bootstrap") {
 		t.Fatalf("join to a dead address: exit %d, stderr %q", code, errOut)

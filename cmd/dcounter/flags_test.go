@@ -423,8 +423,11 @@ func TestRunNodeRejectsBadConfig(t *testing.T) {
 		{"bad log format", nil, []string{"--log-format", "xml"}, "--log-format"},
 		{"short cluster key", nil, []string{"--cluster-key", base64.StdEncoding.EncodeToString(make([]byte, 16))}, "--cluster-key: must decode to 32 bytes, got 16"},
 		{"cluster key from env", map[string]string{"DCOUNTER_CLUSTER_KEY": "not base64!"}, nil, "--cluster-key: not valid base64"},
-		{"wildcard gossip address", nil, []string{"--gossip-addr", "0.0.0.0:7946"}, "--advertise-addr"},
-		{"wildcard gossip address from env", map[string]string{"DCOUNTER_GOSSIP_ADDR": ":7946"}, nil, "--advertise-addr"},
+		{"wildcard gossip address", nil, []string{"--in-memory", "--gossip-addr", "0.0.0.0:7946"}, "--advertise-addr"},
+		{"wildcard gossip address from env", map[string]string{"DCOUNTER_GOSSIP_ADDR": ":7946"}, []string{"--in-memory"}, "--advertise-addr"},
+		{"no data dir", nil, nil, "--data-dir is required"},
+		{"data dir and in-memory", nil, []string{"--in-memory", "--data-dir", "/tmp/x"}, "exclude each other"},
+		{"bad fsync policy", nil, []string{"--in-memory", "--fsync", "sometimes"}, "--fsync"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

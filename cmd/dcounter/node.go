@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/node"
+	"github.com/dcounter/dcounter/internal/wal"
 )
 
 const nodeHelp = `
@@ -21,6 +22,10 @@ even when cut off from its peers, and converges with them by gossip over TCP.
 With --join it joins the cluster through any live member (the first that
 answers); without it, it starts a new cluster. If no join target answers
 within --join-timeout it exits with an error, unless --bootstrap is given.
+
+Every acknowledged write is in the write-ahead log under --data-dir first
+(fsynced, with the default --fsync always), so a node killed at any moment
+restarts with everything it acknowledged. Only one process may use a data dir.
 
 Example: a three-node cluster on one machine
   dcounter node --name n1 --gossip-addr 127.0.0.1:7946 --http-addr 127.0.0.1:8080 --data-dir /tmp/n1
@@ -37,6 +42,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		logLevel   string
 		logFormat  string
 		debugAddr  string
+		fsync      string
+		inMemory   bool
 	)
 	fs.StringVar(&cfg.Name, "name", hostname(), "human-readable member `name`")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "127.0.0.1:7946", "TCP `host:port` to listen on for peers")
@@ -47,7 +54,12 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", 5*time.Second, "how long to wait for a --join target to answer")
 	fs.StringVar(&cfg.Cluster, "cluster", "dcounter", "cluster `name`; frames from other clusters are dropped")
 	fs.StringVar(&clusterKey, "cluster-key", "", "base64 32-byte `key` sealing all gossip with AES-256-GCM (make one with 'dcounter keygen'); prefer the environment variable, command lines are visible to other users")
-	fs.StringVar(&cfg.DataDir, "data-dir", "", "`dir`ectory holding this replica's identity (empty: a new replica ID on every start)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "`dir`ectory for this replica's identity, write-ahead log and snapshots (required unless --in-memory)")
+	fs.BoolVar(&inMemory, "in-memory", false, "keep state in memory only: nothing survives a restart, and every start is a new replica")
+	fs.StringVar(&fsync, "fsync", "always", "when a write is made durable before it is acknowledged: `always` (fsync first), interval (fsync every --fsync-interval), none (leave it to the OS)")
+	fs.DurationVar(&cfg.FsyncInterval, "fsync-interval", time.Second, "fsync `period` under --fsync interval")
+	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 5*time.Minute, "write a snapshot this often if anything was logged (also when a 64 MiB log segment fills, and on shutdown)")
+	fs.BoolVar(&cfg.DiscardCorrupt, "discard-corrupt", false, "start even if the log is corrupt: skip the bad data and take a new replica ID (see README: recovering from a corrupt log)")
 	fs.DurationVar(&cfg.SyncInterval, "sync-interval", 500*time.Millisecond, "anti-entropy and member-gossip `period`")
 	fs.IntVar(&cfg.Fanout, "fanout", 3, "`peers` each fresh change is pushed to")
 	fs.StringVar(&debugAddr, "debug-addr", "", "`host:port` to serve Go profiling (/debug/pprof/) on; off when empty, never expose it publicly")
@@ -73,6 +85,18 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "dcounter node: --cluster-key: %v\n", err)
 			return exitUsage
 		}
+	}
+	switch {
+	case cfg.DataDir == "" && !inMemory:
+		fmt.Fprintln(stderr, "dcounter node: --data-dir is required: it holds the write-ahead log that keeps acknowledged writes across crashes.\nPass --in-memory to run without persistence (every restart is then a new replica).")
+		return exitUsage
+	case cfg.DataDir != "" && inMemory:
+		fmt.Fprintln(stderr, "dcounter node: --data-dir and --in-memory exclude each other")
+		return exitUsage
+	}
+	if cfg.Fsync, err = wal.ParseSyncPolicy(fsync); err != nil {
+		fmt.Fprintf(stderr, "dcounter node: --fsync %q: want always, interval or none\n", fsync)
+		return exitUsage
 	}
 	if err := checkAdvertise(cfg.GossipAddr, cfg.AdvertiseAddr); err != nil {
 		fmt.Fprintf(stderr, "dcounter node: %v\n", err)

@@ -68,6 +68,10 @@ type NodeHealth struct {
 	Members int    `json:"members"`
 	Peers   int    `json:"peers"`
 	Keys    int    `json:"keys"`
+	// Durability is "memory" or "fsync=<policy>".
+	Durability string `json:"durability"`
+	DataDir    string `json:"data_dir,omitempty"`
+	Error      string `json:"error,omitempty"`
 }
 
 // CounterResponse answers every counter route.

@@ -33,6 +33,11 @@ func (n *Node) Add(ctx context.Context, key string, delta int64) (int64, error) 
 		return 0, api.Unavailable(errStopped)
 	default:
 	}
+	if n.wal != nil {
+		if err := n.wal.Err(); err != nil {
+			return 0, api.Unavailable(err)
+		}
+	}
 	n.mu.Lock()
 	cur, ok := n.pending[key]
 	if !ok {
@@ -47,8 +52,15 @@ func (n *Node) Add(ctx context.Context, key string, delta int64) (int64, error) 
 	n.pending[key] = crdt.PN{P: e.P, N: e.N}
 	n.mu.Unlock()
 
-	// The durability step goes here: e must be durable before it is merged,
-	// gossiped or acknowledged. This node keeps state in memory only.
+	// e must be durable before it is merged (and so may be gossiped) or
+	// acknowledged. If logging fails, the reservation stays in pending: the
+	// record may have reached the disk, and the log refuses all later
+	// writes anyway.
+	if n.wal != nil {
+		if err := n.wal.Append([]crdt.Entry{e}); err != nil {
+			return 0, api.Unavailable(err)
+		}
+	}
 
 	n.mu.Lock()
 	defer n.mu.Unlock()
@@ -85,12 +97,23 @@ func (n *Node) Health(context.Context) (bool, any) {
 	h := api.NodeHealth{
 		Status: "ok", ID: n.id.String(), Name: n.cfg.Name, Cluster: n.cfg.Cluster,
 		Members: n.members.Len(), Peers: len(n.members.Peers()), Keys: n.ks.Len(),
+		Durability: "memory",
+	}
+	if n.wal != nil {
+		h.Durability = "fsync=" + n.cfg.Fsync.String()
+		h.DataDir = n.cfg.DataDir
 	}
 	select {
 	case <-n.stop:
 		h.Status = "stopping"
 		return false, h
 	default:
+	}
+	if n.wal != nil {
+		if err := n.wal.Err(); err != nil {
+			h.Status, h.Error = "failed", err.Error()
+			return false, h
+		}
 	}
 	return true, h
 }

@@ -24,9 +24,11 @@ import (
 	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/crdt"
+	"github.com/dcounter/dcounter/internal/datadir"
 	"github.com/dcounter/dcounter/internal/gossip"
 	"github.com/dcounter/dcounter/internal/membership"
 	"github.com/dcounter/dcounter/internal/transport"
+	"github.com/dcounter/dcounter/internal/wal"
 	"github.com/dcounter/dcounter/internal/wire"
 )
 
@@ -68,8 +70,21 @@ type Config struct {
 	Cluster string
 	// ClusterKey, if set, is the 32-byte AES-256-GCM key sealing every frame.
 	ClusterKey []byte
-	// DataDir holds the replica identity. Empty: a new replica ID every start.
+	// DataDir holds the replica identity and the write-ahead log. Empty:
+	// state in memory only, and a new replica ID on every start.
 	DataDir string
+	// Fsync is the write-ahead log's fsync policy. Default wal.SyncAlways.
+	Fsync wal.SyncPolicy
+	// FsyncInterval is the fsync period under wal.SyncInterval. Default 1s.
+	FsyncInterval time.Duration
+	// SegmentSize is the log segment size. Default 64 MiB.
+	SegmentSize int64
+	// SnapshotInterval is how often a snapshot is written if anything was
+	// logged since the last. Default 5m.
+	SnapshotInterval time.Duration
+	// DiscardCorrupt lets recovery skip corrupt log data (and take a new
+	// replica ID) instead of refusing to start.
+	DiscardCorrupt bool
 	// SyncInterval is the anti-entropy and member-gossip period. Default 500ms.
 	SyncInterval time.Duration
 	// DeltaInterval is how long local changes are batched before being pushed. Default 5ms.
@@ -107,6 +122,9 @@ func (c *Config) setDefaults() error {
 	if c.Fanout <= 0 {
 		c.Fanout = 3
 	}
+	if c.SnapshotInterval <= 0 {
+		c.SnapshotInterval = 5 * time.Minute
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -131,6 +149,12 @@ type Node struct {
 	ep   Endpoint
 	http *http.Server
 	ln   net.Listener
+
+	// Storage; all nil without a data dir.
+	dir          *datadir.Dir
+	wal          *wal.Log
+	recovery     wal.Recovery
+	lastSnapshot uint64 // LSN of the last snapshot; snapshot goroutine only
 
 	mu      sync.Mutex
 	ks      *crdt.Keyspace
@@ -162,26 +186,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.eng = gossip.New(gossip.Config{Fanout: cfg.Fanout}, n.ks)
 	if cfg.DataDir != "" {
-		id, created, err := loadIdentity(cfg.DataDir, cfg.Cluster)
-		if err != nil {
+		if err := n.openStorage(); err != nil {
 			return nil, err
 		}
-		n.id = id
-		if created {
-			n.log.Info("new data dir: new replica", "replica", id, "dir", cfg.DataDir)
-		} else {
-			// State lives in memory only, so this replica's history did not
-			// survive the restart. Reusing its ID would let new writes start
-			// from zero below the totals peers hold for it, and be lost in
-			// the merge: take a new ID (invariant 4).
-			if n.id, err = renewIdentity(cfg.DataDir, cfg.Cluster); err != nil {
-				return nil, err
-			}
-			n.log.Warn("state does not survive restarts: joining as a new replica; the old one's counts stay in the cluster",
-				"old_replica", id, "replica", n.id)
-		}
 	} else {
-		n.id = newReplicaID()
+		n.id = randomReplicaID()
 	}
 	n.log = n.log.With("replica", n.id.String())
 
@@ -195,11 +204,13 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		}, n.receive)
 	}
 	if err != nil {
+		n.closeStorageOnError()
 		return nil, fmt.Errorf("node: gossip listener: %w", err)
 	}
 	if cfg.HTTPAddr != "" {
 		if n.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 			n.ep.Close()
+			n.closeStorageOnError()
 			return nil, fmt.Errorf("node: client API listener: %w", err)
 		}
 	}
@@ -214,6 +225,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 
 	n.wg.Add(1)
 	go n.loop()
+	if n.wal != nil {
+		n.wg.Add(1)
+		go n.snapshotLoop()
+	}
 	if err := n.join(ctx); err != nil {
 		n.Shutdown(context.Background())
 		return nil, err
@@ -282,6 +297,15 @@ func (n *Node) memberCount() int {
 	return n.members.Len()
 }
 
+// closeStorageOnError releases the data dir when New fails before the
+// node ran; the dir is not marked clean.
+func (n *Node) closeStorageOnError() {
+	if n.wal != nil {
+		n.wal.Close()
+		n.dir.Close()
+	}
+}
+
 // ID returns the node's replica ID.
 func (n *Node) ID() crdt.ReplicaID { return n.id }
 
@@ -317,6 +341,11 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			err = cerr
 		}
 		n.wg.Wait()
+		if n.wal != nil {
+			if serr := n.closeStorage(); err == nil {
+				err = serr
+			}
+		}
 		n.log.Info("node stopped")
 	})
 	return err
@@ -405,7 +434,10 @@ func (n *Node) receive(from string, payload []byte) {
 		return
 	}
 	now := n.clk.Now()
-	var out []gossip.Outbound
+	var (
+		out     []gossip.Outbound
+		changed []crdt.Entry
+	)
 	n.mu.Lock()
 	switch m := m.(type) {
 	case *wire.Join:
@@ -423,13 +455,18 @@ func (n *Node) receive(from string, payload []byte) {
 		added := n.members.Merge(m.Members, now)
 		out = n.announce(added, from)
 	default:
-		var changed []crdt.Entry
 		out, changed = n.eng.Handle(from, m)
 		if len(changed) > 0 && n.eng.Pending() {
 			n.scheduleFlush()
 		}
 	}
 	n.mu.Unlock()
+	if len(changed) > 0 && n.wal != nil {
+		// Merged remote state is logged too, so a node (or a whole cluster)
+		// restarted at once comes back with everything it had. No need to
+		// wait: its owners hold it durably.
+		n.wal.AppendAsync(changed)
+	}
 	n.send(out)
 }
 

@@ -184,18 +184,3 @@ func TestShutdownIsIdempotentAndRefusesWrites(t *testing.T) {
 		t.Fatal("healthy after shutdown")
 	}
 }
-
-func TestDataDirKeepsReplicaIDAndRefusesOtherCluster(t *testing.T) {
-	dir := t.TempDir()
-	id1, created, err := loadIdentity(dir, "a")
-	if err != nil || !created {
-		t.Fatal(err, created)
-	}
-	id2, created, err := loadIdentity(dir, "a")
-	if err != nil || created || id2 != id1 {
-		t.Fatalf("reopen: id %v→%v created %v err %v", id1, id2, created, err)
-	}
-	if _, _, err := loadIdentity(dir, "b"); err == nil {
-		t.Fatal("data dir of cluster a opened for cluster b")
-	}
-}

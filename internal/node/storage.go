@@ -1,0 +1,146 @@
+package node
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"path/filepath"
+
+	"github.com/dcounter/dcounter/internal/crdt"
+	"github.com/dcounter/dcounter/internal/datadir"
+	"github.com/dcounter/dcounter/internal/wal"
+)
+
+// openStorage locks the data dir, recovers the keyspace from the log and
+// settles the replica ID. It decides on a new ID (invariant 4) when the
+// history of the old one may be incomplete: corrupt log data was discarded,
+// or the previous run ended uncleanly under a policy that acknowledges
+// writes before they are fsynced.
+func (n *Node) openStorage() error {
+	cfg := n.cfg
+	dd, err := datadir.Open(cfg.DataDir, cfg.Cluster)
+	if err != nil {
+		return err
+	}
+	log, rec, err := wal.Open(wal.Options{
+		Dir: filepath.Join(cfg.DataDir, "wal"), Sync: cfg.Fsync, SyncEvery: cfg.FsyncInterval,
+		SegmentSize: cfg.SegmentSize, DiscardCorrupt: cfg.DiscardCorrupt,
+		Logger: n.log.With("component", "wal"), Clock: n.clk,
+	}, func(e crdt.Entry) { n.ks.Merge(e) })
+	if err != nil {
+		dd.Close()
+		return err
+	}
+	reason := ""
+	switch {
+	case dd.Created:
+		n.log.Info("new data dir: new replica", "replica", dd.ReplicaID, "dir", cfg.DataDir)
+	case len(rec.Discarded) > 0:
+		reason = "corrupt log data was discarded"
+	case !dd.Previous.Clean && dd.Previous.Fsync != wal.SyncAlways.String():
+		reason = "the previous run stopped uncleanly with --fsync " + dd.Previous.Fsync
+	}
+	if reason != "" {
+		old := dd.ReplicaID
+		if err := dd.NewReplicaID(); err != nil {
+			log.Close()
+			dd.Close()
+			return err
+		}
+		n.log.Warn("taking a new replica ID: "+reason+"; the old replica's counts stay in the cluster",
+			"old_replica", old, "replica", dd.ReplicaID)
+	}
+	// From here until a clean shutdown, the dir says "not clean".
+	if err := dd.SetState(datadir.State{Clean: false, Fsync: cfg.Fsync.String()}); err != nil {
+		log.Close()
+		dd.Close()
+		return err
+	}
+	n.id, n.dir, n.wal, n.recovery = dd.ReplicaID, dd, log, rec
+	return nil
+}
+
+// snapshot writes a snapshot covering every record logged so far. The LSN
+// and the state are captured under mu, which every write path holds while
+// it changes the state it will log: merged entries are in the keyspace,
+// and reserved local ones in pending.
+func (n *Node) snapshot() error {
+	n.mu.Lock()
+	lsn := n.wal.LastLSN()
+	entries := make([]crdt.Entry, 0, n.ks.Entries()+len(n.pending))
+	n.ks.ForEach(func(e crdt.Entry) bool {
+		entries = append(entries, e)
+		return true
+	})
+	for key, pn := range n.pending {
+		entries = append(entries, crdt.Entry{Key: key, Replica: n.id, P: pn.P, N: pn.N})
+	}
+	n.mu.Unlock()
+	if lsn == n.lastSnapshot {
+		return nil
+	}
+	start := n.clk.Now()
+	if err := n.wal.WriteSnapshot(lsn, entries); err != nil {
+		return fmt.Errorf("node: snapshot: %w", err)
+	}
+	n.lastSnapshot = lsn
+	n.log.Debug("snapshot written", "lsn", lsn, "entries", len(entries), "took", n.clk.Now().Sub(start))
+	return nil
+}
+
+// snapshotLoop writes a snapshot when a log segment fills up, every
+// SnapshotInterval if anything was logged, and soon after a start that
+// replayed records (so the next recovery is quick).
+func (n *Node) snapshotLoop() {
+	defer n.wg.Done()
+	t := n.clk.NewTicker(n.cfg.SnapshotInterval)
+	defer t.Stop()
+	if n.recovery.Records > 0 {
+		n.trySnapshot()
+	}
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-n.wal.SnapshotDue():
+			n.trySnapshot()
+		case <-t.C():
+			n.trySnapshot()
+		}
+	}
+}
+
+func (n *Node) trySnapshot() {
+	if err := n.snapshot(); err != nil {
+		n.log.Error("snapshot failed; will retry", "err", err)
+	}
+}
+
+// closeStorage writes a final snapshot, closes the log and, if all went
+// well, records a clean shutdown.
+func (n *Node) closeStorage() error {
+	serr := n.snapshot()
+	werr := n.wal.Close()
+	var err error
+	switch {
+	case werr != nil:
+		err = werr
+	case serr != nil:
+		err = serr
+	default:
+		err = n.dir.SetState(datadir.State{Clean: true, Fsync: n.cfg.Fsync.String()})
+	}
+	n.dir.Close()
+	return err
+}
+
+// randomReplicaID is the identity of a node without a data dir.
+func randomReplicaID() crdt.ReplicaID {
+	var b [8]byte
+	for {
+		rand.Read(b[:])
+		if id := binary.BigEndian.Uint64(b[:]); id != 0 {
+			return crdt.ReplicaID(id)
+		}
+	}
+}

@@ -1,0 +1,80 @@
+// Package wal is dcounter's write-ahead log: append-only segments of
+// checksummed records, snapshots that bound recovery time and disk use, and
+// recovery that cuts a torn tail but refuses to paper over corruption.
+//
+// # Records and sequence numbers
+//
+// Every Append becomes one record with the next log sequence number (LSN).
+// A record holds absolute CRDT entries (key, replica, P, N), so replaying a
+// record twice, or replaying records out of order, is harmless; recovery is
+// "merge everything".
+//
+// A snapshot taken at LSN X holds a state that includes every record with
+// LSN ≤ X. The caller makes that true by reading LastLSN and capturing its
+// state in one critical section that every Append also enters before it
+// is called (see package node). Recovery loads the newest snapshot and
+// replays the records after its LSN; segments whose records are all ≤ X are
+// deleted once the snapshot is durable.
+//
+// # Group commit
+//
+// One writer goroutine drains every queued record, writes them with one
+// write(2) and, under SyncAlways, one fdatasync(2); only then do the Appends
+// of that batch return. Under SyncInterval Append returns once the batch is
+// written to the OS and a ticker syncs every interval; under SyncNone nothing
+// is synced except at snapshots and Close. A failed write or sync is sticky:
+// every later Append fails (an fsync error cannot be retried safely).
+//
+// # Files
+//
+// Under the log's directory, segments are named by their first LSN and
+// snapshots by the LSN they cover, both as 16 hex digits:
+// 0000000000000001.wal, 00000000000a2c4f.snap. Integers are little-endian;
+// uvarint is encoding/binary's.
+//
+// Segment:
+//
+//	offset  size  field
+//	0       8     magic "DCWAL\x00\x00\x01" (the last byte is the format version)
+//	8       8     LSN of the first record
+//	16      ...   records
+//
+// Record:
+//
+//	offset  size  field
+//	0       4     payload length n (1..MaxRecord)
+//	4       4     CRC-32C (Castagnoli) of the payload
+//	8       n     payload: u64 LSN, uvarint entry count, entries
+//
+// Entry (in records and snapshots):
+//
+//	uvarint key length (1..512), key bytes, u64 replica ID, uvarint P, uvarint N
+//
+// Snapshot:
+//
+//	offset  size  field
+//	0       8     magic "DCSNAP\x00\x01" (the last byte is the format version)
+//	8       8     LSN covered
+//	16      8     entry count
+//	24      ...   entries
+//	end-4   4     CRC-32C of every byte before it
+//
+// Snapshots are written to a temporary file, synced, renamed into place and
+// the directory synced, so a snapshot file is either whole or absent.
+//
+// # Recovery
+//
+// Records must carry consecutive LSNs, within and across segments, starting
+// at or before the snapshot's LSN + 1. A record that is cut short, or fails
+// its length or checksum test, is a torn tail when it is in the last segment
+// and no valid record follows it: it is cut off, and the log says how many
+// bytes went. Anything else — a bad record followed by good ones, a bad record
+// in an older segment, a gap in the LSNs, an unreadable snapshot — is
+// corruption: Open fails naming the file and offset, unless DiscardCorrupt is
+// set, in which case the bad region is skipped (and reported in Recovery) and
+// the caller must take a new replica ID, since what was skipped may have
+// included acknowledged writes of its own.
+//
+// Reading never allocates in proportion to a length read from disk: lengths
+// are checked against the bytes actually present first.
+package wal

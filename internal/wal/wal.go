@@ -1,0 +1,640 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/crdt"
+	"github.com/dcounter/dcounter/internal/datadir"
+)
+
+// SyncPolicy says when appended records are forced to stable storage.
+type SyncPolicy int
+
+const (
+	// SyncAlways fsyncs every batch before its Appends return (the default).
+	SyncAlways SyncPolicy = iota
+	// SyncInterval returns once the batch is written to the OS and fsyncs
+	// every Options.SyncEvery: a machine crash can lose that much.
+	SyncInterval
+	// SyncNone never fsyncs except at snapshots and Close.
+	SyncNone
+)
+
+func (p SyncPolicy) String() string {
+	switch p {
+	case SyncAlways:
+		return "always"
+	case SyncInterval:
+		return "interval"
+	case SyncNone:
+		return "none"
+	}
+	return "SyncPolicy(" + strconv.Itoa(int(p)) + ")"
+}
+
+// ParseSyncPolicy parses "always", "interval" or "none".
+func ParseSyncPolicy(s string) (SyncPolicy, error) {
+	for _, p := range []SyncPolicy{SyncAlways, SyncInterval, SyncNone} {
+		if s == p.String() {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("wal: fsync policy %q: want always, interval or none", s)
+}
+
+// Options configures a Log. Zero fields take the defaults stated.
+type Options struct {
+	// Dir holds the segments and snapshots; created if missing. Required.
+	Dir string
+	// Sync is the fsync policy. Default SyncAlways.
+	Sync SyncPolicy
+	// SyncEvery is the fsync period under SyncInterval. Default 1s.
+	SyncEvery time.Duration
+	// SegmentSize is the size at which a new segment starts. Default 64 MiB.
+	SegmentSize int64
+	// SlowSync is the fsync duration above which a warning is logged. Default 1s.
+	SlowSync time.Duration
+	// DiscardCorrupt makes recovery skip corrupt regions instead of failing.
+	DiscardCorrupt bool
+	// Logger receives recovery reports and warnings. Default: discard.
+	Logger *slog.Logger
+	// Clock times fsyncs and drives SyncInterval. Default: the wall clock.
+	Clock clock.Clock
+}
+
+// Recovery reports what Open found.
+type Recovery struct {
+	SnapshotLSN     uint64 // 0: no snapshot
+	SnapshotEntries int
+	Segments        int
+	Records         int // replayed after the snapshot
+	Entries         int // replayed after the snapshot
+	TornBytes       int64
+	// Discarded describes the corrupt regions skipped under DiscardCorrupt;
+	// when non-empty the caller must take a new replica ID.
+	Discarded []string
+	Duration  time.Duration
+}
+
+// Stats are running totals.
+type Stats struct {
+	Records, Batches, Syncs uint64
+	Bytes                   uint64
+	LastSyncDuration        time.Duration
+}
+
+// ErrClosed is returned by Append after Close.
+var ErrClosed = errors.New("wal: closed")
+
+type request struct {
+	lsn     uint64
+	entries []crdt.Entry
+	done    chan error // nil for AppendAsync
+}
+
+// Log is an open write-ahead log. Its methods are safe for concurrent use.
+type Log struct {
+	opts Options
+	log  *slog.Logger
+
+	mu       sync.Mutex
+	queue    []request
+	nextLSN  uint64
+	failed   error
+	closed   bool
+	segments []uint64 // first LSNs of the segment files, ascending; last is active
+	stats    Stats
+
+	kick        chan struct{}
+	stop        chan struct{}
+	done        chan struct{}
+	snapshotDue chan struct{}
+
+	// Owned by the writer goroutine.
+	f       *os.File
+	size    int64
+	dirty   bool
+	buf     []byte
+	closeMu sync.Mutex
+}
+
+// Open recovers the log in opts.Dir, calling apply for every entry of the
+// newest snapshot and of every later record, and returns a log ready for
+// appends. apply may be called many times for one (key, replica); merging
+// is what makes that right.
+func Open(opts Options, apply func(crdt.Entry)) (*Log, Recovery, error) {
+	if opts.Dir == "" {
+		return nil, Recovery{}, errors.New("wal: no directory")
+	}
+	if opts.SyncEvery <= 0 {
+		opts.SyncEvery = time.Second
+	}
+	if opts.SegmentSize <= 0 {
+		opts.SegmentSize = 64 << 20
+	}
+	if opts.SlowSync <= 0 {
+		opts.SlowSync = time.Second
+	}
+	if opts.Logger == nil {
+		opts.Logger = slog.New(slog.DiscardHandler)
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.Real{}
+	}
+	if err := os.MkdirAll(opts.Dir, 0o750); err != nil {
+		return nil, Recovery{}, fmt.Errorf("wal: %w", err)
+	}
+	l := &Log{
+		opts: opts, log: opts.Logger,
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		snapshotDue: make(chan struct{}, 1),
+	}
+	start := opts.Clock.Now()
+	rec, last, err := l.recover(apply)
+	if err != nil {
+		return nil, rec, err
+	}
+	rec.Duration = opts.Clock.Now().Sub(start)
+	l.nextLSN = last + 1
+	if err := l.startSegment(l.nextLSN); err != nil {
+		return nil, rec, err
+	}
+	go l.run()
+	return l, rec, nil
+}
+
+type file struct {
+	lsn  uint64
+	name string
+}
+
+func (l *Log) list(ext string) ([]file, error) {
+	des, err := os.ReadDir(l.opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
+	}
+	var out []file
+	for _, de := range des {
+		name := de.Name()
+		base, ok := strings.CutSuffix(name, ext)
+		if !ok || len(base) != 16 {
+			continue
+		}
+		lsn, err := strconv.ParseUint(base, 16, 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, file{lsn: lsn, name: filepath.Join(l.opts.Dir, name)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].lsn < out[j].lsn })
+	return out, nil
+}
+
+func (l *Log) corrupt(rec *Recovery, what string) error {
+	if l.opts.DiscardCorrupt {
+		rec.Discarded = append(rec.Discarded, what)
+		l.log.Error("discarding corrupt log data", "what", what)
+		return nil
+	}
+	return fmt.Errorf("%w: %s; refusing to start (run with --discard-corrupt to skip it and start as a new replica)", ErrCorrupt, what)
+}
+
+// recover loads the newest readable snapshot and replays later records. It
+// returns the last LSN in the log.
+func (l *Log) recover(apply func(crdt.Entry)) (Recovery, uint64, error) {
+	var rec Recovery
+	snaps, err := l.list(".snap")
+	if err != nil {
+		return rec, 0, err
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		n, err := readSnapshot(snaps[i].name, snaps[i].lsn, apply)
+		if err == nil {
+			rec.SnapshotLSN, rec.SnapshotEntries = snaps[i].lsn, n
+			break
+		}
+		if cerr := l.corrupt(&rec, fmt.Sprintf("snapshot %s: %v", snaps[i].name, err)); cerr != nil {
+			return rec, 0, cerr
+		}
+	}
+	segs, err := l.list(".wal")
+	if err != nil {
+		return rec, 0, err
+	}
+	rec.Segments = len(segs)
+	last := rec.SnapshotLSN
+	expect := uint64(0) // LSN the next record must carry; 0 = not known yet
+	for i, seg := range segs {
+		data, err := os.ReadFile(seg.name)
+		if err != nil {
+			return rec, 0, fmt.Errorf("wal: %w", err)
+		}
+		if len(data) < segHeader || string(data[:8]) != segMagic || binary.LittleEndian.Uint64(data[8:]) != seg.lsn {
+			if i == len(segs)-1 && len(data) < segHeader {
+				// Crashed while creating the segment: nothing in it was acknowledged.
+				l.log.Warn("removing a segment cut short in its header", "file", seg.name, "bytes", len(data))
+				os.Remove(seg.name)
+				continue
+			}
+			if cerr := l.corrupt(&rec, fmt.Sprintf("segment %s: bad header", seg.name)); cerr != nil {
+				return rec, 0, cerr
+			}
+			continue
+		}
+		if expect != 0 && seg.lsn != expect {
+			if cerr := l.corrupt(&rec, fmt.Sprintf("segment %s starts at LSN %d, want %d: records are missing", seg.name, seg.lsn, expect)); cerr != nil {
+				return rec, 0, cerr
+			}
+		} else if expect == 0 && seg.lsn > rec.SnapshotLSN+1 {
+			if cerr := l.corrupt(&rec, fmt.Sprintf("segment %s starts at LSN %d but the snapshot covers only up to %d: records are missing", seg.name, seg.lsn, rec.SnapshotLSN)); cerr != nil {
+				return rec, 0, cerr
+			}
+		}
+		expect = seg.lsn
+		off := segHeader
+		for off < len(data) {
+			r, perr := parseRecord(data[off:])
+			if perr == nil && r.lsn != expect {
+				perr = fmt.Errorf("LSN %d, want %d", r.lsn, expect)
+			}
+			if perr == nil && r.lsn > rec.SnapshotLSN {
+				perr = eachEntry(r.entries, r.count, apply)
+				if perr == nil {
+					rec.Records++
+					rec.Entries += int(r.count)
+				}
+			}
+			if perr == nil {
+				off += r.size
+				expect++
+				last = max(last, r.lsn)
+				continue
+			}
+			next := nextValidRecord(data, off+1)
+			if i == len(segs)-1 && next < 0 {
+				torn := int64(len(data) - off)
+				l.log.Warn("cutting a torn record off the end of the log", "file", seg.name, "offset", off, "bytes", torn, "reason", perr)
+				if err := os.Truncate(seg.name, int64(off)); err != nil {
+					return rec, 0, fmt.Errorf("wal: %w", err)
+				}
+				rec.TornBytes += torn
+				break
+			}
+			what := fmt.Sprintf("record at %s offset %d: %v", seg.name, off, perr)
+			if cerr := l.corrupt(&rec, what); cerr != nil {
+				return rec, 0, cerr
+			}
+			if next < 0 {
+				break
+			}
+			off = next
+			if r, err := parseRecord(data[off:]); err == nil {
+				expect = r.lsn
+			}
+		}
+	}
+	// Segments wholly covered by the snapshot may survive a crash during cleanup.
+	l.segments = nil
+	for i, seg := range segs {
+		if i+1 < len(segs) && segs[i+1].lsn <= rec.SnapshotLSN+1 {
+			os.Remove(seg.name)
+			continue
+		}
+		if _, err := os.Stat(seg.name); err == nil {
+			l.segments = append(l.segments, seg.lsn)
+		}
+	}
+	if len(rec.Discarded) > 0 || rec.TornBytes > 0 || rec.Records > 0 || rec.SnapshotLSN > 0 {
+		l.log.Info("recovered the log", "snapshot_lsn", rec.SnapshotLSN, "snapshot_entries", rec.SnapshotEntries,
+			"records_replayed", rec.Records, "entries_replayed", rec.Entries, "torn_bytes", rec.TornBytes, "discarded", len(rec.Discarded))
+	}
+	return rec, last, nil
+}
+
+// nextValidRecord returns the offset of the first valid record at or after
+// from, or -1. It is only used on the error path.
+func nextValidRecord(data []byte, from int) int {
+	for off := max(from, segHeader); off+recHeader < len(data); off++ {
+		if _, err := parseRecord(data[off:]); err == nil {
+			return off
+		}
+	}
+	return -1
+}
+
+func segmentName(dir string, lsn uint64) string {
+	return filepath.Join(dir, fmt.Sprintf("%016x.wal", lsn))
+}
+
+// startSegment closes the active segment (synced) and starts a new one
+// whose first record will carry lsn. Writer goroutine (or Open) only.
+func (l *Log) startSegment(lsn uint64) error {
+	if l.f != nil {
+		if err := fdatasync(l.f); err != nil {
+			return fmt.Errorf("wal: sync before rotating: %w", err)
+		}
+		l.f.Close()
+		l.f = nil
+	}
+	name := segmentName(l.opts.Dir, lsn)
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	hdr := binary.LittleEndian.AppendUint64([]byte(segMagic), lsn)
+	if _, err := f.Write(hdr); err != nil {
+		f.Close()
+		return fmt.Errorf("wal: %w", err)
+	}
+	if err := fdatasync(f); err != nil {
+		f.Close()
+		return fmt.Errorf("wal: %w", err)
+	}
+	if err := datadir.SyncDir(l.opts.Dir); err != nil {
+		f.Close()
+		return err
+	}
+	l.f, l.size, l.dirty = f, segHeader, false
+	l.mu.Lock()
+	if n := len(l.segments); n == 0 || l.segments[n-1] != lsn {
+		l.segments = append(l.segments, lsn)
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+func fdatasync(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+// Append logs entries and returns once they are durable under the policy.
+func (l *Log) Append(entries []crdt.Entry) error {
+	done := make(chan error, 1)
+	if err := l.enqueue(entries, done); err != nil {
+		return err
+	}
+	return <-done
+}
+
+// AppendAsync logs entries without waiting; a failure shows in Err and in
+// every later Append.
+func (l *Log) AppendAsync(entries []crdt.Entry) {
+	l.enqueue(entries, nil)
+}
+
+func (l *Log) enqueue(entries []crdt.Entry, done chan error) error {
+	if len(entries) == 0 {
+		if done != nil {
+			done <- nil
+		}
+		return nil
+	}
+	l.mu.Lock()
+	switch {
+	case l.closed:
+		l.mu.Unlock()
+		return ErrClosed
+	case l.failed != nil:
+		err := l.failed
+		l.mu.Unlock()
+		return err
+	}
+	// Split big batches so every record stays well under MaxRecord; only
+	// the last part carries done, and the writer handles them in order.
+	for len(entries) > 0 {
+		n, size := 0, 0
+		for n < len(entries) && (n == 0 || size+entrySize(entries[n]) <= maxRecordBytes) {
+			size += entrySize(entries[n])
+			n++
+		}
+		r := request{lsn: l.nextLSN, entries: entries[:n]}
+		if n == len(entries) {
+			r.done = done
+		}
+		l.nextLSN++
+		l.queue = append(l.queue, r)
+		entries = entries[n:]
+	}
+	l.mu.Unlock()
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// LastLSN returns the LSN of the most recently queued record.
+func (l *Log) LastLSN() uint64 {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.nextLSN - 1
+}
+
+// Err returns the sticky error that stopped the log, if any.
+func (l *Log) Err() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.failed
+}
+
+// Stats returns running totals.
+func (l *Log) Stats() Stats {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.stats
+}
+
+// SnapshotDue is signalled when a segment fills up, so the owner can write a
+// snapshot that lets the full segments go.
+func (l *Log) SnapshotDue() <-chan struct{} { return l.snapshotDue }
+
+func (l *Log) run() {
+	defer close(l.done)
+	var tick <-chan time.Time
+	if l.opts.Sync == SyncInterval {
+		t := l.opts.Clock.NewTicker(l.opts.SyncEvery)
+		defer t.Stop()
+		tick = t.C()
+	}
+	for {
+		select {
+		case <-l.kick:
+			l.drain()
+		case <-tick:
+			if l.dirty {
+				l.sync()
+			}
+		case <-l.stop:
+			l.drain()
+			if l.dirty {
+				l.sync()
+			}
+			return
+		}
+	}
+}
+
+// drain writes every queued request as one batch.
+func (l *Log) drain() {
+	l.mu.Lock()
+	batch := l.queue
+	l.queue = nil
+	failed := l.failed
+	l.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	if failed != nil {
+		finish(batch, failed)
+		return
+	}
+	if l.size > segHeader && l.size >= l.opts.SegmentSize {
+		if err := l.startSegment(batch[0].lsn); err != nil {
+			l.fail(err)
+			finish(batch, err)
+			return
+		}
+		select {
+		case l.snapshotDue <- struct{}{}:
+		default:
+		}
+	}
+	l.buf = l.buf[:0]
+	for _, r := range batch {
+		l.buf = appendRecord(l.buf, r.lsn, r.entries)
+	}
+	if _, err := l.f.Write(l.buf); err != nil {
+		err = fmt.Errorf("wal: write: %w", err)
+		l.fail(err)
+		finish(batch, err)
+		return
+	}
+	l.size += int64(len(l.buf))
+	l.dirty = true
+	l.mu.Lock()
+	l.stats.Records += uint64(len(batch))
+	l.stats.Batches++
+	l.stats.Bytes += uint64(len(l.buf))
+	l.mu.Unlock()
+	var err error
+	if l.opts.Sync == SyncAlways {
+		err = l.sync()
+	}
+	finish(batch, err)
+	if cap(l.buf) > 4<<20 {
+		l.buf = nil // don't pin a buffer sized for one huge repair
+	}
+}
+
+func (l *Log) sync() error {
+	start := l.opts.Clock.Now()
+	err := fdatasync(l.f)
+	took := l.opts.Clock.Now().Sub(start)
+	if err != nil {
+		err = fmt.Errorf("wal: fsync: %w", err)
+		l.fail(err)
+		return err
+	}
+	l.dirty = false
+	l.mu.Lock()
+	l.stats.Syncs++
+	l.stats.LastSyncDuration = took
+	l.mu.Unlock()
+	if took >= l.opts.SlowSync {
+		l.log.Warn("slow fsync", "took", took, "file", l.f.Name())
+	}
+	return nil
+}
+
+func (l *Log) fail(err error) {
+	l.mu.Lock()
+	if l.failed == nil {
+		l.failed = err
+		l.log.Error("write-ahead log failed; refusing further writes", "err", err)
+	}
+	l.mu.Unlock()
+}
+
+func finish(batch []request, err error) {
+	for _, r := range batch {
+		if r.done != nil {
+			r.done <- err
+		}
+	}
+}
+
+// WriteSnapshot durably stores entries as the state covering every record
+// up to lsn, then deletes the snapshots and segments it makes redundant.
+func (l *Log) WriteSnapshot(lsn uint64, entries []crdt.Entry) error {
+	name := filepath.Join(l.opts.Dir, fmt.Sprintf("%016x.snap", lsn))
+	if err := writeSnapshot(name, lsn, entries); err != nil {
+		return err
+	}
+	if err := datadir.SyncDir(l.opts.Dir); err != nil {
+		return err
+	}
+	snaps, err := l.list(".snap")
+	if err != nil {
+		return err
+	}
+	for _, s := range snaps {
+		if s.lsn < lsn {
+			os.Remove(s.name)
+		}
+	}
+	// A segment may go when the next one starts at or before lsn+1: all of
+	// its records are ≤ lsn. The active (last) segment always stays.
+	l.mu.Lock()
+	var drop []uint64
+	keep := l.segments[:0]
+	for i, s := range l.segments {
+		if i+1 < len(l.segments) && l.segments[i+1] <= lsn+1 {
+			drop = append(drop, s)
+		} else {
+			keep = append(keep, s)
+		}
+	}
+	l.segments = keep
+	l.mu.Unlock()
+	for _, s := range drop {
+		os.Remove(segmentName(l.opts.Dir, s))
+	}
+	return nil
+}
+
+// Close writes what is queued, syncs, and closes the log. It is idempotent.
+func (l *Log) Close() error {
+	l.closeMu.Lock()
+	defer l.closeMu.Unlock()
+	l.mu.Lock()
+	if l.closed {
+		l.mu.Unlock()
+		return nil
+	}
+	l.closed = true
+	l.mu.Unlock()
+	close(l.stop)
+	<-l.done
+	err := l.Err()
+	if cerr := l.f.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("wal: %w", cerr)
+	}
+	return err
+}
