@@ -13,15 +13,24 @@
 //	4       L     cluster name
 //	4+L     ...   body: the message struct encoded with msgpack (structs as
 //	              arrays, fields in declaration order), zstd-compressed when the
-//	              encoded body is at least CompressThreshold bytes
+//	              encoded body is at least CompressThreshold bytes; a compressed
+//	              body is one zstd frame that declares its content size
 //
 // Every message carries the cluster name so that a node can drop, and log,
 // traffic from another cluster even if it reached the port some other way.
 //
 // Decoding never panics and never allocates in proportion to an
-// attacker-chosen length beyond the message's own size (decompression is
-// capped at MaxBody). Unknown types, versions and flags are errors; entries
-// with invalid keys or all-zero totals make the whole message invalid.
+// attacker-chosen length beyond the message's own size: decompression is
+// capped at MaxBody (and at what the compressed frame could really hold),
+// every length in the body must fit in the bytes that follow it, and the
+// decoded message takes at most about ten bytes of memory per body byte.
+// Unknown types, versions and flags are errors, as are bodies that nest
+// containers more than 16 deep; entries with invalid keys or all-zero totals
+// make the whole message invalid.
+//
+// A struct is always an array of exactly as many elements as it has fields
+// (never nil, never a map), so adding a field to a message is not backward
+// compatible: it needs a new message type or a protocol version bump.
 package wire
 
 import (
@@ -274,9 +283,59 @@ func ToCRDT(es []Entry) []crdt.Entry {
 
 var (
 	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
-	zdec, _ = zstd.NewReader(nil, zstd.WithDecoderConcurrency(0), zstd.WithDecoderMaxMemory(MaxBody), zstd.WithDecodeAllCapLimit(true))
+	zdec    = newZstdDecoder(MaxBody)
 	bufs    = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 )
+
+// maxZstdRatio bounds how much a zstd frame can expand: every block takes at
+// least 4 bytes (3 of header, 1 of content) and yields at most 128 KiB. A frame
+// declaring more than this times its own size is lying about its size.
+const maxZstdRatio = (128 << 10) / 4
+
+// newZstdDecoder returns the decoder used by decompress; limit is a second
+// guard on the output size behind decompress's own check.
+func newZstdDecoder(limit uint64) *zstd.Decoder {
+	d, err := zstd.NewReader(nil, zstd.WithDecoderConcurrency(0),
+		zstd.WithDecoderMaxMemory(limit), zstd.WithDecodeAllCapLimit(true))
+	if err != nil {
+		panic(err) // only for invalid options: a programming error
+	}
+	return d
+}
+
+// decompress decodes a compressed body of at most limit bytes.
+//
+// The body must be a zstd frame that declares its content size (Encode's
+// always do): the output buffer is allocated once, at that size, after
+// checking it against limit and against what the frame's own size could
+// possibly produce, and zd (made with WithDecodeAllCapLimit) never writes past
+// it. Frames without a declared size are refused, because DecodeAll would
+// grow its output by repeated appends, allocating several times limit for a
+// bomb of a few kilobytes before noticing it is too large.
+func decompress(zd *zstd.Decoder, body []byte, limit uint64) ([]byte, error) {
+	var h zstd.Header
+	if err := h.Decode(body); err != nil {
+		return nil, fmt.Errorf("%w: zstd: %v", ErrBody, err)
+	}
+	switch {
+	case h.Skippable || !h.HasFCS:
+		return nil, fmt.Errorf("%w: zstd frame does not declare its content size", ErrBody)
+	case h.FrameContentSize > limit:
+		return nil, ErrTooLarge
+	case h.FrameContentSize > maxZstdRatio*uint64(len(body)):
+		return nil, fmt.Errorf("%w: zstd frame of %d bytes declares %d", ErrBody, len(body), h.FrameContentSize)
+	}
+	out, err := zd.DecodeAll(body, make([]byte, 0, h.FrameContentSize))
+	if err != nil {
+		if errors.Is(err, zstd.ErrWindowSizeExceeded) {
+			return nil, ErrTooLarge
+		}
+		// Including output beyond the declared size, from this frame or
+		// from another one after it.
+		return nil, fmt.Errorf("%w: zstd: %v", ErrBody, err)
+	}
+	return out, nil
+}
 
 // Encode encodes m for cluster. It fails only for an invalid cluster name or
 // an unencodable message (a programming error).
@@ -333,19 +392,18 @@ func Decode(cluster string, b []byte) (Message, error) {
 	body := b[headerLen+l:]
 	if b[2]&flagZstd != 0 {
 		var err error
-		body, err = zdec.DecodeAll(body, nil)
-		if err != nil {
-			if errors.Is(err, zstd.ErrDecoderSizeExceeded) || errors.Is(err, zstd.ErrWindowSizeExceeded) {
-				return nil, ErrTooLarge
-			}
-			return nil, fmt.Errorf("%w: zstd: %v", ErrBody, err)
+		if body, err = decompress(zdec, body, MaxBody); err != nil {
+			return nil, err
 		}
+	}
+	if err := checkBody(body); err != nil {
+		return nil, fmt.Errorf("%w: %v %v", ErrBody, m.Type(), err)
 	}
 	dec := msgpack.GetDecoder()
 	defer msgpack.PutDecoder(dec)
 	r := bytes.NewReader(body)
 	dec.Reset(r)
-	if err := dec.Decode(m); err != nil {
+	if err := (&bodyDecoder{d: dec, r: r}).decode(m); err != nil {
 		return nil, fmt.Errorf("%w: %v %v", ErrBody, m.Type(), err)
 	}
 	if r.Len() != 0 {
