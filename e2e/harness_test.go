@@ -248,3 +248,17 @@ func itoa(i int) string { return fmt.Sprint(i) }
 type errString string
 
 func (e errString) Error() string { return string(e) }
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *proc) stop(t testing.TB) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		t.Fatalf("%s did not stop within 15s of SIGTERM", p.name)
+	}
+	if p.exitCode != 0 {
+		t.Fatalf("%s exited with %d after SIGTERM:\n%s", p.name, p.exitCode, p.log.String())
+	}
+}

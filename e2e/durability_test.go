@@ -1,0 +1,241 @@
+package e2e
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// ledger tracks, per key, the sum of acknowledged increments and the sum of
+// increments whose reply never arrived (they may or may not have counted).
+type ledger struct {
+	mu      sync.Mutex
+	acked   map[string]int64
+	inDoubt map[string]int64
+}
+
+func newLedger() *ledger { return &ledger{acked: map[string]int64{}, inDoubt: map[string]int64{}} }
+
+func (l *ledger) record(key string, amount int64, err error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if err == nil {
+		l.acked[key] += amount
+	} else {
+		l.inDoubt[key] += amount
+	}
+}
+
+// check verifies acked ≤ v ≤ acked + inDoubt for every key, then settles:
+// the observed values become the new acknowledged baseline.
+func (l *ledger) check(t *testing.T, values map[string]int64) {
+	t.Helper()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	for k, acked := range l.acked {
+		v := values[k]
+		if v < acked || v > acked+l.inDoubt[k] {
+			t.Fatalf("%s = %d: acknowledged %d, in doubt %d: an acknowledged write was lost or a refused one counted", k, v, acked, l.inDoubt[k])
+		}
+	}
+	for k, v := range values {
+		l.acked[k] = v
+	}
+	clear(l.inDoubt)
+}
+
+// load writes random positive amounts to keys at random nodes until ctx ends.
+func load(ctx context.Context, nodes []*proc, keys []string, l *ledger, workers int) *sync.WaitGroup {
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(seed uint64) {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
+			for ctx.Err() == nil {
+				p := nodes[rng.IntN(len(nodes))]
+				key := keys[rng.IntN(len(keys))]
+				amount := int64(rng.IntN(9) + 1)
+				wctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+				err := p.add(wctx, key, amount)
+				cancel()
+				l.record(key, amount, err)
+				if err != nil {
+					time.Sleep(2 * time.Millisecond) // back off while the node is down
+				}
+			}
+		}(uint64(w))
+	}
+	return &wg
+}
+
+func values(t *testing.T, p *proc, keys []string) map[string]int64 {
+	t.Helper()
+	out := map[string]int64{}
+	for _, k := range keys {
+		v, err := p.value(k)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// TestKill9UnderLoadLosesNoAcknowledgedWrite kills a node with SIGKILL at
+// random moments under concurrent HTTP writes, 25 times; after every restart
+// the node must report every acknowledged write.
+func TestKill9UnderLoadLosesNoAcknowledgedWrite(t *testing.T) {
+	p := startNode(t, "victim", "")
+	keys := []string{"a", "b", "c", "default"}
+	l := newLedger()
+	rng := rand.New(rand.NewPCG(42, 42))
+	id := health(t, p)["id"]
+	total := int64(0)
+	for round := 0; round < 25; round++ {
+		ctx, cancel := context.WithCancel(context.Background())
+		wg := load(ctx, []*proc{p}, keys, l, 16)
+		time.Sleep(time.Duration(20+rng.IntN(150)) * time.Millisecond) // a random moment under load
+		p.kill()
+		cancel()
+		wg.Wait()
+		p.start()
+		l.check(t, values(t, p, keys))
+		if got := health(t, p)["id"]; got != id {
+			t.Fatalf("replica ID changed across a crash under --fsync always: %v → %v", id, got)
+		}
+	}
+	for _, v := range l.acked {
+		total += v
+	}
+	if total == 0 {
+		t.Fatal("no write was ever acknowledged: the test exercised nothing")
+	}
+	t.Logf("25 kills under load; %d acknowledged in total, none lost", total)
+}
+
+// TestWholeClusterKill9 kills all three nodes of a cluster at once under load
+// and restarts them: every node reports exactly the same totals, which
+// include every acknowledged write.
+func TestWholeClusterKill9(t *testing.T) {
+	nodes := startCluster(t, 3)
+	keys := []string{"x", "y", "z"}
+	l := newLedger()
+	ctx, cancel := context.WithCancel(context.Background())
+	wg := load(ctx, nodes, keys, l, 24)
+	time.Sleep(300 * time.Millisecond)
+	var kw sync.WaitGroup
+	for _, p := range nodes {
+		kw.Add(1)
+		go func(p *proc) { defer kw.Done(); p.cmd.Process.Signal(syscall.SIGKILL) }(p)
+	}
+	kw.Wait()
+	for _, p := range nodes {
+		<-p.done
+	}
+	cancel()
+	wg.Wait()
+	for _, p := range nodes {
+		p.start()
+	}
+	// All nodes converge to one value per key...
+	waitFor(t, 10*time.Second, func() error {
+		first := values(t, nodes[0], keys)
+		for _, p := range nodes[1:] {
+			for k, v := range values(t, p, keys) {
+				if v != first[k] {
+					return fmt.Errorf("%s: %s = %d, n1 has %d", p.name, k, v, first[k])
+				}
+			}
+		}
+		return nil
+	}, true)
+	// ...which includes every acknowledged write.
+	l.check(t, values(t, nodes[0], keys))
+}
+
+func TestSecondProcessOnDataDirIsRefused(t *testing.T) {
+	p := startNode(t, "owner", "")
+	_, errOut, code := runCLI(t, nil, "node", "--data-dir", p.DataDir,
+		"--gossip-addr", "127.0.0.1:"+itoa(freePort(t)), "--http-addr", "127.0.0.1:"+itoa(freePort(t)))
+	if code == 0 || !strings.Contains(errOut, "locked by another dcounter process") {
+		t.Fatalf("second process: exit %d, stderr %q", code, errOut)
+	}
+	if _, err := p.get("/health"); err != nil {
+		t.Fatalf("the owner suffered: %v", err)
+	}
+}
+
+// TestReplicaIDRules: under --fsync none a crash may lose acknowledged
+// writes, so the restarted node takes a new replica ID; after a clean stop
+// it keeps its ID.
+func TestReplicaIDRules(t *testing.T) {
+	p := startNode(t, "lax", "", "--fsync", "none")
+	id := health(t, p)["id"]
+	if err := p.add(context.Background(), "k", 5); err != nil {
+		t.Fatal(err)
+	}
+	p.stop(t)
+	p.start()
+	if got := health(t, p)["id"]; got != id {
+		t.Fatalf("clean restart changed the replica ID %v → %v", id, got)
+	}
+	p.kill()
+	p.start()
+	if got := health(t, p)["id"]; got == id {
+		t.Fatal("unclean restart under --fsync none kept the replica ID")
+	}
+	if v, _ := p.value("k"); v != 5 {
+		t.Fatalf("k = %d after restarts, want 5 (the old replica's count stays)", v)
+	}
+}
+
+// TestCorruptLogRefusesToStartUnlessDiscarded corrupts the snapshot of a
+// stopped node: it refuses to start naming the file, and with
+// --discard-corrupt starts as a new replica.
+func TestCorruptLogRefusesToStartUnlessDiscarded(t *testing.T) {
+	p := startNode(t, "corrupt", "")
+	if err := p.add(context.Background(), "k", 3); err != nil {
+		t.Fatal(err)
+	}
+	id := health(t, p)["id"]
+	p.stop(t)
+	snaps, _ := filepath.Glob(filepath.Join(p.DataDir, "wal", "*.snap"))
+	if len(snaps) != 1 {
+		t.Fatalf("want one snapshot after a clean stop, found %v", snaps)
+	}
+	b, _ := os.ReadFile(snaps[0])
+	b[len(b)/2] ^= 0xff
+	os.WriteFile(snaps[0], b, 0o640)
+
+	_, errOut, code := runCLI(t, nil, p.args...)
+	if code == 0 || !strings.Contains(errOut, filepath.Base(snaps[0])) || !strings.Contains(errOut, "--discard-corrupt") {
+		t.Fatalf("start on a corrupt log: exit %d, stderr %q", code, errOut)
+	}
+	p.args = append(p.args, "--discard-corrupt")
+	p.start()
+	if got := health(t, p)["id"]; got == id {
+		t.Fatal("--discard-corrupt kept the replica ID")
+	}
+}
+
+func health(t *testing.T, p *proc) map[string]any {
+	t.Helper()
+	b, err := p.get("/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var h map[string]any
+	if err := json.Unmarshal(b, &h); err != nil {
+		t.Fatal(err)
+	}
+	return h
+}
