@@ -260,3 +260,18 @@ func (s *sum) value() (int64, bool) {
 		return math.MaxInt64, false
 	}
 }
+
+// ValueWith returns key's value as it would be if replica's totals were
+// raised to pn (used by a writer whose own totals are not merged yet).
+func (ks *Keyspace) ValueWith(key string, replica ReplicaID, pn PN) (int64, bool) {
+	var s sum
+	s.add(pn)
+	if c := ks.counters[key]; c != nil {
+		for _, sl := range c.slots {
+			if sl.replica != replica {
+				s.add(sl.PN)
+			}
+		}
+	}
+	return s.value()
+}
