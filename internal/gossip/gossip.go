@@ -42,7 +42,8 @@ type Config struct {
 	// learned it from a Delta. Default 3.
 	MaxHops int
 	// MaxPushBytes bounds the estimated encoded size of one repair Push; a
-	// larger repair is finished over the following rounds. Default 8 MiB.
+	// larger repair is finished over the following rounds. Default 4 MiB,
+	// well within wire.MaxBody.
 	MaxPushBytes int
 	// Rand picks peers. Default: a randomly seeded source.
 	Rand *rand.Rand
@@ -56,7 +57,7 @@ func (c *Config) setDefaults() {
 		c.MaxHops = 3
 	}
 	if c.MaxPushBytes <= 0 {
-		c.MaxPushBytes = 8 << 20
+		c.MaxPushBytes = 4 << 20
 	}
 	if c.Rand == nil {
 		c.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))

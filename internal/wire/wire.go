@@ -91,7 +91,7 @@ const (
 	// CompressThreshold is the body size from which bodies are compressed.
 	CompressThreshold = 1024
 	// MaxBody is the largest body accepted after decompression.
-	MaxBody = 64 << 20
+	MaxBody = 16 << 20
 	// headerLen is the fixed part of the header, before the cluster name.
 	headerLen = 4
 	flagZstd  = 1
@@ -259,9 +259,33 @@ func (m *Delta) validate() error         { return validEntries(m.Entries) }
 func (m *DigestPull) validate() error    { return nil }
 func (m *DigestAck) validate() error     { return nil }
 func (m *DigestBuckets) validate() error { return nil }
-func (m *Join) validate() error          { return nil }
-func (m *JoinAck) validate() error       { return nil }
-func (m *Members) validate() error       { return nil }
+func (m *Join) validate() error          { return validMembers([]Member{m.Self}) }
+func (m *JoinAck) validate() error       { return validMembers(m.Members) }
+func (m *Members) validate() error       { return validMembers(m.Members) }
+
+// Member limits.
+const (
+	MaxMembers    = 1 << 14
+	MaxMemberName = 256
+	MaxMemberAddr = 255
+)
+
+// ErrBadMember is returned for member entries that break the limits.
+var ErrBadMember = errors.New("wire: invalid member")
+
+func validMembers(ms []Member) error {
+	if len(ms) > MaxMembers {
+		return fmt.Errorf("%w: %d members, at most %d", ErrBadMember, len(ms), MaxMembers)
+	}
+	for i := range ms {
+		m := &ms[i]
+		if m.ID == 0 || len(m.Name) > MaxMemberName || m.GossipAddr == "" ||
+			len(m.GossipAddr) > MaxMemberAddr || len(m.HTTPAddr) > MaxMemberAddr {
+			return ErrBadMember
+		}
+	}
+	return nil
+}
 
 // FromCRDT converts entries for the wire.
 func FromCRDT(es []crdt.Entry) []Entry {
