@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# bench/fsync.sh — durable write throughput: POST /increment on one node with
+# --fsync always, as a ratio of the same node with --fsync none, under the
+# same wrk load, measured in alternating rounds in one run.
+#
+#   bench/fsync.sh [DURATION] [CONNECTIONS] [ROUNDS]   (defaults: 5s 64 5)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+dur=${1:-5s} conns=${2:-64} rounds=${3:-5}
+command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
+tmp=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+CGO_ENABLED=0 go build -o "$tmp/dcounter" ./cmd/dcounter
+printf 'wrk.method = "POST"\n' >"$tmp/post.lua"
+pin_srv=() pin_wrk=()
+if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin_srv=(taskset -c 0) pin_wrk=(taskset -c 1); fi
+wait_up() { for _ in $(seq 100); do curl -fs "$1" >/dev/null && return; sleep 0.05; done; echo "no server at $1" >&2; exit 1; }
+median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+
+start() { # POLICY PORT
+  "${pin_srv[@]}" "$tmp/dcounter" node --fsync "$1" --gossip-addr "127.0.0.1:$(($2 + 1000))" --http-addr "127.0.0.1:$2" \
+    --data-dir "$tmp/data-$1" --log-level warn &
+  wait_up "http://127.0.0.1:$2/health"
+}
+start always 19081
+start none 19082
+: >"$tmp/always"; : >"$tmp/none"
+for r in $(seq "$rounds"); do
+  for p in always none; do
+    port=19081; [ $p = none ] && port=19082
+    "${pin_wrk[@]}" wrk -t1 -c"$conns" -d"$dur" -s "$tmp/post.lua" "http://127.0.0.1:$port/increment" |
+      awk '/Requests\/sec/ {print $2}' >>"$tmp/$p"
+  done
+done
+a=$(median <"$tmp/always"); n=$(median <"$tmp/none")
+echo "POST /increment, wrk -t1 -c$conns -d$dur x $rounds alternating rounds, node on CPU 0, wrk on CPU 1"
+echo "--fsync always rounds: $(tr '\n' ' ' <"$tmp/always")"
+echo "--fsync none rounds:   $(tr '\n' ' ' <"$tmp/none")"
+printf -- '--fsync always (median): %8.0f req/s\n--fsync none (median):   %8.0f req/s\n' "$a" "$n"
+awk -v a="$a" -v n="$n" 'BEGIN { printf "ratio always/none: %.2f (target >= 0.50)\n", a / n }'
