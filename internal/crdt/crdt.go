@@ -91,8 +91,9 @@ type slot struct {
 }
 
 type counter struct {
-	hash  uint64 // keyHash(key), cached
-	slots []slot // few replicas in practice: a slice beats a map
+	hash  uint64  // keyHash(key), cached
+	bkt   *bucket // the digest bucket the key hashes to
+	slots []slot  // few replicas in practice: a slice beats a map
 }
 
 func (c *counter) find(r ReplicaID) int {
@@ -145,24 +146,51 @@ func (ks *Keyspace) Merge(e Entry) bool {
 		if ValidKey(e.Key) != nil {
 			return false
 		}
-		c = &counter{hash: keyHash(e.Key)}
-		ks.counters[e.Key] = c
-		ks.addKey(e.Key, c.hash)
+		c = ks.newCounter(e.Key)
 	}
-	i := c.find(e.Replica)
+	return ks.mergeInto(c, e.Replica, e.P, e.N)
+}
+
+// MergeKey is Merge for a key held in a byte slice, as a log reader has it:
+// it allocates a string only for a key the keyspace does not hold yet. key
+// is not retained.
+func (ks *Keyspace) MergeKey(key []byte, replica ReplicaID, p, n uint64) bool {
+	if p == 0 && n == 0 {
+		return false
+	}
+	c := ks.counters[string(key)] // no allocation for a lookup
+	if c == nil {
+		k := string(key)
+		if ValidKey(k) != nil {
+			return false
+		}
+		c = ks.newCounter(k)
+	}
+	return ks.mergeInto(c, replica, p, n)
+}
+
+func (ks *Keyspace) newCounter(key string) *counter {
+	c := &counter{hash: keyHash(key)}
+	c.bkt = ks.addKey(key, c.hash)
+	ks.counters[key] = c
+	return c
+}
+
+func (ks *Keyspace) mergeInto(c *counter, replica ReplicaID, p, n uint64) bool {
+	i := c.find(replica)
 	if i < 0 {
-		c.slots = append(c.slots, slot{replica: e.Replica, PN: PN{P: e.P, N: e.N}})
+		c.slots = append(c.slots, slot{replica: replica, PN: PN{P: p, N: n}})
 		ks.entries++
-		ks.update(c.hash, 0, entryHash(c.hash, e.Replica, e.P, e.N))
+		ks.update(c, 0, entryHash(c.hash, replica, p, n))
 		return true
 	}
 	s := &c.slots[i]
-	p, n := max(s.P, e.P), max(s.N, e.N)
-	if p == s.P && n == s.N {
+	np, nn := max(s.P, p), max(s.N, n)
+	if np == s.P && nn == s.N {
 		return false
 	}
-	ks.update(c.hash, entryHash(c.hash, e.Replica, s.P, s.N), entryHash(c.hash, e.Replica, p, n))
-	s.P, s.N = p, n
+	ks.update(c, entryHash(c.hash, replica, s.P, s.N), entryHash(c.hash, replica, np, nn))
+	s.P, s.N = np, nn
 	return true
 }
 

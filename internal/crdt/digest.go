@@ -36,20 +36,20 @@ func bucketOf(kh uint64) uint16 { return uint16(kh >> 48) }
 // GroupOf returns the group a bucket belongs to.
 func GroupOf(b uint16) uint16 { return b / BucketsPerGroup }
 
-func (d *digest) addKey(key string, kh uint64) {
+func (d *digest) addKey(key string, kh uint64) *bucket {
 	b := d.buckets[bucketOf(kh)]
 	if b == nil {
 		b = &bucket{}
 		d.buckets[bucketOf(kh)] = b
 	}
 	b.keys = append(b.keys, key)
+	return b
 }
 
-func (d *digest) update(kh, old, new uint64) {
+func (d *digest) update(c *counter, old, new uint64) {
 	x := old ^ new
-	bi := bucketOf(kh)
-	d.buckets[bi].hash ^= x
-	d.groups[GroupOf(bi)] ^= x
+	c.bkt.hash ^= x
+	d.groups[GroupOf(bucketOf(c.hash))] ^= x
 }
 
 // Root is a hash of the whole keyspace: equal roots mean (with overwhelming

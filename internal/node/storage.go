@@ -22,11 +22,11 @@ func (n *Node) openStorage() error {
 	if err != nil {
 		return err
 	}
-	log, rec, err := wal.Open(wal.Options{
+	log, rec, err := wal.OpenInto(wal.Options{
 		Dir: filepath.Join(cfg.DataDir, "wal"), Sync: cfg.Fsync, SyncEvery: cfg.FsyncInterval,
 		SegmentSize: cfg.SegmentSize, DiscardCorrupt: cfg.DiscardCorrupt,
 		Logger: n.log.With("component", "wal"), Clock: n.clk,
-	}, func(e crdt.Entry) { n.ks.Merge(e) })
+	}, n.ks)
 	if err != nil {
 		dd.Close()
 		return err

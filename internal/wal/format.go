@@ -57,28 +57,26 @@ func appendRecord(b []byte, lsn uint64, entries []crdt.Entry) []byte {
 	return b
 }
 
-// readEntry decodes one entry from b, returning the bytes it used.
-func readEntry(b []byte) (crdt.Entry, int, error) {
-	klen, n := binary.Uvarint(b)
-	if n <= 0 || klen == 0 || klen > crdt.MaxKeyLen || uint64(len(b)-n) < klen+8 {
-		return crdt.Entry{}, 0, fmt.Errorf("bad entry key")
+// readEntry decodes one entry from b, returning the bytes it used. The key
+// aliases b.
+func readEntry(b []byte) (key []byte, replica crdt.ReplicaID, p, n uint64, size int, err error) {
+	klen, k := binary.Uvarint(b)
+	if k <= 0 || klen == 0 || klen > crdt.MaxKeyLen || uint64(len(b)-k) < klen+8 {
+		return nil, 0, 0, 0, 0, fmt.Errorf("bad entry key")
 	}
-	off := n
-	key := string(b[off : off+int(klen)])
+	off := k
+	key = b[off : off+int(klen)]
 	off += int(klen)
-	replica := binary.LittleEndian.Uint64(b[off:])
+	replica = crdt.ReplicaID(binary.LittleEndian.Uint64(b[off:]))
 	off += 8
-	p, n := binary.Uvarint(b[off:])
-	if n <= 0 {
-		return crdt.Entry{}, 0, fmt.Errorf("bad entry P")
+	if p, k = binary.Uvarint(b[off:]); k <= 0 {
+		return nil, 0, 0, 0, 0, fmt.Errorf("bad entry P")
 	}
-	off += n
-	nn, n := binary.Uvarint(b[off:])
-	if n <= 0 {
-		return crdt.Entry{}, 0, fmt.Errorf("bad entry N")
+	off += k
+	if n, k = binary.Uvarint(b[off:]); k <= 0 {
+		return nil, 0, 0, 0, 0, fmt.Errorf("bad entry N")
 	}
-	off += n
-	return crdt.Entry{Key: key, Replica: crdt.ReplicaID(replica), P: p, N: nn}, off, nil
+	return key, replica, p, n, off + k, nil
 }
 
 // record is a decoded record's header; its entries are decoded on demand.
@@ -119,14 +117,14 @@ func parseRecord(b []byte) (record, error) {
 }
 
 // eachEntry decodes count entries from b and calls f for each.
-func eachEntry(b []byte, count uint64, f func(crdt.Entry)) error {
+func eachEntry(b []byte, count uint64, f rawApply) error {
 	for i := uint64(0); i < count; i++ {
-		e, n, err := readEntry(b)
+		key, r, p, n, size, err := readEntry(b)
 		if err != nil {
 			return err
 		}
-		f(e)
-		b = b[n:]
+		f(key, r, p, n)
+		b = b[size:]
 	}
 	if len(b) != 0 {
 		return fmt.Errorf("%d bytes after the last entry", len(b))

@@ -54,7 +54,7 @@ func writeSnapshot(name string, lsn uint64, entries []crdt.Entry) error {
 }
 
 // readSnapshot checks the snapshot in name and calls apply for each entry.
-func readSnapshot(name string, lsn uint64, apply func(crdt.Entry)) (int, error) {
+func readSnapshot(name string, lsn uint64, apply rawApply) (int, error) {
 	data, err := os.ReadFile(name)
 	if err != nil {
 		return 0, err

@@ -136,6 +136,21 @@ type Log struct {
 // appends. apply may be called many times for one (key, replica); merging
 // is what makes that right.
 func Open(opts Options, apply func(crdt.Entry)) (*Log, Recovery, error) {
+	return open(opts, func(key []byte, r crdt.ReplicaID, p, n uint64) {
+		apply(crdt.Entry{Key: string(key), Replica: r, P: p, N: n})
+	})
+}
+
+// OpenInto is Open merging every recovered entry into ks, without
+// allocating for keys ks already holds: the fast path for large logs.
+func OpenInto(opts Options, ks *crdt.Keyspace) (*Log, Recovery, error) {
+	return open(opts, func(key []byte, r crdt.ReplicaID, p, n uint64) { ks.MergeKey(key, r, p, n) })
+}
+
+// rawApply receives one recovered entry; key is only valid during the call.
+type rawApply func(key []byte, replica crdt.ReplicaID, p, n uint64)
+
+func open(opts Options, apply rawApply) (*Log, Recovery, error) {
 	if opts.Dir == "" {
 		return nil, Recovery{}, errors.New("wal: no directory")
 	}
@@ -214,7 +229,7 @@ func (l *Log) corrupt(rec *Recovery, what string) error {
 
 // recover loads the newest readable snapshot and replays later records. It
 // returns the last LSN in the log.
-func (l *Log) recover(apply func(crdt.Entry)) (Recovery, uint64, error) {
+func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 	var rec Recovery
 	snaps, err := l.list(".snap")
 	if err != nil {
@@ -237,8 +252,10 @@ func (l *Log) recover(apply func(crdt.Entry)) (Recovery, uint64, error) {
 	rec.Segments = len(segs)
 	last := rec.SnapshotLSN
 	expect := uint64(0) // LSN the next record must carry; 0 = not known yet
+	next, stop := prefetch(segs)
+	defer stop()
 	for i, seg := range segs {
-		data, err := os.ReadFile(seg.name)
+		data, err := next()
 		if err != nil {
 			return rec, 0, fmt.Errorf("wal: %w", err)
 		}
@@ -322,6 +339,45 @@ func (l *Log) recover(apply func(crdt.Entry)) (Recovery, uint64, error) {
 			"records_replayed", rec.Records, "entries_replayed", rec.Entries, "torn_bytes", rec.TornBytes, "discarded", len(rec.Discarded))
 	}
 	return rec, last, nil
+}
+
+// prefetch reads the files one ahead of the caller, so that reading the
+// next segment overlaps replaying this one. next returns the files' contents
+// in order; stop ends the reader early.
+func prefetch(files []file) (next func() ([]byte, error), stop func()) {
+	type loaded struct {
+		data []byte
+		err  error
+	}
+	ch := make(chan loaded, 1)
+	quit := make(chan struct{})
+	go func() {
+		defer close(ch)
+		for _, f := range files {
+			data, err := os.ReadFile(f.name)
+			select {
+			case ch <- loaded{data, err}:
+			case <-quit:
+				return
+			}
+		}
+	}()
+	next = func() ([]byte, error) {
+		l, ok := <-ch
+		if !ok {
+			return nil, errors.New("prefetch: no more files")
+		}
+		return l.data, l.err
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			close(quit)
+			for range ch { // let the reader finish
+			}
+		})
+	}
+	return next, stop
 }
 
 // nextValidRecord returns the offset of the first valid record at or after
