@@ -8,6 +8,19 @@
 // heartbeat is news (and the member was just heard from), and "left" is
 // sticky. So every node's view converges, whatever the order of messages.
 //
+// # Failure detection
+//
+// Each node judges the others itself, from heartbeats (Detect): a member
+// whose heartbeat has not advanced for SuspectAfter is suspect; one silent
+// for DeadAfter is dead once at least two other members (or every other
+// live one, in a smaller cluster) have sent us their view since it became
+// suspect without news of it. A node cut off from everyone, or frozen,
+// therefore declares nobody dead: it hears no witnesses. And a node whose
+// own detector stalled (a long GC, SIGSTOP, an overloaded machine) gives
+// everyone a fresh grace period instead of blaming them for its own
+// silence. Remote verdicts of suspect or dead are not adopted for members we
+// know; "left" — said by the member itself — is.
+//
 // The list is pure data: callers pass the current time in. It is not safe for
 // concurrent use.
 package membership
@@ -65,13 +78,45 @@ type Member struct {
 type List struct {
 	self    crdt.ReplicaID
 	members map[crdt.ReplicaID]*Member
+	// lastView is when each member last sent us its member list.
+	lastView   map[crdt.ReplicaID]time.Time
+	lastDetect time.Time
+}
+
+// DetectConfig tunes Detect. Zero fields take the defaults stated.
+type DetectConfig struct {
+	// SuspectAfter is the silence after which a member is suspect. Default 1.5s.
+	SuspectAfter time.Duration
+	// DeadAfter is the silence after which a confirmed suspect is dead. Default 3s.
+	DeadAfter time.Duration
+	// Stall is the gap between two Detect calls that means this node
+	// itself stalled. Default SuspectAfter / 2.
+	Stall time.Duration
+}
+
+func (c *DetectConfig) setDefaults() {
+	if c.SuspectAfter <= 0 {
+		c.SuspectAfter = 1500 * time.Millisecond
+	}
+	if c.DeadAfter <= c.SuspectAfter {
+		c.DeadAfter = max(3*time.Second, 2*c.SuspectAfter)
+	}
+	if c.Stall <= 0 {
+		c.Stall = c.SuspectAfter / 2
+	}
+}
+
+// Change is a member's state change found by Detect.
+type Change struct {
+	Member   Member
+	From, To State
 }
 
 // New returns a list holding only self, which must carry an incarnation
 // higher than any it used before (the start time in milliseconds serves).
 func New(self Member, now time.Time) *List {
 	self.State, self.LastSeen = Alive, now
-	return &List{self: self.ID, members: map[crdt.ReplicaID]*Member{self.ID: &self}}
+	return &List{self: self.ID, members: map[crdt.ReplicaID]*Member{self.ID: &self}, lastView: map[crdt.ReplicaID]time.Time{}}
 }
 
 // Self returns this node's own entry.
@@ -88,7 +133,9 @@ func (l *List) Beat(now time.Time) {
 }
 
 // Merge folds a peer's view into ours and returns the members that were new
-// to us.
+// to us. A newly learned member takes the state the peer gives it; for a
+// known member only news from the member itself counts: a higher
+// incarnation or heartbeat makes it alive again, and "left" sticks.
 func (l *List) Merge(view []wire.Member, now time.Time) (added []Member) {
 	for _, w := range view {
 		r := fromWire(w)
@@ -104,6 +151,9 @@ func (l *List) Merge(view []wire.Member, now time.Time) (added []Member) {
 			added = append(added, r)
 		case r.Incarnation > m.Incarnation:
 			r.LastSeen = now
+			if r.State != Left {
+				r.State = Alive
+			}
 			*m = r
 		case r.Incarnation == m.Incarnation:
 			if r.Heartbeat > m.Heartbeat {
@@ -118,6 +168,94 @@ func (l *List) Merge(view []wire.Member, now time.Time) (added []Member) {
 		}
 	}
 	return added
+}
+
+// HeardFrom records that the member at gossip address addr just sent us its
+// view: it is a witness for Detect.
+func (l *List) HeardFrom(addr string, now time.Time) {
+	for id, m := range l.members {
+		if m.GossipAddr == addr && id != l.self && m.State != Dead && m.State != Left {
+			l.lastView[id] = now
+		}
+	}
+}
+
+// Detect updates the members' states from their silence and returns the
+// changes. Call it every gossip interval.
+func (l *List) Detect(now time.Time, cfg DetectConfig) []Change {
+	cfg.setDefaults()
+	stalled := !l.lastDetect.IsZero() && now.Sub(l.lastDetect) > cfg.Stall
+	l.lastDetect = now
+	var changes []Change
+	for id, m := range l.members {
+		if id == l.self || m.State == Left {
+			continue
+		}
+		if stalled && m.State != Dead {
+			// We could not listen: nobody is to blame for the silence.
+			m.LastSeen = now
+		}
+		silent := now.Sub(m.LastSeen)
+		switch {
+		case m.State == Alive && silent > cfg.SuspectAfter:
+			changes = append(changes, Change{*m, Alive, Suspect})
+			m.State = Suspect
+		case m.State == Suspect && silent > cfg.DeadAfter && l.witnesses(id, m.LastSeen.Add(cfg.SuspectAfter)) >= l.witnessesNeeded(id):
+			changes = append(changes, Change{*m, Suspect, Dead})
+			m.State = Dead
+		}
+	}
+	return changes
+}
+
+// witnesses counts the other live members that sent us their view after
+// since without news of target (had they had news, target would not be
+// suspect).
+func (l *List) witnesses(target crdt.ReplicaID, since time.Time) int {
+	n := 0
+	for id, t := range l.lastView {
+		if id != target && t.After(since) {
+			if m := l.members[id]; m != nil && m.State != Dead && m.State != Left {
+				n++
+			}
+		}
+	}
+	return n
+}
+
+// witnessesNeeded is two, or every other member that could witness in a
+// smaller cluster.
+func (l *List) witnessesNeeded(target crdt.ReplicaID) int {
+	n := 0
+	for id, m := range l.members {
+		if id != target && id != l.self && m.State != Dead && m.State != Left {
+			n++
+		}
+	}
+	return min(2, n)
+}
+
+// Leave marks this node as having left, for its last announcements.
+func (l *List) Leave(now time.Time) {
+	s := l.members[l.self]
+	s.State, s.LastSeen = Left, now
+	s.Heartbeat++
+}
+
+// Newer reports whether our view holds anything the given view lacks or has
+// older: then a pull answer is worth sending.
+func (l *List) Newer(view []wire.Member) bool {
+	theirs := make(map[uint64]wire.Member, len(view))
+	for _, w := range view {
+		theirs[w.ID] = w
+	}
+	for id, m := range l.members {
+		t, ok := theirs[uint64(id)]
+		if !ok || m.Incarnation > t.Incarnation || (m.Incarnation == t.Incarnation && (m.Heartbeat > t.Heartbeat || (m.State == Left && t.State != uint8(Left)))) {
+			return true
+		}
+	}
+	return false
 }
 
 // refute answers a rumour about ourselves: if a peer believes we are not

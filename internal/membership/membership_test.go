@@ -105,10 +105,16 @@ func TestMergeRules(t *testing.T) {
 			want:   Member{ID: id, Name: "a", GossipAddr: "10.0.0.3:7946", HTTPAddr: "10.0.0.3:8080", Incarnation: 6, Heartbeat: 0, State: Alive, LastSeen: t1},
 		},
 		{
-			name:   "higher incarnation carries its state",
+			name:   "higher incarnation revives whatever a peer thought of it",
 			prior:  []wire.Member{wm(id, "a", "10.0.0.2", 5, 10, Alive)},
 			rumour: wm(id, "a", "10.0.0.2", 7, 2, Dead),
-			want:   Member{ID: id, Name: "a", GossipAddr: "10.0.0.2:7946", HTTPAddr: "10.0.0.2:8080", Incarnation: 7, Heartbeat: 2, State: Dead, LastSeen: t1},
+			want:   Member{ID: id, Name: "a", GossipAddr: "10.0.0.2:7946", HTTPAddr: "10.0.0.2:8080", Incarnation: 7, Heartbeat: 2, State: Alive, LastSeen: t1},
+		},
+		{
+			name:   "higher incarnation carries left",
+			prior:  []wire.Member{wm(id, "a", "10.0.0.2", 5, 10, Alive)},
+			rumour: wm(id, "a", "10.0.0.2", 7, 2, Left),
+			want:   Member{ID: id, Name: "a", GossipAddr: "10.0.0.2:7946", HTTPAddr: "10.0.0.2:8080", Incarnation: 7, Heartbeat: 2, State: Left, LastSeen: t1},
 		},
 		{
 			name:   "equal incarnation higher heartbeat updates heartbeat and last seen",
