@@ -20,7 +20,9 @@ Runs one replica. It accepts increments and decrements over HTTP at any time,
 even when cut off from its peers, and converges with them by gossip over TCP.
 
 With --join it joins the cluster through any live member (the first that
-answers); without it, it starts a new cluster. If no join target answers
+answers); with --discovery it registers with the discovery server and joins
+through the peers it lists (and keeps doing so while it runs); with neither,
+it starts a new cluster. If no --join target or discovery server answers
 within --join-timeout it exits with an error, unless --bootstrap is given.
 
 Every acknowledged write is in the write-ahead log under --data-dir first
@@ -44,13 +46,18 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		debugAddr  string
 		fsync      string
 		inMemory   bool
+		disc       string
 	)
 	fs.StringVar(&cfg.Name, "name", hostname(), "human-readable member `name`")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "127.0.0.1:7946", "TCP `host:port` to listen on for peers")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "`host:port` of the client HTTP API")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "`host:port` peers dial to reach this node (default: the gossip address)")
 	fs.StringVar(&join, "join", "", "comma-separated `host:port` list of members to join through (any live one will do)")
-	fs.BoolVar(&cfg.Bootstrap, "bootstrap", false, "start a new cluster if no --join target answers, instead of exiting")
+	fs.StringVar(&disc, "discovery", "", "comma-separated discovery server `URL`s to register with and find peers through")
+	fs.DurationVar(&cfg.DiscoveryInterval, "discovery-interval", time.Second, "discovery heartbeat `period`")
+	fs.BoolVar(&cfg.Bootstrap, "bootstrap", false, "start a new cluster if no --join target (or discovery server) answers, instead of exiting")
+	fs.DurationVar(&cfg.SuspectAfter, "suspect-after", 1500*time.Millisecond, "a member silent this long is suspect")
+	fs.DurationVar(&cfg.DeadAfter, "dead-after", 3*time.Second, "a suspect silent this long, confirmed by other members, is dead (not gossiped with; its counts stay)")
 	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", 5*time.Second, "how long to wait for a --join target to answer")
 	fs.StringVar(&cfg.Cluster, "cluster", "dcounter", "cluster `name`; frames from other clusters are dropped")
 	fs.StringVar(&clusterKey, "cluster-key", "", "base64 32-byte `key` sealing all gossip with AES-256-GCM (make one with 'dcounter keygen'); prefer the environment variable, command lines are visible to other users")
@@ -80,6 +87,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	cfg.Logger = logger
 	cfg.Join = splitList(join)
+	cfg.Discovery = splitList(disc)
 	if clusterKey != "" {
 		if cfg.ClusterKey, err = decodeKey(clusterKey); err != nil {
 			fmt.Fprintf(stderr, "dcounter node: --cluster-key: %v\n", err)

@@ -18,6 +18,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"node", "run a replica (gossip + client API)", runNode},
+		{"discovery", "run a discovery server that nodes register with to find peers", runDiscovery},
 		{"inc", "increment a counter: inc [KEY] [--by N]", clientVerb("inc")},
 		{"dec", "decrement a counter: dec [KEY] [--by N]", clientVerb("dec")},
 		{"get", "read a counter: get [KEY]", clientVerb("get")},

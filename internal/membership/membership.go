@@ -122,6 +122,15 @@ func New(self Member, now time.Time) *List {
 // Self returns this node's own entry.
 func (l *List) Self() Member { return *l.members[l.self] }
 
+// Get returns the member with id.
+func (l *List) Get(id crdt.ReplicaID) (Member, bool) {
+	m := l.members[id]
+	if m == nil {
+		return Member{}, false
+	}
+	return *m, true
+}
+
 // Len reports the number of members, including self and dead ones.
 func (l *List) Len() int { return len(l.members) }
 

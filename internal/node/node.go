@@ -18,6 +18,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
 	"time"
 
@@ -25,6 +26,7 @@ import (
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/crdt"
 	"github.com/dcounter/dcounter/internal/datadir"
+	"github.com/dcounter/dcounter/internal/discovery"
 	"github.com/dcounter/dcounter/internal/gossip"
 	"github.com/dcounter/dcounter/internal/membership"
 	"github.com/dcounter/dcounter/internal/transport"
@@ -36,6 +38,8 @@ import (
 type Endpoint interface {
 	Addr() string
 	Send(to string, payload []byte) error
+	// Flush waits until what was sent so far is written or dropped.
+	Flush(ctx context.Context) error
 	Close() error
 }
 
@@ -46,8 +50,9 @@ var (
 
 // Errors returned by New.
 var (
-	ErrJoin   = errors.New("node: could not join the cluster")
-	ErrConfig = errors.New("node: invalid configuration")
+	ErrJoin      = errors.New("node: could not join the cluster")
+	ErrDiscovery = errors.New("node: cannot reach the discovery server")
+	ErrConfig    = errors.New("node: invalid configuration")
 )
 
 // Config configures a node. Zero fields take the defaults stated.
@@ -66,6 +71,14 @@ type Config struct {
 	Bootstrap bool
 	// JoinTimeout bounds how long joining may take. Default 5s.
 	JoinTimeout time.Duration
+	// Discovery lists discovery server URLs to register with and find
+	// peers through, at start and continuously.
+	Discovery []string
+	// DiscoveryInterval is the discovery heartbeat period. Default 1s.
+	DiscoveryInterval time.Duration
+	// SuspectAfter and DeadAfter tune failure detection (see package
+	// membership). Defaults 1.5s and 3s.
+	SuspectAfter, DeadAfter time.Duration
 	// Cluster is the cluster name, carried in every frame. Default "dcounter".
 	Cluster string
 	// ClusterKey, if set, is the 32-byte AES-256-GCM key sealing every frame.
@@ -122,6 +135,18 @@ func (c *Config) setDefaults() error {
 	if c.Fanout <= 0 {
 		c.Fanout = 3
 	}
+	if c.DiscoveryInterval <= 0 {
+		c.DiscoveryInterval = time.Second
+	}
+	if c.SuspectAfter <= 0 {
+		c.SuspectAfter = 1500 * time.Millisecond
+	}
+	if c.DeadAfter <= 0 {
+		c.DeadAfter = 3 * time.Second
+	}
+	if c.DeadAfter <= c.SuspectAfter {
+		return fmt.Errorf("%w: dead-after (%v) must be longer than suspect-after (%v)", ErrConfig, c.DeadAfter, c.SuspectAfter)
+	}
 	if c.SnapshotInterval <= 0 {
 		c.SnapshotInterval = 5 * time.Minute
 	}
@@ -164,7 +189,11 @@ type Node struct {
 	joined  chan struct{} // closed by the first JoinAck
 	flushAt clock.Timer   // armed while a delta flush is scheduled
 
+	disc *discovery.Client // nil without --discovery
+
 	logLimit rateLimiter
+	ctx      context.Context // cancelled by Shutdown, for outbound calls
+	cancel   context.CancelFunc
 	stop     chan struct{}
 	wg       sync.WaitGroup
 	once     sync.Once
@@ -184,6 +213,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		joined:  make(chan struct{}),
 		stop:    make(chan struct{}),
 	}
+	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.eng = gossip.New(gossip.Config{Fanout: cfg.Fanout}, n.ks)
 	if cfg.DataDir != "" {
 		if err := n.openStorage(); err != nil {
@@ -222,6 +252,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		ID: n.id, Name: cfg.Name, GossipAddr: n.ep.Addr(), HTTPAddr: httpAddr,
 		Incarnation: uint64(n.clk.Now().UnixMilli()),
 	}, n.clk.Now())
+	if len(cfg.Discovery) > 0 {
+		n.disc = discovery.NewClient(cfg.Discovery, discovery.Entry{
+			ID: n.id.String(), Name: cfg.Name, GossipAddr: n.ep.Addr(), HTTPAddr: httpAddr,
+		}, 2*time.Second)
+	}
 
 	n.wg.Add(1)
 	go n.loop()
@@ -232,6 +267,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err := n.join(ctx); err != nil {
 		n.Shutdown(context.Background())
 		return nil, err
+	}
+	if n.disc != nil {
+		n.wg.Add(1)
+		go n.discoveryLoop()
 	}
 	if n.ln != nil {
 		n.http = api.NewServer(api.NewHandler(n, n.log.With("component", "api")))
@@ -247,12 +286,29 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	return n, nil
 }
 
-// join asks the join targets for the member list until one answers.
+// join asks the join targets — --join and, with discovery, the peers the
+// discovery servers list — for the member list until one answers.
 func (n *Node) join(ctx context.Context) error {
-	var targets []string
+	var explicit, targets []string
 	for _, t := range n.cfg.Join {
 		if t != "" && t != n.ep.Addr() {
-			targets = append(targets, t)
+			explicit = append(explicit, t)
+		}
+	}
+	targets = append(targets, explicit...)
+	if n.disc != nil {
+		if err := n.disc.Register(ctx); err != nil {
+			if !n.cfg.Bootstrap {
+				return fmt.Errorf("%w %v: %v (is it running? use --bootstrap to start anyway; the node keeps trying to register)",
+					ErrDiscovery, n.cfg.Discovery, err)
+			}
+			n.log.Warn("discovery server unreachable: bootstrapping; will keep trying to register", "err", err)
+		} else if peers, err := n.disc.Peers(ctx); err == nil {
+			for _, p := range peers {
+				if p.GossipAddr != n.ep.Addr() && !slices.Contains(targets, p.GossipAddr) {
+					targets = append(targets, p.GossipAddr)
+				}
+			}
 		}
 	}
 	if len(targets) == 0 {
@@ -266,27 +322,87 @@ func (n *Node) join(ctx context.Context) error {
 	retry := n.clk.NewTicker(250 * time.Millisecond)
 	defer retry.Stop()
 	for {
-		n.mu.Lock()
-		msg, err := wire.Encode(n.cfg.Cluster, &wire.Join{Self: membership.ToWire(n.members.Self())})
-		n.mu.Unlock()
-		if err != nil {
-			return err
-		}
-		for _, t := range targets {
-			_ = n.ep.Send(t, msg) // unreachable targets are retried below
-		}
+		n.sendJoin(targets)
 		select {
 		case <-n.joined:
 			n.log.Info("joined cluster", "via", targets, "members", n.memberCount())
 			return nil
 		case <-retry.C():
 		case <-ctx.Done():
-			if n.cfg.Bootstrap {
+			switch {
+			case n.cfg.Bootstrap:
 				n.log.Warn("no join target answered: bootstrapping a new cluster", "targets", targets)
+				return nil
+			case len(explicit) == 0:
+				// Only discovered peers, none answering: stale entries, or a
+				// cluster starting all at once. Start alone; discovery keeps
+				// introducing us to whoever registers.
+				n.log.Warn("no discovered peer answered: starting alone until discovery finds a live one", "peers", targets)
 				return nil
 			}
 			return fmt.Errorf("%w: no answer from %v within %v (is a member running there, with the same cluster name and key? use --bootstrap to start a new cluster instead)",
-				ErrJoin, targets, n.cfg.JoinTimeout)
+				ErrJoin, explicit, n.cfg.JoinTimeout)
+		}
+	}
+}
+
+// sendJoin asks each target to add us and answer with its member list.
+func (n *Node) sendJoin(targets []string) {
+	n.mu.Lock()
+	msg, err := wire.Encode(n.cfg.Cluster, &wire.Join{Self: membership.ToWire(n.members.Self())})
+	n.mu.Unlock()
+	if err != nil {
+		n.log.Error("encode join", "err", err)
+		return
+	}
+	for _, t := range targets {
+		_ = n.ep.Send(t, msg) // unreachable targets are retried by the caller
+	}
+}
+
+// discoveryLoop heartbeats to the discovery servers and introduces us to
+// every live peer they list that we do not know, or believe dead.
+func (n *Node) discoveryLoop() {
+	defer n.wg.Done()
+	t := n.clk.NewTicker(n.cfg.DiscoveryInterval)
+	defer t.Stop()
+	failing := false
+	for {
+		select {
+		case <-n.stop:
+			return
+		case <-t.C():
+		}
+		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DiscoveryInterval)
+		err := n.disc.Heartbeat(ctx)
+		var peers []discovery.Entry
+		if err == nil {
+			peers, err = n.disc.Peers(ctx)
+		}
+		cancel()
+		switch {
+		case err != nil && !failing:
+			failing = true
+			n.log.Warn("discovery server unreachable; gossip carries on without it", "err", err)
+		case err == nil && failing:
+			failing = false
+			n.log.Info("discovery server reachable again")
+		}
+		var targets []string
+		n.mu.Lock()
+		for _, p := range peers {
+			id, perr := crdt.ParseReplicaID(p.ID)
+			if perr != nil || id == n.id || p.GossipAddr == n.ep.Addr() {
+				continue
+			}
+			if m, ok := n.members.Get(id); !ok || m.State == membership.Dead {
+				targets = append(targets, p.GossipAddr)
+			}
+		}
+		n.mu.Unlock()
+		if len(targets) > 0 {
+			n.log.Debug("introducing ourselves to discovered peers", "peers", targets)
+			n.sendJoin(targets)
 		}
 	}
 }
@@ -332,11 +448,24 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			n.ln.Close()
 		}
 		close(n.stop)
+		n.cancel()
 		n.mu.Lock()
 		if n.flushAt != nil {
 			n.flushAt.Stop()
 		}
+		// Say goodbye, so peers stop gossiping with us at once instead of
+		// suspecting us for seconds. Best effort, bounded.
+		n.members.Leave(n.clk.Now())
+		bye := &wire.Members{Members: n.members.Wire()}
+		var out []gossip.Outbound
+		for _, p := range n.members.Peers() {
+			out = append(out, gossip.Outbound{To: p, Msg: bye})
+		}
 		n.mu.Unlock()
+		n.send(out)
+		fctx, fcancel := context.WithTimeout(context.Background(), time.Second)
+		n.ep.Flush(fctx)
+		fcancel()
 		if cerr := n.ep.Close(); err == nil {
 			err = cerr
 		}
@@ -367,11 +496,18 @@ func (n *Node) loop() {
 }
 
 func (n *Node) tick() {
+	now := n.clk.Now()
 	n.mu.Lock()
-	n.members.Beat(n.clk.Now())
+	n.members.Beat(now)
+	for _, c := range n.members.Detect(now, membership.DetectConfig{SuspectAfter: n.cfg.SuspectAfter, DeadAfter: n.cfg.DeadAfter}) {
+		n.log.Info("member "+c.To.String(), "member", c.Member.Name, "id", c.Member.ID, "gossip_addr", c.Member.GossipAddr,
+			"silent_for", now.Sub(c.Member.LastSeen).Round(time.Millisecond))
+	}
 	peers := n.members.Peers()
 	out := n.eng.Sync(peers)
 	if len(peers) > 0 {
+		// Push our view to one random peer; it answers with its own if it
+		// knows something we don't (push-pull).
 		p := peers[randIntN(len(peers))]
 		out = append(out, gossip.Outbound{To: p, Msg: &wire.Members{Members: n.members.Wire()}})
 	}
@@ -446,6 +582,7 @@ func (n *Node) receive(from string, payload []byte) {
 		out = append(out, n.announce(added, from)...)
 	case *wire.JoinAck:
 		n.members.Merge(m.Members, now)
+		n.members.HeardFrom(from, now)
 		select {
 		case <-n.joined:
 		default:
@@ -453,7 +590,11 @@ func (n *Node) receive(from string, payload []byte) {
 		}
 	case *wire.Members:
 		added := n.members.Merge(m.Members, now)
+		n.members.HeardFrom(from, now)
 		out = n.announce(added, from)
+		if n.members.Newer(m.Members) {
+			out = append(out, gossip.Outbound{To: from, Msg: &wire.JoinAck{Members: n.members.Wire()}})
+		}
 	default:
 		out, changed = n.eng.Handle(from, m)
 		if len(changed) > 0 && n.eng.Pending() {

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"sync"
@@ -274,6 +275,10 @@ func (e *MemEndpoint) Send(to string, payload []byte) error {
 // Close detaches the endpoint, drops its undelivered messages and waits for
 // its delivery goroutine. It is idempotent; it must not be called from the
 // endpoint's own Handler.
+// Flush returns at once: a MemEndpoint hands messages to the network as
+// they are sent.
+func (e *MemEndpoint) Flush(context.Context) error { return nil }
+
 func (e *MemEndpoint) Close() error {
 	n := e.net
 	n.mu.Lock()

@@ -39,6 +39,8 @@ type TCP struct {
 	conns  map[net.Conn]struct{} // every open connection, closed by Close
 
 	stats counters
+	// inflight counts messages accepted by Send and not yet written or dropped.
+	inflight atomic.Int64
 	// capWarned is when the MaxInbound cap was last logged (unix nanos).
 	capWarned atomic.Int64
 }
@@ -129,10 +131,12 @@ func (t *TCP) Send(to string, payload []byte) error {
 		t.peers[to] = p
 		t.goFunc(func() { t.runWriter(p) })
 	}
+	t.inflight.Add(1)
 	select {
 	case p.queue <- payload:
 		return nil
 	default:
+		t.inflight.Add(-1)
 		t.stats.dropped.Add(1)
 		t.stats.queueFull.Add(1)
 		return fmt.Errorf("%w: peer %s", ErrQueueFull, to)
@@ -166,6 +170,28 @@ func (t *TCP) Close() error {
 	})
 	t.wg.Wait()
 	return err
+}
+
+// settleDropped accounts for n queued messages that will never be written.
+func (t *TCP) settleDropped(n int) {
+	t.stats.dropped.Add(int64(n))
+	t.inflight.Add(-int64(n))
+}
+
+// Flush waits until every message accepted by Send so far has been written
+// to its peer's connection or dropped, or until ctx ends. A node calls it
+// before Close so that its last words (a "left" announcement) go out.
+func (t *TCP) Flush(ctx context.Context) error {
+	tick := time.NewTicker(2 * time.Millisecond)
+	defer tick.Stop()
+	for t.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-tick.C:
+		}
+	}
+	return nil
 }
 
 // Stats returns a snapshot of the transport's counters.

@@ -2,6 +2,7 @@ package transport
 
 import (
 	"bytes"
+	"context"
 	"encoding/binary"
 	"errors"
 	"log/slog"
@@ -522,5 +523,49 @@ func TestBackoffDelay(t *testing.T) {
 	}
 	if len(seen) < 2 {
 		t.Error("backoff has no jitter")
+	}
+}
+
+func TestFlushWaitsForQueuedMessages(t *testing.T) {
+	got := make(chan []byte, 100)
+	b, err := Listen(Config{BindAddr: "127.0.0.1:0", Cluster: "c"}, func(_ string, p []byte) { got <- append([]byte(nil), p...) })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close()
+	a, err := Listen(Config{BindAddr: "127.0.0.1:0", Cluster: "c"}, func(string, []byte) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 50; i++ {
+		if err := a.Send(b.Addr(), []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := a.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if s := a.Stats(); s.FramesSent != 50 {
+		t.Fatalf("after Flush %d frames written, want 50", s.FramesSent)
+	}
+	a.Close()
+	for i := 0; i < 50; i++ {
+		select {
+		case <-got:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("only %d of 50 flushed messages arrived", i)
+		}
+	}
+	// A dead peer's messages count as settled once dropped.
+	c, err := Listen(Config{BindAddr: "127.0.0.1:0", Cluster: "c"}, func(string, []byte) {})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.Send("127.0.0.1:1", []byte("x"))
+	if err := c.Flush(ctx); err != nil {
+		t.Fatalf("Flush with a message to a dead peer: %v", err)
 	}
 }

@@ -54,7 +54,7 @@ func (t *TCP) runWriter(p *peer) {
 		if oc != nil {
 			t.untrack(oc.conn)
 		}
-		t.stats.dropped.Add(int64(drain(p.queue)))
+		t.settleDropped(drain(p.queue))
 	}()
 	for {
 		var msg []byte
@@ -72,12 +72,12 @@ func (t *TCP) runWriter(p *peer) {
 			var err error
 			if oc, err = t.connect(p.addr); err != nil {
 				if t.isClosed() {
-					t.stats.dropped.Add(1)
+					t.settleDropped(1)
 					return
 				}
 				failures++
 				n := 1 + drain(p.queue)
-				t.stats.dropped.Add(int64(n))
+				t.settleDropped(n)
 				t.logDialError(log, err, failures, n)
 				if !t.backoff(failures) {
 					return
@@ -93,11 +93,11 @@ func (t *TCP) runWriter(p *peer) {
 		n, bytes, err := t.writeBatch(oc, msg, p.queue, &scratch)
 		if err != nil {
 			if t.isClosed() {
-				t.stats.dropped.Add(int64(n))
+				t.settleDropped(n)
 				return
 			}
 			failures++
-			t.stats.dropped.Add(int64(n))
+			t.settleDropped(n)
 			log.Warn("write to peer failed; dropping the connection", "err", err, "dropped", n)
 			t.untrack(oc.conn)
 			oc = nil
@@ -108,6 +108,7 @@ func (t *TCP) runWriter(p *peer) {
 		}
 		failures = 0
 		t.stats.framesSent.Add(int64(n))
+		t.inflight.Add(-int64(n))
 		t.stats.bytesSent.Add(bytes)
 	}
 }

@@ -202,7 +202,9 @@ type Join struct {
 	Self     Member
 }
 
-// JoinAck answers Join with the receiver's member list.
+// JoinAck carries the sender's member list in answer to a Join, or to a
+// Members message that was missing news the sender has (the pull half of
+// push-pull member gossip). It is never answered.
 type JoinAck struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Members  []Member

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"time"
+
+	"github.com/dcounter/dcounter/internal/discovery"
+)
+
+const discoveryHelp = `
+Runs a discovery server: nodes started with --discovery URL register with it,
+heartbeat every second, and read the list of live nodes from it to find
+peers. Entries expire --ttl after their last heartbeat. The server is a
+convenience: a running cluster keeps gossiping and converging without it,
+and a restarted server relearns every live node within two heartbeats.
+
+Routes: POST /register, POST /heartbeat (body {"id","name","gossip_addr",
+"http_addr"}), GET /peers, GET /health.
+`
+
+func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("discovery", "discovery [flags]", discoveryHelp, stderr)
+	var (
+		addr      string
+		cfg       discovery.Config
+		logLevel  string
+		logFormat string
+	)
+	fs.StringVar(&addr, "http-addr", "127.0.0.1:8500", "`host:port` to serve on")
+	fs.DurationVar(&cfg.TTL, "ttl", 5*time.Second, "how long an entry lives without a heartbeat")
+	fs.StringVar(&cfg.DataFile, "data-file", "", "`file` keeping the registry across restarts (optional)")
+	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.StringVar(&logFormat, "log-format", "text", "log `format`: text or json")
+	pos, code, ok := fs.parseOrExit(args, stdout)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "dcounter discovery: unexpected argument %q\n", pos[0])
+		return exitUsage
+	}
+	logger, err := newLogger(stderr, logLevel, logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "dcounter discovery: %v\n", err)
+		return exitUsage
+	}
+	cfg.Logger = logger
+	srv, err := discovery.New(cfg)
+	if err != nil {
+		logger.Error("cannot start", "err", err)
+		return 1
+	}
+	defer srv.Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		logger.Error("cannot listen", "addr", addr, "err", err)
+		return 1
+	}
+	logger.Info("discovery server started", "http_addr", ln.Addr().String(), "ttl", cfg.TTL, "data_file", cfg.DataFile)
+	if err := discovery.Serve(ctx, ln, srv); err != nil {
+		logger.Error("server stopped", "err", err)
+		return 1
+	}
+	logger.Info("discovery server stopped")
+	return 0
+}
