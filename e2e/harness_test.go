@@ -56,6 +56,7 @@ type proc struct {
 	t        testing.TB
 	name     string
 	args     []string
+	wrap     []string // command prefix, e.g. ip netns exec NS
 	cmd      *exec.Cmd
 	log      *lockedBuffer
 	done     chan struct{}
@@ -82,16 +83,23 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-// startNode starts a node named name, joining through join (may be empty).
+// startNode starts a node named name on 127.0.0.1, joining through join
+// (may be empty).
 func startNode(t testing.TB, name string, join string, extra ...string) *proc {
 	t.Helper()
-	gp, hp := freePort(t), freePort(t)
 	p := &proc{
 		t: t, name: name,
-		Gossip:  fmt.Sprintf("127.0.0.1:%d", gp),
-		HTTP:    fmt.Sprintf("http://127.0.0.1:%d", hp),
-		DataDir: filepath.Join(t.TempDir(), name),
+		Gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+		HTTP:   fmt.Sprintf("http://127.0.0.1:%d", freePort(t)),
 	}
+	return p.startAsNode(join, extra...)
+}
+
+// startAsNode fills in the node arguments for p's addresses and starts it.
+func (p *proc) startAsNode(join string, extra ...string) *proc {
+	t, name := p.t, p.name
+	t.Helper()
+	p.DataDir = filepath.Join(t.TempDir(), name)
 	p.args = append([]string{"node", "--name", name,
 		"--gossip-addr", p.Gossip, "--http-addr", strings.TrimPrefix(p.HTTP, "http://"),
 		"--data-dir", p.DataDir, "--log-level", "debug"}, extra...)
@@ -215,7 +223,11 @@ func (p *proc) startWithEnv(env []string) {
 	p.t.Helper()
 	p.log = &lockedBuffer{}
 	p.done = make(chan struct{})
-	p.cmd = exec.Command(dcounterBin, p.args...)
+	if len(p.wrap) > 0 {
+		p.cmd = exec.Command(p.wrap[0], append(append(p.wrap[1:len(p.wrap):len(p.wrap)], dcounterBin), p.args...)...)
+	} else {
+		p.cmd = exec.Command(dcounterBin, p.args...)
+	}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	p.cmd.Env = append(cleanEnv(), env...)
 	if err := p.cmd.Start(); err != nil {

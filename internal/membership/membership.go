@@ -292,6 +292,21 @@ func (l *List) Peers() []string {
 	return slices.Compact(out)
 }
 
+// DeadPeers returns the gossip addresses of the members believed dead (not
+// those that left), sorted. They are sent our view now and then, so that a
+// partition that healed, or a member that was only frozen, is found again
+// without waiting for anyone to rejoin.
+func (l *List) DeadPeers() []string {
+	var out []string
+	for id, m := range l.members {
+		if id != l.self && m.State == Dead {
+			out = append(out, m.GossipAddr)
+		}
+	}
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
 // Members returns every member, sorted by name then ID.
 func (l *List) Members() []Member {
 	out := make([]Member, 0, len(l.members))

@@ -505,11 +505,16 @@ func (n *Node) tick() {
 	}
 	peers := n.members.Peers()
 	out := n.eng.Sync(peers)
+	view := &wire.Members{Members: n.members.Wire()}
 	if len(peers) > 0 {
 		// Push our view to one random peer; it answers with its own if it
 		// knows something we don't (push-pull).
-		p := peers[randIntN(len(peers))]
-		out = append(out, gossip.Outbound{To: p, Msg: &wire.Members{Members: n.members.Wire()}})
+		out = append(out, gossip.Outbound{To: peers[randIntN(len(peers))], Msg: view})
+	}
+	if dead := n.members.DeadPeers(); len(dead) > 0 {
+		// Knock on one dead member's door: if it is back, or the partition
+		// healed, its answer makes it alive again within a round trip.
+		out = append(out, gossip.Outbound{To: dead[randIntN(len(dead))], Msg: view})
 	}
 	n.mu.Unlock()
 	n.send(out)
