@@ -160,3 +160,19 @@ func TestNewer(t *testing.T) {
 		t.Fatal("a stale or partial view is not seen as older")
 	}
 }
+
+func TestMinoritySideOfPartitionDeclaresTheOthersDead(t *testing.T) {
+	c := newDetectCluster(5)
+	c.tick(2, 3, 4, 5)
+	for i := 0; i < 20; i++ { // only m2 is on our side
+		c.tick(2)
+	}
+	for id := crdt.ReplicaID(3); id <= 5; id++ {
+		if c.state(id) != Dead {
+			t.Fatalf("m%d is %v after 10 s on the other side of a partition", id, c.state(id))
+		}
+	}
+	if c.state(2) != Alive {
+		t.Fatalf("m2 is %v", c.state(2))
+	}
+}

@@ -12,9 +12,9 @@
 //
 // Each node judges the others itself, from heartbeats (Detect): a member
 // whose heartbeat has not advanced for SuspectAfter is suspect; one silent
-// for DeadAfter is dead once at least two other members (or every other
-// live one, in a smaller cluster) have sent us their view since it became
-// suspect without news of it. A node cut off from everyone, or frozen,
+// for DeadAfter is dead once two other members (fewer if fewer are alive in
+// our view, but at least one if anyone else exists) have sent us their view
+// since it became suspect without news of it. A node cut off from everyone, or frozen,
 // therefore declares nobody dead: it hears no witnesses. And a node whose
 // own detector stalled (a long GC, SIGSTOP, an overloaded machine) gives
 // everyone a fresh grace period instead of blaming them for its own
@@ -232,16 +232,25 @@ func (l *List) witnesses(target crdt.ReplicaID, since time.Time) int {
 	return n
 }
 
-// witnessesNeeded is two, or every other member that could witness in a
-// smaller cluster.
+// witnessesNeeded is two, or as many other members as are alive in our
+// view, but at least one when there is anyone else at all: a node that
+// hears from nobody declares nobody dead, while the smaller side of a
+// partition, or a small cluster, still can.
 func (l *List) witnessesNeeded(target crdt.ReplicaID) int {
-	n := 0
+	alive, others := 0, 0
 	for id, m := range l.members {
-		if id != target && id != l.self && m.State != Dead && m.State != Left {
-			n++
+		if id == target || id == l.self || m.State == Dead || m.State == Left {
+			continue
+		}
+		others++
+		if m.State == Alive {
+			alive++
 		}
 	}
-	return min(2, n)
+	if others == 0 {
+		return 0
+	}
+	return min(2, max(1, alive))
 }
 
 // Leave marks this node as having left, for its last announcements.

@@ -499,7 +499,12 @@ func (n *Node) tick() {
 	now := n.clk.Now()
 	n.mu.Lock()
 	n.members.Beat(now)
-	for _, c := range n.members.Detect(now, membership.DetectConfig{SuspectAfter: n.cfg.SuspectAfter, DeadAfter: n.cfg.DeadAfter}) {
+	for _, c := range n.members.Detect(now, membership.DetectConfig{
+		SuspectAfter: n.cfg.SuspectAfter, DeadAfter: n.cfg.DeadAfter,
+		// Only a real freeze of this node counts as a stall, not a tick
+		// that came late on a busy machine.
+		Stall: max(n.cfg.SuspectAfter/2, 3*n.cfg.SyncInterval),
+	}) {
 		n.log.Info("member "+c.To.String(), "member", c.Member.Name, "id", c.Member.ID, "gossip_addr", c.Member.GossipAddr,
 			"silent_for", now.Sub(c.Member.LastSeen).Round(time.Millisecond))
 	}
