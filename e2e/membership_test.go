@@ -42,18 +42,7 @@ func statusOf(observer *proc, name string) (string, error) {
 func allSee(t *testing.T, observers []*proc, name, status string, within time.Duration) time.Duration {
 	t.Helper()
 	start := time.Now()
-	err := waitFor(t, within, func() error {
-		for _, o := range observers {
-			got, err := statusOf(o, name)
-			if err != nil {
-				return err
-			}
-			if got != status {
-				return fmt.Errorf("%s sees %s as %q, want %q", o.name, name, got, status)
-			}
-		}
-		return nil
-	}, false)
+	err := waitFor(t, within, func() error { return everyoneSees(observers, name, status) }, false)
 	took := time.Since(start)
 	if err != nil {
 		t.Fatalf("not within %v: %v", within, err)
