@@ -8,6 +8,7 @@
 //	POST /counters/{key}/decrement
 //	GET  /nodes                         members as the backend sees them
 //	GET  /health                        200 when serving, 503 when not
+//	GET  /metrics                       Prometheus metrics
 //
 // Keys are path segments: a key containing "/" (or any byte that is not safe
 // in a path) must be percent-encoded. Every response is JSON; every error is
@@ -143,69 +144,144 @@ func NewServer(h http.Handler) *http.Server {
 }
 
 type handler struct {
-	b   Backend
-	log *slog.Logger
+	b       Backend
+	log     *slog.Logger
+	metrics http.Handler
 }
 
-// NewHandler returns the client API over b.
-func NewHandler(b Backend, log *slog.Logger) http.Handler {
+// NewHandler returns the client API over b; metrics, if not nil, serves
+// GET /metrics.
+func NewHandler(b Backend, log *slog.Logger, metrics http.Handler) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &handler{b: b, log: log}
+	return &handler{b: b, log: log, metrics: metrics}
 }
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if err := h.route(w, r); err != nil {
-		status := statusOf(err)
-		if status == http.StatusInternalServerError {
+	if err := h.serve(w, r); err != nil {
+		if statusOf(err) == http.StatusInternalServerError {
 			h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
-		writeJSON(w, status, ErrorResponse{Error: message(err)})
+		WriteError(w, err)
 	}
 }
 
-func (h *handler) route(w http.ResponseWriter, r *http.Request) error {
+// WriteError answers with err's status from the one table and {"error":…}.
+func WriteError(w http.ResponseWriter, err error) {
+	writeJSON(w, statusOf(err), ErrorResponse{Error: message(err)})
+}
+
+// WriteJSON answers with status and v as JSON.
+func WriteJSON(w http.ResponseWriter, status int, v any) { writeJSON(w, status, v) }
+
+// RouteKind names a client API route.
+type RouteKind int
+
+// The client API's routes.
+const (
+	RouteGet RouteKind = iota + 1 // GET a counter's value
+	RouteAdd                      // POST increment or decrement
+	RouteNodes
+	RouteHealth
+	RouteMetrics
+)
+
+// Route is a matched request: the route, and for counter routes the key
+// (already validated) and the sign of the change.
+type Route struct {
+	Kind RouteKind
+	Key  string
+	Sign int64
+}
+
+// Match classifies r against the client API, checking the method (setting
+// Allow on w when it is wrong) and the key. Errors carry their status.
+func Match(w http.ResponseWriter, r *http.Request) (Route, error) {
 	segs, err := segments(r.URL)
+	if err != nil {
+		return Route{}, err
+	}
+	var rt Route
+	switch {
+	case len(segs) == 1 && segs[0] == "counter":
+		rt = Route{Kind: RouteGet, Key: crdt.DefaultKey}
+	case len(segs) == 1 && segs[0] == "increment":
+		rt = Route{Kind: RouteAdd, Key: crdt.DefaultKey, Sign: 1}
+	case len(segs) == 1 && segs[0] == "decrement":
+		rt = Route{Kind: RouteAdd, Key: crdt.DefaultKey, Sign: -1}
+	case len(segs) == 2 && segs[0] == "counters":
+		rt = Route{Kind: RouteGet, Key: segs[1]}
+	case len(segs) == 3 && segs[0] == "counters" && segs[2] == "increment":
+		rt = Route{Kind: RouteAdd, Key: segs[1], Sign: 1}
+	case len(segs) == 3 && segs[0] == "counters" && segs[2] == "decrement":
+		rt = Route{Kind: RouteAdd, Key: segs[1], Sign: -1}
+	case len(segs) == 1 && segs[0] == "nodes":
+		rt = Route{Kind: RouteNodes}
+	case len(segs) == 1 && segs[0] == "health":
+		rt = Route{Kind: RouteHealth}
+	case len(segs) == 1 && segs[0] == "metrics":
+		rt = Route{Kind: RouteMetrics}
+	default:
+		return Route{}, fmt.Errorf("%w: %s", ErrNotFound, r.URL.Path)
+	}
+	method := http.MethodGet
+	if rt.Kind == RouteAdd {
+		method = http.MethodPost
+	}
+	if err := allow(w, r, method); err != nil {
+		return Route{}, err
+	}
+	if rt.Kind == RouteGet || rt.Kind == RouteAdd {
+		if err := crdt.ValidKey(rt.Key); err != nil {
+			return Route{}, err
+		}
+	}
+	return rt, nil
+}
+
+func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
+	rt, err := Match(w, r)
 	if err != nil {
 		return err
 	}
-	switch {
-	case len(segs) == 1 && segs[0] == "counter":
-		return h.get(w, r, crdt.DefaultKey)
-	case len(segs) == 1 && segs[0] == "increment":
-		return h.add(w, r, crdt.DefaultKey, 1)
-	case len(segs) == 1 && segs[0] == "decrement":
-		return h.add(w, r, crdt.DefaultKey, -1)
-	case len(segs) == 2 && segs[0] == "counters":
-		return h.get(w, r, segs[1])
-	case len(segs) == 3 && segs[0] == "counters" && segs[2] == "increment":
-		return h.add(w, r, segs[1], 1)
-	case len(segs) == 3 && segs[0] == "counters" && segs[2] == "decrement":
-		return h.add(w, r, segs[1], -1)
-	case len(segs) == 1 && segs[0] == "nodes":
-		if err := allow(w, r, http.MethodGet); err != nil {
+	switch rt.Kind {
+	case RouteGet:
+		v, err := h.b.Get(r.Context(), rt.Key)
+		if err != nil {
 			return err
 		}
+		writeJSON(w, http.StatusOK, CounterResponse{Key: rt.Key, Value: v})
+	case RouteAdd:
+		amount, err := ParseAmount(http.MaxBytesReader(w, r.Body, MaxBody))
+		if err != nil {
+			return err
+		}
+		v, err := h.b.Add(r.Context(), rt.Key, rt.Sign*amount)
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, CounterResponse{Key: rt.Key, Value: v})
+	case RouteNodes:
 		nodes, err := h.b.Nodes(r.Context())
 		if err != nil {
 			return err
 		}
 		writeJSON(w, http.StatusOK, nodes)
-		return nil
-	case len(segs) == 1 && segs[0] == "health":
-		if err := allow(w, r, http.MethodGet); err != nil {
-			return err
-		}
+	case RouteHealth:
 		ok, body := h.b.Health(r.Context())
 		status := http.StatusOK
 		if !ok {
 			status = http.StatusServiceUnavailable
 		}
 		writeJSON(w, status, body)
-		return nil
+	case RouteMetrics:
+		if h.metrics == nil {
+			return fmt.Errorf("%w: /metrics", ErrNotFound)
+		}
+		h.metrics.ServeHTTP(w, r)
 	}
-	return fmt.Errorf("%w: %s", ErrNotFound, r.URL.Path)
+	return nil
 }
 
 // segments splits the escaped path and unescapes each segment, so that a
@@ -236,40 +312,6 @@ func allow(w http.ResponseWriter, r *http.Request, method string) error {
 		w.Header().Set("Allow", method)
 	}
 	return fmt.Errorf("%w: %s %s (use %s)", ErrMethod, r.Method, r.URL.Path, method)
-}
-
-func (h *handler) get(w http.ResponseWriter, r *http.Request, key string) error {
-	if err := allow(w, r, http.MethodGet); err != nil {
-		return err
-	}
-	if err := crdt.ValidKey(key); err != nil {
-		return err
-	}
-	v, err := h.b.Get(r.Context(), key)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, CounterResponse{Key: key, Value: v})
-	return nil
-}
-
-func (h *handler) add(w http.ResponseWriter, r *http.Request, key string, sign int64) error {
-	if err := allow(w, r, http.MethodPost); err != nil {
-		return err
-	}
-	if err := crdt.ValidKey(key); err != nil {
-		return err
-	}
-	amount, err := ParseAmount(http.MaxBytesReader(w, r.Body, MaxBody))
-	if err != nil {
-		return err
-	}
-	v, err := h.b.Add(r.Context(), key, sign*amount)
-	if err != nil {
-		return err
-	}
-	writeJSON(w, http.StatusOK, CounterResponse{Key: key, Value: v})
-	return nil
 }
 
 // ParseAmount reads a write's body: empty (or only white space) means 1;

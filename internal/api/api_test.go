@@ -48,7 +48,7 @@ func (f *fakeBackend) Nodes(context.Context) (any, error) {
 func (f *fakeBackend) Health(context.Context) (bool, any) { return true, NodeHealth{Status: "ok"} }
 
 func newTestServer(t *testing.T) *httptest.Server {
-	srv := httptest.NewServer(NewHandler(&fakeBackend{ks: crdt.New()}, nil))
+	srv := httptest.NewServer(NewHandler(&fakeBackend{ks: crdt.New()}, nil, nil))
 	t.Cleanup(srv.Close)
 	return srv
 }

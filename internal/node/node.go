@@ -273,7 +273,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		go n.discoveryLoop()
 	}
 	if n.ln != nil {
-		n.http = api.NewServer(api.NewHandler(n, n.log.With("component", "api")))
+		n.http = api.NewServer(api.NewHandler(n, n.log.With("component", "api"), nil))
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
