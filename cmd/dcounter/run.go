@@ -19,6 +19,7 @@ func commands() []command {
 	return []command{
 		{"node", "run a replica (gossip + client API)", runNode},
 		{"discovery", "run a discovery server that nodes register with to find peers", runDiscovery},
+		{"gateway", "run the API gateway that balances clients over healthy nodes", runGateway},
 		{"inc", "increment a counter: inc [KEY] [--by N]", clientVerb("inc")},
 		{"dec", "decrement a counter: dec [KEY] [--by N]", clientVerb("dec")},
 		{"get", "read a counter: get [KEY]", clientVerb("get")},

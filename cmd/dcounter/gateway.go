@@ -1,0 +1,94 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/dcounter/dcounter/internal/api"
+	"github.com/dcounter/dcounter/internal/gateway"
+)
+
+const gatewayHelp = `
+Runs the API gateway: one HTTP entry point serving the same counter routes as
+a node, spread over the healthy nodes (fewest outstanding requests first).
+It health-checks every node each --health-interval and fails over: a request
+is tried on another node only when it certainly did not reach the first
+(connection refused, or the node answered 503), at most --max-tries times.
+GET /nodes shows every node's health and value of "default"; GET /health is
+200 while at least one node is healthy.
+
+Writes with an Idempotency-Key header always go to the key's home node, which
+applies them at most once and replays the first answer to retries.
+
+Nodes come from --nodes (client API URLs), --discovery, or both.
+`
+
+func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("gateway", "gateway --http-addr H:P (--discovery URL[,…] | --nodes URL,…) [flags]", gatewayHelp, stderr)
+	var (
+		addr, nodes, disc, logLevel, logFormat string
+		cfg                                    gateway.Config
+	)
+	fs.StringVar(&addr, "http-addr", "127.0.0.1:8000", "`host:port` to serve on")
+	fs.StringVar(&nodes, "nodes", "", "comma-separated node client API `URL`s")
+	fs.StringVar(&disc, "discovery", "", "comma-separated discovery server `URL`s to find nodes through")
+	fs.DurationVar(&cfg.HealthInterval, "health-interval", time.Second, "how often every node is health-checked")
+	fs.DurationVar(&cfg.HealthTimeout, "health-timeout", time.Second, "how long one health check may take")
+	fs.IntVar(&cfg.MaxTries, "max-tries", 3, "how many nodes one request may be tried on")
+	fs.DurationVar(&cfg.ProxyTimeout, "proxy-timeout", 5*time.Second, "how long one proxied request may take")
+	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.StringVar(&logFormat, "log-format", "text", "log `format`: text or json")
+	pos, code, ok := fs.parseOrExit(args, stdout)
+	if !ok {
+		return code
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "dcounter gateway: unexpected argument %q\n", pos[0])
+		return exitUsage
+	}
+	logger, err := newLogger(stderr, logLevel, logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
+		return exitUsage
+	}
+	cfg.Nodes, cfg.Discovery, cfg.Logger = splitList(nodes), splitList(disc), logger
+	cfg.Metrics = gateway.NewMetrics()
+	if len(cfg.Nodes) == 0 && len(cfg.Discovery) == 0 {
+		fmt.Fprintln(stderr, "dcounter gateway: give --nodes URL,… or --discovery URL (or both)")
+		return exitUsage
+	}
+	g, err := gateway.New(cfg)
+	if err != nil {
+		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
+		return exitUsage
+	}
+	defer g.Close()
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		logger.Error("cannot listen", "addr", addr, "err", err)
+		return 1
+	}
+	srv := api.NewServer(g)
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(ln) }()
+	_, h := g.Health()
+	logger.Info("gateway started", "http_addr", ln.Addr().String(), "nodes", h.Nodes, "healthy", h.HealthyNodes)
+	select {
+	case err := <-errc:
+		logger.Error("server stopped", "err", err)
+		return 1
+	case <-ctx.Done():
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		logger.Error("shutdown", "err", err)
+	}
+	logger.Info("gateway stopped")
+	return 0
+}

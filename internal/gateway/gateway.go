@@ -1,0 +1,593 @@
+// Package gateway is dcounter's API gateway: one HTTP entry point that
+// health-checks the nodes, spreads requests over the healthy ones, and fails
+// over without ever turning one client write into two.
+//
+// A request is retried on another node only when it certainly did not reach
+// the first: the connection could not be established, or the node answered
+// 503 (it refuses writes before applying them). A failure after the request
+// was sent (a reset mid-request, a timeout) is answered 502 and not retried —
+// the write may have been applied. A client that gives up never causes a
+// retry either.
+//
+// Writes carrying an Idempotency-Key header always go to the same node, the
+// key's home (rendezvous hashing over the known nodes), which remembers the
+// key and replays its first answer to any retry. If the home node is down,
+// such a write fails with 503 rather than risk being applied a second time
+// elsewhere.
+package gateway
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"github.com/dcounter/dcounter/internal/api"
+	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/discovery"
+)
+
+// IdempotencyHeader names the header that makes a write retry-safe.
+const IdempotencyHeader = "Idempotency-Key"
+
+// Config configures a Gateway. Zero fields take the defaults stated.
+type Config struct {
+	// Nodes lists the nodes' client API base URLs (http://host:port).
+	Nodes []string
+	// Discovery lists discovery server URLs to read the nodes from, every
+	// HealthInterval. Nodes and Discovery may be combined.
+	Discovery []string
+	// HealthInterval is how often every node is checked. Default 1s.
+	HealthInterval time.Duration
+	// HealthTimeout bounds one health check. Default 1s.
+	HealthTimeout time.Duration
+	// MaxTries bounds how many nodes one request is tried on. Default 3.
+	MaxTries int
+	// ProxyTimeout bounds one proxied request. Default 5s.
+	ProxyTimeout time.Duration
+	// Metrics, if set, records the gateway's metrics.
+	Metrics *Metrics
+	// Logger receives the gateway's logs. Default: discard.
+	Logger *slog.Logger
+	// Clock drives health checks. Default: the wall clock.
+	Clock clock.Clock
+}
+
+// ErrConfig is returned for an unusable configuration.
+var ErrConfig = errors.New("gateway: invalid configuration")
+
+// backend is one node as the gateway sees it.
+type backend struct {
+	url         string
+	outstanding atomic.Int64
+
+	// Guarded by Gateway.mu.
+	id, name  string
+	healthy   bool
+	reason    string // why unhealthy
+	value     *int64 // of "default", from the last check
+	lastCheck time.Time
+	static    bool // from Config.Nodes: never dropped
+}
+
+// Gateway is a running gateway. It is an http.Handler.
+type Gateway struct {
+	cfg    Config
+	log    *slog.Logger
+	clk    clock.Clock
+	client *http.Client
+	disc   *discovery.Client
+
+	mu       sync.Mutex
+	backends map[string]*backend
+	rr       uint64 // round-robin offset for ties
+
+	stop chan struct{}
+	done chan struct{}
+	once sync.Once
+}
+
+// New returns a running gateway; it checks every node once before returning.
+func New(cfg Config) (*Gateway, error) {
+	if len(cfg.Nodes) == 0 && len(cfg.Discovery) == 0 {
+		return nil, fmt.Errorf("%w: give --nodes or --discovery", ErrConfig)
+	}
+	if cfg.HealthInterval <= 0 {
+		cfg.HealthInterval = time.Second
+	}
+	if cfg.HealthTimeout <= 0 {
+		cfg.HealthTimeout = time.Second
+	}
+	if cfg.MaxTries <= 0 {
+		cfg.MaxTries = 3
+	}
+	if cfg.ProxyTimeout <= 0 {
+		cfg.ProxyTimeout = 5 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = clock.Real{}
+	}
+	g := &Gateway{
+		cfg: cfg, log: cfg.Logger, clk: cfg.Clock,
+		client: &http.Client{Transport: &http.Transport{
+			DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConnsPerHost: 256,
+			IdleConnTimeout:     90 * time.Second,
+		}},
+		backends: map[string]*backend{},
+		stop:     make(chan struct{}), done: make(chan struct{}),
+	}
+	for _, u := range cfg.Nodes {
+		u, err := normalize(u)
+		if err != nil {
+			return nil, fmt.Errorf("%w: --nodes: %v", ErrConfig, err)
+		}
+		g.backends[u] = &backend{url: u, static: true, reason: "not checked yet"}
+	}
+	if len(cfg.Discovery) > 0 {
+		g.disc = discovery.NewClient(cfg.Discovery, discovery.Entry{}, cfg.HealthTimeout)
+	}
+	g.refresh()
+	go g.run()
+	return g, nil
+}
+
+func normalize(u string) (string, error) {
+	u = strings.TrimRight(strings.TrimSpace(u), "/")
+	if !strings.Contains(u, "://") {
+		u = "http://" + u
+	}
+	if !strings.HasPrefix(u, "http://") && !strings.HasPrefix(u, "https://") {
+		return "", fmt.Errorf("%q: want http://host:port", u)
+	}
+	return u, nil
+}
+
+// Close stops health checking. It is idempotent.
+func (g *Gateway) Close() error {
+	g.once.Do(func() {
+		close(g.stop)
+		<-g.done
+		g.client.CloseIdleConnections()
+	})
+	return nil
+}
+
+func (g *Gateway) run() {
+	defer close(g.done)
+	t := g.clk.NewTicker(g.cfg.HealthInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-g.stop:
+			return
+		case <-t.C():
+			g.refresh()
+		}
+	}
+}
+
+// refresh reads the node list from discovery (if any) and checks every node.
+func (g *Gateway) refresh() {
+	if g.disc != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.HealthTimeout)
+		peers, err := g.disc.Peers(ctx)
+		cancel()
+		if err != nil {
+			g.log.Warn("discovery unreachable; keeping the known nodes", "err", err)
+		} else {
+			g.setDiscovered(peers)
+		}
+	}
+	g.mu.Lock()
+	bs := make([]*backend, 0, len(g.backends))
+	for _, b := range g.backends {
+		bs = append(bs, b)
+	}
+	g.mu.Unlock()
+	var wg sync.WaitGroup
+	for _, b := range bs {
+		wg.Add(1)
+		go func() { defer wg.Done(); g.check(b) }()
+	}
+	wg.Wait()
+	if g.cfg.Metrics != nil {
+		g.mu.Lock()
+		healthy := 0
+		for _, b := range g.backends {
+			if b.healthy {
+				healthy++
+			}
+		}
+		g.cfg.Metrics.nodes.WithLabelValues("healthy").Set(float64(healthy))
+		g.cfg.Metrics.nodes.WithLabelValues("unhealthy").Set(float64(len(g.backends) - healthy))
+		g.mu.Unlock()
+	}
+}
+
+func (g *Gateway) setDiscovered(peers []discovery.Entry) {
+	live := map[string]bool{}
+	for _, p := range peers {
+		if p.HTTPAddr == "" {
+			continue
+		}
+		u, err := normalize(p.HTTPAddr)
+		if err != nil {
+			continue
+		}
+		live[u] = true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	for u := range live {
+		if g.backends[u] == nil {
+			g.backends[u] = &backend{url: u, reason: "not checked yet"}
+			g.log.Info("node discovered", "url", u)
+		}
+	}
+	for u, b := range g.backends {
+		if !b.static && !live[u] {
+			delete(g.backends, u)
+			g.log.Info("node no longer listed by discovery", "url", u)
+		}
+	}
+}
+
+// check asks one node for its health and its value of "default".
+func (g *Gateway) check(b *backend) {
+	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.HealthTimeout)
+	defer cancel()
+	var h struct {
+		Status, ID, Name string
+	}
+	err := g.getJSON(ctx, b.url+"/health", &h)
+	var value *int64
+	if err == nil {
+		var c api.CounterResponse
+		if g.getJSON(ctx, b.url+"/counter", &c) == nil {
+			value = &c.Value
+		}
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	was := b.healthy
+	b.lastCheck = g.clk.Now()
+	b.healthy = err == nil
+	if err == nil {
+		b.id, b.name, b.reason, b.value = h.ID, h.Name, "", value
+	} else {
+		b.reason, b.value = err.Error(), nil
+	}
+	switch {
+	case was && !b.healthy:
+		g.log.Warn("node unhealthy", "url", b.url, "name", b.name, "err", err)
+	case !was && b.healthy:
+		g.log.Info("node healthy", "url", b.url, "name", b.name)
+	}
+}
+
+func (g *Gateway) getJSON(ctx context.Context, url string, v any) error {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return err
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return err
+	}
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", url, resp.Status)
+	}
+	return json.Unmarshal(body, v)
+}
+
+// markDown takes a node out of rotation until its next good health check.
+func (g *Gateway) markDown(b *backend, err error) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if b.healthy {
+		g.log.Warn("node unreachable; out of rotation until it passes a health check", "url", b.url, "err", err)
+	}
+	b.healthy, b.reason = false, err.Error()
+}
+
+// pick returns the healthy node with the fewest outstanding requests that
+// is not in tried, or nil.
+func (g *Gateway) pick(tried []*backend) *backend {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var cands []*backend
+	for _, b := range g.backends {
+		if b.healthy && !slices.Contains(tried, b) {
+			cands = append(cands, b)
+		}
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	slices.SortFunc(cands, func(a, b *backend) int { return strings.Compare(a.url, b.url) })
+	g.rr++
+	best := cands[int(g.rr%uint64(len(cands)))]
+	for _, b := range cands {
+		if b.outstanding.Load() < best.outstanding.Load() {
+			best = b
+		}
+	}
+	return best
+}
+
+// home returns the node an idempotency key belongs to (rendezvous hashing
+// over every known node, healthy or not, so that a key does not move while
+// its node is down).
+func (g *Gateway) home(key string) *backend {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var best *backend
+	var bestScore uint64
+	for _, b := range g.backends {
+		h := fnv.New64a()
+		h.Write([]byte(b.url))
+		h.Write([]byte{0})
+		h.Write([]byte(key))
+		if s := h.Sum64(); best == nil || s > bestScore {
+			best, bestScore = b, s
+		}
+	}
+	return best
+}
+
+func (g *Gateway) healthy(b *backend) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return b.healthy
+}
+
+// Errors the gateway answers with.
+var (
+	errNoNode   = api.Unavailable(errors.New("no healthy node"))
+	errHomeDown = api.Unavailable(errors.New("the node this Idempotency-Key belongs to is down; retry later with the same key"))
+)
+
+// ServeHTTP serves the client API by proxying to the nodes.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := g.clk.Now()
+	rt, err := api.Match(w, r)
+	if err != nil {
+		api.WriteError(w, err)
+		return
+	}
+	switch rt.Kind {
+	case api.RouteNodes:
+		api.WriteJSON(w, http.StatusOK, g.Nodes())
+	case api.RouteHealth:
+		ok, body := g.Health()
+		status := http.StatusOK
+		if !ok {
+			status = http.StatusServiceUnavailable
+		}
+		api.WriteJSON(w, status, body)
+	case api.RouteMetrics:
+		if g.cfg.Metrics == nil {
+			api.WriteError(w, fmt.Errorf("%w: /metrics", api.ErrNotFound))
+			return
+		}
+		g.cfg.Metrics.handler.ServeHTTP(w, r)
+	default:
+		outcome := g.proxy(w, r, rt)
+		if m := g.cfg.Metrics; m != nil {
+			kind := "read"
+			if rt.Kind == api.RouteAdd {
+				kind = "write"
+			}
+			m.requests.WithLabelValues(kind, outcome).Inc()
+			m.latency.WithLabelValues(kind).Observe(g.clk.Now().Sub(start).Seconds())
+		}
+	}
+}
+
+// proxy forwards a counter request, failing over when that is safe, and
+// returns an outcome label for metrics.
+func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) string {
+	var body []byte
+	if rt.Kind == api.RouteAdd {
+		var err error
+		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxBody))
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				api.WriteError(w, api.ErrBodyTooLarge)
+				return "bad_request"
+			}
+			api.WriteError(w, fmt.Errorf("%w: %v", api.ErrBadJSON, err))
+			return "bad_request"
+		}
+	}
+	idem := r.Header.Get(IdempotencyHeader)
+	var tried []*backend
+	for attempt := 0; attempt < g.cfg.MaxTries; attempt++ {
+		var b *backend
+		if idem != "" && rt.Kind == api.RouteAdd {
+			if attempt > 0 {
+				break // never move a keyed write to another node
+			}
+			b = g.home(idem)
+			if b == nil || !g.healthy(b) {
+				api.WriteError(w, errHomeDown)
+				return "unavailable"
+			}
+		} else if b = g.pick(tried); b == nil {
+			break
+		}
+		tried = append(tried, b)
+		if attempt > 0 && g.cfg.Metrics != nil {
+			g.cfg.Metrics.retries.Inc()
+		}
+		resp, err := g.forward(r, b, body)
+		if err != nil {
+			if r.Context().Err() != nil {
+				return "client_gone" // the client gave up: no retry, nothing to answer
+			}
+			if notSent(err) {
+				g.markDown(b, err)
+				continue // certainly not applied: safe to try another node
+			}
+			api.WriteJSON(w, http.StatusBadGateway, api.ErrorResponse{Error: fmt.Sprintf(
+				"node %s failed after the request was sent (%v): the change may or may not have been applied; retry with an Idempotency-Key to be safe", b.url, err)})
+			return "unknown"
+		}
+		if resp.StatusCode == http.StatusServiceUnavailable && !(idem != "" && rt.Kind == api.RouteAdd) {
+			resp.Body.Close()
+			g.markDown(b, fmt.Errorf("answered 503"))
+			continue // the node refused before applying anything
+		}
+		copyResponse(w, resp)
+		if resp.StatusCode/100 == 2 {
+			return "ok"
+		}
+		return "error"
+	}
+	api.WriteError(w, errNoNode)
+	return "unavailable"
+}
+
+// forward sends r to b with body, bounded by ProxyTimeout and by the
+// client's own context.
+func (g *Gateway) forward(r *http.Request, b *backend, body []byte) (*http.Response, error) {
+	b.outstanding.Add(1)
+	defer b.outstanding.Add(-1)
+	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ProxyTimeout)
+	req, err := http.NewRequestWithContext(ctx, r.Method, b.url+r.URL.RequestURI(), bytes.NewReader(body))
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	if body == nil {
+		req.Body = http.NoBody
+	}
+	for _, h := range []string{"Content-Type", IdempotencyHeader} {
+		if v := r.Header.Get(h); v != "" {
+			req.Header.Set(h, v)
+		}
+	}
+	resp, err := g.client.Do(req)
+	if err != nil {
+		cancel()
+		return nil, err
+	}
+	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
+	return resp, nil
+}
+
+type cancelOnClose struct {
+	io.ReadCloser
+	cancel context.CancelFunc
+}
+
+func (c *cancelOnClose) Close() error {
+	err := c.ReadCloser.Close()
+	c.cancel()
+	return err
+}
+
+// notSent reports whether err means the request never reached the node: the
+// connection was refused or could not be made.
+func notSent(err error) bool {
+	if errors.Is(err, syscall.ECONNREFUSED) {
+		return true
+	}
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+func copyResponse(w http.ResponseWriter, resp *http.Response) {
+	defer resp.Body.Close()
+	for _, h := range []string{"Content-Type", "Allow"} {
+		if v := resp.Header.Get(h); v != "" {
+			w.Header().Set(h, v)
+		}
+	}
+	w.WriteHeader(resp.StatusCode)
+	io.Copy(w, io.LimitReader(resp.Body, 1<<20))
+}
+
+// NodeStatus is one entry of the gateway's GET /nodes.
+type NodeStatus struct {
+	URL         string `json:"url"`
+	ID          string `json:"id,omitempty"`
+	Name        string `json:"name,omitempty"`
+	Status      string `json:"status"` // healthy or unhealthy
+	Error       string `json:"error,omitempty"`
+	Value       *int64 `json:"value"` // of "default"; null when unknown
+	Outstanding int64  `json:"outstanding"`
+	LastCheck   string `json:"last_check,omitempty"`
+}
+
+// Nodes reports every known node's health and value of "default".
+func (g *Gateway) Nodes() []NodeStatus {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make([]NodeStatus, 0, len(g.backends))
+	for _, b := range g.backends {
+		s := NodeStatus{URL: b.url, ID: b.id, Name: b.name, Status: "unhealthy", Error: b.reason,
+			Value: b.value, Outstanding: b.outstanding.Load()}
+		if b.healthy {
+			s.Status = "healthy"
+		}
+		if !b.lastCheck.IsZero() {
+			s.LastCheck = b.lastCheck.UTC().Format(time.RFC3339Nano)
+		}
+		out = append(out, s)
+	}
+	slices.SortFunc(out, func(a, b NodeStatus) int {
+		if c := strings.Compare(a.Name, b.Name); c != 0 {
+			return c
+		}
+		return strings.Compare(a.URL, b.URL)
+	})
+	return out
+}
+
+// Health is the gateway's GET /health answer.
+type Health struct {
+	Status       string `json:"status"`
+	HealthyNodes int    `json:"healthy_nodes"`
+	Nodes        int    `json:"nodes"`
+	Error        string `json:"error,omitempty"`
+}
+
+// Health reports whether at least one node is healthy.
+func (g *Gateway) Health() (bool, Health) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	h := Health{Status: "ok", Nodes: len(g.backends)}
+	for _, b := range g.backends {
+		if b.healthy {
+			h.HealthyNodes++
+		}
+	}
+	if h.HealthyNodes == 0 {
+		h.Status, h.Error = "unavailable", "no healthy node"
+		return false, h
+	}
+	return true, h
+}
