@@ -40,6 +40,7 @@ import (
 const (
 	MaxBody       = 16 << 10
 	MaxEntries    = 10_000
+	MinTTL        = 100 * time.Millisecond
 	maxNameLen    = 256
 	maxAddrLen    = 255
 	persistPeriod = time.Second
@@ -83,8 +84,11 @@ type Server struct {
 
 // New returns a running registry (loading DataFile if it exists).
 func New(cfg Config) (*Server, error) {
-	if cfg.TTL <= 0 {
+	if cfg.TTL == 0 {
 		cfg.TTL = 5 * time.Second
+	}
+	if cfg.TTL < MinTTL {
+		return nil, fmt.Errorf("discovery: TTL %v is below the minimum %v", cfg.TTL, MinTTL)
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -269,6 +273,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		writeJSON(w, http.StatusOK, s.Peers())
 	case "/health":
+		if r.Method != http.MethodGet && r.Method != http.MethodHead {
+			w.Header().Set("Allow", "GET, HEAD")
+			err = fmt.Errorf("%w: use GET", errMethod)
+			break
+		}
 		s.mu.Lock()
 		n := len(s.entries)
 		s.mu.Unlock()
@@ -296,6 +305,9 @@ func (s *Server) upsert(w http.ResponseWriter, r *http.Request, register bool) e
 	if err := dec.Decode(&e); err != nil {
 		return fmt.Errorf("%w: body must be JSON {\"id\",\"name\",\"gossip_addr\",\"http_addr\"}: %v", errBadRequest, err)
 	}
+	if _, err := dec.Token(); err != io.EOF {
+		return fmt.Errorf("%w: trailing data after the JSON object", errBadRequest)
+	}
 	if err := validate(&e); err != nil {
 		return err
 	}
@@ -320,10 +332,14 @@ func (s *Server) upsert(w http.ResponseWriter, r *http.Request, register bool) e
 	return nil
 }
 
+// validate checks e and puts its id in canonical (lower-case) form, so one
+// replica has one entry however its id was spelled.
 func validate(e *Entry) error {
-	if _, err := crdt.ParseReplicaID(e.ID); err != nil {
+	id, err := crdt.ParseReplicaID(e.ID)
+	if err != nil {
 		return fmt.Errorf("%w: id must be 16 hex digits", errBadRequest)
 	}
+	e.ID = id.String()
 	if len(e.Name) > maxNameLen {
 		return fmt.Errorf("%w: name longer than %d bytes", errBadRequest, maxNameLen)
 	}
