@@ -100,6 +100,9 @@ var (
 // Unavailable marks err as a temporary refusal to serve (HTTP 503).
 func Unavailable(err error) error { return fmt.Errorf("%w: %w", errUnavailableClass, err) }
 
+// StatusOf returns the HTTP status the API answers err with.
+func StatusOf(err error) int { return statusOf(err) }
+
 // statusOf is the one table from errors to HTTP statuses.
 func statusOf(err error) int {
 	switch {

@@ -15,19 +15,27 @@ var _ api.Backend = (*Node)(nil)
 var errStopped = errors.New("node: shutting down")
 
 // Get returns key's value as this node sees it.
-func (n *Node) Get(_ context.Context, key string) (int64, error) {
+func (n *Node) Get(_ context.Context, key string) (v int64, err error) {
+	defer func() { n.metrics.op("get", key, err) }()
 	if err := crdt.ValidKey(key); err != nil {
 		return 0, err
 	}
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	v, _ := n.ks.Value(key)
+	v, _ = n.ks.Value(key)
 	return v, nil
 }
 
 // Add adds delta (non-zero) to key and returns the value this node sees
 // once the change is durable and queued for gossip.
-func (n *Node) Add(ctx context.Context, key string, delta int64) (int64, error) {
+func (n *Node) Add(ctx context.Context, key string, delta int64) (v int64, err error) {
+	defer func() {
+		op := "inc"
+		if delta < 0 {
+			op = "dec"
+		}
+		n.metrics.op(op, key, err)
+	}()
 	select {
 	case <-n.stop:
 		return 0, api.Unavailable(errStopped)
@@ -70,7 +78,7 @@ func (n *Node) Add(ctx context.Context, key string, delta int64) (int64, error) 
 	}
 	n.eng.Local(e)
 	n.scheduleFlush()
-	v, _ := n.ks.Value(key)
+	v, _ = n.ks.Value(key)
 	return v, nil
 }
 

@@ -189,7 +189,8 @@ type Node struct {
 	joined  chan struct{} // closed by the first JoinAck
 	flushAt clock.Timer   // armed while a delta flush is scheduled
 
-	disc *discovery.Client // nil without --discovery
+	disc    *discovery.Client // nil without --discovery
+	metrics *metrics
 
 	logLimit rateLimiter
 	ctx      context.Context // cancelled by Shutdown, for outbound calls
@@ -214,6 +215,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		stop:    make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
+	n.metrics = newMetrics()
 	n.eng = gossip.New(gossip.Config{Fanout: cfg.Fanout}, n.ks)
 	if cfg.DataDir != "" {
 		if err := n.openStorage(); err != nil {
@@ -258,6 +260,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		}, 2*time.Second)
 	}
 
+	n.metrics.attach(n)
 	n.wg.Add(1)
 	go n.loop()
 	if n.wal != nil {
@@ -273,7 +276,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		go n.discoveryLoop()
 	}
 	if n.ln != nil {
-		n.http = api.NewServer(api.NewHandler(n, n.log.With("component", "api"), nil))
+		n.http = api.NewServer(api.NewHandler(n, n.log.With("component", "api"), n.metrics.handler))
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
@@ -562,7 +565,9 @@ func (n *Node) send(out []gossip.Outbound) {
 			}
 			last = o.Msg
 		}
+		n.metrics.message(o.Msg.Type(), "out", len(payload))
 		if err := n.ep.Send(o.To, payload); err != nil {
+			n.metrics.sendFails.Inc()
 			n.logLimit.do(n.clk.Now(), "send:"+o.To, func() {
 				n.log.Warn("message to peer dropped", "peer", o.To, "type", o.Msg.Type(), "err", err)
 			})
@@ -579,6 +584,7 @@ func (n *Node) receive(from string, payload []byte) {
 		})
 		return
 	}
+	n.metrics.message(m.Type(), "in", len(payload))
 	now := n.clk.Now()
 	var (
 		out     []gossip.Outbound
@@ -607,6 +613,13 @@ func (n *Node) receive(from string, payload []byte) {
 		}
 	default:
 		out, changed = n.eng.Handle(from, m)
+		if len(changed) > 0 {
+			via := "repair"
+			if m.Type() == wire.TypeDelta {
+				via = "delta"
+			}
+			n.metrics.merged.WithLabelValues(via).Add(float64(len(changed)))
+		}
 		if len(changed) > 0 && n.eng.Pending() {
 			n.scheduleFlush()
 		}

@@ -24,7 +24,7 @@ func (n *Node) openStorage() error {
 	}
 	log, rec, err := wal.OpenInto(wal.Options{
 		Dir: filepath.Join(cfg.DataDir, "wal"), Sync: cfg.Fsync, SyncEvery: cfg.FsyncInterval,
-		SegmentSize: cfg.SegmentSize, DiscardCorrupt: cfg.DiscardCorrupt,
+		SegmentSize: cfg.SegmentSize, DiscardCorrupt: cfg.DiscardCorrupt, OnSync: n.metrics.observeSync,
 		Logger: n.log.With("component", "wal"), Clock: n.clk,
 	}, n.ks)
 	if err != nil {

@@ -69,6 +69,9 @@ type Options struct {
 	SlowSync time.Duration
 	// DiscardCorrupt makes recovery skip corrupt regions instead of failing.
 	DiscardCorrupt bool
+	// OnSync, if set, is called with the duration of every fsync (for a
+	// latency histogram). It runs on the writer goroutine: keep it quick.
+	OnSync func(time.Duration)
 	// Logger receives recovery reports and warnings. Default: discard.
 	Logger *slog.Logger
 	// Clock times fsyncs and drives SyncInterval. Default: the wall clock.
@@ -614,6 +617,9 @@ func (l *Log) sync() error {
 		return err
 	}
 	l.dirty = false
+	if l.opts.OnSync != nil {
+		l.opts.OnSync(took)
+	}
 	l.mu.Lock()
 	l.stats.Syncs++
 	l.stats.LastSyncDuration = took
