@@ -25,7 +25,7 @@ func TestNodeMetrics(t *testing.T) {
 		`dcounter_operations_total{key_type="default",op="inc",outcome="ok"} 1`,
 		`dcounter_operations_total{key_type="named",op="dec",outcome="ok"} 1`,
 		`dcounter_gossip_messages_total{direction="out",type="delta"}`,
-		`dcounter_gossip_bytes_total{direction="in",type="members"}`,
+		`dcounter_gossip_bytes_total{direction="in",type="join"}`,
 		`dcounter_members{state="alive"} 2`,
 		`dcounter_wal_fsync_duration_seconds_bucket`,
 		`dcounter_wal_records_total`,
