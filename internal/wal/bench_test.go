@@ -1,0 +1,253 @@
+package wal
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"testing"
+
+	"github.com/dcounter/dcounter/internal/crdt"
+)
+
+func benchOptions(dir string, p SyncPolicy) Options {
+	return Options{Dir: dir, Sync: p, Logger: slog.New(slog.DiscardHandler)}
+}
+
+// BenchmarkAppendParallel measures Append throughput with many concurrent
+// writers, one entry per Append. SyncNone is the baseline for the cost of
+// the fsyncs; records/batch shows how much group commit absorbs.
+func BenchmarkAppendParallel(b *testing.B) {
+	for _, p := range policies {
+		b.Run(p.String(), func(b *testing.B) {
+			l, _, err := Open(benchOptions(b.TempDir(), p), func(crdt.Entry) {})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			b.ReportAllocs()
+			b.SetParallelism(16)
+			var id sync.Mutex
+			next := crdt.ReplicaID(0)
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				id.Lock()
+				next++
+				r := next
+				id.Unlock()
+				e := []crdt.Entry{{Key: "bench-key", Replica: r}}
+				for pb.Next() {
+					e[0].P++
+					if err := l.Append(e); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+			b.StopTimer()
+			st := l.Stats()
+			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
+			b.ReportMetric(float64(st.Records)/float64(max(st.Batches, 1)), "records/batch")
+			b.SetBytes(int64(st.Bytes) / int64(max(b.N, 1)))
+		})
+	}
+}
+
+// recoverFixtures caches logs built for BenchmarkRecover: building one
+// takes longer than recovering it.
+var recoverFixtures sync.Map // string -> string (dir)
+
+// recoverEntry is the i-th entry of the recovery workload: 100k keys
+// written by 3 replicas with rising totals. As 3 and 100k are coprime, every
+// 300k consecutive entries cover each (key, replica) once.
+func recoverEntry(i int) crdt.Entry {
+	const keys = 100_000
+	return crdt.Entry{
+		Key:     fmt.Sprintf("key-%06d", i%keys),
+		Replica: crdt.ReplicaID(i%3 + 1),
+		P:       uint64(i/(3*keys) + 1),
+	}
+}
+
+// fixtureDir returns a directory holding what build writes, building it only
+// once per parent benchmark: a sub-benchmark's function runs several times,
+// and b.TempDir would be removed after each run. The parent calls
+// removeFixtures when its sub-benchmarks are done.
+func fixtureDir(b *testing.B, name string, build func(dir string)) string {
+	if dir, ok := recoverFixtures.Load(name); ok {
+		return dir.(string)
+	}
+	dir, err := os.MkdirTemp("", "wal-bench-"+name+"-")
+	if err != nil {
+		b.Fatal(err)
+	}
+	build(dir)
+	recoverFixtures.Store(name, dir)
+	return dir
+}
+
+func dirSize(b *testing.B, dir string) int64 {
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		b.Fatal(err)
+	}
+	var n int64
+	for _, de := range des {
+		fi, err := de.Info()
+		if err != nil {
+			b.Fatal(err)
+		}
+		n += fi.Size()
+	}
+	return n
+}
+
+// BenchmarkRecover times Open plus merging every recovered entry into a
+// crdt.Keyspace, for logs of one entry per record, and the same through
+// OpenInto. The merge-only sub-benchmarks merge the same entries from
+// memory: the baseline for what reading and checking the log adds.
+func BenchmarkRecover(b *testing.B) {
+	defer removeFixtures()
+	for _, n := range []int{100_000, 1_000_000} {
+		name := fmt.Sprintf("%dk", n/1000)
+		b.Run(name, func(b *testing.B) {
+			dir := fixtureDir(b, name, func(dir string) {
+				l, _, err := Open(benchOptions(dir, SyncNone), func(crdt.Entry) {})
+				if err != nil {
+					b.Fatal(err)
+				}
+				for i := range n {
+					l.AppendAsync([]crdt.Entry{recoverEntry(i)})
+				}
+				if err := l.Close(); err != nil {
+					b.Fatal(err)
+				}
+			})
+			b.SetBytes(dirSize(b, dir))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				ks := crdt.New()
+				l, rec, err := Open(benchOptions(dir, SyncNone), func(e crdt.Entry) { ks.Merge(e) })
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if rec.Records != n || ks.Len() != 100_000 || ks.Entries() != min(n, 300_000) {
+					b.Fatalf("recovered %d records, %d keys, %d entries", rec.Records, ks.Len(), ks.Entries())
+				}
+				l.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+		b.Run(name+"/OpenInto", func(b *testing.B) {
+			dir, ok := recoverFixtures.Load(name)
+			if !ok {
+				b.Skip("the fixture is built by the Open sub-benchmark")
+			}
+			b.SetBytes(dirSize(b, dir.(string)))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				ks := crdt.New()
+				l, rec, err := OpenInto(benchOptions(dir.(string), SyncNone), ks)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				if rec.Records != n || ks.Len() != 100_000 {
+					b.Fatalf("recovered %d records, %d keys", rec.Records, ks.Len())
+				}
+				l.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+		b.Run(name+"/merge-only", func(b *testing.B) {
+			entries := make([]crdt.Entry, n)
+			for i := range entries {
+				entries[i] = recoverEntry(i)
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				ks := crdt.New()
+				for _, e := range entries {
+					ks.Merge(e)
+				}
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "records/s")
+		})
+	}
+}
+
+// BenchmarkRecoverSnapshot times Open plus merge for a log that is one
+// snapshot of 1M keys, one replica each; merge-only is the baseline.
+func BenchmarkRecoverSnapshot(b *testing.B) {
+	defer removeFixtures()
+	const n = 1_000_000
+	b.Run("1M", func(b *testing.B) {
+		dir := fixtureDir(b, "snapshot", func(dir string) {
+			entries := make([]crdt.Entry, n)
+			for i := range entries {
+				entries[i] = crdt.Entry{Key: fmt.Sprintf("key-%07d", i), Replica: 1, P: uint64(i) + 1}
+			}
+			l, _, err := Open(benchOptions(dir, SyncNone), func(crdt.Entry) {})
+			if err != nil {
+				b.Fatal(err)
+			}
+			if err := l.Append(entries[:1]); err != nil {
+				b.Fatal(err)
+			}
+			if err := l.WriteSnapshot(l.LastLSN(), entries); err != nil {
+				b.Fatal(err)
+			}
+			if err := l.Close(); err != nil {
+				b.Fatal(err)
+			}
+		})
+		b.SetBytes(fileSize(b, filepath.Join(dir, snapFile(1))))
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			ks := crdt.New()
+			l, rec, err := Open(benchOptions(dir, SyncNone), func(e crdt.Entry) { ks.Merge(e) })
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.StopTimer()
+			if rec.SnapshotEntries != n || ks.Len() != n {
+				b.Fatalf("recovered %d snapshot entries, %d keys", rec.SnapshotEntries, ks.Len())
+			}
+			l.Close()
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+	})
+	b.Run("1M/merge-only", func(b *testing.B) {
+		entries := make([]crdt.Entry, n)
+		for i := range entries {
+			entries[i] = crdt.Entry{Key: fmt.Sprintf("key-%07d", i), Replica: 1, P: uint64(i) + 1}
+		}
+		b.ReportAllocs()
+		b.ResetTimer()
+		for range b.N {
+			ks := crdt.New()
+			for _, e := range entries {
+				ks.Merge(e)
+			}
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+	})
+}
+
+// removeFixtures deletes the cached fixture directories.
+func removeFixtures() {
+	recoverFixtures.Range(func(k, v any) bool {
+		os.RemoveAll(v.(string))
+		recoverFixtures.Delete(k)
+		return true
+	})
+}

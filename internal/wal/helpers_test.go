@@ -1,0 +1,341 @@
+package wal
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/crdt"
+)
+
+// logRecorder is a slog.Handler that sends records to t.Log and keeps them
+// for assertions.
+type logRecorder struct {
+	t     testing.TB
+	mu    *sync.Mutex
+	lines *[]string
+}
+
+func newLogger(t testing.TB) (*slog.Logger, *logRecorder) {
+	r := &logRecorder{t: t, mu: new(sync.Mutex), lines: new([]string)}
+	return slog.New(r), r
+}
+
+func (r *logRecorder) Enabled(context.Context, slog.Level) bool { return true }
+
+func (r *logRecorder) Handle(_ context.Context, rec slog.Record) error {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s", rec.Level, rec.Message)
+	rec.Attrs(func(a slog.Attr) bool {
+		fmt.Fprintf(&b, " %s=%q", a.Key, a.Value.String())
+		return true
+	})
+	line := b.String()
+	r.mu.Lock()
+	*r.lines = append(*r.lines, line)
+	r.mu.Unlock()
+	r.t.Log(line)
+	return nil
+}
+
+func (r *logRecorder) WithAttrs([]slog.Attr) slog.Handler { return r }
+func (r *logRecorder) WithGroup(string) slog.Handler      { return r }
+
+// has reports whether some line contains every one of subs.
+func (r *logRecorder) has(subs ...string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+next:
+	for _, l := range *r.lines {
+		for _, s := range subs {
+			if !strings.Contains(l, s) {
+				continue next
+			}
+		}
+		return true
+	}
+	return false
+}
+
+// testOptions returns options for dir that log to t, with a fake clock that
+// only moves when a test advances it.
+func testOptions(t testing.TB, dir string) Options {
+	lg, _ := newLogger(t)
+	return Options{Dir: dir, Logger: lg, Clock: clock.NewFake(time.Unix(1, 0))}
+}
+
+// openLog opens the log described by opts, merging what it recovers into ks
+// (which may be nil), and closes it when the test ends.
+func openLog(t testing.TB, opts Options, ks *crdt.Keyspace) (*Log, Recovery) {
+	t.Helper()
+	apply := func(crdt.Entry) {}
+	if ks != nil {
+		apply = func(e crdt.Entry) { ks.Merge(e) }
+	}
+	l, rec, err := Open(opts, apply)
+	if err != nil {
+		t.Fatalf("Open(%s): %v", opts.Dir, err)
+	}
+	t.Cleanup(func() { l.Close() })
+	return l, rec
+}
+
+// recoverState opens and closes the log, returning what it recovered.
+func recoverState(t testing.TB, opts Options) (*crdt.Keyspace, Recovery) {
+	t.Helper()
+	ks := crdt.New()
+	l, rec := openLog(t, opts, ks)
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	return ks, rec
+}
+
+// recoverInto is recoverState through OpenInto.
+func recoverInto(t testing.TB, opts Options) (*crdt.Keyspace, Recovery) {
+	t.Helper()
+	ks := crdt.New()
+	l, rec, err := OpenInto(opts, ks)
+	if err != nil {
+		t.Fatalf("OpenInto(%s): %v", opts.Dir, err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	return ks, rec
+}
+
+type slotKey struct {
+	key     string
+	replica crdt.ReplicaID
+}
+
+// dump flattens ks for comparison.
+func dump(ks *crdt.Keyspace) map[slotKey]crdt.PN {
+	m := make(map[slotKey]crdt.PN)
+	ks.ForEach(func(e crdt.Entry) bool {
+		m[slotKey{e.Key, e.Replica}] = crdt.PN{P: e.P, N: e.N}
+		return true
+	})
+	return m
+}
+
+// entriesOf lists ks's entries in a fixed order.
+func entriesOf(ks *crdt.Keyspace) []crdt.Entry {
+	var out []crdt.Entry
+	ks.ForEach(func(e crdt.Entry) bool { out = append(out, e); return true })
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].Key != out[j].Key {
+			return out[i].Key < out[j].Key
+		}
+		return out[i].Replica < out[j].Replica
+	})
+	return out
+}
+
+// sameState fails t unless got and want hold the same entries.
+func sameState(t testing.TB, got, want *crdt.Keyspace) {
+	t.Helper()
+	g, w := dump(got), dump(want)
+	if reflect.DeepEqual(g, w) {
+		return
+	}
+	n := 0
+	for k, wv := range w {
+		if gv, ok := g[k]; !ok || gv != wv {
+			if n < 10 {
+				t.Errorf("%q/%v: got %+v (present %v), want %+v", k.key, k.replica, gv, ok, wv)
+			}
+			n++
+		}
+	}
+	for k, gv := range g {
+		if _, ok := w[k]; !ok {
+			if n < 10 {
+				t.Errorf("%q/%v: got %+v, want absent", k.key, k.replica, gv)
+			}
+			n++
+		}
+	}
+	t.Fatalf("recovered state differs from the expected one in %d entries (got %d entries, want %d)", n, len(g), len(w))
+}
+
+// keyspaceOf merges every entry of every batch.
+func keyspaceOf(batches ...[]crdt.Entry) *crdt.Keyspace {
+	ks := crdt.New()
+	for _, b := range batches {
+		for _, e := range b {
+			ks.Merge(e)
+		}
+	}
+	return ks
+}
+
+// seqEntry is the i-th entry of a simple sequential workload: every record
+// raises its own key, so a missing record shows as a missing key.
+func seqEntry(i int) crdt.Entry {
+	return crdt.Entry{Key: fmt.Sprintf("seq-%05d", i), Replica: crdt.ReplicaID(i%3 + 1), P: uint64(i) + 1, N: uint64(i % 7)}
+}
+
+// appendSeq appends records seqEntry(from) ... seqEntry(to-1), one per Append.
+func appendSeq(t testing.TB, l *Log, from, to int) {
+	t.Helper()
+	for i := from; i < to; i++ {
+		if err := l.Append([]crdt.Entry{seqEntry(i)}); err != nil {
+			t.Fatalf("Append %d: %v", i, err)
+		}
+	}
+}
+
+// seqState is the state after seqEntry(i) for every i in is.
+func seqState(is ...int) *crdt.Keyspace {
+	ks := crdt.New()
+	for _, i := range is {
+		ks.Merge(seqEntry(i))
+	}
+	return ks
+}
+
+// span returns from, from+1, ..., to-1.
+func span(from, to int) []int {
+	var out []int
+	for i := from; i < to; i++ {
+		out = append(out, i)
+	}
+	return out
+}
+
+// files lists the segment and snapshot names in dir.
+func files(t testing.TB, dir string) (segs, snaps []string) {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range des {
+		switch filepath.Ext(de.Name()) {
+		case ".wal":
+			segs = append(segs, de.Name())
+		case ".snap":
+			snaps = append(snaps, de.Name())
+		}
+	}
+	return segs, snaps
+}
+
+func segFile(lsn uint64) string  { return fmt.Sprintf("%016x.wal", lsn) }
+func snapFile(lsn uint64) string { return fmt.Sprintf("%016x.snap", lsn) }
+
+// recordOffsets returns the offset of every record in a segment file's bytes,
+// followed by the offset where the last one ends.
+func recordOffsets(t testing.TB, data []byte) []int {
+	t.Helper()
+	offs := []int{segHeader}
+	for off := segHeader; off < len(data); {
+		r, err := parseRecord(data[off:])
+		if err != nil {
+			t.Fatalf("record at %d: %v", off, err)
+		}
+		off += r.size
+		offs = append(offs, off)
+	}
+	return offs
+}
+
+// copyDir copies the regular files of src into a new temporary directory.
+func copyDir(t testing.TB, src string) string {
+	t.Helper()
+	dst := t.TempDir()
+	des, err := os.ReadDir(src)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, de := range des {
+		if !de.Type().IsRegular() {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(src, de.Name()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(filepath.Join(dst, de.Name()), b, 0o640); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dst
+}
+
+func readFile(t testing.TB, name string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func writeFile(t testing.TB, name string, b []byte) {
+	t.Helper()
+	if err := os.WriteFile(name, b, 0o640); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func fileSize(t testing.TB, name string) int64 {
+	t.Helper()
+	fi, err := os.Stat(name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fi.Size()
+}
+
+// waitFor polls cond until it holds, failing t after a generous deadline.
+func waitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// wantCorrupt fails t unless err is ErrCorrupt and names every one of subs.
+func wantCorrupt(t testing.TB, err error, subs ...string) {
+	t.Helper()
+	if !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("Open: got %v, want ErrCorrupt", err)
+	}
+	for _, s := range subs {
+		if !strings.Contains(err.Error(), s) {
+			t.Errorf("error %q does not mention %q", err, s)
+		}
+	}
+}
+
+// wantDiscarded fails t unless some Recovery.Discarded line names every one of subs.
+func wantDiscarded(t testing.TB, rec Recovery, subs ...string) {
+	t.Helper()
+next:
+	for _, d := range rec.Discarded {
+		for _, s := range subs {
+			if !strings.Contains(d, s) {
+				continue next
+			}
+		}
+		return
+	}
+	t.Fatalf("Recovery.Discarded = %q, want a line mentioning %q", rec.Discarded, subs)
+}
