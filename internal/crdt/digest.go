@@ -150,8 +150,10 @@ func (ks *Keyspace) BucketEntries(buckets []uint16) []Entry {
 
 // Newer returns the entries this keyspace holds, within buckets, that are
 // missing from theirs or larger than theirs: what the other side lacks after
-// it sent theirs, its full contents of those buckets.
-func (ks *Keyspace) Newer(buckets []uint16, theirs []Entry) []Entry {
+// it sent theirs, its full contents of those buckets. Buckets are visited in
+// order and the result stops before the first entry fits rejects, so a reply
+// costs work in proportion to its size, not to the buckets asked for.
+func (ks *Keyspace) Newer(buckets []uint16, theirs []Entry, fits func(Entry) bool) []Entry {
 	type rk struct {
 		key string
 		r   ReplicaID
@@ -161,10 +163,23 @@ func (ks *Keyspace) Newer(buckets []uint16, theirs []Entry) []Entry {
 		have[rk{e.Key, e.Replica}] = PN{e.P, e.N}
 	}
 	var out []Entry
-	for _, e := range ks.BucketEntries(buckets) {
-		pn, ok := have[rk{e.Key, e.Replica}]
-		if !ok || e.P > pn.P || e.N > pn.N {
-			out = append(out, e)
+	for _, b := range dedupe(buckets) {
+		bk := ks.buckets[b]
+		if bk == nil {
+			continue
+		}
+		for _, k := range bk.keys {
+			for _, s := range ks.counters[k].slots {
+				pn, ok := have[rk{k, s.replica}]
+				if ok && s.P <= pn.P && s.N <= pn.N {
+					continue
+				}
+				e := Entry{Key: k, Replica: s.replica, P: s.P, N: s.N}
+				if fits != nil && !fits(e) {
+					return out
+				}
+				out = append(out, e)
+			}
 		}
 	}
 	return out

@@ -235,10 +235,10 @@ func TestDiffOneKey(t *testing.T) {
 			}
 		}
 		buckets := []uint16{bucket}
-		if got := b.Newer(buckets, a.BucketEntries(buckets)); !reflect.DeepEqual(got, []Entry{e}) {
+		if got := b.Newer(buckets, a.BucketEntries(buckets), nil); !reflect.DeepEqual(got, []Entry{e}) {
 			t.Fatalf("round %d: b.Newer = %+v, want [%+v]", i, got, e)
 		}
-		gotA := a.Newer(buckets, b.BucketEntries(buckets))
+		gotA := a.Newer(buckets, b.BucketEntries(buckets), nil)
 		if i%2 == 1 {
 			if !reflect.DeepEqual(gotA, []Entry{ea}) {
 				t.Fatalf("round %d: a.Newer = %+v, want [%+v]", i, gotA, ea)
@@ -291,7 +291,7 @@ func TestRepairFlow(t *testing.T) {
 		t.Fatalf("DiffBuckets returned %d buckets, %d were touched", len(buckets), len(touched))
 	}
 	fromA := a.BucketEntries(buckets)
-	toA := b.Newer(buckets, fromA)
+	toA := b.Newer(buckets, fromA, nil)
 	for _, e := range fromA {
 		b.Merge(e)
 	}
@@ -368,7 +368,7 @@ func TestDiffIgnoresOutOfRangeAndDuplicates(t *testing.T) {
 			t.Fatalf("BucketEntries(%d) returned key %q of bucket %d", bucket, e.Key, BucketOf(e.Key))
 		}
 	}
-	if got := a.Newer([]uint16{bucket, bucket}, nil); len(got) != len(a.BucketEntries([]uint16{bucket})) {
+	if got := a.Newer([]uint16{bucket, bucket}, nil, nil); len(got) != len(a.BucketEntries([]uint16{bucket})) {
 		t.Fatalf("Newer with duplicated buckets returned %d entries", len(got))
 	}
 }
@@ -449,12 +449,12 @@ func TestNewerComponentwise(t *testing.T) {
 		// replica 5 missing on their side
 		{Key: "other", Replica: 1, P: 1}, // a key I lack: not my business
 	}
-	got := ks.Newer([]uint16{BucketOf("k")}, theirs)
+	got := ks.Newer([]uint16{BucketOf("k")}, theirs, nil)
 	slices.SortFunc(got, func(a, b Entry) int { return int(a.Replica) - int(b.Replica) })
 	if want := []Entry{mine[1], mine[2], mine[4]}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("Newer = %+v, want %+v", got, want)
 	}
-	if got := ks.Newer([]uint16{BucketOf("k") + 1}, nil); len(got) != 0 {
+	if got := ks.Newer([]uint16{BucketOf("k") + 1}, nil, nil); len(got) != 0 {
 		t.Fatalf("Newer over another bucket = %+v", got)
 	}
 }
@@ -470,5 +470,24 @@ func TestBucketsSkipZeroHashes(t *testing.T) {
 	ks.buckets[other] = &bucket{}
 	if got := ks.Buckets([]uint16{g}); len(got) != 1 || got[0].Index != b {
 		t.Fatalf("Buckets = %+v, want only bucket %d", got, b)
+	}
+}
+
+func TestNewerStopsAtTheBudget(t *testing.T) {
+	ks := New()
+	for i := 0; i < 1000; i++ {
+		ks.Merge(Entry{Key: fmt.Sprintf("k%d", i), Replica: 1, P: 1})
+	}
+	var all []uint16
+	for b := 0; b < NumBuckets; b++ {
+		all = append(all, uint16(b))
+	}
+	n := 0
+	got := ks.Newer(all, nil, func(Entry) bool { n++; return n <= 10 })
+	if len(got) != 10 {
+		t.Fatalf("got %d entries with a budget of 10", len(got))
+	}
+	if n != 11 {
+		t.Fatalf("fits called %d times: Newer kept working past the budget", n)
 	}
 }

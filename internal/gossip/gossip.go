@@ -188,9 +188,13 @@ func (e *Engine) Handle(from string, m wire.Message) (out []Outbound, changed []
 			}
 		}
 		if len(m.Want) > 0 {
-			newer := e.ks.Newer(m.Want, theirs)
+			size := 0
+			newer := e.ks.Newer(m.Want, theirs, func(en crdt.Entry) bool {
+				size += entrySize(en.Key)
+				return size <= e.cfg.MaxPushBytes
+			})
 			if len(newer) > 0 {
-				out = append(out, Outbound{To: from, Msg: &wire.Push{Entries: chunk(wire.FromCRDT(newer), e.cfg.MaxPushBytes)[0]}})
+				out = append(out, Outbound{To: from, Msg: &wire.Push{Entries: wire.FromCRDT(newer)}})
 			}
 		}
 	case *wire.DigestAck:

@@ -252,9 +252,9 @@ func TestDecodeMemoryPerByte(t *testing.T) {
 		{"members, smallest well-formed", TypeMembers, cat([]byte{0x91}, arr32(n), bytes.Repeat(minMember, n)), ErrBadMember},
 		{"entries, smallest valid", TypeDelta, cat([]byte{0x92}, arr32(n), bytes.Repeat(minEntry, n), []byte{0x00}), ErrBadEntry},
 		{"entries, smallest valid, one short", TypeDelta, cat([]byte{0x92}, arr32(n), bytes.Repeat(minEntry, n-1), []byte{0x00}), ErrBody},
-		{"hashes, smallest valid", TypeDigestPull, cat([]byte{0x91}, arr32(n), bytes.Repeat(minHash, n)), nil},
+		{"hashes, more than the groups", TypeDigestPull, cat([]byte{0x91}, arr32(n), bytes.Repeat(minHash, n)), ErrBadDigest},
 		{"hashes of nils", TypeDigestPull, cat([]byte{0x91}, arr32(n), bytes.Repeat([]byte{0xc0}, n)), ErrBody},
-		{"want", TypePush, cat([]byte{0x92, 0xc0}, arr32(n), bytes.Repeat([]byte{0x01}, n)), nil},
+		{"want, more than the buckets", TypePush, cat([]byte{0x92, 0xc0}, arr32(n), bytes.Repeat([]byte{0x01}, n)), ErrBadDigest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := frame(tc.typ, flagZstd, zstdAll(tc.body)...)

@@ -120,11 +120,11 @@ func (g gen) message(typ Type) Message {
 	case TypePush:
 		return &Push{Entries: slice(g, g.count(), g.entry), Want: slice(g, g.count(), g.u16)}
 	case TypeDigestPull:
-		return &DigestPull{Groups: slice(g, g.count(), g.hash)}
+		return &DigestPull{Groups: slice(g, min(g.count(), 256), func() Hash { h := g.hash(); h.Index %= 256; return h })}
 	case TypeDigestAck:
 		return &DigestAck{}
 	case TypeDigestBuckets:
-		return &DigestBuckets{Groups: slice(g, g.count(), g.u16), Buckets: slice(g, g.count(), g.hash)}
+		return &DigestBuckets{Groups: slice(g, min(g.count(), 256), func() uint16 { return g.u16() % 256 }), Buckets: slice(g, g.count(), g.hash)}
 	case TypeDelta:
 		return &Delta{Entries: slice(g, g.count(), g.entry), Hops: uint8(g.u64())}
 	case TypeJoin:

@@ -256,14 +256,47 @@ func validEntries(es []Entry) error {
 	return nil
 }
 
-func (m *Push) validate() error          { return validEntries(m.Entries) }
-func (m *Delta) validate() error         { return validEntries(m.Entries) }
-func (m *DigestPull) validate() error    { return nil }
-func (m *DigestAck) validate() error     { return nil }
-func (m *DigestBuckets) validate() error { return nil }
-func (m *Join) validate() error          { return validMembers([]Member{m.Self}) }
-func (m *JoinAck) validate() error       { return validMembers(m.Members) }
-func (m *Members) validate() error       { return validMembers(m.Members) }
+func (m *Push) validate() error {
+	if len(m.Want) > crdt.NumBuckets {
+		return ErrBadDigest
+	}
+	return validEntries(m.Entries)
+}
+func (m *Delta) validate() error { return validEntries(m.Entries) }
+func (m *DigestPull) validate() error {
+	return validHashes(m.Groups, crdt.NumGroups)
+}
+func (m *DigestAck) validate() error { return nil }
+func (m *DigestBuckets) validate() error {
+	if len(m.Groups) > crdt.NumGroups {
+		return ErrBadDigest
+	}
+	for _, g := range m.Groups {
+		if int(g) >= crdt.NumGroups {
+			return ErrBadDigest
+		}
+	}
+	return validHashes(m.Buckets, crdt.NumBuckets)
+}
+
+// ErrBadDigest is returned for digests with more slots than the geometry
+// has, or indexes out of range.
+var ErrBadDigest = errors.New("wire: invalid digest")
+
+func validHashes(hs []Hash, n int) error {
+	if len(hs) > n {
+		return ErrBadDigest
+	}
+	for _, h := range hs {
+		if int(h.Index) >= n {
+			return ErrBadDigest
+		}
+	}
+	return nil
+}
+func (m *Join) validate() error    { return validMembers([]Member{m.Self}) }
+func (m *JoinAck) validate() error { return validMembers(m.Members) }
+func (m *Members) validate() error { return validMembers(m.Members) }
 
 // Member limits.
 const (
