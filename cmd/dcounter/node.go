@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"os"
 	"strings"
 	"time"
@@ -47,6 +48,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fsync      string
 		inMemory   bool
 		disc       string
+		insecure   bool
 	)
 	fs.StringVar(&cfg.Name, "name", hostname(), "human-readable member `name`")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "127.0.0.1:7946", "TCP `host:port` to listen on for peers")
@@ -66,6 +68,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&fsync, "fsync", "always", "when a write is made durable before it is acknowledged: `always` (fsync first), interval (fsync every --fsync-interval), none (leave it to the OS)")
 	fs.DurationVar(&cfg.FsyncInterval, "fsync-interval", time.Second, "fsync `period` under --fsync interval")
 	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 5*time.Minute, "write a snapshot this often if anything was logged (also when a 64 MiB log segment fills, and on shutdown)")
+	fs.BoolVar(&insecure, "insecure-gossip", false, "allow gossip without --cluster-key on an address other machines can reach (anyone who can reach it can then set any counter)")
+	fs.BoolVar(&cfg.NewReplica, "new-replica", false, "take a new replica ID at start: required after restoring --data-dir from a backup or copying it")
 	fs.BoolVar(&cfg.DiscardCorrupt, "discard-corrupt", false, "start even if the log is corrupt: skip the bad data and take a new replica ID (see README: recovering from a corrupt log)")
 	fs.DurationVar(&cfg.SyncInterval, "sync-interval", 500*time.Millisecond, "anti-entropy and member-gossip `period`")
 	fs.IntVar(&cfg.Fanout, "fanout", 3, "`peers` each fresh change is pushed to")
@@ -104,6 +108,12 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if cfg.Fsync, err = wal.ParseSyncPolicy(fsync); err != nil {
 		fmt.Fprintf(stderr, "dcounter node: --fsync %q: want always, interval or none\n", fsync)
+		return exitUsage
+	}
+	if cfg.ClusterKey == nil && !insecure && !loopback(cfg.GossipAddr) {
+		fmt.Fprintf(stderr, "dcounter node: --gossip-addr %s can be reached from other machines, but gossip is unauthenticated\n"+
+			"without a cluster key: anyone who can reach the port could set any counter. Set --cluster-key (or\n"+
+			"DCOUNTER_CLUSTER_KEY; make one with 'dcounter keygen'), or pass --insecure-gossip on a network you trust.\n", cfg.GossipAddr)
 		return exitUsage
 	}
 	if err := checkAdvertise(cfg.GossipAddr, cfg.AdvertiseAddr); err != nil {
@@ -176,6 +186,20 @@ func checkAdvertise(listen, advertise string) error {
 		return fmt.Errorf("--gossip-addr %s listens on all interfaces: set --advertise-addr to the address peers should dial", listen)
 	}
 	return nil
+}
+
+// loopback reports whether addr's host is a loopback address (or
+// "localhost"), reachable from this machine only.
+func loopback(addr string) bool {
+	host, _, err := net.SplitHostPort(addr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 func splitList(s string) []string {

@@ -141,20 +141,41 @@ func (l *List) Beat(now time.Time) {
 	s.LastSeen = now
 }
 
+// Limits on what gossip can add to the list.
+const (
+	// MaxMembers bounds the list: members beyond it are not added.
+	MaxMembers = 4096
+	// MaxNewPerMerge bounds how many members one message can add.
+	MaxNewPerMerge = 64
+	// maxIncarnationLead is how far past the wall clock (in milliseconds)
+	// an incarnation may be; incarnations are start times, so anything
+	// further is forged and would be impossible to refute.
+	maxIncarnationLead = uint64(24 * time.Hour / time.Millisecond)
+)
+
 // Merge folds a peer's view into ours and returns the members that were new
 // to us. A newly learned member takes the state the peer gives it; for a
 // known member only news from the member itself counts: a higher
 // incarnation or heartbeat makes it alive again, and "left" sticks.
-func (l *List) Merge(view []wire.Member, now time.Time) (added []Member) {
+// conflict is set when the view holds our own ID at another address under
+// an incarnation we never used: another process is running as this replica.
+func (l *List) Merge(view []wire.Member, now time.Time) (added []Member, conflict bool) {
+	limit := uint64(now.UnixMilli()) + maxIncarnationLead
 	for _, w := range view {
 		r := fromWire(w)
+		if r.Incarnation > limit {
+			continue
+		}
 		if r.ID == l.self {
-			l.refute(r)
+			conflict = l.refute(r) || conflict
 			continue
 		}
 		m := l.members[r.ID]
 		switch {
 		case m == nil:
+			if len(added) >= MaxNewPerMerge || len(l.members) >= MaxMembers {
+				continue
+			}
 			r.LastSeen = now
 			l.members[r.ID] = &r
 			added = append(added, r)
@@ -176,7 +197,7 @@ func (l *List) Merge(view []wire.Member, now time.Time) (added []Member) {
 			}
 		}
 	}
-	return added
+	return added, conflict
 }
 
 // HeardFrom records that the member at gossip address addr just sent us its
@@ -276,14 +297,22 @@ func (l *List) Newer(view []wire.Member) bool {
 	return false
 }
 
-// refute answers a rumour about ourselves: if a peer believes we are not
-// alive at our current incarnation or later, take a higher incarnation so
-// that our "alive" overrides it.
-func (l *List) refute(r Member) {
+// refute answers a rumour about ourselves: an entry at our incarnation or
+// later that differs from ours (says we are not alive, or gives other
+// addresses) is overridden by taking a higher incarnation. It reports a
+// conflict when the entry is at another gossip address under a higher
+// incarnation than ours: not an old entry of ours, but someone else.
+func (l *List) refute(r Member) (conflict bool) {
 	s := l.members[l.self]
-	if r.State != Alive && r.Incarnation >= s.Incarnation && r.Incarnation < math.MaxUint64 {
+	if r.Incarnation < s.Incarnation {
+		return false
+	}
+	conflict = r.Incarnation > s.Incarnation && r.GossipAddr != s.GossipAddr
+	differs := r.State != Alive || r.GossipAddr != s.GossipAddr || r.HTTPAddr != s.HTTPAddr || r.Name != s.Name
+	if differs && r.Incarnation < math.MaxUint64 {
 		s.Incarnation = r.Incarnation + 1
 	}
+	return conflict
 }
 
 // Peers returns the gossip addresses of the members other than self that

@@ -201,7 +201,7 @@ func TestMergeRules(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			l := New(selfMember(), t0)
 			l.Merge(tc.prior, t0)
-			added := l.Merge([]wire.Member{tc.rumour}, t1)
+			added, _ := l.Merge([]wire.Member{tc.rumour}, t1)
 			got, ok := lookup(l, id)
 			if !ok {
 				t.Fatalf("member %d missing after merge", id)
@@ -230,7 +230,7 @@ func TestMergeAddedOnlyOnce(t *testing.T) {
 		wm(3, "b", "10.0.0.3", 5, 1, Alive),
 		wm(2, "a", "10.0.0.2", 5, 2, Alive), // same member again in the same view
 	}
-	added := l.Merge(view, t0)
+	added, _ := l.Merge(view, t0)
 	var ids []crdt.ReplicaID
 	for _, m := range added {
 		ids = append(ids, m.ID)
@@ -241,7 +241,7 @@ func TestMergeAddedOnlyOnce(t *testing.T) {
 	if m, _ := lookup(l, 2); m.Heartbeat != 2 {
 		t.Fatalf("heartbeat of 2 = %d, want 2 (second entry in the view is newer)", m.Heartbeat)
 	}
-	if again := l.Merge(view, t1); len(again) != 0 {
+	if again, _ := l.Merge(view, t1); len(again) != 0 {
 		t.Fatalf("re-merging a known view added %+v", again)
 	}
 }
@@ -275,8 +275,8 @@ func TestMergeRefutesRumoursAboutSelf(t *testing.T) {
 		{"left at our incarnation", Left, inc, inc + 1},
 		{"suspect below our incarnation", Suspect, inc - 1, inc},
 		{"dead below our incarnation", Dead, 3, inc},
-		{"alive at our incarnation", Alive, inc, inc},
-		{"alive above our incarnation", Alive, inc + 50, inc},
+		{"alive at our incarnation, other addresses", Alive, inc, inc + 1},
+		{"alive above our incarnation, other addresses", Alive, inc + 50, inc + 51},
 		{"alive below our incarnation", Alive, inc - 1, inc},
 	}
 	for _, tc := range tests {
@@ -284,7 +284,7 @@ func TestMergeRefutesRumoursAboutSelf(t *testing.T) {
 			l := New(selfMember(), t0)
 			// The rumour carries different addresses and heartbeat: none
 			// of it may leak into our own entry.
-			added := l.Merge([]wire.Member{wm(1, "impostor", "10.9.9.9", tc.inc, 999, tc.state)}, t1)
+			added, _ := l.Merge([]wire.Member{wm(1, "impostor", "10.9.9.9", tc.inc, 999, tc.state)}, t1)
 			if len(added) != 0 {
 				t.Errorf("added = %+v, want none", added)
 			}
@@ -576,7 +576,8 @@ func TestMergeConverges(t *testing.T) {
 			addedIDs[i] = map[crdt.ReplicaID]int{}
 		}
 		merge := func(i int, view []wire.Member, now time.Time) {
-			for _, m := range lists[i].Merge(view, now) {
+			added, _ := lists[i].Merge(view, now)
+			for _, m := range added {
 				addedIDs[i][m.ID]++
 			}
 		}
@@ -629,5 +630,39 @@ func TestMergeConverges(t *testing.T) {
 				}
 			}
 		}
+	}
+}
+
+func TestMergeLimitsAndForgedIncarnations(t *testing.T) {
+	l := New(selfMember(), t0)
+	var view []wire.Member
+	for i := 2; i < 2+MaxNewPerMerge+10; i++ {
+		view = append(view, wm(uint64(i), "m", fmt.Sprintf("10.1.%d.%d", i/256, i%256), 1, 1, Alive))
+	}
+	if added, _ := l.Merge(view, t1); len(added) != MaxNewPerMerge {
+		t.Fatalf("one message added %d members, want at most %d", len(added), MaxNewPerMerge)
+	}
+	// An incarnation far beyond the wall clock is forged: ignored, for
+	// others and for ourselves (it could never be refuted).
+	far := uint64(t1.UnixMilli()) + uint64(48*time.Hour/time.Millisecond)
+	before := l.Len()
+	l.Merge([]wire.Member{wm(99999, "f", "10.9.9.9", far, 1, Alive)}, t1)
+	if l.Len() != before {
+		t.Fatal("a member with a far-future incarnation was added")
+	}
+	l.Merge([]wire.Member{wm(1, "self", "10.9.9.9", far, 1, Alive)}, t1)
+	if got := l.Self(); got.Incarnation != selfMember().Incarnation || got.GossipAddr != selfMember().GossipAddr {
+		t.Fatalf("a forged far-future entry about us changed us: %+v", got)
+	}
+}
+
+func TestMergeReportsAnotherProcessWithOurID(t *testing.T) {
+	l := New(selfMember(), t0)
+	self := l.Self()
+	if _, conflict := l.Merge([]wire.Member{wm(uint64(self.ID), "self", "10.0.0.1", self.Incarnation-1, 5, Alive)}, t1); conflict {
+		t.Fatal("an old entry of ours is not a conflict")
+	}
+	if _, conflict := l.Merge([]wire.Member{wm(uint64(self.ID), "clone", "10.7.7.7", self.Incarnation+10, 5, Alive)}, t1); !conflict {
+		t.Fatal("our ID at another address under an incarnation we never used is not reported")
 	}
 }

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/dcounter/dcounter/internal/api"
@@ -47,6 +48,11 @@ func (n *Node) Add(ctx context.Context, key string, delta int64) (v int64, err e
 		}
 	}
 	n.mu.Lock()
+	if n.conflict != nil {
+		err := n.conflict
+		n.mu.Unlock()
+		return 0, api.Unavailable(err)
+	}
 	cur, ok := n.pending[key]
 	if !ok {
 		cur = n.ks.Get(key, n.id)
@@ -66,7 +72,9 @@ func (n *Node) Add(ctx context.Context, key string, delta int64) (v int64, err e
 	// writes anyway.
 	if n.wal != nil {
 		if err := n.wal.Append([]crdt.Entry{e}); err != nil {
-			return 0, api.Unavailable(err)
+			// Not a 503: the record may have reached the disk, so the
+			// write may count after a restart. Nobody may retry it blindly.
+			return 0, fmt.Errorf("node: write-ahead log failed; this write's outcome is unknown: %w", err)
 		}
 	}
 
@@ -122,6 +130,10 @@ func (n *Node) Health(context.Context) (bool, any) {
 			h.Status, h.Error = "failed", err.Error()
 			return false, h
 		}
+	}
+	if n.conflict != nil {
+		h.Status, h.Error = "conflict", n.conflict.Error()
+		return false, h
 	}
 	return true, h
 }

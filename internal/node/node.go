@@ -50,9 +50,11 @@ var (
 
 // Errors returned by New.
 var (
-	ErrJoin      = errors.New("node: could not join the cluster")
-	ErrDiscovery = errors.New("node: cannot reach the discovery server")
-	ErrConfig    = errors.New("node: invalid configuration")
+	ErrJoin = errors.New("node: could not join the cluster")
+	// ErrReplicaConflict means this node's replica ID is also used elsewhere.
+	ErrReplicaConflict = errors.New("node: replica ID conflict")
+	ErrDiscovery       = errors.New("node: cannot reach the discovery server")
+	ErrConfig          = errors.New("node: invalid configuration")
 )
 
 // Config configures a node. Zero fields take the defaults stated.
@@ -98,6 +100,9 @@ type Config struct {
 	// DiscardCorrupt lets recovery skip corrupt log data (and take a new
 	// replica ID) instead of refusing to start.
 	DiscardCorrupt bool
+	// NewReplica makes the node take a new replica ID at start, as it must
+	// after its data dir was restored from a backup or copied.
+	NewReplica bool
 	// SyncInterval is the anti-entropy and member-gossip period. Default 500ms.
 	SyncInterval time.Duration
 	// DeltaInterval is how long local changes are batched before being pushed. Default 5ms.
@@ -181,13 +186,14 @@ type Node struct {
 	recovery     wal.Recovery
 	lastSnapshot uint64 // LSN of the last snapshot; snapshot goroutine only
 
-	mu      sync.Mutex
-	ks      *crdt.Keyspace
-	pending map[string]crdt.PN // own totals reserved by writes not yet durable
-	eng     *gossip.Engine
-	members *membership.List
-	joined  chan struct{} // closed by the first JoinAck
-	flushAt clock.Timer   // armed while a delta flush is scheduled
+	mu       sync.Mutex
+	ks       *crdt.Keyspace
+	pending  map[string]crdt.PN // own totals reserved by writes not yet durable
+	eng      *gossip.Engine
+	members  *membership.List
+	joined   chan struct{} // closed by the first JoinAck
+	conflict error         // set by replicaConflict: writes are refused
+	flushAt  clock.Timer   // armed while a delta flush is scheduled
 
 	disc    *discovery.Client // nil without --discovery
 	metrics *metrics
@@ -593,11 +599,23 @@ func (n *Node) receive(from string, payload []byte) {
 	n.mu.Lock()
 	switch m := m.(type) {
 	case *wire.Join:
-		added := n.members.Merge([]wire.Member{m.Self}, now)
+		if crdt.ReplicaID(m.Self.ID) == n.id && m.Self.GossipAddr == n.ep.Addr() {
+			break // our own Join, through an alias of our address: not a cluster
+		}
+		added, conflict := n.members.Merge([]wire.Member{m.Self}, now)
+		if conflict || crdt.ReplicaID(m.Self.ID) == n.id {
+			n.replicaConflict(fmt.Sprintf("a node at %s joined with this node's replica ID", m.Self.GossipAddr))
+			break
+		}
 		out = append(out, gossip.Outbound{To: from, Msg: &wire.JoinAck{Members: n.members.Wire()}})
 		out = append(out, n.announce(added, from)...)
 	case *wire.JoinAck:
-		n.members.Merge(m.Members, now)
+		if from == n.ep.Addr() {
+			break // answered by ourselves
+		}
+		if _, conflict := n.members.Merge(m.Members, now); conflict {
+			n.replicaConflict("a peer lists this node's replica ID at another address")
+		}
 		n.members.HeardFrom(from, now)
 		select {
 		case <-n.joined:
@@ -605,7 +623,10 @@ func (n *Node) receive(from string, payload []byte) {
 			close(n.joined)
 		}
 	case *wire.Members:
-		added := n.members.Merge(m.Members, now)
+		added, conflict := n.members.Merge(m.Members, now)
+		if conflict {
+			n.replicaConflict("a peer lists this node's replica ID at another address")
+		}
 		n.members.HeardFrom(from, now)
 		out = n.announce(added, from)
 		if n.members.Newer(m.Members) {
@@ -613,6 +634,16 @@ func (n *Node) receive(from string, payload []byte) {
 		}
 	default:
 		out, changed = n.eng.Handle(from, m)
+		for _, c := range changed {
+			if c.Replica == n.id {
+				// Only we raise our totals, and nothing leaves us before it
+				// is durable: a peer holding more of our replica than we do
+				// means our history was lost (a restored backup, a copied
+				// data dir) while we kept the ID.
+				n.replicaConflict(fmt.Sprintf("peer %s holds higher totals for this node's replica than this node", from))
+				break
+			}
+		}
 		if len(changed) > 0 {
 			via := "repair"
 			if m.Type() == wire.TypeDelta {
@@ -632,6 +663,18 @@ func (n *Node) receive(from string, payload []byte) {
 		n.wal.AppendAsync(changed)
 	}
 	n.send(out)
+}
+
+// replicaConflict records that another process uses, or used, this node's
+// replica ID with a history this node lacks. Writes acknowledged now could
+// vanish in the merge (invariant 4), so the node refuses writes and reports
+// unhealthy until it is restarted with --new-replica. Caller holds mu.
+func (n *Node) replicaConflict(why string) {
+	if n.conflict != nil {
+		return
+	}
+	n.conflict = fmt.Errorf("%w: %s; refusing writes: restart this node with --new-replica", ErrReplicaConflict, why)
+	n.log.Error("replica ID conflict", "replica", n.id, "err", n.conflict)
 }
 
 // announce spreads news of members we just learned about to a few peers, so

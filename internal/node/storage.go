@@ -39,6 +39,10 @@ func (n *Node) openStorage() error {
 		reason = "corrupt log data was discarded"
 	case !dd.Previous.Clean && dd.Previous.Fsync != wal.SyncAlways.String():
 		reason = "the previous run stopped uncleanly with --fsync " + dd.Previous.Fsync
+	case rec.Segments == 0 && rec.SnapshotLSN == 0:
+		reason = "the data dir has an identity but no log: its history is gone"
+	case cfg.NewReplica:
+		reason = "--new-replica was given"
 	}
 	if reason != "" {
 		old := dd.ReplicaID
@@ -57,6 +61,9 @@ func (n *Node) openStorage() error {
 		return err
 	}
 	n.id, n.dir, n.wal, n.recovery = dd.ReplicaID, dd, log, rec
+	if rec.Records == 0 {
+		n.lastSnapshot = rec.SnapshotLSN // nothing to add to the snapshot we loaded
+	}
 	return nil
 }
 
