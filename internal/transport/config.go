@@ -17,6 +17,8 @@ const (
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultQueueLen         = 1024
 	DefaultMaxInbound       = 1024
+	DefaultMaxPeers         = 4096
+	DefaultIdleWriter       = time.Minute
 )
 
 // Config configures a TCP transport. The zero value of every field but
@@ -53,14 +55,24 @@ type Config struct {
 	// waiting for the Hello, the dialer waiting for the answer. Default 5s.
 	HandshakeTimeout time.Duration
 	// QueueLen is each peer's outbound queue length, in messages; when it is
-	// full, Send returns ErrQueueFull. Default 1024.
+	// full, Send returns ErrQueueFull. The queue grows with use up to this
+	// length rather than being allocated whole. Default 1024.
 	QueueLen int
 	// MaxInbound caps concurrent inbound connections; more are closed at
 	// once. Default 1024.
 	MaxInbound int
+	// MaxPeers caps the destinations that have a queue and a writer at
+	// once; Send to a further address returns ErrTooManyPeers until an
+	// idle one is reclaimed (see IdleWriter). It bounds what a peer can
+	// cost by making the node answer many made-up addresses. Default 4096.
+	MaxPeers int
+	// IdleWriter is how long a destination's queue may stay empty before
+	// its writer closes the connection and exits, freeing its queue; the
+	// next Send to that address starts a new one. Default 1m.
+	IdleWriter time.Duration
 	// Logger receives the transport's logs. Default: discard.
 	Logger *slog.Logger
-	// Clock times reconnect backoff. Default clock.Real{}. Socket deadlines
+	// Clock times reconnect backoff and IdleWriter. Default clock.Real{}. Socket deadlines
 	// always use the wall clock, because the kernel does.
 	Clock clock.Clock
 }
@@ -94,6 +106,7 @@ func (c Config) withDefaults() (Config, error) {
 		{&c.WriteTimeout, DefaultWriteTimeout, "WriteTimeout"},
 		{&c.IdleTimeout, DefaultIdleTimeout, "IdleTimeout"},
 		{&c.HandshakeTimeout, DefaultHandshakeTimeout, "HandshakeTimeout"},
+		{&c.IdleWriter, DefaultIdleWriter, "IdleWriter"},
 	} {
 		if *d.p == 0 {
 			*d.p = d.def
@@ -108,8 +121,11 @@ func (c Config) withDefaults() (Config, error) {
 	if c.MaxInbound == 0 {
 		c.MaxInbound = DefaultMaxInbound
 	}
-	if c.QueueLen < 0 || c.MaxInbound < 0 {
-		return c, fmt.Errorf("%w: QueueLen and MaxInbound must be positive", ErrConfig)
+	if c.MaxPeers == 0 {
+		c.MaxPeers = DefaultMaxPeers
+	}
+	if c.QueueLen < 0 || c.MaxInbound < 0 || c.MaxPeers < 0 {
+		return c, fmt.Errorf("%w: QueueLen, MaxInbound and MaxPeers must be positive", ErrConfig)
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)

@@ -24,6 +24,14 @@
 // queued and retries with exponential backoff (50ms doubling to 5s, jittered,
 // timed by the injected clock); the next message after the backoff dials again.
 //
+// A queue grows with use, up to QueueLen (default 1024) messages. A writer
+// whose queue has stayed empty for IdleWriter (default 1m, on the injected
+// clock) closes its connection and exits, and the next Send to that address
+// starts a new one. At most MaxPeers (default 4096) addresses have a writer at
+// once; Send to another returns ErrTooManyPeers. Both matter because the
+// addresses a node sends to can come from its peers: without a key, the from
+// address of a Hello is whatever the dialer claims.
+//
 // # Frames
 //
 // Everything on a connection, the handshake included, travels in frames:
@@ -83,10 +91,29 @@
 // log the reason. A dialer never trusts a plaintext answer when it has a key:
 // it uses it only to explain the failure in its log.
 //
-// The acceptor gives the Hello HandshakeTimeout (default 5s) to arrive and
-// serves at most MaxInbound (default 1024) connections at once; the dialer
-// gives the answer the same time. The Handler's from argument is the address
-// the dialer declared in its Hello; it is authenticated only when a key is set.
+// The dialer gives the answer HandshakeTimeout to arrive. The Handler's from
+// argument is the address the dialer declared in its Hello; it is
+// authenticated only when a key is set.
+//
+// # Inbound limits
+//
+// What one inbound connection can cost, and for how long:
+//
+//   - At most MaxInbound (default 1024) are served at once; the acceptor
+//     closes any more as soon as it accepts them (counted in Stats.Rejected).
+//   - The Hello must arrive within HandshakeTimeout (default 5s), in a frame
+//     of at most 512 bytes.
+//   - After the handshake each frame must be complete within IdleTimeout
+//     (default 2m) of the previous one, or the connection is closed; a
+//     dialer that was merely quiet redials when it next has something to say.
+//   - Each is served by one goroutine with a 16 KiB read buffer, and keeps a
+//     frame buffer of up to 64 KiB between frames. A frame's body may be up
+//     to MaxFrame (default 32 MiB); its buffer starts at 64 KiB and doubles
+//     only as bytes arrive (sealed frames are opened in place), so a
+//     connection holds at most MaxFrame of payload at a time: MaxInbound ×
+//     MaxFrame in all, for peers that really send that much.
+//   - The Handler runs on the connection's goroutine, so a slow Handler
+//     slows its own connection (through TCP flow control) and no other.
 //
 // # Invariants
 //

@@ -41,8 +41,9 @@ type TCP struct {
 	stats counters
 	// inflight counts messages accepted by Send and not yet written or dropped.
 	inflight atomic.Int64
-	// capWarned is when the MaxInbound cap was last logged (unix nanos).
-	capWarned atomic.Int64
+	// capWarned and peerCapWarned are when the MaxInbound and MaxPeers caps
+	// were last logged (unix nanos).
+	capWarned, peerCapWarned atomic.Int64
 }
 
 type counters struct {
@@ -106,8 +107,9 @@ func newTCP(cfg Config, h Handler) (*TCP, error) {
 func (t *TCP) Addr() string { return t.addr }
 
 // Send queues payload for the peer at address to and returns at once. It
-// returns ErrQueueFull when the peer's queue is full, ErrFrameTooLarge or
-// ErrEmptyFrame for a payload that cannot be framed, ErrBadAddress, or
+// returns ErrQueueFull when the peer's queue is full, ErrTooManyPeers when
+// to is a new destination and MaxPeers others have a queue, ErrFrameTooLarge
+// or ErrEmptyFrame for a payload that cannot be framed, ErrBadAddress, or
 // ErrClosed. Delivery is best effort: queued messages are dropped if the
 // peer cannot be reached. The payload is not copied and never modified.
 func (t *TCP) Send(to string, payload []byte) error {
@@ -117,6 +119,8 @@ func (t *TCP) Send(to string, payload []byte) error {
 	case len(payload) > t.maxPayload:
 		return fmt.Errorf("%w: payload of %d bytes, limit %d", ErrFrameTooLarge, len(payload), t.maxPayload)
 	}
+	// t.mu is held while the message is queued, so that a writer retiring
+	// for idleness (see retire) cannot miss it.
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.closed {
@@ -127,20 +131,41 @@ func (t *TCP) Send(to string, payload []byte) error {
 		if err := checkAddr(to); err != nil {
 			return err
 		}
-		p = &peer{addr: to, queue: make(chan []byte, t.cfg.QueueLen)}
+		if len(t.peers) >= t.cfg.MaxPeers {
+			t.stats.dropped.Add(1)
+			if rateLimit(&t.peerCapWarned) {
+				t.log.Warn("too many destinations; dropping messages to new ones", "max_peers", t.cfg.MaxPeers, "peer", to)
+			}
+			return fmt.Errorf("%w: %d destinations already, not adding %s", ErrTooManyPeers, t.cfg.MaxPeers, to)
+		}
+		p = newPeer(to)
 		t.peers[to] = p
 		t.goFunc(func() { t.runWriter(p) })
 	}
 	t.inflight.Add(1)
-	select {
-	case p.queue <- payload:
-		return nil
-	default:
+	if !p.push(payload, t.cfg.QueueLen) {
 		t.inflight.Add(-1)
 		t.stats.dropped.Add(1)
 		t.stats.queueFull.Add(1)
 		return fmt.Errorf("%w: peer %s", ErrQueueFull, to)
 	}
+	return nil
+}
+
+// retire removes p, whose writer found its queue empty for IdleWriter, so
+// that the next Send to its address starts afresh. It reports false, leaving
+// p in place, if a message was queued meanwhile: Send queues under t.mu, so
+// once p is gone from t.peers nothing more can be queued for it.
+func (t *TCP) retire(p *peer) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if p.len() > 0 {
+		return false
+	}
+	if t.peers[p.addr] == p {
+		delete(t.peers, p.addr)
+	}
+	return true
 }
 
 // Close stops accepting, closes every connection, and waits for every
@@ -289,12 +314,17 @@ func (t *TCP) acceptLoop() {
 
 // warnInboundCap logs hitting MaxInbound at most once every 10s.
 func (t *TCP) warnInboundCap(remote string) {
-	now := time.Now().UnixNano()
-	last := t.capWarned.Load()
-	if now-last < int64(10*time.Second) || !t.capWarned.CompareAndSwap(last, now) {
-		return
+	if rateLimit(&t.capWarned) {
+		t.log.Warn("too many inbound connections; refusing new ones", "max_inbound", t.cfg.MaxInbound, "remote", remote)
 	}
-	t.log.Warn("too many inbound connections; refusing new ones", "max_inbound", t.cfg.MaxInbound, "remote", remote)
+}
+
+// rateLimit reports whether a warning last logged at *last (unix nanos) may
+// be logged again, at most once every 10s, and if so records now.
+func rateLimit(last *atomic.Int64) bool {
+	now := time.Now().UnixNano()
+	prev := last.Load()
+	return now-prev >= int64(10*time.Second) && last.CompareAndSwap(prev, now)
 }
 
 // inboundConn is what serving an inbound connection needs; net.Conn has it.

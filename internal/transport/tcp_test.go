@@ -481,6 +481,8 @@ func TestConfigValidation(t *testing.T) {
 		{BindAddr: "127.0.0.1:0", Cluster: "c", MaxFrame: 10},
 		{BindAddr: "127.0.0.1:0", Cluster: "c", QueueLen: -1},
 		{BindAddr: "127.0.0.1:0", Cluster: "c", DialTimeout: -time.Second},
+		{BindAddr: "127.0.0.1:0", Cluster: "c", MaxPeers: -1},
+		{BindAddr: "127.0.0.1:0", Cluster: "c", IdleWriter: -time.Second},
 		{BindAddr: "127.0.0.1:0", Cluster: "c", AdvertiseAddr: "no-port"},
 	} {
 		if tr, err := Listen(cfg, h); !errors.Is(err, ErrConfig) {

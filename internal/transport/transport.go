@@ -38,6 +38,9 @@ var (
 	ErrFrameTooLarge = errors.New("transport: frame too large")
 	// ErrEmptyFrame is returned for an empty payload or a zero length prefix.
 	ErrEmptyFrame = errors.New("transport: empty frame")
+	// ErrTooManyPeers is returned by Send for a new destination when
+	// Config.MaxPeers destinations already have a queue.
+	ErrTooManyPeers = errors.New("transport: too many peers")
 	// ErrBadAddress is returned by Send for an address that is not host:port.
 	ErrBadAddress = errors.New("transport: bad peer address")
 	// ErrConfig is returned by Listen for an invalid Config.
@@ -60,7 +63,7 @@ type Stats struct {
 	FramesReceived int64 // message frames handed to the Handler
 	BytesReceived  int64 // payload bytes of those frames
 	// Dropped counts messages that were never written: refused by Send with
-	// ErrQueueFull, or discarded because the peer was unreachable, the write
+	// ErrQueueFull or ErrTooManyPeers, or discarded because the peer was unreachable, the write
 	// failed, or the transport closed with them queued.
 	Dropped int64
 	// QueueFull counts Sends refused with ErrQueueFull (included in Dropped).

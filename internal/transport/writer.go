@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -26,8 +27,64 @@ const (
 
 // peer is one destination address: its queue, drained by its writer.
 type peer struct {
-	addr  string
-	queue chan []byte
+	addr string
+	// ready holds a token when messages may have been queued since the
+	// writer last looked.
+	ready chan struct{}
+
+	mu sync.Mutex
+	// msgs are the queued messages, oldest first. The slice grows with use
+	// (up to Config.QueueLen), so a destination that is sent little costs
+	// little, and goes with the peer when its writer retires.
+	msgs [][]byte
+}
+
+func newPeer(addr string) *peer {
+	return &peer{addr: addr, ready: make(chan struct{}, 1)}
+}
+
+// push queues msg unless limit messages are queued already.
+func (p *peer) push(msg []byte, limit int) bool {
+	p.mu.Lock()
+	if len(p.msgs) >= limit {
+		p.mu.Unlock()
+		return false
+	}
+	p.msgs = append(p.msgs, msg)
+	p.mu.Unlock()
+	select {
+	case p.ready <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take moves up to n of the oldest queued messages to dst.
+func (p *peer) take(dst [][]byte, n int) [][]byte {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n = min(n, len(p.msgs))
+	dst = append(dst, p.msgs[:n]...)
+	rest := copy(p.msgs, p.msgs[n:])
+	clear(p.msgs[rest:]) // don't pin written payloads
+	p.msgs = p.msgs[:rest]
+	return dst
+}
+
+// drain empties the queue and returns how many messages it held.
+func (p *peer) drain() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	n := len(p.msgs)
+	p.msgs = nil
+	return n
+}
+
+// len returns how many messages are queued.
+func (p *peer) len() int {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return len(p.msgs)
 }
 
 // outConn is an established outbound connection.
@@ -42,26 +99,29 @@ type outConn struct {
 
 // runWriter owns the connection to one peer: it dials when there is
 // something to send, writes queued messages, and after a failure drops the
-// connection and backs off before dialing again.
+// connection and backs off before dialing again. When the queue stays empty
+// for IdleWriter it closes the connection, retires the peer and exits.
 func (t *TCP) runWriter(p *peer) {
 	log := t.log.With("peer", p.addr)
 	var (
 		oc       *outConn
-		failures int    // consecutive failures, for backoff
-		scratch  []byte // sealing buffer
+		failures int      // consecutive failures, for backoff
+		scratch  []byte   // sealing buffer
+		batch    [][]byte // messages taken from the queue
 	)
 	defer func() {
 		if oc != nil {
 			t.untrack(oc.conn)
 		}
-		t.settleDropped(drain(p.queue))
+		t.settleDropped(p.drain())
 	}()
 	for {
-		var msg []byte
-		select {
-		case <-t.done:
-			return
-		case msg = <-p.queue:
+		clear(batch)
+		if batch = p.take(batch[:0], maxBatch); len(batch) == 0 {
+			if !t.awaitMessages(p, log) {
+				return
+			}
+			continue
 		}
 		if oc != nil && oc.dead.Load() {
 			log.Debug("peer closed the connection; reconnecting")
@@ -72,11 +132,11 @@ func (t *TCP) runWriter(p *peer) {
 			var err error
 			if oc, err = t.connect(p.addr); err != nil {
 				if t.isClosed() {
-					t.settleDropped(1)
+					t.settleDropped(len(batch))
 					return
 				}
 				failures++
-				n := 1 + drain(p.queue)
+				n := len(batch) + p.drain()
 				t.settleDropped(n)
 				t.logDialError(log, err, failures, n)
 				if !t.backoff(failures) {
@@ -90,14 +150,14 @@ func (t *TCP) runWriter(p *peer) {
 				log.Debug("connected to peer")
 			}
 		}
-		n, bytes, err := t.writeBatch(oc, msg, p.queue, &scratch)
+		bytes, err := t.writeBatch(oc, batch, &scratch)
+		n := len(batch)
 		if err != nil {
+			t.settleDropped(n)
 			if t.isClosed() {
-				t.settleDropped(n)
 				return
 			}
 			failures++
-			t.settleDropped(n)
 			log.Warn("write to peer failed; dropping the connection", "err", err, "dropped", n)
 			t.untrack(oc.conn)
 			oc = nil
@@ -110,6 +170,28 @@ func (t *TCP) runWriter(p *peer) {
 		t.stats.framesSent.Add(int64(n))
 		t.inflight.Add(-int64(n))
 		t.stats.bytesSent.Add(bytes)
+	}
+}
+
+// awaitMessages waits, with p's queue empty, until something is queued. It
+// reports false when the writer should exit: the transport closed, or the
+// queue stayed empty for IdleWriter and p has been retired.
+func (t *TCP) awaitMessages(p *peer, log *slog.Logger) bool {
+	idle := make(chan struct{})
+	timer := t.cfg.Clock.AfterFunc(t.cfg.IdleWriter, func() { close(idle) })
+	select {
+	case <-p.ready:
+		timer.Stop()
+		return true
+	case <-t.done:
+		timer.Stop()
+		return false
+	case <-idle:
+		if !t.retire(p) {
+			return true // a Send got in first
+		}
+		log.Debug("no messages for the peer lately; closing its connection", "idle_writer", t.cfg.IdleWriter)
+		return false
 	}
 }
 
@@ -160,27 +242,18 @@ func (t *TCP) connect(addr string) (*outConn, error) {
 	return oc, nil
 }
 
-// writeBatch writes msg and then whatever else is queued (up to maxBatch),
-// and flushes. It returns how many messages it took and their payload bytes.
-func (t *TCP) writeBatch(oc *outConn, msg []byte, queue chan []byte, scratch *[]byte) (n int, bytes int64, err error) {
-	for {
-		n++
+// writeBatch writes msgs and flushes. It returns their payload bytes.
+func (t *TCP) writeBatch(oc *outConn, msgs [][]byte, scratch *[]byte) (bytes int64, err error) {
+	for _, msg := range msgs {
 		bytes += int64(len(msg))
 		if err := t.writeFrame(oc, msg, scratch); err != nil {
-			return n, bytes, err
-		}
-		if n == maxBatch {
-			break
-		}
-		var ok bool
-		if msg, ok = tryRecv(queue); !ok {
-			break
+			return bytes, err
 		}
 	}
 	if err := oc.conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
-		return n, bytes, err
+		return bytes, err
 	}
-	return n, bytes, oc.bw.Flush()
+	return bytes, oc.bw.Flush()
 }
 
 // writeFrame writes one message frame into the connection's buffer; large
@@ -242,27 +315,4 @@ func backoffDelay(failures int) time.Duration {
 		d = min(minBackoff<<max(shift, 0), maxBackoff)
 	}
 	return d/2 + rand.N(d/2+1)
-}
-
-// tryRecv takes a message from q if one is waiting.
-func tryRecv(q chan []byte) ([]byte, bool) {
-	select {
-	case m := <-q:
-		return m, true
-	default:
-		return nil, false
-	}
-}
-
-// drain empties q without blocking and returns how many messages it held.
-func drain(q chan []byte) int {
-	n := 0
-	for {
-		select {
-		case <-q:
-			n++
-		default:
-			return n
-		}
-	}
 }
