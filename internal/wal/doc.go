@@ -65,15 +65,21 @@
 // # Recovery
 //
 // Records must carry consecutive LSNs, within and across segments, starting
-// at or before the snapshot's LSN + 1. A record that is cut short, or fails
-// its length or checksum test, is a torn tail when it is in the last segment
-// and no valid record follows it: it is cut off, and the log says how many
-// bytes went. Anything else — a bad record followed by good ones, a bad record
-// in an older segment, a gap in the LSNs, an unreadable snapshot — is
-// corruption: Open fails naming the file and offset, unless DiscardCorrupt is
-// set, in which case the bad region is skipped (and reported in Recovery) and
-// the caller must take a new replica ID, since what was skipped may have
-// included acknowledged writes of its own.
+// at or before the snapshot's LSN + 1, except that LSNs the snapshot covers
+// may be missing: a snapshot's LSN is the last one queued when it was taken,
+// so a crash can lose records it covers (they were never written, or their
+// segment's removal persisted before an older one's), and the next segment
+// then starts after the snapshot's LSN.
+//
+// A record that is cut short, or fails its length or checksum test, is a torn
+// tail when it is in the last segment and no valid record follows it: it is
+// cut off, and the log says how many bytes went. Anything else — a bad record
+// followed by good ones, a bad record in an older segment, a gap in the LSNs
+// that the snapshot does not cover, an unreadable snapshot — is corruption:
+// Open fails naming the file and offset, unless DiscardCorrupt is set, in
+// which case the bad region is skipped (and reported in Recovery) and the
+// caller must take a new replica ID, since what was skipped may have included
+// acknowledged writes of its own.
 //
 // Reading never allocates in proportion to a length read from disk: lengths
 // are checked against the bytes actually present first.

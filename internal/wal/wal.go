@@ -274,7 +274,10 @@ func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 			}
 			continue
 		}
-		if expect != 0 && seg.lsn != expect {
+		// A gap is harmless when the snapshot covers every missing LSN: the
+		// snapshot's LSN is the last one queued when it was taken, so records
+		// up to it may never have been written, or their segment may be gone.
+		if expect != 0 && seg.lsn != expect && (seg.lsn < expect || seg.lsn > rec.SnapshotLSN+1) {
 			if cerr := l.corrupt(&rec, fmt.Sprintf("segment %s starts at LSN %d, want %d: records are missing", seg.name, seg.lsn, expect)); cerr != nil {
 				return rec, 0, cerr
 			}
