@@ -54,6 +54,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "127.0.0.1:7946", "TCP `host:port` to listen on for peers")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "`host:port` of the client HTTP API")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "`host:port` peers dial to reach this node (default: the gossip address)")
+	fs.StringVar(&cfg.AdvertiseHTTPAddr, "advertise-http-addr", "", "`host:port` of the client API as given to peers, discovery and gateways (default: the HTTP address; with a wildcard one, the advertised host with the HTTP port)")
 	fs.StringVar(&join, "join", "", "comma-separated `host:port` list of members to join through (any live one will do)")
 	fs.StringVar(&disc, "discovery", "", "comma-separated discovery server `URL`s to register with and find peers through")
 	fs.DurationVar(&cfg.DiscoveryInterval, "discovery-interval", time.Second, "discovery heartbeat `period`")

@@ -67,6 +67,10 @@ type Config struct {
 	AdvertiseAddr string
 	// HTTPAddr is the client API's listen address; empty means no HTTP server.
 	HTTPAddr string
+	// AdvertiseHTTPAddr is the client API address given to peers, discovery
+	// and gateways. Default: the bound HTTP address, or, when that is a
+	// wildcard (0.0.0.0), the advertised gossip host with the HTTP port.
+	AdvertiseHTTPAddr string
 	// Join lists members to join through; empty starts a new cluster.
 	Join []string
 	// Bootstrap starts a new cluster when no Join target answers, instead of failing.
@@ -252,9 +256,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			return nil, fmt.Errorf("node: client API listener: %w", err)
 		}
 	}
-	httpAddr := ""
-	if n.ln != nil {
-		httpAddr = n.ln.Addr().String()
+	httpAddr := cfg.AdvertiseHTTPAddr
+	if httpAddr == "" && n.ln != nil {
+		httpAddr = advertisedHTTP(n.ln.Addr().(*net.TCPAddr), n.ep.Addr())
 	}
 	n.members = membership.New(membership.Member{
 		ID: n.id, Name: cfg.Name, GossipAddr: n.ep.Addr(), HTTPAddr: httpAddr,
@@ -293,6 +297,20 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.log.Info("node started", "name", cfg.Name, "gossip_addr", n.ep.Addr(), "http_addr", httpAddr, "cluster", cfg.Cluster)
 	return n, nil
+}
+
+// advertisedHTTP is the bound HTTP address, unless it is a wildcard: then
+// the host peers reach us at (from the gossip advertise address) with the
+// HTTP port.
+func advertisedHTTP(bound *net.TCPAddr, gossipAdvertise string) string {
+	if !bound.IP.IsUnspecified() {
+		return bound.String()
+	}
+	host, _, err := net.SplitHostPort(gossipAdvertise)
+	if err != nil {
+		return bound.String()
+	}
+	return net.JoinHostPort(host, fmt.Sprint(bound.Port))
 }
 
 // join asks the join targets — --join and, with discovery, the peers the

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
+	"net"
 	"testing"
 	"time"
 
@@ -182,5 +183,24 @@ func TestShutdownIsIdempotentAndRefusesWrites(t *testing.T) {
 	}
 	if ok, _ := nd.Health(context.Background()); ok {
 		t.Fatal("healthy after shutdown")
+	}
+}
+
+func TestAdvertisedHTTP(t *testing.T) {
+	for _, tc := range []struct {
+		bound, gossip, want string
+	}{
+		{"127.0.0.1:8080", "127.0.0.1:7946", "127.0.0.1:8080"},
+		{"0.0.0.0:8080", "node1:7946", "node1:8080"},
+		{"[::]:8080", "10.0.0.5:7946", "10.0.0.5:8080"},
+		{"10.1.1.1:9000", "node1:7946", "10.1.1.1:9000"},
+	} {
+		addr, err := net.ResolveTCPAddr("tcp", tc.bound)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := advertisedHTTP(addr, tc.gossip); got != tc.want {
+			t.Errorf("advertisedHTTP(%s, %s) = %s, want %s", tc.bound, tc.gossip, got, tc.want)
+		}
 	}
 }
