@@ -73,7 +73,8 @@
 //
 // A record that is cut short, or fails its length or checksum test, is a torn
 // tail when it is in the last segment and no valid record follows it: it is
-// cut off, and the log says how many bytes went. Anything else — a bad record
+// cut off, the cut synced before a new segment follows it, and the log says
+// how many bytes went. Anything else — a bad record
 // followed by good ones, a bad record in an older segment, a gap in the LSNs
 // that the snapshot does not cover, an unreadable snapshot — is corruption:
 // Open fails naming the file and offset, unless DiscardCorrupt is set, in

@@ -3,6 +3,7 @@ package wal
 import (
 	"bytes"
 	"encoding/binary"
+	"errors"
 	"flag"
 	"fmt"
 	"hash/crc32"
@@ -195,6 +196,62 @@ func TestTornTailOnlyRecord(t *testing.T) {
 	sameState(t, got, seqState(0, 1, 2, 3, 4, 6, 7))
 	if rec.TornBytes != 0 {
 		t.Errorf("TornBytes = %d on the next recovery", rec.TornBytes)
+	}
+}
+
+// TestTornTailCutIsSynced: the cut reaches stable storage before the next
+// segment is created, and a failure to sync it fails Open.
+func TestTornTailCutIsSynced(t *testing.T) {
+	opts, data, offs := tailFixture(t)
+	start := offs[9]
+	opts.Dir = t.TempDir()
+	name := filepath.Join(opts.Dir, segFile(1))
+	next := filepath.Join(opts.Dir, segFile(10))
+
+	type call struct {
+		file       string
+		size       int64
+		nextExists bool
+	}
+	var calls []call
+	fail := errors.New("injected sync failure")
+	failing := false
+	t.Cleanup(func() { syncCut = (*os.File).Sync })
+	syncCut = func(f *os.File) error {
+		fi, err := f.Stat()
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = os.Stat(next)
+		calls = append(calls, call{f.Name(), fi.Size(), err == nil})
+		if failing {
+			return fail
+		}
+		return f.Sync()
+	}
+
+	writeFile(t, name, data[:start+5])
+	failing = true
+	if _, _, err := Open(opts, func(crdt.Entry) {}); !errors.Is(err, fail) {
+		t.Fatalf("Open with a failing sync of the cut: %v, want the sync error", err)
+	}
+	if segs, _ := files(t, opts.Dir); len(segs) != 1 {
+		t.Errorf("segments %v after the failed Open: a new one was started", segs)
+	}
+
+	writeFile(t, name, data[:start+5])
+	failing = false
+	calls = nil
+	got, rec := recoverState(t, opts)
+	if len(calls) != 1 || calls[0].file != name || calls[0].size != int64(start) || calls[0].nextExists {
+		t.Fatalf("syncs of the cut %+v, want one of %s at %d bytes, before %s exists", calls, name, start, next)
+	}
+	if rec.TornBytes != 5 || rec.Records != 9 {
+		t.Errorf("recovery %+v", rec)
+	}
+	sameState(t, got, seqState(span(0, 9)...))
+	if _, err := os.Stat(next); err != nil {
+		t.Errorf("no new segment after recovery: %v", err)
 	}
 }
 

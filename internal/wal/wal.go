@@ -310,8 +310,8 @@ func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 			if i == len(segs)-1 && next < 0 {
 				torn := int64(len(data) - off)
 				l.log.Warn("cutting a torn record off the end of the log", "file", seg.name, "offset", off, "bytes", torn, "reason", perr)
-				if err := os.Truncate(seg.name, int64(off)); err != nil {
-					return rec, 0, fmt.Errorf("wal: %w", err)
+				if err := cutTail(seg.name, int64(off)); err != nil {
+					return rec, 0, fmt.Errorf("wal: cutting the torn tail: %w", err)
 				}
 				rec.TornBytes += torn
 				break
@@ -345,6 +345,29 @@ func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 			"records_replayed", rec.Records, "entries_replayed", rec.Entries, "torn_bytes", rec.TornBytes, "discarded", len(rec.Discarded))
 	}
 	return rec, last, nil
+}
+
+// syncCut forces a cut segment to stable storage; tests replace it.
+var syncCut = (*os.File).Sync
+
+// cutTail truncates the segment name to size and syncs it before recovery
+// goes on to start the next segment. Were a power loss to undo an unsynced
+// cut after that, the torn bytes would be back in a segment that is no
+// longer the last, where they read as corruption.
+func cutTail(name string, size int64) error {
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return err
+	}
+	if err := syncCut(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
 }
 
 // prefetch reads the files one ahead of the caller, so that reading the
