@@ -723,7 +723,6 @@ func TestTornTailWithRecordLikeKey(t *testing.T) {
 // longer than crdt.MaxKeyLen, but Append accepts them. Append must either
 // refuse such an entry or the log must read it back.
 func TestAppendOfUnreadableEntry(t *testing.T) {
-	knownBug(t, "Append accepts entries (empty or over-long keys) that recovery rejects")
 	for _, c := range []struct {
 		name    string
 		entries []crdt.Entry

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -99,8 +100,13 @@ type Stats struct {
 	LastSyncDuration        time.Duration
 }
 
-// ErrClosed is returned by Append after Close.
-var ErrClosed = errors.New("wal: closed")
+var (
+	// ErrClosed is returned by Append after Close.
+	ErrClosed = errors.New("wal: closed")
+	// ErrInvalidEntry is returned by Append for an entry that recovery would
+	// not restore: a key that crdt.ValidKey refuses, or P and N both zero.
+	ErrInvalidEntry = errors.New("wal: invalid entry")
+)
 
 type request struct {
 	lsn     uint64
@@ -471,7 +477,14 @@ func fdatasync(f *os.File) error {
 }
 
 // Append logs entries and returns once they are durable under the policy.
+// If any entry is invalid it logs none of them and returns an error wrapping
+// ErrInvalidEntry.
 func (l *Log) Append(entries []crdt.Entry) error {
+	for _, e := range entries {
+		if err := checkEntry(e); err != nil {
+			return err
+		}
+	}
 	done := make(chan error, 1)
 	if err := l.enqueue(entries, done); err != nil {
 		return err
@@ -480,9 +493,44 @@ func (l *Log) Append(entries []crdt.Entry) error {
 }
 
 // AppendAsync logs entries without waiting; a failure shows in Err and in
-// every later Append.
+// every later Append. Invalid entries (see ErrInvalidEntry) are dropped, and
+// logged as an error: a caller should never pass them.
 func (l *Log) AppendAsync(entries []crdt.Entry) {
-	l.enqueue(entries, nil)
+	l.enqueue(l.validOnly(entries), nil)
+}
+
+// checkEntry returns an error wrapping ErrInvalidEntry for an entry that
+// recovery would refuse or ignore, so that whatever Append accepts reads back.
+func checkEntry(e crdt.Entry) error {
+	if err := crdt.ValidKey(e.Key); err != nil {
+		return fmt.Errorf("%w: key %.40q of %d bytes: %w", ErrInvalidEntry, e.Key, len(e.Key), err)
+	}
+	if e.P == 0 && e.N == 0 {
+		return fmt.Errorf("%w: key %.40q, replica %v: P and N are both zero", ErrInvalidEntry, e.Key, e.Replica)
+	}
+	return nil
+}
+
+// validOnly returns entries without the invalid ones, copying only if there
+// are any.
+func (l *Log) validOnly(entries []crdt.Entry) []crdt.Entry {
+	for i := range entries {
+		if checkEntry(entries[i]) == nil {
+			continue
+		}
+		kept := slices.Clone(entries[:i])
+		var first error
+		for _, e := range entries[i:] {
+			if err := checkEntry(e); err == nil {
+				kept = append(kept, e)
+			} else if first == nil {
+				first = err
+			}
+		}
+		l.log.Error("not logging invalid entries", "dropped", len(entries)-len(kept), "err", first)
+		return kept
+	}
+	return entries
 }
 
 func (l *Log) enqueue(entries []crdt.Entry, done chan error) error {

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
@@ -400,4 +401,58 @@ func TestCloseIsIdempotentAndConcurrent(t *testing.T) {
 	if err := l.Append([]crdt.Entry{seqEntry(3)}); !errors.Is(err, ErrClosed) {
 		t.Errorf("Append after Close: %v", err)
 	}
+}
+
+// TestInvalidEntriesAreRefused: Append refuses, and AppendAsync drops,
+// entries that recovery would not restore; the log carries on.
+func TestInvalidEntriesAreRefused(t *testing.T) {
+	invalid := map[string]crdt.Entry{
+		"empty-key":    {Key: "", Replica: 1, P: 1},
+		"long-key":     {Key: strings.Repeat("x", crdt.MaxKeyLen+1), Replica: 1, P: 1},
+		"bad-utf8-key": {Key: "a\xffb", Replica: 1, P: 1},
+		"zero-totals":  {Key: "zero", Replica: 1},
+	}
+	opts := testOptions(t, t.TempDir())
+	lg, logs := newLogger(t)
+	opts.Logger = lg
+	l, _ := openLog(t, opts, nil)
+	appendSeq(t, l, 0, 2)
+	for name, e := range invalid {
+		for _, batch := range [][]crdt.Entry{{e}, {seqEntry(10), e}} {
+			err := l.Append(batch)
+			if !errors.Is(err, ErrInvalidEntry) || !strings.HasPrefix(err.Error(), "wal: ") {
+				t.Errorf("%s: Append(%d entries) = %v, want ErrInvalidEntry", name, len(batch), err)
+			}
+		}
+	}
+	if got := l.LastLSN(); got != 2 {
+		t.Errorf("LastLSN = %d after refused Appends, want 2: something was queued", got)
+	}
+	for _, e := range invalid {
+		l.AppendAsync([]crdt.Entry{e}) // nothing left to log
+	}
+	if got := l.LastLSN(); got != 2 {
+		t.Errorf("LastLSN = %d after AppendAsync of invalid entries only, want 2", got)
+	}
+	mixed := []crdt.Entry{seqEntry(2), invalid["empty-key"], seqEntry(3), invalid["zero-totals"]}
+	keep := append([]crdt.Entry(nil), mixed...)
+	l.AppendAsync(mixed)
+	if !reflect.DeepEqual(mixed, keep) {
+		t.Error("AppendAsync modified the caller's slice")
+	}
+	if !logs.has("ERROR", "invalid entries", `dropped="2"`) {
+		t.Error("dropping invalid entries is not logged")
+	}
+	appendSeq(t, l, 4, 5)
+	if err := l.Err(); err != nil {
+		t.Fatalf("Err = %v after invalid entries", err)
+	}
+	if err := l.Close(); err != nil {
+		t.Fatal(err)
+	}
+	got, rec := recoverState(t, opts)
+	if rec.Records != 4 || rec.Entries != 5 || rec.TornBytes != 0 || len(rec.Discarded) != 0 {
+		t.Errorf("recovery %+v, want 4 records of 5 entries", rec)
+	}
+	sameState(t, got, seqState(0, 1, 2, 3, 4))
 }
