@@ -3,10 +3,15 @@ GO      ?= go
 BIN     ?= bin/dcounter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build test lint unit bench fuzz clean
+.PHONY: build image test lint unit bench fuzz clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/dcounter
+
+# image: the container image dcounter:latest, FROM scratch (no registry needed).
+image:
+	CGO_ENABLED=0 GOOS=linux GOARCH=amd64 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o bin/dcounter-linux-amd64 ./cmd/dcounter
+	docker build -t dcounter:latest -t dcounter:$(VERSION) .
 
 # test: formatting, vet, and every test (unit, simulation, real-process end
 # to end) under the race detector.

@@ -1,0 +1,13 @@
+# dcounter image: one statically linked binary on an empty base, so it builds
+# without pulling any image. Build it with `make image` (which compiles the
+# binary into bin/ first).
+FROM scratch
+COPY bin/dcounter-linux-amd64 /dcounter
+# An empty /data owned by the unprivileged user, so named volumes mounted
+# there start writable.
+COPY --chown=65532:65532 deploy/rootfs/data /data
+USER 65532:65532
+VOLUME ["/data"]
+EXPOSE 7946 8080 8000 8500
+ENTRYPOINT ["/dcounter"]
+CMD ["--help"]
