@@ -42,8 +42,9 @@ func appendEntry(b []byte, e crdt.Entry) []byte {
 // entrySize over-estimates appendEntry's output.
 func entrySize(e crdt.Entry) int { return len(e.Key) + 2 + 8 + 10 + 10 }
 
-// appendRecord encodes one record holding entries under lsn.
-func appendRecord(b []byte, lsn uint64, entries []crdt.Entry) []byte {
+// appendRecord encodes one record holding entries under lsn, and the
+// idempotency key that came with them, if any.
+func appendRecord(b []byte, lsn uint64, entries []crdt.Entry, idem *Idem) []byte {
 	start := len(b)
 	b = append(b, make([]byte, recHeader)...)
 	b = binary.LittleEndian.AppendUint64(b, lsn)
@@ -51,10 +52,59 @@ func appendRecord(b []byte, lsn uint64, entries []crdt.Entry) []byte {
 	for _, e := range entries {
 		b = appendEntry(b, e)
 	}
+	if idem != nil {
+		b = append(b, idemTag)
+		b = appendIdem(b, *idem)
+	}
 	payload := b[start+recHeader:]
 	binary.LittleEndian.PutUint32(b[start:], uint32(len(payload)))
 	binary.LittleEndian.PutUint32(b[start+4:], crc32.Checksum(payload, castagnoli))
 	return b
+}
+
+// idemTag introduces the optional idempotency section of a record or a
+// snapshot.
+const idemTag = 0x01
+
+// MaxIdemKey is the longest idempotency key.
+const MaxIdemKey = 255
+
+// Idem records that a write carrying an idempotency key was applied, and the
+// answer to replay to its retries. It rides in the same record as the write,
+// so the two are durable together.
+type Idem struct {
+	Key     string // the client's Idempotency-Key, 1..MaxIdemKey bytes
+	Request uint64 // fingerprint of the request, to refuse a key reused for another
+	Value   int64  // the value answered
+	Expires int64  // Unix milliseconds after which the key is forgotten
+}
+
+func appendIdem(b []byte, i Idem) []byte {
+	b = binary.AppendUvarint(b, uint64(len(i.Key)))
+	b = append(b, i.Key...)
+	b = binary.LittleEndian.AppendUint64(b, i.Request)
+	b = binary.AppendVarint(b, i.Value)
+	return binary.AppendVarint(b, i.Expires)
+}
+
+func readIdem(b []byte) (Idem, int, error) {
+	klen, k := binary.Uvarint(b)
+	if k <= 0 || klen == 0 || klen > MaxIdemKey || uint64(len(b)-k) < klen+8 {
+		return Idem{}, 0, fmt.Errorf("bad idempotency key")
+	}
+	off := k
+	i := Idem{Key: string(b[off : off+int(klen)])}
+	off += int(klen)
+	i.Request = binary.LittleEndian.Uint64(b[off:])
+	off += 8
+	if i.Value, k = binary.Varint(b[off:]); k <= 0 {
+		return Idem{}, 0, fmt.Errorf("bad idempotency value")
+	}
+	off += k
+	if i.Expires, k = binary.Varint(b[off:]); k <= 0 {
+		return Idem{}, 0, fmt.Errorf("bad idempotency expiry")
+	}
+	return i, off + k, nil
 }
 
 // readEntry decodes one entry from b, returning the bytes it used. The key
@@ -116,18 +166,51 @@ func parseRecord(b []byte) (record, error) {
 	return r, nil
 }
 
-// eachEntry decodes count entries from b and calls f for each.
-func eachEntry(b []byte, count uint64, f rawApply) error {
+// splitEntries checks count entries at the start of b and returns their
+// bytes and what follows them.
+func splitEntries(b []byte, count uint64) (entries, rest []byte, err error) {
+	rest = b
 	for i := uint64(0); i < count; i++ {
-		key, r, p, n, size, err := readEntry(b)
+		_, _, _, _, size, err := readEntry(rest)
 		if err != nil {
-			return err
+			return nil, nil, err
 		}
+		rest = rest[size:]
+	}
+	return b[:len(b)-len(rest)], rest, nil
+}
+
+// applyEntries calls f for each entry of b, already checked by splitEntries.
+func applyEntries(b []byte, f rawApply) {
+	for len(b) > 0 {
+		key, r, p, n, size, _ := readEntry(b)
 		f(key, r, p, n)
 		b = b[size:]
 	}
-	if len(b) != 0 {
-		return fmt.Errorf("%d bytes after the last entry", len(b))
+}
+
+// eachEntry checks a record's count entries and optional idempotency key,
+// and only then calls f for each entry, so a bad record applies nothing. It
+// returns the record's idempotency key, if any.
+func eachEntry(b []byte, count uint64, f rawApply) (*Idem, error) {
+	entries, rest, err := splitEntries(b, count)
+	if err != nil {
+		return nil, err
 	}
-	return nil
+	var idem *Idem
+	if len(rest) > 0 {
+		if rest[0] != idemTag {
+			return nil, fmt.Errorf("%d bytes after the last entry", len(rest))
+		}
+		i, size, err := readIdem(rest[1:])
+		if err != nil {
+			return nil, err
+		}
+		if 1+size != len(rest) {
+			return nil, fmt.Errorf("%d bytes after the idempotency key", len(rest)-1-size)
+		}
+		idem = &i
+	}
+	applyEntries(entries, f)
+	return idem, nil
 }

@@ -63,7 +63,7 @@ func fuzzSeeds(t testing.TB) (seeds []struct {
 	// Segment bodies: three valid records, then damaged copies.
 	var body []byte
 	for lsn := uint64(1); lsn <= 3; lsn++ {
-		body = appendRecord(body, lsn, entries[:1+lsn%2])
+		body = appendRecord(body, lsn, entries[:1+lsn%2], nil)
 	}
 	add(fuzzSegmentBody, body)
 	add(fuzzSegmentBody, nil)
@@ -95,7 +95,7 @@ func fuzzSeeds(t testing.TB) (seeds []struct {
 	// Snapshots.
 	dir := t.TempDir()
 	name := filepath.Join(dir, snapFile(1))
-	if err := writeSnapshot(name, 1, entries); err != nil {
+	if err := writeSnapshot(name, 1, entries, nil); err != nil {
 		t.Fatal(err)
 	}
 	snap := readFile(t, name)

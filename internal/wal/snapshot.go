@@ -14,7 +14,7 @@ import (
 
 // writeSnapshot writes entries to name atomically (temp file, fsync, rename;
 // the caller syncs the directory).
-func writeSnapshot(name string, lsn uint64, entries []crdt.Entry) error {
+func writeSnapshot(name string, lsn uint64, entries []crdt.Entry, idems []Idem) error {
 	tmp := name + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
@@ -30,6 +30,13 @@ func writeSnapshot(name string, lsn uint64, entries []crdt.Entry) error {
 	var buf []byte
 	for _, e := range entries {
 		buf = appendEntry(buf[:0], e)
+		w.Write(buf)
+	}
+	if len(idems) > 0 {
+		buf = binary.AppendUvarint(append(buf[:0], idemTag), uint64(len(idems)))
+		for _, i := range idems {
+			buf = appendIdem(buf, i)
+		}
 		w.Write(buf)
 	}
 	if err := w.Flush(); err != nil {
@@ -54,7 +61,7 @@ func writeSnapshot(name string, lsn uint64, entries []crdt.Entry) error {
 }
 
 // readSnapshot checks the snapshot in name and calls apply for each entry.
-func readSnapshot(name string, lsn uint64, apply rawApply) (int, error) {
+func readSnapshot(name string, lsn uint64, apply rawApply, onIdem func(Idem)) (int, error) {
 	data, err := os.ReadFile(name)
 	if err != nil {
 		return 0, err
@@ -77,8 +84,36 @@ func readSnapshot(name string, lsn uint64, apply rawApply) (int, error) {
 	}
 	// The checksum matched, so these are the bytes we wrote; a decode error
 	// here would be a bug, and what was applied before it is still valid state.
-	if err := eachEntry(body[snapHeader:], count, apply); err != nil {
+	entries, rest, err := splitEntries(body[snapHeader:], count)
+	if err != nil {
 		return 0, err
+	}
+	var idems []Idem
+	if len(rest) > 0 {
+		if rest[0] != idemTag {
+			return 0, fmt.Errorf("%d bytes after the last entry", len(rest))
+		}
+		n, k := binary.Uvarint(rest[1:])
+		if k <= 0 || n > uint64(len(rest)) {
+			return 0, fmt.Errorf("bad idempotency key count")
+		}
+		for rest = rest[1+k:]; n > 0; n-- {
+			i, size, err := readIdem(rest)
+			if err != nil {
+				return 0, err
+			}
+			idems = append(idems, i)
+			rest = rest[size:]
+		}
+		if len(rest) != 0 {
+			return 0, fmt.Errorf("%d bytes after the idempotency keys", len(rest))
+		}
+	}
+	applyEntries(entries, apply)
+	if onIdem != nil {
+		for _, i := range idems {
+			onIdem(i)
+		}
 	}
 	return int(count), nil
 }

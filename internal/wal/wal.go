@@ -70,6 +70,9 @@ type Options struct {
 	SlowSync time.Duration
 	// DiscardCorrupt makes recovery skip corrupt regions instead of failing.
 	DiscardCorrupt bool
+	// OnIdem, if set, is called during recovery for every idempotency key
+	// in the snapshot and the replayed records, oldest first.
+	OnIdem func(Idem)
 	// OnSync, if set, is called with the duration of every fsync (for a
 	// latency histogram). It runs on the writer goroutine: keep it quick.
 	OnSync func(time.Duration)
@@ -111,6 +114,7 @@ var (
 type request struct {
 	lsn     uint64
 	entries []crdt.Entry
+	idem    *Idem      // set by AppendKeyed
 	done    chan error // nil for AppendAsync
 }
 
@@ -245,7 +249,7 @@ func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 		return rec, 0, err
 	}
 	for i := len(snaps) - 1; i >= 0; i-- {
-		n, err := readSnapshot(snaps[i].name, snaps[i].lsn, apply)
+		n, err := readSnapshot(snaps[i].name, snaps[i].lsn, apply, l.opts.OnIdem)
 		if err == nil {
 			rec.SnapshotLSN, rec.SnapshotEntries = snaps[i].lsn, n
 			break
@@ -300,10 +304,14 @@ func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 				perr = fmt.Errorf("LSN %d, want %d", r.lsn, expect)
 			}
 			if perr == nil && r.lsn > rec.SnapshotLSN {
-				perr = eachEntry(r.entries, r.count, apply)
+				var idem *Idem
+				idem, perr = eachEntry(r.entries, r.count, apply)
 				if perr == nil {
 					rec.Records++
 					rec.Entries += int(r.count)
+					if idem != nil && l.opts.OnIdem != nil {
+						l.opts.OnIdem(*idem)
+					}
 				}
 			}
 			if perr == nil {
@@ -480,13 +488,23 @@ func fdatasync(f *os.File) error {
 // If any entry is invalid it logs none of them and returns an error wrapping
 // ErrInvalidEntry.
 func (l *Log) Append(entries []crdt.Entry) error {
+	return l.AppendKeyed(entries, nil)
+}
+
+// AppendKeyed is Append for a write that carries an idempotency key: the
+// key and its answer go into the same record as the entries, so a crash
+// keeps both or neither.
+func (l *Log) AppendKeyed(entries []crdt.Entry, idem *Idem) error {
 	for _, e := range entries {
 		if err := checkEntry(e); err != nil {
 			return err
 		}
 	}
+	if idem != nil && (len(idem.Key) == 0 || len(idem.Key) > MaxIdemKey) {
+		return fmt.Errorf("%w: idempotency key of %d bytes", ErrInvalidEntry, len(idem.Key))
+	}
 	done := make(chan error, 1)
-	if err := l.enqueue(entries, done); err != nil {
+	if err := l.enqueue(entries, idem, done); err != nil {
 		return err
 	}
 	return <-done
@@ -496,7 +514,7 @@ func (l *Log) Append(entries []crdt.Entry) error {
 // every later Append. Invalid entries (see ErrInvalidEntry) are dropped, and
 // logged as an error: a caller should never pass them.
 func (l *Log) AppendAsync(entries []crdt.Entry) {
-	l.enqueue(l.validOnly(entries), nil)
+	l.enqueue(l.validOnly(entries), nil, nil)
 }
 
 // checkEntry returns an error wrapping ErrInvalidEntry for an entry that
@@ -533,7 +551,7 @@ func (l *Log) validOnly(entries []crdt.Entry) []crdt.Entry {
 	return entries
 }
 
-func (l *Log) enqueue(entries []crdt.Entry, done chan error) error {
+func (l *Log) enqueue(entries []crdt.Entry, idem *Idem, done chan error) error {
 	if len(entries) == 0 {
 		if done != nil {
 			done <- nil
@@ -560,7 +578,7 @@ func (l *Log) enqueue(entries []crdt.Entry, done chan error) error {
 		}
 		r := request{lsn: l.nextLSN, entries: entries[:n]}
 		if n == len(entries) {
-			r.done = done
+			r.done, r.idem = done, idem
 		}
 		l.nextLSN++
 		l.queue = append(l.queue, r)
@@ -656,7 +674,7 @@ func (l *Log) drain() {
 	}
 	l.buf = l.buf[:0]
 	for _, r := range batch {
-		l.buf = appendRecord(l.buf, r.lsn, r.entries)
+		l.buf = appendRecord(l.buf, r.lsn, r.entries, r.idem)
 	}
 	if _, err := l.f.Write(l.buf); err != nil {
 		err = fmt.Errorf("wal: write: %w", err)
@@ -721,11 +739,11 @@ func finish(batch []request, err error) {
 	}
 }
 
-// WriteSnapshot durably stores entries as the state covering every record
-// up to lsn, then deletes the snapshots and segments it makes redundant.
-func (l *Log) WriteSnapshot(lsn uint64, entries []crdt.Entry) error {
+// WriteSnapshot durably stores entries (and the live idempotency keys) as
+// the state covering every record up to lsn, then deletes the snapshots and segments it makes redundant.
+func (l *Log) WriteSnapshot(lsn uint64, entries []crdt.Entry, idems ...Idem) error {
 	name := filepath.Join(l.opts.Dir, fmt.Sprintf("%016x.snap", lsn))
-	if err := writeSnapshot(name, lsn, entries); err != nil {
+	if err := writeSnapshot(name, lsn, entries, idems); err != nil {
 		return err
 	}
 	if err := datadir.SyncDir(l.opts.Dir); err != nil {
