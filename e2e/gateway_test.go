@@ -2,7 +2,9 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -93,4 +95,61 @@ func TestGatewayFailover(t *testing.T) {
 		return nil
 	}, true)
 	l.check(t, map[string]int64{"k": final})
+}
+
+// keyedAdd posts an increment with an Idempotency-Key and returns the
+// status, the value answered and whether it was a replay.
+func keyedAdd(t *testing.T, base, key, idem string, amount int) (int, int64, bool) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/counters/"+key+"/increment", strings.NewReader(fmt.Sprintf(`{"amount":%d}`, amount)))
+	req.Header.Set("Idempotency-Key", idem)
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r struct{ Value int64 }
+	json.NewDecoder(resp.Body).Decode(&r)
+	return resp.StatusCode, r.Value, resp.Header.Get("Idempotent-Replayed") == "true"
+}
+
+// TestIdempotencyKey: three identical writes with one Idempotency-Key add
+// the amount once, through the gateway and on every node; reusing the key
+// for another write is refused; and a retry after the node was killed with
+// SIGKILL and restarted is still answered, not applied again.
+func TestIdempotencyKey(t *testing.T) {
+	nodes := startCluster(t, 3)
+	gw := startGateway(t, nodes)
+	var values []int64
+	for i := 0; i < 3; i++ {
+		status, v, replayed := keyedAdd(t, gw.HTTP, "orders", "order-42", 5)
+		if status != 200 || replayed != (i > 0) {
+			t.Fatalf("attempt %d: status %d replayed %v", i, status, replayed)
+		}
+		values = append(values, v)
+	}
+	if values[0] != 5 || values[1] != 5 || values[2] != 5 {
+		t.Fatalf("answers %v, want the first answer (5) three times", values)
+	}
+	for _, p := range nodes {
+		waitFor(t, 5*time.Second, func() error { return expectValue(p, "orders", 5) }, true)
+	}
+	if status, _, _ := keyedAdd(t, gw.HTTP, "orders", "order-42", 7); status != http.StatusUnprocessableEntity {
+		t.Fatalf("key reused for another amount: status %d, want 422", status)
+	}
+
+	// Straight to a node, across a crash.
+	n := nodes[0]
+	if status, _, _ := keyedAdd(t, n.HTTP, "orders", "order-43", 2); status != 200 {
+		t.Fatal(status)
+	}
+	n.kill()
+	n.start()
+	status, v, replayed := keyedAdd(t, n.HTTP, "orders", "order-43", 2)
+	if status != 200 || !replayed || v != 7 {
+		t.Fatalf("retry after a restart: status %d value %d replayed %v, want 200 7 true", status, v, replayed)
+	}
+	for _, p := range nodes {
+		waitFor(t, 5*time.Second, func() error { return expectValue(p, "orders", 7) }, true)
+	}
 }

@@ -71,6 +71,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.SnapshotInterval, "snapshot-interval", 5*time.Minute, "write a snapshot this often if anything was logged (also when a 64 MiB log segment fills, and on shutdown)")
 	fs.BoolVar(&insecure, "insecure-gossip", false, "allow gossip without --cluster-key on an address other machines can reach (anyone who can reach it can then set any counter)")
 	fs.BoolVar(&cfg.NewReplica, "new-replica", false, "take a new replica ID at start: required after restoring --data-dir from a backup or copying it")
+	fs.DurationVar(&cfg.IdempotencyWindow, "idempotency-window", time.Hour, "how long a write's Idempotency-Key is remembered (durably) so that retries are not applied twice")
 	fs.BoolVar(&cfg.DiscardCorrupt, "discard-corrupt", false, "start even if the log is corrupt: skip the bad data and take a new replica ID (see README: recovering from a corrupt log)")
 	fs.DurationVar(&cfg.SyncInterval, "sync-interval", 500*time.Millisecond, "anti-entropy and member-gossip `period`")
 	fs.IntVar(&cfg.Fanout, "fanout", 3, "`peers` each fresh change is pushed to")

@@ -36,12 +36,22 @@ import (
 // MaxBody is the largest request body accepted.
 const MaxBody = 64 << 10
 
+// IdempotencyHeader names the header that makes a write retry-safe, and
+// ReplayedHeader the one set on an answer replayed for a retry.
+const (
+	IdempotencyHeader = "Idempotency-Key"
+	ReplayedHeader    = "Idempotent-Replayed"
+	MaxIdempotencyKey = 255
+)
+
 // Backend is what the handlers serve.
 type Backend interface {
 	// Get returns key's value.
 	Get(ctx context.Context, key string) (int64, error)
-	// Add adds delta (never zero) to key and returns the value after the write.
-	Add(ctx context.Context, key string, delta int64) (int64, error)
+	// Add adds delta (never zero) to key and returns the value after the
+	// write. With a non-empty idem (an Idempotency-Key) a retry is not
+	// applied again: replayed is then true and value the first answer.
+	Add(ctx context.Context, key string, delta int64, idem string) (value int64, replayed bool, err error)
 	// Nodes returns the JSON-encodable member list.
 	Nodes(ctx context.Context) (any, error)
 	// Health reports whether the backend serves, and a JSON-encodable body.
@@ -94,6 +104,10 @@ var (
 	ErrBadJSON          = errors.New("request body is not valid JSON of the form {\"amount\":N}")
 	ErrBadAmount        = errors.New("amount must be a positive integer")
 	ErrAmountTooLarge   = errors.New("amount exceeds the int64 range")
+	ErrBadIdempotency   = fmt.Errorf("Idempotency-Key must be 1-%d printable ASCII characters", MaxIdempotencyKey)
+	// ErrIdempotencyReused is returned when an Idempotency-Key comes back
+	// with a different request than the one it was first used for.
+	ErrIdempotencyReused = errors.New("this Idempotency-Key was already used for a different request")
 	errUnavailableClass = errors.New("unavailable")
 )
 
@@ -110,9 +124,11 @@ func statusOf(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, ErrMethod):
 		return http.StatusMethodNotAllowed
+	case errors.Is(err, ErrIdempotencyReused):
+		return http.StatusUnprocessableEntity
 	case errors.Is(err, ErrBodyTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrBadJSON), errors.Is(err, ErrBadAmount), errors.Is(err, ErrAmountTooLarge),
+	case errors.Is(err, ErrBadJSON), errors.Is(err, ErrBadAmount), errors.Is(err, ErrAmountTooLarge), errors.Is(err, ErrBadIdempotency),
 		errors.Is(err, crdt.ErrBadKey), errors.Is(err, crdt.ErrOverflow), errors.Is(err, crdt.ErrBadAmount):
 		return http.StatusBadRequest
 	case errors.Is(err, errUnavailableClass), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -260,9 +276,16 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		v, err := h.b.Add(r.Context(), rt.Key, rt.Sign*amount)
+		idem, err := IdempotencyKey(r)
 		if err != nil {
 			return err
+		}
+		v, replayed, err := h.b.Add(r.Context(), rt.Key, rt.Sign*amount, idem)
+		if err != nil {
+			return err
+		}
+		if replayed {
+			w.Header().Set(ReplayedHeader, "true")
 		}
 		writeJSON(w, http.StatusOK, CounterResponse{Key: rt.Key, Value: v})
 	case RouteNodes:
@@ -315,6 +338,21 @@ func allow(w http.ResponseWriter, r *http.Request, method string) error {
 		w.Header().Set("Allow", method)
 	}
 	return fmt.Errorf("%w: %s %s (use %s)", ErrMethod, r.Method, r.URL.Path, method)
+}
+
+// IdempotencyKey returns the request's Idempotency-Key ("" if none),
+// refusing one that is too long or not printable ASCII.
+func IdempotencyKey(r *http.Request) (string, error) {
+	k := r.Header.Get(IdempotencyHeader)
+	if len(k) > MaxIdempotencyKey {
+		return "", ErrBadIdempotency
+	}
+	for i := 0; i < len(k); i++ {
+		if k[i] < 0x21 || k[i] > 0x7e {
+			return "", ErrBadIdempotency
+		}
+	}
+	return k, nil
 }
 
 // ParseAmount reads a write's body: empty (or only white space) means 1;

@@ -28,17 +28,17 @@ func (f *fakeBackend) Get(_ context.Context, key string) (int64, error) {
 	return v, nil
 }
 
-func (f *fakeBackend) Add(_ context.Context, key string, delta int64) (int64, error) {
+func (f *fakeBackend) Add(_ context.Context, key string, delta int64, _ string) (int64, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	v, _ := f.ks.Value(key)
 	e, err := crdt.Change(key, 1, f.ks.Get(key, 1), v, delta)
 	if err != nil {
-		return 0, err
+		return 0, false, err
 	}
 	f.ks.Merge(e)
 	v, _ = f.ks.Value(key)
-	return v, nil
+	return v, false, nil
 }
 
 func (f *fakeBackend) Nodes(context.Context) (any, error) {

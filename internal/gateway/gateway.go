@@ -40,7 +40,7 @@ import (
 )
 
 // IdempotencyHeader names the header that makes a write retry-safe.
-const IdempotencyHeader = "Idempotency-Key"
+const IdempotencyHeader = api.IdempotencyHeader
 
 // Config configures a Gateway. Zero fields take the defaults stated.
 type Config struct {
@@ -422,7 +422,11 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) st
 			return "bad_request"
 		}
 	}
-	idem := r.Header.Get(IdempotencyHeader)
+	idem, err := api.IdempotencyKey(r)
+	if err != nil {
+		api.WriteError(w, err)
+		return "bad_request"
+	}
 	var tried []*backend
 	for attempt := 0; attempt < g.cfg.MaxTries; attempt++ {
 		var b *backend
@@ -521,7 +525,7 @@ func notSent(err error) bool {
 
 func copyResponse(w http.ResponseWriter, resp *http.Response) {
 	defer resp.Body.Close()
-	for _, h := range []string{"Content-Type", "Allow"} {
+	for _, h := range []string{"Content-Type", "Allow", api.ReplayedHeader} {
 		if v := resp.Header.Get(h); v != "" {
 			w.Header().Set(h, v)
 		}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/crdt"
+	"github.com/dcounter/dcounter/internal/wal"
 )
 
 var _ api.Backend = (*Node)(nil)
@@ -28,8 +29,10 @@ func (n *Node) Get(_ context.Context, key string) (v int64, err error) {
 }
 
 // Add adds delta (non-zero) to key and returns the value this node sees
-// once the change is durable and queued for gossip.
-func (n *Node) Add(ctx context.Context, key string, delta int64) (v int64, err error) {
+// once the change is durable and queued for gossip. With an idempotency key
+// the write is applied at most once: a retry within the window gets the
+// first answer back (replayed), even across a crash and restart.
+func (n *Node) Add(ctx context.Context, key string, delta int64, idemKey string) (v int64, replayed bool, err error) {
 	defer func() {
 		op := "inc"
 		if delta < 0 {
@@ -39,19 +42,30 @@ func (n *Node) Add(ctx context.Context, key string, delta int64) (v int64, err e
 	}()
 	select {
 	case <-n.stop:
-		return 0, api.Unavailable(errStopped)
+		return 0, false, api.Unavailable(errStopped)
 	default:
 	}
 	if n.wal != nil {
 		if err := n.wal.Err(); err != nil {
-			return 0, api.Unavailable(err)
+			return 0, false, api.Unavailable(err)
 		}
 	}
+	fp := requestFingerprint(key, delta)
 	n.mu.Lock()
 	if n.conflict != nil {
 		err := n.conflict
 		n.mu.Unlock()
-		return 0, api.Unavailable(err)
+		return 0, false, api.Unavailable(err)
+	}
+	var idem *wal.Idem
+	if idemKey != "" {
+		first, done, err := n.claimIdem(idemKey, fp)
+		if err != nil || done {
+			n.mu.Unlock()
+			return first, done, err
+		}
+		defer n.releaseIdem(idemKey)
+		idem = &wal.Idem{Key: idemKey, Request: fp, Expires: n.clk.Now().Add(n.cfg.IdempotencyWindow).UnixMilli()}
 	}
 	cur, ok := n.pending[key]
 	if !ok {
@@ -61,9 +75,13 @@ func (n *Node) Add(ctx context.Context, key string, delta int64) (v int64, err e
 	e, err := crdt.Change(key, n.id, cur, view, delta)
 	if err != nil {
 		n.mu.Unlock()
-		return 0, err
+		return 0, false, err
 	}
 	n.pending[key] = crdt.PN{P: e.P, N: e.N}
+	if idem != nil {
+		// The answer a retry will get: the value right after this write.
+		idem.Value = view + delta
+	}
 	n.mu.Unlock()
 
 	// e must be durable before it is merged (and so may be gossiped) or
@@ -71,10 +89,10 @@ func (n *Node) Add(ctx context.Context, key string, delta int64) (v int64, err e
 	// record may have reached the disk, and the log refuses all later
 	// writes anyway.
 	if n.wal != nil {
-		if err := n.wal.Append([]crdt.Entry{e}); err != nil {
+		if err := n.wal.AppendKeyed([]crdt.Entry{e}, idem); err != nil {
 			// Not a 503: the record may have reached the disk, so the
 			// write may count after a restart. Nobody may retry it blindly.
-			return 0, fmt.Errorf("node: write-ahead log failed; this write's outcome is unknown: %w", err)
+			return 0, false, fmt.Errorf("node: write-ahead log failed; this write's outcome is unknown: %w", err)
 		}
 	}
 
@@ -86,8 +104,12 @@ func (n *Node) Add(ctx context.Context, key string, delta int64) (v int64, err e
 	}
 	n.eng.Local(e)
 	n.scheduleFlush()
+	if idem != nil {
+		n.rememberIdem(*idem)
+		return idem.Value, false, nil
+	}
 	v, _ = n.ks.Value(key)
-	return v, nil
+	return v, false, nil
 }
 
 // Nodes lists the members as this node sees them.

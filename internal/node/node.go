@@ -107,6 +107,12 @@ type Config struct {
 	// NewReplica makes the node take a new replica ID at start, as it must
 	// after its data dir was restored from a backup or copied.
 	NewReplica bool
+	// IdempotencyWindow is how long an Idempotency-Key is remembered.
+	// Default 1h.
+	IdempotencyWindow time.Duration
+	// MaxIdempotencyKeys bounds the keys remembered at once; keyed writes
+	// beyond it are refused (503). Default 1,000,000.
+	MaxIdempotencyKeys int
 	// SyncInterval is the anti-entropy and member-gossip period. Default 500ms.
 	SyncInterval time.Duration
 	// DeltaInterval is how long local changes are batched before being pushed. Default 5ms.
@@ -143,6 +149,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Fanout <= 0 {
 		c.Fanout = 3
+	}
+	if c.IdempotencyWindow <= 0 {
+		c.IdempotencyWindow = time.Hour
+	}
+	if c.MaxIdempotencyKeys <= 0 {
+		c.MaxIdempotencyKeys = 1_000_000
 	}
 	if c.DiscoveryInterval <= 0 {
 		c.DiscoveryInterval = time.Second
@@ -190,14 +202,18 @@ type Node struct {
 	recovery     wal.Recovery
 	lastSnapshot uint64 // LSN of the last snapshot; snapshot goroutine only
 
-	mu       sync.Mutex
-	ks       *crdt.Keyspace
-	pending  map[string]crdt.PN // own totals reserved by writes not yet durable
-	eng      *gossip.Engine
-	members  *membership.List
-	joined   chan struct{} // closed by the first JoinAck
-	conflict error         // set by replicaConflict: writes are refused
-	flushAt  clock.Timer   // armed while a delta flush is scheduled
+	mu      sync.Mutex
+	ks      *crdt.Keyspace
+	pending map[string]crdt.PN // own totals reserved by writes not yet durable
+	// Idempotency keys (see idempotency.go).
+	idem      map[string]wal.Idem
+	idemOrder []string
+	idemWait  map[string]chan struct{}
+	eng       *gossip.Engine
+	members   *membership.List
+	joined    chan struct{} // closed by the first JoinAck
+	conflict  error         // set by replicaConflict: writes are refused
+	flushAt   clock.Timer   // armed while a delta flush is scheduled
 
 	disc    *discovery.Client // nil without --discovery
 	metrics *metrics
@@ -216,13 +232,15 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:     cfg,
-		log:     cfg.Logger,
-		clk:     cfg.Clock,
-		ks:      crdt.New(),
-		pending: make(map[string]crdt.PN),
-		joined:  make(chan struct{}),
-		stop:    make(chan struct{}),
+		cfg:      cfg,
+		log:      cfg.Logger,
+		clk:      cfg.Clock,
+		ks:       crdt.New(),
+		pending:  make(map[string]crdt.PN),
+		idem:     make(map[string]wal.Idem),
+		idemWait: make(map[string]chan struct{}),
+		joined:   make(chan struct{}),
+		stop:     make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics()
@@ -525,6 +543,7 @@ func (n *Node) loop() {
 func (n *Node) tick() {
 	now := n.clk.Now()
 	n.mu.Lock()
+	n.expireIdem()
 	n.members.Beat(now)
 	for _, c := range n.members.Detect(now, membership.DetectConfig{
 		SuspectAfter: n.cfg.SuspectAfter, DeadAfter: n.cfg.DeadAfter,

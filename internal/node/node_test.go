@@ -122,7 +122,7 @@ func TestNodesConvergeOverFaultyNetworkAndPartition(t *testing.T) {
 		if rng.IntN(2) == 0 {
 			delta = -delta
 		}
-		if _, err := nd.Add(context.Background(), key, delta); err != nil {
+		if _, _, err := nd.Add(context.Background(), key, delta, ""); err != nil {
 			t.Fatal(err)
 		}
 		expected[key] += delta
@@ -155,16 +155,16 @@ func TestWriteValidation(t *testing.T) {
 	c := newMemCluster(t, 1)
 	nd := c.nodes[0]
 	ctx := context.Background()
-	if _, err := nd.Add(ctx, "k", 1<<62); err != nil {
+	if _, _, err := nd.Add(ctx, "k", 1<<62, ""); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nd.Add(ctx, "k", 1<<62); !errors.Is(err, crdt.ErrOverflow) {
+	if _, _, err := nd.Add(ctx, "k", 1<<62, ""); !errors.Is(err, crdt.ErrOverflow) {
 		t.Fatalf("overflowing add: err = %v, want ErrOverflow", err)
 	}
 	if v, _ := nd.Get(ctx, "k"); v != 1<<62 {
 		t.Fatalf("refused write changed the value to %d", v)
 	}
-	if _, err := nd.Add(ctx, "", 1); !errors.Is(err, crdt.ErrBadKey) {
+	if _, _, err := nd.Add(ctx, "", 1, ""); !errors.Is(err, crdt.ErrBadKey) {
 		t.Fatalf("empty key: %v", err)
 	}
 }
@@ -178,7 +178,7 @@ func TestShutdownIsIdempotentAndRefusesWrites(t *testing.T) {
 	if err := nd.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := nd.Add(context.Background(), "k", 1); err == nil {
+	if _, _, err := nd.Add(context.Background(), "k", 1, ""); err == nil {
 		t.Fatal("write accepted after shutdown")
 	}
 	if ok, _ := nd.Health(context.Background()); ok {

@@ -117,7 +117,7 @@ func BenchmarkDiskUse(b *testing.B) {
 			go func(w int) {
 				defer wg.Done()
 				for j := w; j < writes; j += writers {
-					if _, err := n.Add(context.Background(), fmt.Sprintf("page:%d", j%10_000), 1); err != nil {
+					if _, _, err := n.Add(context.Background(), fmt.Sprintf("page:%d", j%10_000), 1, ""); err != nil {
 						b.Error(err)
 						return
 					}

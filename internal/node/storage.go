@@ -25,6 +25,11 @@ func (n *Node) openStorage() error {
 	log, rec, err := wal.OpenInto(wal.Options{
 		Dir: filepath.Join(cfg.DataDir, "wal"), Sync: cfg.Fsync, SyncEvery: cfg.FsyncInterval,
 		SegmentSize: cfg.SegmentSize, DiscardCorrupt: cfg.DiscardCorrupt, OnSync: n.metrics.observeSync,
+		OnIdem: func(i wal.Idem) {
+			if i.Expires > n.clk.Now().UnixMilli() {
+				n.rememberIdem(i)
+			}
+		},
 		Logger: n.log.With("component", "wal"), Clock: n.clk,
 	}, n.ks)
 	if err != nil {
@@ -82,12 +87,15 @@ func (n *Node) snapshot() error {
 	for key, pn := range n.pending {
 		entries = append(entries, crdt.Entry{Key: key, Replica: n.id, P: pn.P, N: pn.N})
 	}
+	// Keyed writes in flight are not here, and need not be: their records
+	// come after lsn and are replayed, keys included.
+	idems := n.liveIdems()
 	n.mu.Unlock()
 	if lsn == n.lastSnapshot {
 		return nil
 	}
 	start := n.clk.Now()
-	if err := n.wal.WriteSnapshot(lsn, entries); err != nil {
+	if err := n.wal.WriteSnapshot(lsn, entries, idems...); err != nil {
 		return fmt.Errorf("node: snapshot: %w", err)
 	}
 	n.lastSnapshot = lsn
