@@ -98,17 +98,17 @@ type ErrorResponse struct {
 
 // Errors the handlers produce themselves.
 var (
-	ErrNotFound         = errors.New("not found")
-	ErrMethod           = errors.New("method not allowed")
-	ErrBodyTooLarge     = fmt.Errorf("request body larger than %d bytes", MaxBody)
-	ErrBadJSON          = errors.New("request body is not valid JSON of the form {\"amount\":N}")
-	ErrBadAmount        = errors.New("amount must be a positive integer")
-	ErrAmountTooLarge   = errors.New("amount exceeds the int64 range")
-	ErrBadIdempotency   = fmt.Errorf("Idempotency-Key must be 1-%d printable ASCII characters", MaxIdempotencyKey)
+	ErrNotFound       = errors.New("not found")
+	ErrMethod         = errors.New("method not allowed")
+	ErrBodyTooLarge   = fmt.Errorf("request body larger than %d bytes", MaxBody)
+	ErrBadJSON        = errors.New("request body is not valid JSON of the form {\"amount\":N}")
+	ErrBadAmount      = errors.New("amount must be a positive integer")
+	ErrAmountTooLarge = errors.New("amount exceeds the int64 range")
+	ErrBadIdempotency = fmt.Errorf("Idempotency-Key must be 1-%d printable ASCII characters", MaxIdempotencyKey)
 	// ErrIdempotencyReused is returned when an Idempotency-Key comes back
 	// with a different request than the one it was first used for.
 	ErrIdempotencyReused = errors.New("this Idempotency-Key was already used for a different request")
-	errUnavailableClass = errors.New("unavailable")
+	errUnavailableClass  = errors.New("unavailable")
 )
 
 // Unavailable marks err as a temporary refusal to serve (HTTP 503).
