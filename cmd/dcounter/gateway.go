@@ -31,8 +31,8 @@ Nodes come from --nodes (client API URLs), --discovery, or both.
 func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("gateway", "gateway --http-addr H:P (--discovery URL[,…] | --nodes URL,…) [flags]", gatewayHelp, stderr)
 	var (
-		addr, nodes, disc, logLevel, logFormat string
-		cfg                                    gateway.Config
+		addr, nodes, disc, logLevel, logFormat, debugAddr string
+		cfg                                               gateway.Config
 	)
 	fs.StringVar(&addr, "http-addr", "127.0.0.1:8000", "`host:port` to serve on")
 	fs.StringVar(&nodes, "nodes", "", "comma-separated node client API `URL`s")
@@ -41,6 +41,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.DurationVar(&cfg.HealthTimeout, "health-timeout", time.Second, "how long one health check may take")
 	fs.IntVar(&cfg.MaxTries, "max-tries", 3, "how many nodes one request may be tried on")
 	fs.DurationVar(&cfg.ProxyTimeout, "proxy-timeout", 5*time.Second, "how long one proxied request may take")
+	fs.StringVar(&debugAddr, "debug-addr", "", "`host:port` to serve Go profiling (/debug/pprof/) on; off when empty, never expose it publicly")
 	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&logFormat, "log-format", "text", "log `format`: text or json")
 	pos, code, ok := fs.parseOrExit(args, stdout)
@@ -57,6 +58,14 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	cfg.Nodes, cfg.Discovery, cfg.Logger = splitList(nodes), splitList(disc), logger
+	if debugAddr != "" {
+		stopDebug, err := serveDebug(debugAddr, logger)
+		if err != nil {
+			fmt.Fprintf(stderr, "dcounter gateway: --debug-addr: %v\n", err)
+			return 1
+		}
+		defer stopDebug()
+	}
 	cfg.Metrics = gateway.NewMetrics()
 	if len(cfg.Nodes) == 0 && len(cfg.Discovery) == 0 {
 		fmt.Fprintln(stderr, "dcounter gateway: give --nodes URL,… or --discovery URL (or both)")

@@ -92,7 +92,8 @@ type Gateway struct {
 
 	mu       sync.Mutex
 	backends map[string]*backend
-	rr       uint64 // round-robin offset for ties
+	ring     []*backend // backends in URL order, for pick
+	rr       uint64     // round-robin offset for ties
 
 	stop chan struct{}
 	done chan struct{}
@@ -139,6 +140,7 @@ func New(cfg Config) (*Gateway, error) {
 		}
 		g.backends[u] = &backend{url: u, static: true, reason: "not checked yet"}
 	}
+	g.rebuildRing()
 	if len(cfg.Discovery) > 0 {
 		g.disc = discovery.NewClient(cfg.Discovery, discovery.Entry{}, cfg.HealthTimeout)
 	}
@@ -246,6 +248,7 @@ func (g *Gateway) setDiscovered(peers []discovery.Entry) {
 			g.log.Info("node no longer listed by discovery", "url", u)
 		}
 	}
+	g.rebuildRing()
 }
 
 // check asks one node for its health and its value of "default".
@@ -312,28 +315,33 @@ func (g *Gateway) markDown(b *backend, err error) {
 }
 
 // pick returns the healthy node with the fewest outstanding requests that
-// is not in tried, or nil.
+// is not in tried, or nil; ties go round-robin.
 func (g *Gateway) pick(tried []*backend) *backend {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var cands []*backend
-	for _, b := range g.backends {
-		if b.healthy && !slices.Contains(tried, b) {
-			cands = append(cands, b)
-		}
-	}
-	if len(cands) == 0 {
-		return nil
-	}
-	slices.SortFunc(cands, func(a, b *backend) int { return strings.Compare(a.url, b.url) })
 	g.rr++
-	best := cands[int(g.rr%uint64(len(cands)))]
-	for _, b := range cands {
-		if b.outstanding.Load() < best.outstanding.Load() {
-			best = b
+	var best *backend
+	var bestLoad int64
+	n := len(g.ring)
+	for i := 0; i < n; i++ {
+		b := g.ring[(int(g.rr%uint64(n))+i)%n]
+		if !b.healthy || slices.Contains(tried, b) {
+			continue
+		}
+		if load := b.outstanding.Load(); best == nil || load < bestLoad {
+			best, bestLoad = b, load
 		}
 	}
 	return best
+}
+
+// rebuildRing refreshes the stable order pick walks. Caller holds mu.
+func (g *Gateway) rebuildRing() {
+	g.ring = g.ring[:0]
+	for _, b := range g.backends {
+		g.ring = append(g.ring, b)
+	}
+	slices.SortFunc(g.ring, func(a, b *backend) int { return strings.Compare(a.url, b.url) })
 }
 
 // home returns the node an idempotency key belongs to (rendezvous hashing
@@ -395,12 +403,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		outcome := g.proxy(w, r, rt)
 		if m := g.cfg.Metrics; m != nil {
-			kind := "read"
-			if rt.Kind == api.RouteAdd {
-				kind = "write"
-			}
-			m.requests.WithLabelValues(kind, outcome).Inc()
-			m.latency.WithLabelValues(kind).Observe(g.clk.Now().Sub(start).Seconds())
+			m.observe(rt.Kind == api.RouteAdd, outcome, g.clk.Now().Sub(start))
 		}
 	}
 }

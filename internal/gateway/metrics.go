@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"net/http"
+	"sync"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -14,6 +16,23 @@ type Metrics struct {
 	retries  prometheus.Counter
 	nodes    *prometheus.GaugeVec
 	handler  http.Handler
+	// Resolved children for the hot path (label lookups hash every time).
+	latencyRead, latencyWrite prometheus.Observer
+	outcomes                  sync.Map // "kind/outcome" → prometheus.Counter
+}
+
+// observe records one proxied request.
+func (m *Metrics) observe(write bool, outcome string, took time.Duration) {
+	kind, lat := "read", m.latencyRead
+	if write {
+		kind, lat = "write", m.latencyWrite
+	}
+	lat.Observe(took.Seconds())
+	c, ok := m.outcomes.Load(kind + "/" + outcome)
+	if !ok {
+		c, _ = m.outcomes.LoadOrStore(kind+"/"+outcome, m.requests.WithLabelValues(kind, outcome))
+	}
+	c.(prometheus.Counter).Inc()
 }
 
 // NewMetrics registers the gateway's metrics (and the Go runtime's) in a
@@ -42,5 +61,6 @@ func NewMetrics() *Metrics {
 	reg.MustRegister(m.requests, m.latency, m.retries, m.nodes,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
+	m.latencyRead, m.latencyWrite = m.latency.WithLabelValues("read"), m.latency.WithLabelValues("write")
 	return m
 }
