@@ -1,0 +1,226 @@
+package gateway
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/discovery"
+)
+
+const discoveryTTL = 5 * time.Second
+
+// fakeRegistry is a real discovery server on its own fake clock, behind a
+// real listener.
+type fakeRegistry struct {
+	t   testing.TB
+	clk *clock.Fake
+	srv *httptest.Server
+}
+
+func newFakeRegistry(t testing.TB) *fakeRegistry {
+	t.Helper()
+	clk := clock.NewFake(t0)
+	s, err := discovery.New(discovery.Config{TTL: discoveryTTL, Clock: clk, Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	srv := httptest.NewServer(s)
+	t.Cleanup(srv.Close)
+	return &fakeRegistry{t: t, clk: clk, srv: srv}
+}
+
+// register announces n (or refreshes its entry).
+func (r *fakeRegistry) register(n *fakeNode) {
+	r.t.Helper()
+	body, _ := json.Marshal(map[string]string{
+		"id": n.id, "name": n.name, "gossip_addr": "127.0.0.1:7946", "http_addr": n.hostPort(),
+	})
+	resp, err := http.Post(r.srv.URL+"/register", "application/json", bytes.NewReader(body))
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		r.t.Fatalf("register %s: %s", n.name, resp.Status)
+	}
+}
+
+// keepOnly lets every entry expire and registers ns again.
+func (r *fakeRegistry) keepOnly(ns ...*fakeNode) {
+	r.t.Helper()
+	r.clk.Advance(discoveryTTL + time.Second)
+	for _, n := range ns {
+		r.register(n)
+	}
+}
+
+func urlsOf(ns []NodeStatus) []string {
+	var us []string
+	for _, n := range ns {
+		us = append(us, n.URL)
+	}
+	slices.Sort(us)
+	return us
+}
+
+func nodeURLs(ns ...*fakeNode) []string {
+	var us []string
+	for _, n := range ns {
+		us = append(us, n.URL())
+	}
+	slices.Sort(us)
+	return us
+}
+
+func TestDiscoveredNodesComeAndGoStaticNodesStay(t *testing.T) {
+	reg := newFakeRegistry(t)
+	ns := newFakeNodes(t, "static", "d1", "d2", "d3")
+	static, d1, d2, d3 := ns[0], ns[1], ns[2], ns[3]
+	reg.register(d1)
+	reg.register(d2)
+	tg := newTestGateway(t, Config{Discovery: []string{reg.srv.URL}}, static)
+
+	// New reads the registry before its first check.
+	if got, want := urlsOf(tg.Nodes()), nodeURLs(static, d1, d2); !slices.Equal(got, want) {
+		t.Fatalf("nodes after New: %v, want %v", got, want)
+	}
+	for _, st := range tg.Nodes() {
+		if st.Status != "healthy" {
+			t.Errorf("%s is %s after New, want healthy", st.URL, st.Status)
+		}
+	}
+	tg.untilNodeGets(d2, tg.write)
+
+	// A newly registered node is picked up at the next round and used.
+	reg.register(d3)
+	tg.refreshUntil("d3 discovered", func(s []NodeStatus) bool { return len(s) == 4 })
+	if st := tg.status(d3.URL()); st.Status != "healthy" || st.Name != "d3" {
+		t.Fatalf("d3: %+v, want healthy", st)
+	}
+	tg.untilNodeGets(d3, tg.write)
+
+	// d2 is no longer listed: dropped. The static node was never listed and stays.
+	reg.keepOnly(d1, d3)
+	tg.refreshUntil("d2 dropped", func(s []NodeStatus) bool { return len(s) == 3 })
+	if got, want := urlsOf(tg.Nodes()), nodeURLs(static, d1, d3); !slices.Equal(got, want) {
+		t.Fatalf("nodes after d2 expired: %v, want %v", got, want)
+	}
+	before := d2.count()
+	for i := 0; i < 12; i++ {
+		tg.write(fmt.Sprintf("after%d", i))
+	}
+	if got := d2.count() - before; got != 0 {
+		t.Errorf("dropped d2 received %d requests", got)
+	}
+
+	// Nothing listed at all: only the static node is left.
+	reg.keepOnly()
+	tg.refreshUntil("discovered nodes dropped", func(s []NodeStatus) bool { return len(s) == 1 })
+	if got, want := urlsOf(tg.Nodes()), nodeURLs(static); !slices.Equal(got, want) {
+		t.Fatalf("nodes with an empty registry: %v, want %v", got, want)
+	}
+	if resp := tg.write("only"); resp.Status != http.StatusOK || resp.answer(t).Node != "static" {
+		t.Errorf("write: %d %s, want 200 from the static node", resp.Status, resp.Body)
+	}
+}
+
+func TestStaticNodeListedByDiscoveryIsNeverDropped(t *testing.T) {
+	reg := newFakeRegistry(t)
+	ns := newFakeNodes(t, "s", "d")
+	s, d := ns[0], ns[1]
+	reg.register(s)
+	reg.register(d)
+	tg := newTestGateway(t, Config{Discovery: []string{reg.srv.URL}}, s)
+	if got := len(tg.Nodes()); got != 2 {
+		t.Fatalf("%d nodes, want 2 (the static one listed twice counts once)", got)
+	}
+	reg.keepOnly(d)
+	tg.refresh()
+	reg.keepOnly()
+	tg.refreshUntil("d dropped", func(st []NodeStatus) bool { return len(st) == 1 })
+	if got, want := urlsOf(tg.Nodes()), nodeURLs(s); !slices.Equal(got, want) {
+		t.Errorf("nodes: %v, want the static %v", got, want)
+	}
+}
+
+func TestUnreachableDiscoveryKeepsTheKnownNodes(t *testing.T) {
+	reg := newFakeRegistry(t)
+	d := newFakeNode(t, "d")
+	reg.register(d)
+	tg := newTestGateway(t, Config{Discovery: []string{reg.srv.URL}, HealthTimeout: 200 * time.Millisecond})
+	if got, want := urlsOf(tg.Nodes()), nodeURLs(d); !slices.Equal(got, want) {
+		t.Fatalf("nodes: %v, want %v", got, want)
+	}
+	reg.srv.Close()
+	tg.refresh()
+	tg.refresh()
+	if st := tg.status(d.URL()); st.Status != "healthy" {
+		t.Errorf("d: %+v, want still known and healthy", st)
+	}
+	if resp := tg.write("x"); resp.Status != http.StatusOK {
+		t.Errorf("write: %d %s", resp.Status, resp.Body)
+	}
+}
+
+func TestDiscoveryOnlyGatewayStartsWithoutNodes(t *testing.T) {
+	reg := newFakeRegistry(t)
+	tg := newTestGateway(t, Config{Discovery: []string{reg.srv.URL}})
+	if resp := tg.write("x"); resp.Status != http.StatusServiceUnavailable || !strings.Contains(resp.errorMessage(t), "no healthy node") {
+		t.Errorf("write with no nodes: %d %s, want 503 no healthy node", resp.Status, resp.Body)
+	}
+	if resp := tg.do("GET", "/health", nil); resp.Status != http.StatusServiceUnavailable {
+		t.Errorf("GET /health with no nodes: %d, want 503", resp.Status)
+	}
+	d := newFakeNode(t, "d")
+	reg.register(d)
+	tg.refreshUntil("d discovered", func(s []NodeStatus) bool { return len(s) == 1 })
+	if resp := tg.write("x"); resp.Status != http.StatusOK || resp.answer(t).Node != "d" {
+		t.Errorf("write: %d %s, want 200 from d", resp.Status, resp.Body)
+	}
+}
+
+// The package promises that a keyed write whose home is down fails with 503
+// "rather than risk being applied a second time elsewhere". In discovery
+// mode the home is chosen among the nodes discovery lists, so once a down
+// home's registry entry expires (TTL, 5s by default) its keys move to
+// another node, which applies the retry.
+func TestKeyedWriteDoesNotMoveWhenItsDownHomeLeavesDiscovery(t *testing.T) {
+	t.Skip("known bug: in discovery mode a keyed write's home is dropped once its registry entry expires, and the retry (same Idempotency-Key) is then applied by another node, although the first attempt may have been applied by the old home")
+	reg := newFakeRegistry(t)
+	ns := newFakeNodes(t, "d1", "d2", "d3")
+	for _, n := range ns {
+		reg.register(n)
+	}
+	tg := newTestGateway(t, Config{Discovery: []string{reg.srv.URL}})
+	const key = "move-1"
+	tg.keyedWrite(key, key)
+	home := homeOf(ns, key)
+	home.health.Store(healthFail)
+	tg.refresh()
+	if resp := tg.keyedWrite(key, key); resp.Status != http.StatusServiceUnavailable {
+		t.Fatalf("keyed write with its home down: %d %s, want 503", resp.Status, resp.Body)
+	}
+	var others []*fakeNode
+	for _, n := range ns {
+		if n != home {
+			others = append(others, n)
+		}
+	}
+	reg.keepOnly(others...) // the home stopped heartbeating
+	tg.refreshUntil("the home dropped", func(s []NodeStatus) bool { return len(s) == 2 })
+	resp := tg.keyedWrite(key, key)
+	for _, n := range others {
+		if got := n.countKey(key); got != 0 {
+			t.Errorf("%s received the keyed write %d times (answer %d %s); want it refused, not moved", n.name, got, resp.Status, resp.Body)
+		}
+	}
+}
