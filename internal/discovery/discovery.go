@@ -7,6 +7,7 @@
 //	POST /heartbeat  same body; 404 if the id is unknown (register again)
 //	GET  /peers      [{"id","name","gossip_addr","http_addr","last_seen"}, …] (live entries)
 //	GET  /health     {"status":"ok","entries":N}
+//	GET  /metrics    Prometheus metrics
 //
 // An entry expires TTL after its last register or heartbeat. The registry
 // optionally persists to a file so that a restarted server answers /peers at
@@ -30,6 +31,9 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/crdt"
@@ -80,6 +84,10 @@ type Server struct {
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
+
+	requests *prometheus.CounterVec
+	expired  prometheus.Counter
+	metrics  http.Handler
 }
 
 // New returns a running registry (loading DataFile if it exists).
@@ -98,6 +106,7 @@ func New(cfg Config) (*Server, error) {
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, clk: cfg.Clock, entries: map[string]*Entry{},
 		stop: make(chan struct{}), done: make(chan struct{})}
+	s.initMetrics()
 	if cfg.DataFile != "" {
 		if err := s.load(); err != nil {
 			return nil, err
@@ -155,6 +164,7 @@ func (s *Server) expire() {
 	for id, e := range s.entries {
 		if now.Sub(e.LastSeen) > s.cfg.TTL {
 			delete(s.entries, id)
+			s.expired.Inc()
 			s.dirty = true
 			s.log.Info("entry expired", "id", id, "name", e.Name, "gossip_addr", e.GossipAddr)
 		}
@@ -272,6 +282,9 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		writeJSON(w, http.StatusOK, s.Peers())
+	case "/metrics":
+		s.metrics.ServeHTTP(w, r)
+		return
 	case "/health":
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
@@ -285,9 +298,33 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		err = fmt.Errorf("%w: %s", errNotFound, r.URL.Path)
 	}
+	if r.URL.Path == "/register" || r.URL.Path == "/heartbeat" {
+		outcome := "ok"
+		if err != nil {
+			outcome = strconv.Itoa(statusOf(err))
+		}
+		s.requests.WithLabelValues(r.URL.Path[1:], outcome).Inc()
+	}
 	if err != nil {
 		writeJSON(w, statusOf(err), map[string]string{"error": err.Error()})
 	}
+}
+
+func (s *Server) initMetrics() {
+	reg := prometheus.NewRegistry()
+	s.requests = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dcounter_discovery_requests_total",
+		Help: "Register and heartbeat requests by route and outcome (ok or the HTTP status).",
+	}, []string{"route", "outcome"})
+	s.expired = prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "dcounter_discovery_expired_total", Help: "Entries expired after their TTL.",
+	})
+	entries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "dcounter_discovery_entries", Help: "Registered entries.",
+	}, func() float64 { s.mu.Lock(); defer s.mu.Unlock(); return float64(len(s.entries)) })
+	reg.MustRegister(s.requests, s.expired, entries,
+		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	s.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 
 func (s *Server) upsert(w http.ResponseWriter, r *http.Request, register bool) error {
