@@ -14,9 +14,11 @@ image:
 	docker build -t dcounter:latest -t dcounter:$(VERSION) .
 
 # test: formatting, vet, and every test (unit, simulation, real-process end
-# to end) under the race detector.
+# to end) under the race detector. The end-to-end tests run after the others,
+# not beside them, so that their real processes are not starved of CPU.
 test: lint
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /e2e$$)
+	$(GO) test -race -count=1 ./e2e/
 
 lint:
 	@out=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \

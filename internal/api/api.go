@@ -111,8 +111,15 @@ var (
 	errUnavailableClass  = errors.New("unavailable")
 )
 
-// Unavailable marks err as a temporary refusal to serve (HTTP 503).
-func Unavailable(err error) error { return fmt.Errorf("%w: %w", errUnavailableClass, err) }
+// Unavailable marks err as a temporary refusal to serve (HTTP 503); its
+// message is err's.
+func Unavailable(err error) error { return unavailableError{err} }
+
+type unavailableError struct{ err error }
+
+func (e unavailableError) Error() string        { return e.err.Error() }
+func (e unavailableError) Unwrap() error        { return e.err }
+func (e unavailableError) Is(target error) bool { return target == errUnavailableClass }
 
 // StatusOf returns the HTTP status the API answers err with.
 func StatusOf(err error) int { return statusOf(err) }

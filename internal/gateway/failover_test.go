@@ -239,7 +239,6 @@ func TestNoHealthyNode(t *testing.T) {
 }
 
 func TestNoHealthyNodeBodyIsExactly(t *testing.T) {
-	t.Skip(`known bug: with no healthy node the gateway answers 503 {"error":"unavailable: no healthy node"}, not {"error":"no healthy node"}: api.Unavailable wraps as "unavailable: %w" and api.message passes that class prefix to the client (same for the Idempotency-Key home-down message)`)
 	n := newFakeNode(t, "a")
 	n.health.Store(healthFail)
 	tg := newTestGateway(t, Config{}, n)

@@ -57,6 +57,10 @@ type Config struct {
 	MaxTries int
 	// ProxyTimeout bounds one proxied request. Default 5s.
 	ProxyTimeout time.Duration
+	// KeyHomeGrace is how long a node that discovery no longer lists is
+	// kept as the home of its idempotency keys. Default 1h (the nodes'
+	// default --idempotency-window).
+	KeyHomeGrace time.Duration
 	// Metrics, if set, records the gateway's metrics.
 	Metrics *Metrics
 	// Logger receives the gateway's logs. Default: discard.
@@ -79,7 +83,8 @@ type backend struct {
 	reason    string // why unhealthy
 	value     *int64 // of "default", from the last check
 	lastCheck time.Time
-	static    bool // from Config.Nodes: never dropped
+	static    bool      // from Config.Nodes: never dropped
+	unlisted  time.Time // when discovery stopped listing it (zero: listed)
 }
 
 // Gateway is a running gateway. It is an http.Handler.
@@ -116,6 +121,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.ProxyTimeout <= 0 {
 		cfg.ProxyTimeout = 5 * time.Second
+	}
+	if cfg.KeyHomeGrace <= 0 {
+		cfg.KeyHomeGrace = time.Hour
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -236,16 +244,27 @@ func (g *Gateway) setDiscovered(peers []discovery.Entry) {
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
+	now := g.clk.Now()
 	for u := range live {
-		if g.backends[u] == nil {
+		if b := g.backends[u]; b == nil {
 			g.backends[u] = &backend{url: u, reason: "not checked yet"}
 			g.log.Info("node discovered", "url", u)
+		} else {
+			b.unlisted = time.Time{}
 		}
 	}
+	// A node that discovery stops listing stays known for KeyHomeGrace: it
+	// remains the home of its idempotency keys (which must not move to a
+	// node that has not seen them), and gets traffic only while healthy.
 	for u, b := range g.backends {
-		if !b.static && !live[u] {
-			delete(g.backends, u)
+		switch {
+		case b.static || live[u]:
+		case b.unlisted.IsZero():
+			b.unlisted = now
 			g.log.Info("node no longer listed by discovery", "url", u)
+		case now.Sub(b.unlisted) > g.cfg.KeyHomeGrace:
+			delete(g.backends, u)
+			g.log.Info("node forgotten", "url", u, "unlisted_for", now.Sub(b.unlisted).Round(time.Second))
 		}
 	}
 	g.rebuildRing()
@@ -325,7 +344,7 @@ func (g *Gateway) pick(tried []*backend) *backend {
 	n := len(g.ring)
 	for i := 0; i < n; i++ {
 		b := g.ring[(int(g.rr%uint64(n))+i)%n]
-		if !b.healthy || slices.Contains(tried, b) {
+		if !b.healthy || !b.unlisted.IsZero() || slices.Contains(tried, b) {
 			continue
 		}
 		if load := b.outstanding.Load(); best == nil || load < bestLoad {
@@ -357,11 +376,21 @@ func (g *Gateway) home(key string) *backend {
 		h.Write([]byte(b.url))
 		h.Write([]byte{0})
 		h.Write([]byte(key))
-		if s := h.Sum64(); best == nil || s > bestScore {
+		if s := mix(h.Sum64()); best == nil || s > bestScore {
 			best, bestScore = b, s
 		}
 	}
 	return best
+}
+
+// mix is the splitmix64 finaliser: FNV alone barely spreads keys that
+// differ only in their last bytes.
+func mix(x uint64) uint64 {
+	x ^= x >> 30
+	x *= 0xbf58476d1ce4e5b9
+	x ^= x >> 27
+	x *= 0x94d049bb133111eb
+	return x ^ x>>31
 }
 
 func (g *Gateway) healthy(b *backend) bool {
@@ -371,10 +400,11 @@ func (g *Gateway) healthy(b *backend) bool {
 }
 
 // Errors the gateway answers with.
-var (
-	errNoNode   = api.Unavailable(errors.New("no healthy node"))
-	errHomeDown = api.Unavailable(errors.New("the node this Idempotency-Key belongs to is down; retry later with the same key"))
-)
+var errNoNode = api.Unavailable(errors.New("no healthy node"))
+
+func errHomeDown(b *backend) error {
+	return api.Unavailable(fmt.Errorf("node %s, which this Idempotency-Key belongs to, is down; retry later with the same key", b.url))
+}
 
 // ServeHTTP serves the client API by proxying to the nodes.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -438,8 +468,11 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) st
 				break // never move a keyed write to another node
 			}
 			b = g.home(idem)
-			if b == nil || !g.healthy(b) {
-				api.WriteError(w, errHomeDown)
+			if b == nil {
+				break
+			}
+			if !g.healthy(b) {
+				api.WriteError(w, errHomeDown(b))
 				return "unavailable"
 			}
 		} else if b = g.pick(tried); b == nil {
@@ -456,6 +489,10 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) st
 			}
 			if notSent(err) {
 				g.markDown(b, err)
+				if idem != "" && rt.Kind == api.RouteAdd {
+					api.WriteError(w, errHomeDown(b))
+					return "unavailable"
+				}
 				continue // certainly not applied: safe to try another node
 			}
 			api.WriteJSON(w, http.StatusBadGateway, api.ErrorResponse{Error: fmt.Sprintf(
@@ -483,13 +520,16 @@ func (g *Gateway) forward(r *http.Request, b *backend, body []byte) (*http.Respo
 	b.outstanding.Add(1)
 	defer b.outstanding.Add(-1)
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ProxyTimeout)
-	req, err := http.NewRequestWithContext(ctx, r.Method, b.url+r.URL.RequestURI(), bytes.NewReader(body))
+	req, err := http.NewRequestWithContext(ctx, r.Method, b.url+r.URL.RequestURI(), nil)
 	if err != nil {
 		cancel()
 		return nil, err
 	}
-	if body == nil {
-		req.Body = http.NoBody
+	if r.Method == http.MethodPost {
+		// Not replayable: net/http would otherwise resend a keyed write on a
+		// fresh connection by itself after a reused one failed, and a
+		// refusal of that resend would look like "never sent".
+		req.Body, req.GetBody, req.ContentLength = io.NopCloser(bytes.NewReader(body)), nil, int64(len(body))
 	}
 	for _, h := range []string{"Content-Type", IdempotencyHeader} {
 		if v := r.Header.Get(h); v != "" {
@@ -542,7 +582,7 @@ type NodeStatus struct {
 	URL         string `json:"url"`
 	ID          string `json:"id,omitempty"`
 	Name        string `json:"name,omitempty"`
-	Status      string `json:"status"` // healthy or unhealthy
+	Status      string `json:"status"` // healthy, unhealthy, or unlisted (dropped by discovery, kept as a key home)
 	Error       string `json:"error,omitempty"`
 	Value       *int64 `json:"value"` // of "default"; null when unknown
 	Outstanding int64  `json:"outstanding"`
@@ -557,7 +597,10 @@ func (g *Gateway) Nodes() []NodeStatus {
 	for _, b := range g.backends {
 		s := NodeStatus{URL: b.url, ID: b.id, Name: b.name, Status: "unhealthy", Error: b.reason,
 			Value: b.value, Outstanding: b.outstanding.Load()}
-		if b.healthy {
+		switch {
+		case !b.unlisted.IsZero():
+			s.Status = "unlisted" // kept only as the home of its idempotency keys
+		case b.healthy:
 			s.Status = "healthy"
 		}
 		if !b.lastCheck.IsZero() {
@@ -586,8 +629,12 @@ type Health struct {
 func (g *Gateway) Health() (bool, Health) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	h := Health{Status: "ok", Nodes: len(g.backends)}
+	h := Health{Status: "ok"}
 	for _, b := range g.backends {
+		if !b.unlisted.IsZero() {
+			continue
+		}
+		h.Nodes++
 		if b.healthy {
 			h.HealthyNodes++
 		}
