@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net"
 	"time"
@@ -26,26 +25,15 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var (
 		addr      string
 		cfg       discovery.Config
-		logLevel  string
-		logFormat string
 	)
 	fs.StringVar(&addr, "http-addr", "127.0.0.1:8500", "`host:port` to serve on")
 	fs.DurationVar(&cfg.TTL, "ttl", 5*time.Second, "how long an entry lives without a heartbeat")
 	fs.StringVar(&cfg.DataFile, "data-file", "", "`file` keeping the registry across restarts (optional)")
-	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
-	fs.StringVar(&logFormat, "log-format", "text", "log `format`: text or json")
-	pos, code, ok := fs.parseOrExit(args, stdout)
+	var sf serverFlags
+	sf.register(fs)
+	logger, code, ok := sf.parse(fs, args, stdout, stderr)
 	if !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "dcounter discovery: unexpected argument %q\n", pos[0])
-		return exitUsage
-	}
-	logger, err := newLogger(stderr, logLevel, logFormat)
-	if err != nil {
-		fmt.Fprintf(stderr, "dcounter discovery: %v\n", err)
-		return exitUsage
 	}
 	cfg.Logger = logger
 	srv, err := discovery.New(cfg)

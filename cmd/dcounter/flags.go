@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"strings"
 )
@@ -100,4 +101,32 @@ func (fs *flagSet) parseOrExit(args []string, stdout io.Writer) (pos []string, c
 		return nil, exitUsage, false
 	}
 	return pos, 0, true
+}
+
+// serverFlags are the flags every long-running command shares.
+type serverFlags struct{ logLevel, logFormat string }
+
+func (sf *serverFlags) register(fs *flagSet) {
+	fs.StringVar(&sf.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
+	fs.StringVar(&sf.logFormat, "log-format", "text", "log `format`: text or json")
+}
+
+// parse parses a server command's args, which take no positional
+// arguments, and builds its logger; ok is false when the caller should
+// return code at once.
+func (sf *serverFlags) parse(fs *flagSet, args []string, stdout, stderr io.Writer) (log *slog.Logger, code int, ok bool) {
+	pos, code, ok := fs.parseOrExit(args, stdout)
+	if !ok {
+		return nil, code, false
+	}
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "dcounter %s: unexpected argument %q\n", fs.Name(), pos[0])
+		return nil, exitUsage, false
+	}
+	log, err := newLogger(stderr, sf.logLevel, sf.logFormat)
+	if err != nil {
+		fmt.Fprintf(stderr, "dcounter %s: %v\n", fs.Name(), err)
+		return nil, exitUsage, false
+	}
+	return log, 0, true
 }

@@ -31,7 +31,7 @@ Nodes come from --nodes (client API URLs), --discovery, or both.
 func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("gateway", "gateway --http-addr H:P (--discovery URL[,…] | --nodes URL,…) [flags]", gatewayHelp, stderr)
 	var (
-		addr, nodes, disc, logLevel, logFormat, debugAddr string
+		addr, nodes, disc, debugAddr string
 		cfg                                               gateway.Config
 	)
 	fs.StringVar(&addr, "http-addr", "127.0.0.1:8000", "`host:port` to serve on")
@@ -42,20 +42,11 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.IntVar(&cfg.MaxTries, "max-tries", 3, "how many nodes one request may be tried on")
 	fs.DurationVar(&cfg.ProxyTimeout, "proxy-timeout", 5*time.Second, "how long one proxied request may take")
 	fs.StringVar(&debugAddr, "debug-addr", "", "`host:port` to serve Go profiling (/debug/pprof/) on; off when empty, never expose it publicly")
-	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
-	fs.StringVar(&logFormat, "log-format", "text", "log `format`: text or json")
-	pos, code, ok := fs.parseOrExit(args, stdout)
+	var sf serverFlags
+	sf.register(fs)
+	logger, code, ok := sf.parse(fs, args, stdout, stderr)
 	if !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "dcounter gateway: unexpected argument %q\n", pos[0])
-		return exitUsage
-	}
-	logger, err := newLogger(stderr, logLevel, logFormat)
-	if err != nil {
-		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
-		return exitUsage
 	}
 	cfg.Nodes, cfg.Discovery, cfg.Logger = splitList(nodes), splitList(disc), logger
 	if debugAddr != "" {

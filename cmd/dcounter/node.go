@@ -42,8 +42,6 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg        node.Config
 		join       string
 		clusterKey string
-		logLevel   string
-		logFormat  string
 		debugAddr  string
 		fsync      string
 		inMemory   bool
@@ -76,24 +74,16 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.SyncInterval, "sync-interval", 500*time.Millisecond, "anti-entropy and member-gossip `period`")
 	fs.IntVar(&cfg.Fanout, "fanout", 3, "`peers` each fresh change is pushed to")
 	fs.StringVar(&debugAddr, "debug-addr", "", "`host:port` to serve Go profiling (/debug/pprof/) on; off when empty, never expose it publicly")
-	fs.StringVar(&logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
-	fs.StringVar(&logFormat, "log-format", "text", "log `format`: text or json")
-	pos, code, ok := fs.parseOrExit(args, stdout)
+	var sf serverFlags
+	sf.register(fs)
+	logger, code, ok := sf.parse(fs, args, stdout, stderr)
 	if !ok {
 		return code
-	}
-	if len(pos) > 0 {
-		fmt.Fprintf(stderr, "dcounter node: unexpected argument %q\n", pos[0])
-		return exitUsage
-	}
-	logger, err := newLogger(stderr, logLevel, logFormat)
-	if err != nil {
-		fmt.Fprintf(stderr, "dcounter node: %v\n", err)
-		return exitUsage
 	}
 	cfg.Logger = logger
 	cfg.Join = splitList(join)
 	cfg.Discovery = splitList(disc)
+	var err error
 	if clusterKey != "" {
 		if cfg.ClusterKey, err = decodeKey(clusterKey); err != nil {
 			fmt.Fprintf(stderr, "dcounter node: --cluster-key: %v\n", err)
