@@ -23,8 +23,8 @@ Routes: POST /register, POST /heartbeat (body {"id","name","gossip_addr",
 func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("discovery", "discovery [flags]", discoveryHelp, stderr)
 	var (
-		addr      string
-		cfg       discovery.Config
+		addr string
+		cfg  discovery.Config
 	)
 	fs.StringVar(&addr, "http-addr", "127.0.0.1:8500", "`host:port` to serve on")
 	fs.DurationVar(&cfg.TTL, "ttl", 5*time.Second, "how long an entry lives without a heartbeat")

@@ -32,7 +32,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs := newFlagSet("gateway", "gateway --http-addr H:P (--discovery URL[,…] | --nodes URL,…) [flags]", gatewayHelp, stderr)
 	var (
 		addr, nodes, disc, debugAddr string
-		cfg                                               gateway.Config
+		cfg                          gateway.Config
 	)
 	fs.StringVar(&addr, "http-addr", "127.0.0.1:8000", "`host:port` to serve on")
 	fs.StringVar(&nodes, "nodes", "", "comma-separated node client API `URL`s")
