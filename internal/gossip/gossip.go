@@ -10,7 +10,8 @@
 //   - Eager dissemination. Local changes are batched until the next Flush and
 //     pushed as a Delta to Fanout random peers. A peer that learns something
 //     new from a Delta queues the new entries for its own next Flush with one
-//     more hop, up to MaxHops, so a write reaches every node in a few
+//     more hop, up to MaxHops, sending them to peers other than the ones it
+//     got them from (they have them), so a write reaches every node in a few
 //     milliseconds with high probability.
 //   - Anti-entropy. Every Sync the node opens a round with one random peer:
 //     DigestPull (our group hashes) → DigestAck if equal, else DigestBuckets
@@ -84,14 +85,18 @@ type Engine struct {
 	// Flush; only the (key, replica) is kept, the value is read at Flush so
 	// the freshest totals go out.
 	queued []map[entryKey]struct{}
+	// senders[h] are the peers that sent us the entries queued at hop h:
+	// they have them, so forwarding skips them.
+	senders []map[string]struct{}
 }
 
 // New returns an engine replicating ks, which it merges into.
 func New(cfg Config, ks *crdt.Keyspace) *Engine {
 	cfg.setDefaults()
-	e := &Engine{cfg: cfg, ks: ks, queued: make([]map[entryKey]struct{}, cfg.MaxHops)}
+	e := &Engine{cfg: cfg, ks: ks, queued: make([]map[entryKey]struct{}, cfg.MaxHops), senders: make([]map[string]struct{}, cfg.MaxHops)}
 	for i := range e.queued {
 		e.queued[i] = make(map[entryKey]struct{})
+		e.senders[i] = make(map[string]struct{})
 	}
 	return e
 }
@@ -127,12 +132,22 @@ func (e *Engine) Flush(peers []string) []Outbound {
 			entries = append(entries, wire.Entry{Key: k.key, Replica: uint64(k.replica), P: pn.P, N: pn.N})
 			delete(q, k)
 		}
-		if len(peers) == 0 {
+		targets := peers
+		if from := e.senders[hops]; len(from) > 0 {
+			targets = make([]string, 0, len(peers))
+			for _, p := range peers {
+				if _, ok := from[p]; !ok {
+					targets = append(targets, p)
+				}
+			}
+			clear(from)
+		}
+		if len(targets) == 0 {
 			continue // anti-entropy will carry them once there are peers
 		}
 		for _, entries := range chunk(entries, e.cfg.MaxPushBytes) {
 			msg := &wire.Delta{Entries: entries, Hops: uint8(hops)}
-			for _, p := range e.pick(peers, e.cfg.Fanout) {
+			for _, p := range e.pick(targets, e.cfg.Fanout) {
 				out = append(out, Outbound{To: p, Msg: msg})
 			}
 		}
@@ -156,10 +171,11 @@ func (e *Engine) Handle(from string, m wire.Message) (out []Outbound, changed []
 	switch m := m.(type) {
 	case *wire.Delta:
 		changed = e.merge(m.Entries)
-		if next := int(m.Hops) + 1; next < e.cfg.MaxHops {
+		if next := int(m.Hops) + 1; next < e.cfg.MaxHops && len(changed) > 0 {
 			for _, c := range changed {
 				e.queued[next][entryKey{c.Key, c.Replica}] = struct{}{}
 			}
+			e.senders[next][from] = struct{}{}
 		}
 	case *wire.DigestPull:
 		groups := e.ks.DiffGroups(wire.ToHashes(m.Groups))
@@ -182,10 +198,11 @@ func (e *Engine) Handle(from string, m wire.Message) (out []Outbound, changed []
 		changed = e.merge(m.Entries)
 		// News found by repair (typically after a partition heals) spreads
 		// eagerly too, instead of waiting for more sync rounds.
-		if e.cfg.MaxHops > 1 {
+		if e.cfg.MaxHops > 1 && len(changed) > 0 {
 			for _, c := range changed {
 				e.queued[1][entryKey{c.Key, c.Replica}] = struct{}{}
 			}
+			e.senders[1][from] = struct{}{}
 		}
 		if len(m.Want) > 0 {
 			size := 0

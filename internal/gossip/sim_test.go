@@ -330,3 +330,24 @@ func BenchmarkConverge1000(b *testing.B) {
 	b.ReportMetric(float64(ticks)/100, "rounds")
 	b.ReportMetric(float64(ticks*5), "sim-ms")
 }
+
+// TestEagerDisseminationReachesSmallClusters: without loss and without any
+// anti-entropy, the eager path alone must carry every write to every node of
+// a 5-node cluster (fanout 3 of 4 peers): forwards skip the peers the
+// entries came from, so the second hop always reaches the node the first
+// one missed.
+func TestEagerDisseminationReachesSmallClusters(t *testing.T) {
+	for seed := uint64(1); seed <= 20; seed++ {
+		s := newSim(t, 5, 3, seed)
+		s.syncEvery = 1 << 30 // no anti-entropy
+		for i := 0; i < 50; i++ {
+			s.write()
+			for j := 0; j < 4; j++ {
+				s.step()
+			}
+			if !s.converged() {
+				t.Fatalf("seed %d: write %d did not reach every node by eager dissemination", seed, i)
+			}
+		}
+	}
+}
