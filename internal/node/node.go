@@ -482,7 +482,9 @@ func (n *Node) HTTPAddr() string {
 }
 
 // Shutdown stops serving clients (letting in-flight requests finish until
-// ctx ends), stops gossip and closes the transport. It is idempotent and
+// ctx ends), says goodbye to its peers, stops gossip, closes the transport
+// and, with a data dir, writes a final snapshot and records a clean stop.
+// It returns every error met on the way, joined. It is idempotent and
 // waits for every goroutine the node started.
 func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
@@ -511,14 +513,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		fctx, fcancel := context.WithTimeout(context.Background(), time.Second)
 		n.ep.Flush(fctx)
 		fcancel()
-		if cerr := n.ep.Close(); err == nil {
-			err = cerr
-		}
+		err = errors.Join(err, n.ep.Close())
 		n.wg.Wait()
 		if n.wal != nil {
-			if serr := n.closeStorage(); err == nil {
-				err = serr
-			}
+			err = errors.Join(err, n.closeStorage())
 		}
 		n.log.Info("node stopped")
 	})
