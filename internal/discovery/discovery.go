@@ -35,6 +35,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/crdt"
 	"github.com/dcounter/dcounter/internal/datadir"
@@ -281,7 +282,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			err = fmt.Errorf("%w: use GET", errMethod)
 			break
 		}
-		writeJSON(w, http.StatusOK, s.Peers())
+		api.WriteJSON(w, http.StatusOK, s.Peers())
 	case "/metrics":
 		s.metrics.ServeHTTP(w, r)
 		return
@@ -294,7 +295,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		n := len(s.entries)
 		s.mu.Unlock()
-		writeJSON(w, http.StatusOK, map[string]any{"status": "ok", "entries": n})
+		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "ok", "entries": n})
 	default:
 		err = fmt.Errorf("%w: %s", errNotFound, r.URL.Path)
 	}
@@ -306,7 +307,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.requests.WithLabelValues(r.URL.Path[1:], outcome).Inc()
 	}
 	if err != nil {
-		writeJSON(w, statusOf(err), map[string]string{"error": err.Error()})
+		api.WriteJSON(w, statusOf(err), map[string]string{"error": err.Error()})
 	}
 }
 
@@ -365,7 +366,7 @@ func (s *Server) upsert(w http.ResponseWriter, r *http.Request, register bool) e
 	s.entries[e.ID] = &e
 	s.dirty = true
 	s.mu.Unlock()
-	writeJSON(w, http.StatusOK, map[string]any{"ttl_ms": s.cfg.TTL.Milliseconds()})
+	api.WriteJSON(w, http.StatusOK, map[string]any{"ttl_ms": s.cfg.TTL.Milliseconds()})
 	return nil
 }
 
@@ -405,12 +406,6 @@ func validAddr(a string) error {
 	return nil
 }
 
-func writeJSON(w http.ResponseWriter, status int, v any) {
-	b, _ := json.Marshal(v)
-	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
-}
 
 // Serve runs the server on ln until ctx ends, then shuts down gracefully.
 func Serve(ctx context.Context, ln net.Listener, s *Server) error {
