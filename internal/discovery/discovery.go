@@ -406,7 +406,6 @@ func validAddr(a string) error {
 	return nil
 }
 
-
 // Serve runs the server on ln until ctx ends, then shuts down gracefully.
 func Serve(ctx context.Context, ln net.Listener, s *Server) error {
 	srv := &http.Server{Handler: s, ReadHeaderTimeout: 5 * time.Second, ReadTimeout: 10 * time.Second,
