@@ -1,0 +1,92 @@
+package e2e
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// freeBlock returns a base port such that base..base+n-1 were all free.
+func freeBlock(t *testing.T, n int) int {
+	t.Helper()
+	for try := 0; try < 50; try++ {
+		base := 20000 + rand.IntN(30000)
+		ok := true
+		for p := base; p < base+n && ok; p++ {
+			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
+			if err != nil {
+				ok = false
+				break
+			}
+			l.Close()
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free block of ports")
+	return 0
+}
+
+// TestRunClusterScript drives run-cluster.sh and monitor.sh as a user would:
+// start, three decrements and an increment, -2 on every node, consistency,
+// status, a short simulation, stop — and nothing keeps running afterwards.
+func TestRunClusterScript(t *testing.T) {
+	base := freeBlock(t, 16)
+	env := append(os.Environ(),
+		"DCOUNTER_CLUSTER_DIR="+t.TempDir(), "DCOUNTER_BIN="+dcounterBin,
+		fmt.Sprintf("DCOUNTER_HTTP_BASE_PORT=%d", base), fmt.Sprintf("DCOUNTER_GOSSIP_BASE_PORT=%d", base+5),
+		fmt.Sprintf("DCOUNTER_DISCOVERY_PORT=%d", base+10), fmt.Sprintf("DCOUNTER_GATEWAY_PORT=%d", base+11))
+	sh := func(script string, args ...string) (string, error) {
+		cmd := exec.Command("../"+script, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	must := func(script string, args ...string) string {
+		t.Helper()
+		out, err := sh(script, args...)
+		if err != nil {
+			t.Fatalf("%s %v: %v\n%s", script, args, err, out)
+		}
+		return out
+	}
+	t.Cleanup(func() { sh("run-cluster.sh", "stop") })
+
+	must("run-cluster.sh", "start")
+	for i := 0; i < 3; i++ {
+		must("run-cluster.sh", "dec")
+	}
+	must("run-cluster.sh", "inc")
+	waitFor(t, 5*time.Second, func() error {
+		out, err := sh("run-cluster.sh", "consistency")
+		if err != nil || !strings.Contains(out, "every node reports -2") {
+			return fmt.Errorf("consistency: %v\n%s", err, out)
+		}
+		return nil
+	}, true)
+	if out := must("run-cluster.sh", "counter"); strings.Count(out, ": -2") != 5 {
+		t.Fatalf("counter:\n%s", out)
+	}
+	if out := must("run-cluster.sh", "status"); strings.Count(out, " ok ") != 7 {
+		t.Fatalf("status (want discovery, 5 nodes and the gateway ok):\n%s", out)
+	}
+	if out := must("monitor.sh", "--once"); !strings.Contains(out, "cluster: converged") {
+		t.Fatalf("monitor.sh --once:\n%s", out)
+	}
+	if out := must("run-cluster.sh", "simulation", "2", "0.05", "3"); !strings.Contains(out, "converged: every node reports") {
+		t.Fatalf("simulation:\n%s", out)
+	}
+	must("run-cluster.sh", "stop")
+	if out, _ := exec.Command("pgrep", "-f", fmt.Sprintf("127.0.0.1:%d", base+10)).Output(); len(out) > 0 {
+		t.Fatalf("processes still running after stop: %s", out)
+	}
+	if out, err := sh("monitor.sh", "--once"); err == nil {
+		t.Fatalf("monitor.sh after stop exited 0:\n%s", out)
+	}
+}
