@@ -160,3 +160,16 @@ func TestFrozenNodeCatchesUp(t *testing.T) {
 		allSee(t, []*proc{frozen}, o.name, "alive", 3*time.Second)
 	}
 }
+
+// TestGracefulStopAnnouncesLeft: a node stopped with SIGTERM says goodbye;
+// the others show it as "left" at once (not suspect, then dead, seconds
+// later), and it is alive again when it comes back.
+func TestGracefulStopAnnouncesLeft(t *testing.T) {
+	nodes := startCluster(t, 3)
+	leaver, others := nodes[2], nodes[:2]
+	leaver.stop(t)
+	took := allSee(t, others, leaver.name, "left", time.Second)
+	t.Logf("left on both others %v after SIGTERM returned", took.Round(time.Millisecond))
+	leaver.start()
+	allSee(t, others, leaver.name, "alive", 3*time.Second)
+}
