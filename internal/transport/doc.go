@@ -21,8 +21,10 @@
 // both ways therefore hold two connections. Every peer address has its own
 // queue and writer goroutine, so Send never blocks: it returns ErrQueueFull
 // when the peer's queue is full. When a dial fails the writer drops what is
-// queued and retries with exponential backoff (50ms doubling to 5s, jittered,
+// queued and retries with exponential backoff (50ms doubling to 1s, jittered,
 // timed by the injected clock); the next message after the backoff dials again.
+// A peer that connects to us ends our backoff towards it at once: the network
+// between us evidently works again (a healed partition, a restarted peer).
 //
 // A queue grows with use, up to QueueLen (default 1024) messages. A writer
 // whose queue has stayed empty for IdleWriter (default 1m, on the injected

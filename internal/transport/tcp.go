@@ -380,6 +380,7 @@ func (t *TCP) serveConn(c inboundConn, remote string) {
 	}
 	log = log.With("peer", h.addr)
 	log.Debug("inbound connection from peer")
+	t.peerReachable(h.addr)
 
 	fr := frameReader{r: bufio.NewReaderSize(c, 16<<10), max: t.cfg.MaxFrame, seal: t.seal}
 	for {
@@ -394,6 +395,20 @@ func (t *TCP) serveConn(c inboundConn, remote string) {
 		t.stats.framesReceived.Add(1)
 		t.stats.bytesReceived.Add(int64(len(payload)))
 		t.handler(h.addr, payload)
+	}
+}
+
+// peerReachable cuts short the dial backoff of the writer to addr, if any:
+// addr just connected to us, so the network between us works again.
+func (t *TCP) peerReachable(addr string) {
+	t.mu.Lock()
+	p := t.peers[addr]
+	t.mu.Unlock()
+	if p != nil {
+		select {
+		case p.reachable <- struct{}{}:
+		default:
+		}
 	}
 }
 

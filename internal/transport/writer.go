@@ -16,7 +16,7 @@ const (
 	// minBackoff and maxBackoff bound the wait between failed connection
 	// attempts to one peer.
 	minBackoff = 50 * time.Millisecond
-	maxBackoff = 5 * time.Second
+	maxBackoff = time.Second
 	// maxBatch bounds how many queued messages are written before a flush.
 	maxBatch = 256
 	// writeBufSize is the outbound write buffer; larger frames bypass it.
@@ -31,6 +31,10 @@ type peer struct {
 	// ready holds a token when messages may have been queued since the
 	// writer last looked.
 	ready chan struct{}
+	// reachable holds a token when the peer just connected to us: the
+	// network to it works, so a writer backing off after failed dials
+	// should try again at once.
+	reachable chan struct{}
 
 	mu sync.Mutex
 	// msgs are the queued messages, oldest first. The slice grows with use
@@ -40,7 +44,7 @@ type peer struct {
 }
 
 func newPeer(addr string) *peer {
-	return &peer{addr: addr, ready: make(chan struct{}, 1)}
+	return &peer{addr: addr, ready: make(chan struct{}, 1), reachable: make(chan struct{}, 1)}
 }
 
 // push queues msg unless limit messages are queued already.
@@ -139,7 +143,7 @@ func (t *TCP) runWriter(p *peer) {
 				n := len(batch) + p.drain()
 				t.settleDropped(n)
 				t.logDialError(log, err, failures, n)
-				if !t.backoff(failures) {
+				if !t.backoff(p, failures) {
 					return
 				}
 				continue
@@ -161,7 +165,7 @@ func (t *TCP) runWriter(p *peer) {
 			log.Warn("write to peer failed; dropping the connection", "err", err, "dropped", n)
 			t.untrack(oc.conn)
 			oc = nil
-			if !t.backoff(failures) {
+			if !t.backoff(p, failures) {
 				return
 			}
 			continue
@@ -294,12 +298,15 @@ func (t *TCP) isClosed() bool {
 // backoff waits, on the injected clock, before the next connection attempt
 // after the given number of consecutive failures. It reports false if the
 // transport closed meanwhile.
-func (t *TCP) backoff(failures int) bool {
+func (t *TCP) backoff(p *peer, failures int) bool {
 	d := backoffDelay(failures)
 	fired := make(chan struct{})
 	timer := t.cfg.Clock.AfterFunc(d, func() { close(fired) })
 	select {
 	case <-fired:
+		return true
+	case <-p.reachable:
+		timer.Stop()
 		return true
 	case <-t.done:
 		timer.Stop()

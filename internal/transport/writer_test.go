@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"runtime"
 	"strings"
 	"sync"
@@ -236,4 +237,34 @@ func TestRetireRacesSend(t *testing.T) {
 	if s.Dials < 2 {
 		t.Errorf("the writer never retired (%d dials): the test proves nothing", s.Dials)
 	}
+}
+
+// TestInboundConnectionEndsBackoff: a writer backing off after failed dials
+// to a peer dials again as soon as that peer connects to us, without waiting
+// for its (fake, never advanced) backoff timer.
+func TestInboundConnectionEndsBackoff(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	a := listen(t, Config{Clock: clk})
+	// Reserve an address for b, and send to it while nothing listens there.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bAddr := ln.Addr().String()
+	ln.Close()
+	if err := a.Send(bAddr, []byte("lost")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the first dial to fail", func() bool { return a.Stats().DialFailures >= 1 })
+	// b comes up at that address and talks to a first.
+	b := listen(t, Config{BindAddr: bAddr, Clock: clk})
+	if err := b.Send(a.Addr(), []byte("hello")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "a to hear from b", func() bool { return a.in.len() == 1 })
+	// a's writer to b must not sit out its backoff.
+	if err := a.Send(bAddr, []byte("after")); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "b to get a's message without the backoff timer firing", func() bool { return b.in.len() == 1 })
 }
