@@ -1,0 +1,240 @@
+package wal
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+)
+
+type file struct {
+	lsn  uint64
+	name string
+}
+
+func (l *Log) list(ext string) ([]file, error) {
+	des, err := os.ReadDir(l.opts.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("wal: %w", err)
+	}
+	var out []file
+	for _, de := range des {
+		name := de.Name()
+		base, ok := strings.CutSuffix(name, ext)
+		if !ok || len(base) != 16 {
+			continue
+		}
+		lsn, err := strconv.ParseUint(base, 16, 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, file{lsn: lsn, name: filepath.Join(l.opts.Dir, name)})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].lsn < out[j].lsn })
+	return out, nil
+}
+
+func (l *Log) corrupt(rec *Recovery, what string) error {
+	if l.opts.DiscardCorrupt {
+		rec.Discarded = append(rec.Discarded, what)
+		l.log.Error("discarding corrupt log data", "what", what)
+		return nil
+	}
+	return fmt.Errorf("%w: %s; refusing to start (run with --discard-corrupt to skip it and start as a new replica)", ErrCorrupt, what)
+}
+
+// recover loads the newest readable snapshot and replays later records. It
+// returns the last LSN in the log.
+func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
+	var rec Recovery
+	snaps, err := l.list(".snap")
+	if err != nil {
+		return rec, 0, err
+	}
+	for i := len(snaps) - 1; i >= 0; i-- {
+		n, err := readSnapshot(snaps[i].name, snaps[i].lsn, apply, l.opts.OnIdem)
+		if err == nil {
+			rec.SnapshotLSN, rec.SnapshotEntries = snaps[i].lsn, n
+			break
+		}
+		if cerr := l.corrupt(&rec, fmt.Sprintf("snapshot %s: %v", snaps[i].name, err)); cerr != nil {
+			return rec, 0, cerr
+		}
+	}
+	segs, err := l.list(".wal")
+	if err != nil {
+		return rec, 0, err
+	}
+	rec.Segments = len(segs)
+	last := rec.SnapshotLSN
+	expect := uint64(0) // LSN the next record must carry; 0 = not known yet
+	next, stop := prefetch(segs)
+	defer stop()
+	for i, seg := range segs {
+		data, err := next()
+		if err != nil {
+			return rec, 0, fmt.Errorf("wal: %w", err)
+		}
+		if len(data) < segHeader || string(data[:8]) != segMagic || binary.LittleEndian.Uint64(data[8:]) != seg.lsn {
+			if i == len(segs)-1 && len(data) < segHeader {
+				// Crashed while creating the segment: nothing in it was acknowledged.
+				l.log.Warn("removing a segment cut short in its header", "file", seg.name, "bytes", len(data))
+				os.Remove(seg.name)
+				continue
+			}
+			if cerr := l.corrupt(&rec, fmt.Sprintf("segment %s: bad header", seg.name)); cerr != nil {
+				return rec, 0, cerr
+			}
+			continue
+		}
+		// A gap is harmless when the snapshot covers every missing LSN: the
+		// snapshot's LSN is the last one queued when it was taken, so records
+		// up to it may never have been written, or their segment may be gone.
+		if expect != 0 && seg.lsn != expect && (seg.lsn < expect || seg.lsn > rec.SnapshotLSN+1) {
+			if cerr := l.corrupt(&rec, fmt.Sprintf("segment %s starts at LSN %d, want %d: records are missing", seg.name, seg.lsn, expect)); cerr != nil {
+				return rec, 0, cerr
+			}
+		} else if expect == 0 && seg.lsn > rec.SnapshotLSN+1 {
+			if cerr := l.corrupt(&rec, fmt.Sprintf("segment %s starts at LSN %d but the snapshot covers only up to %d: records are missing", seg.name, seg.lsn, rec.SnapshotLSN)); cerr != nil {
+				return rec, 0, cerr
+			}
+		}
+		expect = seg.lsn
+		off := segHeader
+		for off < len(data) {
+			r, perr := parseRecord(data[off:])
+			if perr == nil && r.lsn != expect {
+				perr = fmt.Errorf("LSN %d, want %d", r.lsn, expect)
+			}
+			if perr == nil && r.lsn > rec.SnapshotLSN {
+				var idem *Idem
+				idem, perr = eachEntry(r.entries, r.count, apply)
+				if perr == nil {
+					rec.Records++
+					rec.Entries += int(r.count)
+					if idem != nil && l.opts.OnIdem != nil {
+						l.opts.OnIdem(*idem)
+					}
+				}
+			}
+			if perr == nil {
+				off += r.size
+				expect++
+				last = max(last, r.lsn)
+				continue
+			}
+			next := nextValidRecord(data, off+1)
+			if i == len(segs)-1 && next < 0 {
+				torn := int64(len(data) - off)
+				l.log.Warn("cutting a torn record off the end of the log", "file", seg.name, "offset", off, "bytes", torn, "reason", perr)
+				if err := cutTail(seg.name, int64(off)); err != nil {
+					return rec, 0, fmt.Errorf("wal: cutting the torn tail: %w", err)
+				}
+				rec.TornBytes += torn
+				break
+			}
+			what := fmt.Sprintf("record at %s offset %d: %v", seg.name, off, perr)
+			if cerr := l.corrupt(&rec, what); cerr != nil {
+				return rec, 0, cerr
+			}
+			if next < 0 {
+				break
+			}
+			off = next
+			if r, err := parseRecord(data[off:]); err == nil {
+				expect = r.lsn
+			}
+		}
+	}
+	// Segments wholly covered by the snapshot may survive a crash during cleanup.
+	l.segments = nil
+	for i, seg := range segs {
+		if i+1 < len(segs) && segs[i+1].lsn <= rec.SnapshotLSN+1 {
+			os.Remove(seg.name)
+			continue
+		}
+		if _, err := os.Stat(seg.name); err == nil {
+			l.segments = append(l.segments, seg.lsn)
+		}
+	}
+	if len(rec.Discarded) > 0 || rec.TornBytes > 0 || rec.Records > 0 || rec.SnapshotLSN > 0 {
+		l.log.Info("recovered the log", "snapshot_lsn", rec.SnapshotLSN, "snapshot_entries", rec.SnapshotEntries,
+			"records_replayed", rec.Records, "entries_replayed", rec.Entries, "torn_bytes", rec.TornBytes, "discarded", len(rec.Discarded))
+	}
+	return rec, last, nil
+}
+
+// cutTail truncates the segment name to size and syncs it before recovery
+// goes on to start the next segment. Were a power loss to undo an unsynced
+// cut after that, the torn bytes would be back in a segment that is no
+// longer the last, where they read as corruption.
+func cutTail(name string, size int64) error {
+	f, err := os.OpenFile(name, os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if err := f.Truncate(size); err != nil {
+		f.Close()
+		return err
+	}
+	if err := syncCut(f); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// prefetch reads the files one ahead of the caller, so that reading the
+// next segment overlaps replaying this one. next returns the files' contents
+// in order; stop ends the reader early.
+func prefetch(files []file) (next func() ([]byte, error), stop func()) {
+	type loaded struct {
+		data []byte
+		err  error
+	}
+	ch := make(chan loaded, 1)
+	quit := make(chan struct{})
+	go func() {
+		defer close(ch)
+		for _, f := range files {
+			data, err := os.ReadFile(f.name)
+			select {
+			case ch <- loaded{data, err}:
+			case <-quit:
+				return
+			}
+		}
+	}()
+	next = func() ([]byte, error) {
+		l, ok := <-ch
+		if !ok {
+			return nil, errors.New("prefetch: no more files")
+		}
+		return l.data, l.err
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			close(quit)
+			for range ch { // let the reader finish
+			}
+		})
+	}
+	return next, stop
+}
+
+// nextValidRecord returns the offset of the first valid record at or after
+// from, or -1. It is only used on the error path.
+func nextValidRecord(data []byte, from int) int {
+	for off := max(from, segHeader); off+recHeader < len(data); off++ {
+		if _, err := parseRecord(data[off:]); err == nil {
+			return off
+		}
+	}
+	return -1
+}
