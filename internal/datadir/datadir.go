@@ -54,6 +54,9 @@ type State struct {
 	Clean bool `json:"clean"`
 	// Fsync is the fsync policy the previous run wrote its log under.
 	Fsync string `json:"fsync"`
+	// Incarnation is the member incarnation the run started with; the next
+	// run takes a higher one even if the clock went backwards.
+	Incarnation uint64 `json:"incarnation,omitempty"`
 }
 
 // Dir is an open, locked data directory.

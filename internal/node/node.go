@@ -197,6 +197,7 @@ type Node struct {
 
 	// Storage; all nil without a data dir.
 	dir          *datadir.Dir
+	incarnation  uint64 // this run's member incarnation
 	wal          *wal.Log
 	recovery     wal.Recovery
 	lastSnapshot uint64 // LSN of the last snapshot; snapshot goroutine only
@@ -250,6 +251,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	} else {
 		n.id = randomReplicaID()
+		n.incarnation = uint64(n.clk.Now().UnixMilli())
 	}
 	n.log = n.log.With("replica", n.id.String())
 
@@ -279,7 +281,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.members = membership.New(membership.Member{
 		ID: n.id, Name: cfg.Name, GossipAddr: n.ep.Addr(), HTTPAddr: httpAddr,
-		Incarnation: uint64(n.clk.Now().UnixMilli()),
+		Incarnation: n.incarnation,
 	}, n.clk.Now())
 	if len(cfg.Discovery) > 0 {
 		n.disc = discovery.NewClient(cfg.Discovery, discovery.Entry{

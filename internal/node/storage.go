@@ -59,8 +59,15 @@ func (n *Node) openStorage() error {
 		n.log.Warn("taking a new replica ID: "+reason+"; the old replica's counts stay in the cluster",
 			"old_replica", old, "replica", dd.ReplicaID)
 	}
+	// Incarnations must grow from run to run, or peers would keep an
+	// older entry of ours (and could take it for another process with our
+	// ID): the start time, unless the clock went back past the last one.
+	n.incarnation = max(uint64(n.clk.Now().UnixMilli()), dd.Previous.Incarnation+1)
+	if reason != "" || dd.Created {
+		n.incarnation = uint64(n.clk.Now().UnixMilli()) // a new replica has no history to outgrow
+	}
 	// From here until a clean shutdown, the dir says "not clean".
-	if err := dd.SetState(datadir.State{Clean: false, Fsync: cfg.Fsync.String()}); err != nil {
+	if err := dd.SetState(datadir.State{Clean: false, Fsync: cfg.Fsync.String(), Incarnation: n.incarnation}); err != nil {
 		log.Close()
 		dd.Close()
 		return err
@@ -143,7 +150,7 @@ func (n *Node) closeStorage() error {
 	case serr != nil:
 		err = serr
 	default:
-		err = n.dir.SetState(datadir.State{Clean: true, Fsync: n.cfg.Fsync.String()})
+		err = n.dir.SetState(datadir.State{Clean: true, Fsync: n.cfg.Fsync.String(), Incarnation: n.incarnation})
 	}
 	n.dir.Close()
 	return err
