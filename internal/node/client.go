@@ -80,18 +80,35 @@ func (n *Node) Add(ctx context.Context, key string, delta int64, idemKey string)
 	n.pending[key] = crdt.PN{P: e.P, N: e.N}
 	if idem != nil {
 		// The answer a retry will get: the value right after this write.
+		// Until the key is remembered it travels with the reservation: a
+		// snapshot that holds the one holds the other.
 		idem.Value = view + delta
+		n.idemInFlight[idemKey] = *idem
+	}
+	// e must be durable before it is merged (and so may be gossiped) or
+	// acknowledged. It is queued while mu is held, so records reach the log
+	// in reservation order: a later write's totals, which include this
+	// reservation, can never be on disk before this record (and its key).
+	var done <-chan error
+	if n.wal != nil {
+		done, err = n.wal.Enqueue([]crdt.Entry{e}, idem)
+		if err != nil {
+			delete(n.idemInFlight, idemKey)
+			if pn := n.pending[key]; pn == (crdt.PN{P: e.P, N: e.N}) {
+				delete(n.pending, key) // nothing was queued
+			}
+			n.mu.Unlock()
+			return 0, false, api.Unavailable(err)
+		}
 	}
 	n.mu.Unlock()
 
-	// e must be durable before it is merged (and so may be gossiped) or
-	// acknowledged. If logging fails, the reservation stays in pending: the
-	// record may have reached the disk, and the log refuses all later
-	// writes anyway.
-	if n.wal != nil {
-		if err := n.wal.AppendKeyed([]crdt.Entry{e}, idem); err != nil {
+	if done != nil {
+		if err := <-done; err != nil {
 			// Not a 503: the record may have reached the disk, so the
 			// write may count after a restart. Nobody may retry it blindly.
+			// Its reservation (and key) stay: the log refuses all later
+			// writes, and no snapshot is written after a log failure.
 			return 0, false, fmt.Errorf("node: write-ahead log failed; this write's outcome is unknown: %w", err)
 		}
 	}
@@ -105,6 +122,7 @@ func (n *Node) Add(ctx context.Context, key string, delta int64, idemKey string)
 	n.eng.Local(e)
 	n.scheduleFlush()
 	if idem != nil {
+		delete(n.idemInFlight, idemKey)
 		n.rememberIdem(*idem)
 		return idem.Value, false, nil
 	}

@@ -48,9 +48,20 @@ func (n *Node) claimIdem(key string, fp uint64) (first int64, done bool, err err
 		n.mu.Unlock()
 		<-wait
 		n.mu.Lock()
+		select {
+		case <-n.stop:
+			return 0, false, api.Unavailable(errStopped)
+		default:
+		}
+		if n.conflict != nil {
+			return 0, false, api.Unavailable(n.conflict)
+		}
 	}
 	if len(n.idem) >= n.cfg.MaxIdempotencyKeys {
-		return 0, false, api.Unavailable(errIdemFull)
+		n.expireIdem()
+		if len(n.idem) >= n.cfg.MaxIdempotencyKeys {
+			return 0, false, api.Unavailable(errIdemFull)
+		}
 	}
 	n.idemWait[key] = make(chan struct{})
 	return 0, false, nil
@@ -66,39 +77,48 @@ func (n *Node) releaseIdem(key string) {
 	}
 }
 
+// idemSlot is a key's place in the expiry order, with the expiry it had
+// when it took that place: a key used again later has a newer slot, and
+// its old one is skipped.
+type idemSlot struct {
+	key     string
+	expires int64
+}
+
 // rememberIdem records an applied keyed write. Caller holds mu (or is
 // recovering, before the node serves).
 func (n *Node) rememberIdem(rec wal.Idem) {
-	if _, ok := n.idem[rec.Key]; !ok {
-		n.idemOrder = append(n.idemOrder, rec.Key)
-	}
 	n.idem[rec.Key] = rec
+	n.idemOrder = append(n.idemOrder, idemSlot{rec.Key, rec.Expires})
 }
 
-// expireIdem forgets keys past their window. Keys expire in the order they
-// were applied, since the window is the same for all. Caller holds mu.
+// expireIdem forgets keys past their window. Slots are in expiry order, as
+// the window is the same for every key. Caller holds mu.
 func (n *Node) expireIdem() {
 	now := n.clk.Now().UnixMilli()
 	i := 0
-	for ; i < len(n.idemOrder); i++ {
-		k := n.idemOrder[i]
-		rec, ok := n.idem[k]
-		if ok && rec.Expires > now {
-			break
+	for ; i < len(n.idemOrder) && n.idemOrder[i].expires <= now; i++ {
+		s := n.idemOrder[i]
+		if rec, ok := n.idem[s.key]; ok && rec.Expires == s.expires {
+			delete(n.idem, s.key)
 		}
-		delete(n.idem, k)
 	}
 	n.idemOrder = n.idemOrder[i:]
 }
 
-// liveIdems returns the live keys, oldest first, for a snapshot. Caller
-// holds mu.
-func (n *Node) liveIdems() []wal.Idem {
-	out := make([]wal.Idem, 0, len(n.idem))
-	for _, k := range n.idemOrder {
-		if rec, ok := n.idem[k]; ok {
+// snapshotIdems returns the keys a snapshot must hold: the remembered ones
+// still live, and those of keyed writes in flight, whose reservations the
+// snapshot holds too. Caller holds mu.
+func (n *Node) snapshotIdems() []wal.Idem {
+	now := n.clk.Now().UnixMilli()
+	out := make([]wal.Idem, 0, len(n.idem)+len(n.idemInFlight))
+	for _, s := range n.idemOrder {
+		if rec, ok := n.idem[s.key]; ok && rec.Expires == s.expires && rec.Expires > now {
 			out = append(out, rec)
 		}
+	}
+	for _, rec := range n.idemInFlight {
+		out = append(out, rec)
 	}
 	return out
 }

@@ -206,14 +206,15 @@ type Node struct {
 	ks      *crdt.Keyspace
 	pending map[string]crdt.PN // own totals reserved by writes not yet durable
 	// Idempotency keys (see idempotency.go).
-	idem      map[string]wal.Idem
-	idemOrder []string
-	idemWait  map[string]chan struct{}
-	eng       *gossip.Engine
-	members   *membership.List
-	joined    chan struct{} // closed by the first JoinAck
-	conflict  error         // set by replicaConflict: writes are refused
-	flushAt   clock.Timer   // armed while a delta flush is scheduled
+	idem         map[string]wal.Idem
+	idemOrder    []idemSlot
+	idemWait     map[string]chan struct{}
+	idemInFlight map[string]wal.Idem // keyed writes reserved, not yet remembered
+	eng          *gossip.Engine
+	members      *membership.List
+	joined       chan struct{} // closed by the first JoinAck
+	conflict     error         // set by replicaConflict: writes are refused
+	flushAt      clock.Timer   // armed while a delta flush is scheduled
 
 	disc    *discovery.Client // nil without --discovery
 	metrics *metrics
@@ -232,15 +233,16 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		return nil, err
 	}
 	n := &Node{
-		cfg:      cfg,
-		log:      cfg.Logger,
-		clk:      cfg.Clock,
-		ks:       crdt.New(),
-		pending:  make(map[string]crdt.PN),
-		idem:     make(map[string]wal.Idem),
-		idemWait: make(map[string]chan struct{}),
-		joined:   make(chan struct{}),
-		stop:     make(chan struct{}),
+		cfg:          cfg,
+		log:          cfg.Logger,
+		clk:          cfg.Clock,
+		ks:           crdt.New(),
+		pending:      make(map[string]crdt.PN),
+		idem:         make(map[string]wal.Idem),
+		idemWait:     make(map[string]chan struct{}),
+		idemInFlight: make(map[string]wal.Idem),
+		joined:       make(chan struct{}),
+		stop:         make(chan struct{}),
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics()

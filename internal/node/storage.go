@@ -84,6 +84,11 @@ func (n *Node) openStorage() error {
 // it changes the state it will log: merged entries are in the keyspace,
 // and reserved local ones in pending.
 func (n *Node) snapshot() error {
+	if err := n.wal.Err(); err != nil {
+		// Nothing more is persisted after a log failure: a snapshot would
+		// hold reservations of writes answered "outcome unknown".
+		return fmt.Errorf("node: no snapshot after a log failure: %w", err)
+	}
 	n.mu.Lock()
 	lsn := n.wal.LastLSN()
 	entries := make([]crdt.Entry, 0, n.ks.Entries()+len(n.pending))
@@ -94,9 +99,8 @@ func (n *Node) snapshot() error {
 	for key, pn := range n.pending {
 		entries = append(entries, crdt.Entry{Key: key, Replica: n.id, P: pn.P, N: pn.N})
 	}
-	// Keyed writes in flight are not here, and need not be: their records
-	// come after lsn and are replayed, keys included.
-	idems := n.liveIdems()
+	// The keys of keyed writes in flight go with their reservations.
+	idems := n.snapshotIdems()
 	n.mu.Unlock()
 	if lsn == n.lastSnapshot {
 		return nil
@@ -141,7 +145,10 @@ func (n *Node) trySnapshot() {
 // closeStorage writes a final snapshot, closes the log and, if all went
 // well, records a clean shutdown.
 func (n *Node) closeStorage() error {
-	serr := n.snapshot()
+	var serr error
+	if n.wal.Err() == nil { // see snapshot
+		serr = n.snapshot()
+	}
 	werr := n.wal.Close()
 	var err error
 	switch {

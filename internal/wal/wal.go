@@ -266,19 +266,32 @@ func (l *Log) Append(entries []crdt.Entry) error {
 // key and its answer go into the same record as the entries, so a crash
 // keeps both or neither.
 func (l *Log) AppendKeyed(entries []crdt.Entry, idem *Idem) error {
-	for _, e := range entries {
-		if err := checkEntry(e); err != nil {
-			return err
-		}
-	}
-	if idem != nil && (len(idem.Key) == 0 || len(idem.Key) > MaxIdemKey) {
-		return fmt.Errorf("%w: idempotency key of %d bytes", ErrInvalidEntry, len(idem.Key))
-	}
-	done := make(chan error, 1)
-	if err := l.enqueue(entries, idem, done); err != nil {
+	done, err := l.Enqueue(entries, idem)
+	if err != nil {
 		return err
 	}
 	return <-done
+}
+
+// Enqueue queues the record and returns at once; done yields its outcome
+// once it is durable under the policy. Records are written in the order
+// they are enqueued, so a caller that enqueues while holding its own lock
+// gets records in its own order — and a later record never reaches the disk
+// before an earlier one.
+func (l *Log) Enqueue(entries []crdt.Entry, idem *Idem) (done <-chan error, err error) {
+	for _, e := range entries {
+		if err := checkEntry(e); err != nil {
+			return nil, err
+		}
+	}
+	if idem != nil && (len(idem.Key) == 0 || len(idem.Key) > MaxIdemKey) {
+		return nil, fmt.Errorf("%w: idempotency key of %d bytes", ErrInvalidEntry, len(idem.Key))
+	}
+	ch := make(chan error, 1)
+	if err := l.enqueue(entries, idem, ch); err != nil {
+		return nil, err
+	}
+	return ch, nil
 }
 
 // AppendAsync logs entries without waiting; a failure shows in Err and in
