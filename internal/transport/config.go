@@ -13,6 +13,7 @@ import (
 const (
 	DefaultDialTimeout      = 2 * time.Second
 	DefaultWriteTimeout     = 5 * time.Second
+	DefaultUnackedTimeout   = 2 * time.Second
 	DefaultIdleTimeout      = 2 * time.Minute
 	DefaultHandshakeTimeout = 5 * time.Second
 	DefaultQueueLen         = 1024
@@ -47,6 +48,10 @@ type Config struct {
 	DialTimeout time.Duration
 	// WriteTimeout bounds writing one frame. Default 5s.
 	WriteTimeout time.Duration
+	// UnackedTimeout is how long sent data may stay unacknowledged by the
+	// peer's kernel before the connection is given up and redialled
+	// (TCP_USER_TIMEOUT on Linux). Default 2s.
+	UnackedTimeout time.Duration
 	// IdleTimeout is the read deadline on inbound connections: a peer silent
 	// for this long is disconnected (it redials when it next has something
 	// to say). Default 2m.
@@ -103,6 +108,7 @@ func (c Config) withDefaults() (Config, error) {
 		n   string
 	}{
 		{&c.DialTimeout, DefaultDialTimeout, "DialTimeout"},
+		{&c.UnackedTimeout, DefaultUnackedTimeout, "UnackedTimeout"},
 		{&c.WriteTimeout, DefaultWriteTimeout, "WriteTimeout"},
 		{&c.IdleTimeout, DefaultIdleTimeout, "IdleTimeout"},
 		{&c.HandshakeTimeout, DefaultHandshakeTimeout, "HandshakeTimeout"},

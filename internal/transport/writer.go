@@ -217,7 +217,7 @@ func (t *TCP) logDialError(log *slog.Logger, err error, failures, dropped int) {
 // connect dials addr and performs the handshake.
 func (t *TCP) connect(addr string) (*outConn, error) {
 	t.stats.dials.Add(1)
-	d := net.Dialer{Timeout: t.cfg.DialTimeout}
+	d := net.Dialer{Timeout: t.cfg.DialTimeout, Control: tcpUserTimeout(t.cfg.UnackedTimeout)}
 	c, err := d.DialContext(t.ctx, "tcp", addr)
 	if err != nil {
 		t.stats.dialFailures.Add(1)
