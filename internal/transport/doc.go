@@ -25,6 +25,9 @@
 // timed by the injected clock); the next message after the backoff dials again.
 // A peer that connects to us ends our backoff towards it at once: the network
 // between us evidently works again (a healed partition, a restarted peer).
+// Outbound connections whose sent data stays unacknowledged for
+// UnackedTimeout (TCP_USER_TIMEOUT, default 2s) are abandoned and redialled,
+// rather than left to TCP's ever longer retransmission backoff.
 //
 // A queue grows with use, up to QueueLen (default 1024) messages. A writer
 // whose queue has stayed empty for IdleWriter (default 1m, on the injected
