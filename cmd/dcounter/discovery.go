@@ -31,10 +31,11 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&cfg.DataFile, "data-file", "", "`file` keeping the registry across restarts (optional)")
 	var sf serverFlags
 	sf.register(fs)
-	logger, code, ok := sf.parse(fs, args, stdout, stderr)
+	logger, stopDebug, code, ok := sf.parse(fs, args, stdout, stderr)
 	if !ok {
 		return code
 	}
+	defer stopDebug()
 	cfg.Logger = logger
 	srv, err := discovery.New(cfg)
 	if err != nil {

@@ -104,29 +104,38 @@ func (fs *flagSet) parseOrExit(args []string, stdout io.Writer) (pos []string, c
 }
 
 // serverFlags are the flags every long-running command shares.
-type serverFlags struct{ logLevel, logFormat string }
+type serverFlags struct{ logLevel, logFormat, debugAddr string }
 
 func (sf *serverFlags) register(fs *flagSet) {
+	fs.StringVar(&sf.debugAddr, "debug-addr", "", "`host:port` to serve Go profiling (/debug/pprof/) on; off when empty, never expose it publicly")
 	fs.StringVar(&sf.logLevel, "log-level", "info", "log `level`: debug, info, warn, error")
 	fs.StringVar(&sf.logFormat, "log-format", "text", "log `format`: text or json")
 }
 
 // parse parses a server command's args, which take no positional
-// arguments, and builds its logger; ok is false when the caller should
-// return code at once.
-func (sf *serverFlags) parse(fs *flagSet, args []string, stdout, stderr io.Writer) (log *slog.Logger, code int, ok bool) {
+// arguments, builds its logger and starts the profiling server if asked; ok
+// is false when the caller should return code at once. The caller defers
+// stop.
+func (sf *serverFlags) parse(fs *flagSet, args []string, stdout, stderr io.Writer) (log *slog.Logger, stop func(), code int, ok bool) {
+	stop = func() {}
 	pos, code, ok := fs.parseOrExit(args, stdout)
 	if !ok {
-		return nil, code, false
+		return nil, stop, code, false
 	}
 	if len(pos) > 0 {
 		fmt.Fprintf(stderr, "dcounter %s: unexpected argument %q\n", fs.Name(), pos[0])
-		return nil, exitUsage, false
+		return nil, stop, exitUsage, false
 	}
 	log, err := newLogger(stderr, sf.logLevel, sf.logFormat)
 	if err != nil {
 		fmt.Fprintf(stderr, "dcounter %s: %v\n", fs.Name(), err)
-		return nil, exitUsage, false
+		return nil, stop, exitUsage, false
 	}
-	return log, 0, true
+	if sf.debugAddr != "" {
+		if stop, err = serveDebug(sf.debugAddr, log); err != nil {
+			fmt.Fprintf(stderr, "dcounter %s: --debug-addr: %v\n", fs.Name(), err)
+			return nil, func() {}, 1, false
+		}
+	}
+	return log, stop, 0, true
 }

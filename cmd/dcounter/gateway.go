@@ -31,8 +31,8 @@ Nodes come from --nodes (client API URLs), --discovery, or both.
 func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("gateway", "gateway --http-addr H:P (--discovery URL[,…] | --nodes URL,…) [flags]", gatewayHelp, stderr)
 	var (
-		addr, nodes, disc, debugAddr string
-		cfg                          gateway.Config
+		addr, nodes, disc string
+		cfg               gateway.Config
 	)
 	fs.StringVar(&addr, "http-addr", "127.0.0.1:8000", "`host:port` to serve on")
 	fs.StringVar(&nodes, "nodes", "", "comma-separated node client API `URL`s")
@@ -41,22 +41,14 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.DurationVar(&cfg.HealthTimeout, "health-timeout", time.Second, "how long one health check may take")
 	fs.IntVar(&cfg.MaxTries, "max-tries", 3, "how many nodes one request may be tried on")
 	fs.DurationVar(&cfg.ProxyTimeout, "proxy-timeout", 5*time.Second, "how long one proxied request may take")
-	fs.StringVar(&debugAddr, "debug-addr", "", "`host:port` to serve Go profiling (/debug/pprof/) on; off when empty, never expose it publicly")
 	var sf serverFlags
 	sf.register(fs)
-	logger, code, ok := sf.parse(fs, args, stdout, stderr)
+	logger, stopDebug, code, ok := sf.parse(fs, args, stdout, stderr)
 	if !ok {
 		return code
 	}
+	defer stopDebug()
 	cfg.Nodes, cfg.Discovery, cfg.Logger = splitList(nodes), splitList(disc), logger
-	if debugAddr != "" {
-		stopDebug, err := serveDebug(debugAddr, logger)
-		if err != nil {
-			fmt.Fprintf(stderr, "dcounter gateway: --debug-addr: %v\n", err)
-			return 1
-		}
-		defer stopDebug()
-	}
 	cfg.Metrics = gateway.NewMetrics()
 	if len(cfg.Nodes) == 0 && len(cfg.Discovery) == 0 {
 		fmt.Fprintln(stderr, "dcounter gateway: give --nodes URL,… or --discovery URL (or both)")

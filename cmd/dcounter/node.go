@@ -41,7 +41,6 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		cfg        node.Config
 		join       string
 		clusterKey string
-		debugAddr  string
 		fsync      string
 		inMemory   bool
 		disc       string
@@ -72,13 +71,13 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.DiscardCorrupt, "discard-corrupt", false, "start even if the log is corrupt: skip the bad data and take a new replica ID (see README: recovering from a corrupt log)")
 	fs.DurationVar(&cfg.SyncInterval, "sync-interval", 500*time.Millisecond, "anti-entropy and member-gossip `period`")
 	fs.IntVar(&cfg.Fanout, "fanout", 3, "`peers` each fresh change is pushed to")
-	fs.StringVar(&debugAddr, "debug-addr", "", "`host:port` to serve Go profiling (/debug/pprof/) on; off when empty, never expose it publicly")
 	var sf serverFlags
 	sf.register(fs)
-	logger, code, ok := sf.parse(fs, args, stdout, stderr)
+	logger, stopDebug, code, ok := sf.parse(fs, args, stdout, stderr)
 	if !ok {
 		return code
 	}
+	defer stopDebug()
 	cfg.Logger = logger
 	cfg.Join = splitList(join)
 	cfg.Discovery = splitList(disc)
@@ -112,14 +111,6 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return exitUsage
 	}
 
-	if debugAddr != "" {
-		stopDebug, err := serveDebug(debugAddr, logger)
-		if err != nil {
-			fmt.Fprintf(stderr, "dcounter node: --debug-addr: %v\n", err)
-			return 1
-		}
-		defer stopDebug()
-	}
 	n, err := node.New(ctx, cfg)
 	if err != nil {
 		logger.Error("cannot start", "err", err)
