@@ -25,8 +25,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
 	"syscall"
 
+	"github.com/dcounter/dcounter/internal/atomicfile"
 	"github.com/dcounter/dcounter/internal/crdt"
 )
 
@@ -162,12 +164,12 @@ func (d *Dir) NewReplicaID() error {
 		}
 		d.ReplicaID = crdt.ReplicaID(binary.BigEndian.Uint64(b[:]))
 	}
-	return WriteFileAtomic(filepath.Join(d.Path, "meta"), meta{Format: Format, Cluster: d.cluster, ReplicaID: d.ReplicaID.String()})
+	return atomicfile.WriteJSON(filepath.Join(d.Path, "meta"), meta{Format: Format, Cluster: d.cluster, ReplicaID: d.ReplicaID.String()})
 }
 
 // SetState durably records how this run is (or was) running.
 func (d *Dir) SetState(s State) error {
-	return WriteFileAtomic(filepath.Join(d.Path, "state"), s)
+	return atomicfile.WriteJSON(filepath.Join(d.Path, "state"), s)
 }
 
 // Close releases the lock. It is idempotent.
@@ -178,51 +180,4 @@ func (d *Dir) Close() error {
 	err := d.lock.Close() // closing the descriptor releases the flock
 	d.lock = nil
 	return err
-}
-
-// WriteFileAtomic writes v as JSON to path via a synced temp file and a
-// rename, then syncs the directory: a crash leaves the old file or the new.
-func WriteFileAtomic(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
-	if err != nil {
-		return err
-	}
-	return WriteBytesAtomic(path, append(b, '\n'))
-}
-
-// WriteBytesAtomic is WriteFileAtomic for raw bytes.
-func WriteBytesAtomic(path string, b []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("datadir: %w", err)
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return fmt.Errorf("datadir: write %s: %w", tmp, err)
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("datadir: sync %s: %w", tmp, err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("datadir: %w", err)
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return fmt.Errorf("datadir: %w", err)
-	}
-	return SyncDir(filepath.Dir(path))
-}
-
-// SyncDir fsyncs a directory, making renames and creations in it durable.
-func SyncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("datadir: %w", err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("datadir: sync dir %s: %w", dir, err)
-	}
-	return nil
 }

@@ -36,9 +36,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dcounter/dcounter/internal/api"
+	"github.com/dcounter/dcounter/internal/atomicfile"
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/crdt"
-	"github.com/dcounter/dcounter/internal/datadir"
 )
 
 // Limits.
@@ -184,7 +184,7 @@ func (s *Server) persist() {
 	es := s.snapshotLocked()
 	s.dirty = false
 	s.mu.Unlock()
-	if err := datadir.WriteFileAtomic(s.cfg.DataFile, es); err != nil {
+	if err := atomicfile.WriteJSON(s.cfg.DataFile, es); err != nil {
 		s.log.Error("cannot save the registry", "file", s.cfg.DataFile, "err", err)
 		s.mu.Lock()
 		s.dirty = true

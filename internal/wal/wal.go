@@ -14,9 +14,9 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/dcounter/dcounter/internal/atomicfile"
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/crdt"
-	"github.com/dcounter/dcounter/internal/datadir"
 )
 
 // SyncPolicy says when appended records are forced to stable storage.
@@ -233,7 +233,7 @@ func (l *Log) startSegment(lsn uint64) error {
 		f.Close()
 		return fmt.Errorf("wal: %w", err)
 	}
-	if err := datadir.SyncDir(l.opts.Dir); err != nil {
+	if err := atomicfile.SyncDir(l.opts.Dir); err != nil {
 		f.Close()
 		return err
 	}
@@ -530,7 +530,7 @@ func (l *Log) WriteSnapshot(lsn uint64, entries []crdt.Entry, idems ...Idem) err
 	if err := writeSnapshot(name, lsn, entries, idems); err != nil {
 		return err
 	}
-	if err := datadir.SyncDir(l.opts.Dir); err != nil {
+	if err := atomicfile.SyncDir(l.opts.Dir); err != nil {
 		return err
 	}
 	snaps, err := l.list(".snap")
