@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/node"
 	"github.com/dcounter/dcounter/internal/wal"
 )
@@ -45,6 +46,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		inMemory   bool
 		disc       string
 		insecure   bool
+		clockShift time.Duration
 	)
 	fs.StringVar(&cfg.Name, "name", hostname(), "human-readable member `name`")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "127.0.0.1:7946", "TCP `host:port` to listen on for peers")
@@ -71,6 +73,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.DiscardCorrupt, "discard-corrupt", false, "start even if the log is corrupt: skip the bad data and take a new replica ID (see README: recovering from a corrupt log)")
 	fs.DurationVar(&cfg.SyncInterval, "sync-interval", 500*time.Millisecond, "anti-entropy and member-gossip `period`")
 	fs.IntVar(&cfg.Fanout, "fanout", 3, "`peers` each fresh change is pushed to")
+	fs.DurationVar(&clockShift, "clock-offset", 0, "testing aid: shift this node's wall clock by `duration` (e.g. -1h, 48h), as if the system clock were wrong; timers and elapsed times are unaffected. Used to reproduce and test clock skew")
 	var sf serverFlags
 	sf.register(fs)
 	logger, stopDebug, code, ok := sf.parse(fs, args, stdout, stderr)
@@ -79,6 +82,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer stopDebug()
 	cfg.Logger = logger
+	if clockShift != 0 {
+		cfg.Clock = clock.Offset{Clock: clock.Real{}, D: clockShift}
+		logger.Warn("wall clock shifted by --clock-offset (a testing aid)", "offset", clockShift)
+	}
 	cfg.Join = splitList(join)
 	cfg.Discovery = splitList(disc)
 	var err error

@@ -170,3 +170,20 @@ func (t *fakeTimer) Stop() bool {
 	t.w.done = true
 	return was
 }
+
+// Offset is Clock with its wall-clock readings shifted by D: it behaves like
+// a machine whose system clock is wrong by D. Durations measured between two
+// Now readings, tickers and timers are unaffected (Go's monotonic reading
+// shifts with the wall reading, so differences stay exact), just as a wrong
+// system clock does not slow a process down. Only values derived from the
+// wall clock (Unix times, dates) move. It exists to reproduce and test clock
+// skew with real processes; libfaketime cannot reach a static Go binary.
+type Offset struct {
+	Clock
+	D time.Duration
+}
+
+var _ Clock = Offset{}
+
+// Now returns the underlying clock's time plus D.
+func (o Offset) Now() time.Time { return o.Clock.Now().Add(o.D) }

@@ -1,6 +1,7 @@
 package clock
 
 import (
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -303,5 +304,35 @@ func TestRealClock(t *testing.T) {
 	}
 	if ran.Load() {
 		t.Fatal("stopped real timer ran")
+	}
+}
+
+func TestOffsetShiftsWallClockOnly(t *testing.T) {
+	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+	f := NewFake(start)
+	for _, d := range []time.Duration{-48 * time.Hour, 0, time.Hour, 48 * time.Hour} {
+		o := Offset{Clock: f, D: d}
+		a := o.Now()
+		if !a.Equal(f.Now().Add(d)) {
+			t.Fatalf("offset %v: Now = %v, want %v", d, a, f.Now().Add(d))
+		}
+		f.Advance(3 * time.Second)
+		if got := o.Now().Sub(a); got != 3*time.Second {
+			t.Fatalf("offset %v: elapsed %v, want 3s", d, got)
+		}
+	}
+	// On the real clock the monotonic reading survives the shift, so an
+	// elapsed time is still measured monotonically.
+	r := Offset{Clock: Real{}, D: -time.Hour}
+	a := r.Now()
+	if s := a.String(); !strings.Contains(s, "m=") {
+		t.Fatalf("shifted real time lost its monotonic reading: %s", s)
+	}
+	if e := r.Now().Sub(a); e < 0 || e > time.Minute {
+		t.Fatalf("elapsed %v across an offset clock", e)
+	}
+	if d := time.Since(a); d < 59*time.Minute || d > 61*time.Minute {
+		// time.Since uses the monotonic clock of both: an hour behind.
+		t.Fatalf("time.Since(shifted) = %v, want about 1h", d)
 	}
 }
