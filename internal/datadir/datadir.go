@@ -56,8 +56,10 @@ type State struct {
 	Clean bool `json:"clean"`
 	// Fsync is the fsync policy the previous run wrote its log under.
 	Fsync string `json:"fsync"`
-	// Incarnation is the member incarnation the run started with; the next
-	// run takes a higher one even if the clock went backwards.
+	// Incarnation is the highest member incarnation the replica has used
+	// (a counter, raised on every start and when refuting a rumour); the
+	// next run takes a higher one. Older versions stored start times in
+	// milliseconds here; counting on from them is just as correct.
 	Incarnation uint64 `json:"incarnation,omitempty"`
 }
 

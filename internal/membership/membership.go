@@ -113,7 +113,9 @@ type Change struct {
 }
 
 // New returns a list holding only self, which must carry an incarnation
-// higher than any it used before (the start time in milliseconds serves).
+// higher than any it used before: a durable counter, raised on every start
+// (see package node), never the wall clock, so that no clock, however
+// wrong, makes a member's entries look stale or forged.
 func New(self Member, now time.Time) *List {
 	self.State, self.LastSeen = Alive, now
 	return &List{self: self.ID, members: map[crdt.ReplicaID]*Member{self.ID: &self}, lastView: map[crdt.ReplicaID]time.Time{}}
@@ -147,10 +149,6 @@ const (
 	MaxMembers = 4096
 	// MaxNewPerMerge bounds how many members one message can add.
 	MaxNewPerMerge = 64
-	// maxIncarnationLead is how far past the wall clock (in milliseconds)
-	// an incarnation may be; incarnations are start times, so anything
-	// further is forged and would be impossible to refute.
-	maxIncarnationLead = uint64(24 * time.Hour / time.Millisecond)
 )
 
 // Merge folds a peer's view into ours and returns the members that were new
@@ -159,13 +157,18 @@ const (
 // incarnation or heartbeat makes it alive again, and "left" sticks.
 // conflict is set when the view holds our own ID at another address under
 // an incarnation we never used: another process is running as this replica.
+//
+// Incarnations are counters, not times, so no incarnation is too high to be
+// true and none is checked against a clock: a node whose clock is days off
+// is a member like any other. What bounds a forged incarnation (say
+// MaxUint64, which its member could never refute) is who can send a view at
+// all: with a cluster key only peers that proved they hold it (package
+// transport), and a key holder can already change any counter; without a
+// key gossip listens on loopback only, unless --insecure-gossip accepts
+// that anyone who can reach the port is trusted.
 func (l *List) Merge(view []wire.Member, now time.Time) (added []Member, conflict bool) {
-	limit := uint64(now.UnixMilli()) + maxIncarnationLead
 	for _, w := range view {
 		r := fromWire(w)
-		if r.Incarnation > limit {
-			continue
-		}
 		if r.ID == l.self {
 			conflict = l.refute(r) || conflict
 			continue

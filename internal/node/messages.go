@@ -119,6 +119,7 @@ func (n *Node) receive(from string, payload []byte) {
 		changed []crdt.Entry
 	)
 	n.mu.Lock()
+	inc := n.members.Self().Incarnation
 	switch m := m.(type) {
 	case *wire.Join:
 		if crdt.ReplicaID(m.Self.ID) == n.id && m.Self.GossipAddr == n.ep.Addr() {
@@ -177,7 +178,11 @@ func (n *Node) receive(from string, payload []byte) {
 			n.scheduleFlush()
 		}
 	}
+	refuted := n.members.Self().Incarnation != inc
 	n.mu.Unlock()
+	if refuted {
+		n.keepIncarnation() // durable before our answer carries it
+	}
 	if len(changed) > 0 && n.wal != nil {
 		// Merged remote state is logged too, so a node (or a whole cluster)
 		// restarted at once comes back with everything it had. No need to

@@ -197,7 +197,8 @@ type Node struct {
 
 	// Storage; all nil without a data dir.
 	dir          *datadir.Dir
-	incarnation  uint64 // this run's member incarnation
+	incarnation  uint64 // highest member incarnation made durable; under incMu
+	incMu        sync.Mutex
 	wal          *wal.Log
 	recovery     wal.Recovery
 	lastSnapshot uint64 // LSN of the last snapshot; snapshot goroutine only
@@ -253,7 +254,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		}
 	} else {
 		n.id = randomReplicaID()
-		n.incarnation = uint64(n.clk.Now().UnixMilli())
+		n.incarnation = 1 // a new replica every start: nothing to outgrow
 	}
 	n.log = n.log.With("replica", n.id.String())
 

@@ -204,24 +204,3 @@ func TestAdvertisedHTTP(t *testing.T) {
 		}
 	}
 }
-
-func TestIncarnationGrowsEvenIfTheClockGoesBack(t *testing.T) {
-	dir := t.TempDir()
-	start := func(at time.Time) uint64 {
-		t.Helper()
-		n, err := New(context.Background(), Config{GossipAddr: "127.0.0.1:0", DataDir: dir, Clock: clock.NewFake(at), Logger: testLogger(t)})
-		if err != nil {
-			t.Fatal(err)
-		}
-		inc := n.incarnation
-		if err := n.Shutdown(context.Background()); err != nil {
-			t.Fatal(err)
-		}
-		return inc
-	}
-	first := start(time.Unix(1_700_000_100, 0))
-	second := start(time.Unix(1_700_000_000, 0)) // the clock went back 100 s
-	if second <= first {
-		t.Fatalf("incarnation %d after a restart with the clock set back, want more than %d", second, first)
-	}
-}

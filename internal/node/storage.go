@@ -4,6 +4,7 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"math"
 	"path/filepath"
 
 	"github.com/dcounter/dcounter/internal/crdt"
@@ -61,12 +62,16 @@ func (n *Node) openStorage() error {
 	}
 	// Incarnations must grow from run to run, or peers would keep an
 	// older entry of ours (and could take it for another process with our
-	// ID): the start time, unless the clock went back past the last one.
-	n.incarnation = max(uint64(n.clk.Now().UnixMilli()), dd.Previous.Incarnation+1)
+	// ID). They come from a durable counter, never from the clock: a clock
+	// that is days off, or corrected, must not make us look stale to peers
+	// or make our entries unrefutable. Data dirs written when incarnations
+	// were start times in milliseconds just go on counting from there.
+	n.incarnation = nextIncarnation(dd.Previous.Incarnation)
 	if reason != "" || dd.Created {
-		n.incarnation = uint64(n.clk.Now().UnixMilli()) // a new replica has no history to outgrow
+		n.incarnation = 1 // a new replica has no history to outgrow
 	}
-	// From here until a clean shutdown, the dir says "not clean".
+	// From here until a clean shutdown, the dir says "not clean"; the
+	// incarnation is durable before anyone hears of it.
 	if err := dd.SetState(datadir.State{Clean: false, Fsync: cfg.Fsync.String(), Incarnation: n.incarnation}); err != nil {
 		log.Close()
 		dd.Close()
@@ -77,6 +82,38 @@ func (n *Node) openStorage() error {
 		n.lastSnapshot = rec.SnapshotLSN // nothing to add to the snapshot we loaded
 	}
 	return nil
+}
+
+// nextIncarnation is the incarnation after last (it saturates; 2^64 starts
+// are not a concern).
+func nextIncarnation(last uint64) uint64 {
+	if last == math.MaxUint64 {
+		return last
+	}
+	return last + 1
+}
+
+// keepIncarnation makes this node's incarnation durable when it rose while
+// running (refuting a rumour about us), so that the next start still takes
+// a higher one than any peer has seen. Without a data dir there is nothing
+// to keep: every start is a new replica.
+func (n *Node) keepIncarnation() {
+	if n.dir == nil {
+		return
+	}
+	n.mu.Lock()
+	inc := n.members.Self().Incarnation
+	n.mu.Unlock()
+	n.incMu.Lock()
+	defer n.incMu.Unlock()
+	if inc <= n.incarnation {
+		return
+	}
+	if err := n.dir.SetState(datadir.State{Clean: false, Fsync: n.cfg.Fsync.String(), Incarnation: inc}); err != nil {
+		n.log.Error("cannot record the raised incarnation; the next start may have to refute its old entries", "incarnation", inc, "err", err)
+		return
+	}
+	n.incarnation = inc
 }
 
 // snapshot writes a snapshot covering every record logged so far. The LSN
@@ -157,7 +194,9 @@ func (n *Node) closeStorage() error {
 	case serr != nil:
 		err = serr
 	default:
+		n.incMu.Lock()
 		err = n.dir.SetState(datadir.State{Clean: true, Fsync: n.cfg.Fsync.String(), Incarnation: n.incarnation})
+		n.incMu.Unlock()
 	}
 	n.dir.Close()
 	return err
