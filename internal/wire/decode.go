@@ -81,21 +81,34 @@ func (b *bodyDecoder) decode(m Message) (err error) {
 		m.Hops, err = b.d.DecodeUint8()
 		return err
 	case *Join:
-		if err = b.header(1); err != nil {
+		n, err := b.headerRange(1, 2)
+		if err != nil {
 			return err
 		}
-		return b.member(&m.Self)
+		if err = b.member(&m.Self); err != nil {
+			return err
+		}
+		m.SentAt, err = b.appended(n, 2)
+		return err
 	case *JoinAck:
-		if err = b.header(1); err != nil {
+		n, err := b.headerRange(1, 2)
+		if err != nil {
 			return err
 		}
-		m.Members, err = decodeSlice(b, minMemberSize, b.member)
+		if m.Members, err = decodeSlice(b, minMemberSize, b.member); err != nil {
+			return err
+		}
+		m.SentAt, err = b.appended(n, 2)
 		return err
 	case *Members:
-		if err = b.header(1); err != nil {
+		n, err := b.headerRange(1, 2)
+		if err != nil {
 			return err
 		}
-		m.Members, err = decodeSlice(b, minMemberSize, b.member)
+		if m.Members, err = decodeSlice(b, minMemberSize, b.member); err != nil {
+			return err
+		}
+		m.SentAt, err = b.appended(n, 2)
 		return err
 	}
 	return fmt.Errorf("no decoder for %T", m)
@@ -111,6 +124,28 @@ func (b *bodyDecoder) header(fields int) error {
 		return fmt.Errorf("struct of %d fields encoded with %d", fields, n)
 	}
 	return nil
+}
+
+// headerRange reads the array header of a message that gained appended
+// fields: older builds send min fields, this one max.
+func (b *bodyDecoder) headerRange(min, max int) (int, error) {
+	n, err := b.d.DecodeArrayLen()
+	if err != nil {
+		return 0, err
+	}
+	if n < min || n > max {
+		return 0, fmt.Errorf("struct of %d to %d fields encoded with %d", min, max, n)
+	}
+	return n, nil
+}
+
+// appended reads the appended int64 field that is field number pos
+// (counting from 1) if the struct was sent with n ≥ pos fields, else 0.
+func (b *bodyDecoder) appended(n, pos int) (int64, error) {
+	if n < pos {
+		return 0, nil
+	}
+	return b.d.DecodeInt64()
 }
 
 // decodeSlice reads a slice (nil for msgpack nil) whose elements take at

@@ -66,6 +66,29 @@ var goldenTable = []golden{
 	{"delta/two-hops-max", &Delta{Entries: []Entry{goldenEntry, goldenEntryBig}, Hops: 255},
 		"0104000864636f756e746572929294a764656661756c74cf0123456789abcdef050394a8d0bad0bbd18ed187cfffffffffffffffffcfffffffffffffffffcf0000000100000000ccff"},
 	// Join
+	{"join", &Join{Self: goldenMember, SentAt: goldenSentAt},
+		"0106000864636f756e7465729297cffeedfacecafebeefa66e6f64652d31ad31302e302e302e313a37393436ad31302e302e302e313a3830383003cd03e801cf0000019ac7c27000"},
+	{"join/minimal", &Join{Self: Member{ID: 1, GossipAddr: "a:1"}},
+		"0106000864636f756e746572929701a0a3613a31a000000000"},
+	// JoinAck
+	{"join_ack/empty", &JoinAck{},
+		"0107000864636f756e74657292c000"},
+	{"join_ack/two", &JoinAck{Members: []Member{goldenMember, goldenMember2}, SentAt: -1},
+		"0107000864636f756e746572929297cffeedfacecafebeefa66e6f64652d31ad31302e302e302e313a37393436ad31302e302e302e313a3830383003cd03e8019702a26e32aa5b3a3a315d3a37303030a0000002ff"},
+	// Members
+	{"members/one", &Members{Members: []Member{goldenMember}, SentAt: goldenSentAt},
+		"0108000864636f756e746572929197cffeedfacecafebeefa66e6f64652d31ad31302e302e302e313a37393436ad31302e302e302e313a3830383003cd03e801cf0000019ac7c27000"},
+	{"members/empty-non-nil", &Members{Members: []Member{}},
+		"0108000864636f756e746572929000"},
+}
+
+// goldenSentAt is 2026-11-28T00:00:00Z in Unix milliseconds.
+const goldenSentAt = 1_764_288_000_000
+
+// legacyGolden holds the member messages as builds before SentAt was
+// appended send them. They must keep decoding (SentAt zero). DO NOT EDIT.
+var legacyGolden = []golden{
+	// Join
 	{"join", &Join{Self: goldenMember},
 		"0106000864636f756e7465729197cffeedfacecafebeefa66e6f64652d31ad31302e302e302e313a37393436ad31302e302e302e313a3830383003cd03e801"},
 	{"join/minimal", &Join{Self: Member{ID: 1, GossipAddr: "a:1"}},
@@ -80,6 +103,20 @@ var goldenTable = []golden{
 		"0108000864636f756e746572919197cffeedfacecafebeefa66e6f64652d31ad31302e302e302e313a37393436ad31302e302e302e313a3830383003cd03e801"},
 	{"members/empty-non-nil", &Members{Members: []Member{}},
 		"0108000864636f756e7465729190"},
+}
+
+func TestLegacyMemberMessagesDecode(t *testing.T) {
+	for _, g := range legacyGolden {
+		t.Run(g.name, func(t *testing.T) {
+			m, err := Decode(testCluster, mustHex(t, g.hex))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(m, g.msg) {
+				t.Fatalf("Decode = %#v, want %#v", m, g.msg)
+			}
+		})
+	}
 }
 
 const testCluster = "dcounter"
@@ -201,9 +238,9 @@ func TestCompressed(t *testing.T) {
 // TestCompressThreshold: a body of CompressThreshold-1 bytes goes as is, one
 // of CompressThreshold bytes is compressed; both round-trip.
 func TestCompressThreshold(t *testing.T) {
-	// Four members with names of 32-255 bytes (str8). Body: fixarray(1),
+	// Four members with names of 32-255 bytes (str8). Body: fixarray(2),
 	// fixarray(4), then per member fixarray(7) 0x01 str8(2+L) "a:1"(4) ""(1)
-	// 0 0 0 = L + 12 bytes: 2 + 48 + total name bytes.
+	// 0 0 0 = L + 12 bytes, then SentAt 0: 3 + 48 + total name bytes.
 	join := func(nameLen int) *Members {
 		m := &Members{}
 		for i := 0; i < 4; i++ {
@@ -220,8 +257,8 @@ func TestCompressThreshold(t *testing.T) {
 		nameLen    int
 		compressed bool
 	}{
-		{CompressThreshold - 51, false},
-		{CompressThreshold - 50, true},
+		{CompressThreshold - 52, false},
+		{CompressThreshold - 51, true},
 	} {
 		m := join(tc.nameLen)
 		b, err := Encode(testCluster, m)

@@ -229,6 +229,8 @@ func fill(v reflect.Value) {
 		v.SetString("s")
 	case reflect.Uint8, reflect.Uint16, reflect.Uint64:
 		v.SetUint(7)
+	case reflect.Int64:
+		v.SetInt(-7)
 	default:
 		panic("fill: unhandled kind " + v.Kind().String())
 	}

@@ -29,8 +29,18 @@
 // make the whole message invalid.
 //
 // A struct is always an array of exactly as many elements as it has fields
-// (never nil, never a map), so adding a field to a message is not backward
-// compatible: it needs a new message type or a protocol version bump.
+// (never nil, never a map), so changing a message's fields needs a new
+// message type or a protocol version bump — with one exception: a field may
+// be appended to a message (never to an element struct such as Member) if
+// decoders go on accepting the shorter form, with the new field zero. Each
+// such field says below which form it came with. Builds that predate the
+// field refuse the longer form ("struct of N fields encoded with N+1").
+//
+// Fields appended so far:
+//
+//   - SentAt on Join, JoinAck and Members: the sender's wall clock when it
+//     sent the message, in Unix milliseconds (0: not given). Receivers only
+//     estimate and report clock differences from it; nothing depends on it.
 package wire
 
 import (
@@ -200,6 +210,7 @@ type Member struct {
 type Join struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Self     Member
+	SentAt   int64 // appended: see the package doc
 }
 
 // JoinAck carries the sender's member list in answer to a Join, or to a
@@ -208,12 +219,14 @@ type Join struct {
 type JoinAck struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Members  []Member
+	SentAt   int64 // appended: see the package doc
 }
 
 // Members gossips the sender's member list.
 type Members struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Members  []Member
+	SentAt   int64 // appended: see the package doc
 }
 
 func (*Push) Type() Type          { return TypePush }
