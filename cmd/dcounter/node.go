@@ -73,6 +73,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.DiscardCorrupt, "discard-corrupt", false, "start even if the log is corrupt: skip the bad data and take a new replica ID (see README: recovering from a corrupt log)")
 	fs.DurationVar(&cfg.SyncInterval, "sync-interval", 500*time.Millisecond, "anti-entropy and member-gossip `period`")
 	fs.IntVar(&cfg.Fanout, "fanout", 3, "`peers` each fresh change is pushed to")
+	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", 10*time.Second, "warn (at most once a minute per member) when a member's wall clock differs from ours by more than this `duration`; offsets are exported as dcounter_member_clock_offset_seconds either way, and membership and idempotency never depend on them")
 	fs.DurationVar(&clockShift, "clock-offset", 0, "testing aid: shift this node's wall clock by `duration` (e.g. -1h, 48h), as if the system clock were wrong; timers and elapsed times are unaffected. Used to reproduce and test clock skew")
 	var sf serverFlags
 	sf.register(fs)

@@ -21,6 +21,14 @@
 // silence. Remote verdicts of suspect or dead are not adopted for members we
 // know; "left" — said by the member itself — is.
 //
+// # Clocks
+//
+// Nothing here compares wall clocks between nodes: incarnations are
+// counters, heartbeats are counters, and silence is measured on this node's
+// own clock as the time since it last heard news. A member whose clock is
+// days off is a member like any other. The times member messages carry are
+// used only to estimate and report clock differences (clockskew.go).
+//
 // The list is pure data: callers pass the current time in. It is not safe for
 // concurrent use.
 package membership
@@ -81,6 +89,8 @@ type List struct {
 	// lastView is when each member last sent us its member list.
 	lastView   map[crdt.ReplicaID]time.Time
 	lastDetect time.Time
+	// clocks holds each member's clock offset estimate (clockskew.go).
+	clocks map[crdt.ReplicaID]*clockSample
 }
 
 // DetectConfig tunes Detect. Zero fields take the defaults stated.

@@ -3,13 +3,19 @@ package node
 import (
 	"context"
 	"encoding/json"
+	"fmt"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/crdt"
 	"github.com/dcounter/dcounter/internal/datadir"
+	"github.com/dcounter/dcounter/internal/membership"
+	"github.com/dcounter/dcounter/internal/transport"
 	"github.com/dcounter/dcounter/internal/wire"
 )
 
@@ -110,4 +116,102 @@ func TestRefutedIncarnationIsKept(t *testing.T) {
 	if got := n2.members.Self().Incarnation; got != self.Incarnation+7 {
 		t.Fatalf("next start at incarnation %d, want %d", got, self.Incarnation+7)
 	}
+}
+
+// newSkewedCluster is newMemCluster with each node's wall clock shifted by
+// skews[i].
+func newSkewedCluster(t *testing.T, skews []time.Duration) *memCluster {
+	t.Helper()
+	c := &memCluster{t: t, clk: clock.NewFake(time.Unix(1_700_000_000, 0))}
+	c.net = transport.NewMemNetwork(c.clk, 1)
+	for i, d := range skews {
+		addr := fmt.Sprintf("10.0.0.%d:7946", i+1)
+		cfg := Config{
+			Name: fmt.Sprintf("n%d", i+1), Clock: clock.Offset{Clock: c.clk, D: d}, Logger: testLogger(t),
+			Transport: func(h transport.Handler) (Endpoint, error) { return c.net.Endpoint(addr, h), nil },
+		}
+		if i > 0 {
+			cfg.Join = []string{c.addrs[0]}
+		}
+		nd, err := New(context.Background(), cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { nd.Shutdown(context.Background()) })
+		c.nodes = append(c.nodes, nd)
+		c.addrs = append(c.addrs, addr)
+	}
+	return c
+}
+
+// allAlive checks that every node lists every node, alive.
+func (c *memCluster) allAlive() error {
+	for _, nd := range c.nodes {
+		nd.mu.Lock()
+		ms := nd.members.Members()
+		nd.mu.Unlock()
+		alive := 0
+		for _, m := range ms {
+			if m.State == membership.Alive {
+				alive++
+			}
+		}
+		if alive != len(c.nodes) {
+			return fmt.Errorf("%s sees %d of %d members alive: %+v", nd.cfg.Name, alive, len(c.nodes), ms)
+		}
+	}
+	return nil
+}
+
+func TestSkewedClocksAreFullMembersAndReported(t *testing.T) {
+	c := newSkewedCluster(t, []time.Duration{0, 48 * time.Hour, -48 * time.Hour})
+	c.runUntil(10*time.Second, c.allAlive)
+	// Still all alive a while later: nothing judges members by their clocks.
+	c.advance(5 * time.Second)
+	if err := c.allAlive(); err != nil {
+		t.Fatal(err)
+	}
+	// n1 measures n2 two days ahead and n3 two days behind (give or take
+	// the in-memory network's delay).
+	c.runUntil(5*time.Second, func() error {
+		n1 := c.nodes[0]
+		n1.mu.Lock()
+		offs := n1.members.ClockOffsets()
+		n1.mu.Unlock()
+		want := map[crdt.ReplicaID]time.Duration{c.nodes[1].ID(): 48 * time.Hour, c.nodes[2].ID(): -48 * time.Hour}
+		for id, w := range want {
+			got, ok := offs[id]
+			if !ok || got > w || got < w-time.Second {
+				return fmt.Errorf("offset of %v: %v (known %v), want about %v", id, got, ok, w)
+			}
+		}
+		return nil
+	})
+	body := scrape(t, c.nodes[0])
+	for _, want := range []string{
+		`dcounter_member_clock_offset_seconds{member="n2"} 1727`, // 172799.x or 172800
+		`dcounter_member_clock_offset_seconds{member="n3"} -172`,
+		`dcounter_member_clock_offset_max_seconds 172`,
+	} {
+		if !strings.Contains(body, want) && !strings.Contains(body, strings.Replace(want, "1727", "172800", 1)) {
+			t.Errorf("metrics lack %q:\n%s", want, grep(body, "clock_offset"))
+		}
+	}
+}
+
+func scrape(t *testing.T, n *Node) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	n.metrics.handler.ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	return rec.Body.String()
+}
+
+func grep(s, sub string) string {
+	var out []string
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, sub) {
+			out = append(out, l)
+		}
+	}
+	return strings.Join(out, "\n")
 }

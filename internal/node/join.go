@@ -75,7 +75,7 @@ func (n *Node) join(ctx context.Context) error {
 // sendJoin asks each target to add us and answer with its member list.
 func (n *Node) sendJoin(targets []string) {
 	n.mu.Lock()
-	msg, err := wire.Encode(n.cfg.Cluster, &wire.Join{Self: membership.ToWire(n.members.Self())})
+	msg, err := wire.Encode(n.cfg.Cluster, &wire.Join{Self: membership.ToWire(n.members.Self()), SentAt: n.clk.Now().UnixMilli()})
 	n.mu.Unlock()
 	if err != nil {
 		n.log.Error("encode join", "err", err)

@@ -41,7 +41,7 @@ func (n *Node) tick() {
 	}
 	peers := n.members.Peers()
 	out := n.eng.Sync(peers)
-	view := &wire.Members{Members: n.members.Wire()}
+	view := &wire.Members{Members: n.members.Wire(), SentAt: now.UnixMilli()}
 	if len(peers) > 0 {
 		// Push our view to one random peer; it answers with its own if it
 		// knows something we don't (push-pull).
@@ -117,6 +117,8 @@ func (n *Node) receive(from string, payload []byte) {
 	var (
 		out     []gossip.Outbound
 		changed []crdt.Entry
+		skew    membership.ClockReport
+		skewOK  bool
 	)
 	n.mu.Lock()
 	inc := n.members.Self().Incarnation
@@ -130,8 +132,9 @@ func (n *Node) receive(from string, payload []byte) {
 			n.replicaConflict(fmt.Sprintf("a node at %s joined with this node's replica ID", m.Self.GossipAddr))
 			break
 		}
-		out = append(out, gossip.Outbound{To: from, Msg: &wire.JoinAck{Members: n.members.Wire()}})
+		out = append(out, gossip.Outbound{To: from, Msg: &wire.JoinAck{Members: n.members.Wire(), SentAt: now.UnixMilli()}})
 		out = append(out, n.announce(added, from)...)
+		skew, skewOK = n.members.ObserveClock(crdt.ReplicaID(m.Self.ID), from, m.SentAt, now, n.cfg.MaxClockSkew)
 	case *wire.JoinAck:
 		if from == n.ep.Addr() {
 			break // answered by ourselves
@@ -140,6 +143,7 @@ func (n *Node) receive(from string, payload []byte) {
 			n.replicaConflict("a peer lists this node's replica ID at another address")
 		}
 		n.members.HeardFrom(from, now)
+		skew, skewOK = n.members.ObserveClock(0, from, m.SentAt, now, n.cfg.MaxClockSkew)
 		select {
 		case <-n.joined:
 		default:
@@ -151,9 +155,10 @@ func (n *Node) receive(from string, payload []byte) {
 			n.replicaConflict("a peer lists this node's replica ID at another address")
 		}
 		n.members.HeardFrom(from, now)
+		skew, skewOK = n.members.ObserveClock(0, from, m.SentAt, now, n.cfg.MaxClockSkew)
 		out = n.announce(added, from)
 		if n.members.Newer(m.Members) {
-			out = append(out, gossip.Outbound{To: from, Msg: &wire.JoinAck{Members: n.members.Wire()}})
+			out = append(out, gossip.Outbound{To: from, Msg: &wire.JoinAck{Members: n.members.Wire(), SentAt: now.UnixMilli()}})
 		}
 	default:
 		out, changed = n.eng.Handle(from, m)
@@ -182,6 +187,11 @@ func (n *Node) receive(from string, payload []byte) {
 	n.mu.Unlock()
 	if refuted {
 		n.keepIncarnation() // durable before our answer carries it
+	}
+	if skewOK && skew.Warn {
+		n.log.Warn("member's clock differs from ours (membership and idempotency do not depend on it; check NTP)",
+			"member", skew.Member.Name, "id", skew.Member.ID, "gossip_addr", skew.Member.GossipAddr,
+			"offset", skew.Offset.Round(time.Millisecond), "max_clock_skew", n.cfg.MaxClockSkew)
 	}
 	if len(changed) > 0 && n.wal != nil {
 		// Merged remote state is logged too, so a node (or a whole cluster)
@@ -214,7 +224,7 @@ func (n *Node) announce(added []membership.Member, except string) []gossip.Outbo
 	for _, a := range added {
 		n.log.Info("member joined", "member", a.Name, "id", a.ID, "gossip_addr", a.GossipAddr)
 	}
-	msg := &wire.Members{Members: n.members.Wire()}
+	msg := &wire.Members{Members: n.members.Wire(), SentAt: n.clk.Now().UnixMilli()}
 	var out []gossip.Outbound
 	peers := n.members.Peers()
 	for _, i := range randPerm(len(peers)) {

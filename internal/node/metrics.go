@@ -79,6 +79,37 @@ func (m *metrics) attach(n *Node) {
 			}
 		},
 	})
+	// One series per live member (bounded by the member list), plus the
+	// largest, for an alert that does not need to know member names.
+	offset := prometheus.NewDesc("dcounter_member_clock_offset_seconds",
+		"Estimated wall-clock offset of each alive or suspect member (its clock minus ours), from the times on member messages; a lower bound off by at most the one-way delay. Informational only.", []string{"member"}, nil)
+	maxOffset := prometheus.NewDesc("dcounter_member_clock_offset_max_seconds",
+		"Largest absolute estimated wall-clock offset of any alive or suspect member (0 when none is known).", nil, nil)
+	reg.MustRegister(collectorFunc{
+		desc: []*prometheus.Desc{offset, maxOffset},
+		collect: func(ch chan<- prometheus.Metric) {
+			n.mu.Lock()
+			offs := n.members.ClockOffsets()
+			names := make(map[crdt.ReplicaID]string, len(offs))
+			for id := range offs {
+				m, _ := n.members.Get(id)
+				names[id] = m.Name
+			}
+			n.mu.Unlock()
+			var worst time.Duration
+			seen := map[string]bool{}
+			for id, d := range offs {
+				name := names[id]
+				if seen[name] {
+					name += "/" + id.String() // two members of one name: keep the series apart
+				}
+				seen[name] = true
+				ch <- prometheus.MustNewConstMetric(offset, prometheus.GaugeValue, d.Seconds(), name)
+				worst = max(worst, d, -d)
+			}
+			ch <- prometheus.MustNewConstMetric(maxOffset, prometheus.GaugeValue, worst.Seconds())
+		},
+	})
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dcounter_keys", Help: "Counters (keys) in the keyspace.",
 	}, func() float64 { n.mu.Lock(); defer n.mu.Unlock(); return float64(n.ks.Len()) }))

@@ -118,6 +118,12 @@ type Config struct {
 	DeltaInterval time.Duration
 	// Fanout is the number of peers each delta goes to. Default 3.
 	Fanout int
+	// MaxClockSkew is the clock difference with a member beyond which a
+	// warning is logged (at most once a minute per member). Default 10s:
+	// far above network delay and NTP's error, far below anything a
+	// person would call "the right time". Clock offsets are measured and
+	// exported whatever this is; nothing but the log depends on it.
+	MaxClockSkew time.Duration
 	// Logger receives the node's logs. Default: discard.
 	Logger *slog.Logger
 	// Clock drives timers. Default: the wall clock.
@@ -166,6 +172,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.DeadAfter <= c.SuspectAfter {
 		return fmt.Errorf("%w: dead-after (%v) must be longer than suspect-after (%v)", ErrConfig, c.DeadAfter, c.SuspectAfter)
+	}
+	if c.MaxClockSkew <= 0 {
+		c.MaxClockSkew = 10 * time.Second
 	}
 	if c.SnapshotInterval <= 0 {
 		c.SnapshotInterval = 5 * time.Minute
@@ -386,7 +395,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		// Say goodbye, so peers stop gossiping with us at once instead of
 		// suspecting us for seconds. Best effort, bounded.
 		n.members.Leave(n.clk.Now())
-		bye := &wire.Members{Members: n.members.Wire()}
+		bye := &wire.Members{Members: n.members.Wire(), SentAt: n.clk.Now().UnixMilli()}
 		var out []gossip.Outbound
 		for _, p := range n.members.Peers() {
 			out = append(out, gossip.Outbound{To: p, Msg: bye})
