@@ -61,6 +61,10 @@ type State struct {
 	// next run takes a higher one. Older versions stored start times in
 	// milliseconds here; counting on from them is just as correct.
 	Incarnation uint64 `json:"incarnation,omitempty"`
+	// Remembered is the replica's remembered time in milliseconds (the
+	// clock idempotency windows are measured on; see package node) when
+	// the state was written. Absent in older data dirs.
+	Remembered int64 `json:"remembered,omitempty"`
 }
 
 // Dir is an open, locked data directory.

@@ -65,7 +65,7 @@ func (n *Node) Add(ctx context.Context, key string, delta int64, idemKey string)
 			return first, done, err
 		}
 		defer n.releaseIdem(idemKey)
-		idem = &wal.Idem{Key: idemKey, Request: fp, Expires: n.clk.Now().Add(n.cfg.IdempotencyWindow).UnixMilli()}
+		idem = &wal.Idem{Key: idemKey, Request: fp, At: n.remembered(n.clk.Now())}
 	}
 	cur, ok := n.pending[key]
 	if !ok {

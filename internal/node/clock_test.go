@@ -16,6 +16,7 @@ import (
 	"github.com/dcounter/dcounter/internal/datadir"
 	"github.com/dcounter/dcounter/internal/membership"
 	"github.com/dcounter/dcounter/internal/transport"
+	"github.com/dcounter/dcounter/internal/wal"
 	"github.com/dcounter/dcounter/internal/wire"
 )
 
@@ -214,4 +215,116 @@ func grep(s, sub string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// The idempotency window measures time remembered, not wall-clock
+// arithmetic: across a crash and a restart with the clock stepped by any
+// amount in either direction, a retry within the window is replayed.
+func TestIdempotencyAcrossClockStepsAndRestarts(t *testing.T) {
+	ctx := context.Background()
+	base := time.Unix(1_700_000_000, 0)
+	for _, tc := range []struct {
+		name          string
+		before, after time.Duration // wall-clock offset before and after the restart
+	}{
+		{"clock 1h behind, corrected", -time.Hour, 0},
+		{"clock stepped a day forward", 0, 24 * time.Hour},
+		{"clock stepped a year back", 0, -365 * 24 * time.Hour},
+		{"a month of downtime", 0, 30 * 24 * time.Hour},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			clk := clock.NewFake(base)
+			dir := t.TempDir()
+			nd := startDiskNode(t, dir, func(c *Config) { c.Clock = clock.Offset{Clock: clk, D: tc.before} })
+			if v, _, err := nd.Add(ctx, "c", 7, "key-1"); err != nil || v != 7 {
+				t.Fatalf("first write: %d, %v", v, err)
+			}
+			clk.Advance(30 * time.Minute)
+			crashed := crashCopy(t, dir) // kill -9
+			nd.Shutdown(ctx)
+			nd2 := startDiskNode(t, crashed, func(c *Config) { c.Clock = clock.Offset{Clock: clk, D: tc.after} })
+			v, replayed, err := nd2.Add(ctx, "c", 7, "key-1")
+			if err != nil || !replayed || v != 7 {
+				t.Fatalf("retry after the restart: value %d, replayed %v, err %v; want 7, replayed", v, replayed, err)
+			}
+			if got, _ := nd2.Get(ctx, "c"); got != 7 {
+				t.Fatalf("counter %d after the retry, want 7", got)
+			}
+		})
+	}
+}
+
+// Remembered time runs while the node runs, continues across restarts, and
+// the window expires on it.
+func TestIdempotencyWindowCountsRunningTimeAcrossRestarts(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	dir := t.TempDir()
+	mod := func(c *Config) { c.Clock = clk; c.SyncInterval = time.Hour }
+	nd := startDiskNode(t, dir, mod)
+	if _, _, err := nd.Add(ctx, "c", 1, "k"); err != nil {
+		t.Fatal(err)
+	}
+	clk.Advance(40 * time.Minute)
+	if err := nd.Shutdown(ctx); err != nil { // a clean stop records 40 min
+		t.Fatal(err)
+	}
+	clk.Advance(24 * time.Hour) // downtime: does not count
+	nd = startDiskNode(t, dir, mod)
+	clk.Advance(19 * time.Minute) // 59 min remembered
+	if _, replayed, _ := nd.Add(ctx, "c", 1, "k"); !replayed {
+		t.Fatal("a retry 59 min into a 1 h window (plus a day of downtime) was not replayed")
+	}
+	clk.Advance(2 * time.Minute) // 61 min
+	if v, replayed, _ := nd.Add(ctx, "c", 1, "k"); replayed || v != 2 {
+		t.Fatalf("a retry after the window: replayed %v, value %d; want applied, 2", replayed, v)
+	}
+}
+
+// After a crash, remembered time resumes from the last record of it (the
+// state file's periodic save, or the newest key), never from later: keys
+// are remembered longer, never shorter.
+func TestRememberedTimeAfterACrash(t *testing.T) {
+	ctx := context.Background()
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	dir := t.TempDir()
+	mod := func(c *Config) { c.Clock = clk; c.SyncInterval = time.Hour; c.SnapshotInterval = time.Hour }
+	nd := startDiskNode(t, dir, mod)
+	clk.Advance(10 * time.Minute)
+	if _, _, err := nd.Add(ctx, "c", 1, "k"); err != nil { // At = 10 min
+		t.Fatal(err)
+	}
+	clk.Advance(30 * time.Minute) // nothing records this
+	crashed := crashCopy(t, dir)
+	nd.Shutdown(ctx)
+	nd2 := startDiskNode(t, crashed, mod)
+	if got := nd2.remembered(clk.Now()); got != (10 * time.Minute).Milliseconds() {
+		t.Fatalf("remembered time after the crash %d ms, want %d (the key's)", got, (10 * time.Minute).Milliseconds())
+	}
+	clk.Advance(59 * time.Minute)
+	if _, replayed, _ := nd2.Add(ctx, "c", 1, "k"); !replayed {
+		t.Fatal("key forgotten early after a crash")
+	}
+}
+
+func TestLegacyIdempotencyKeysKeptAFullWindow(t *testing.T) {
+	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
+	n := &Node{cfg: Config{IdempotencyWindow: time.Hour}, clk: clk, log: testLogger(t), idem: map[string]wal.Idem{}}
+	n.recoverIdems([]wal.Idem{
+		{Key: "old", At: time.Unix(1_600_000_000, 0).UnixMilli(), Legacy: true}, // long "expired" by its wall clock
+		{Key: "new", At: 5_000},
+		{Key: "expired", At: 1_000 - time.Hour.Milliseconds()},
+	}, 2_000)
+	if n.rBase != 5_000 {
+		t.Fatalf("remembered time %d, want 5000 (the newest key)", n.rBase)
+	}
+	if rec, ok := n.idem["old"]; !ok || rec.At != 5_000 || rec.Legacy {
+		t.Fatalf("legacy key: %+v, %v; want kept from now", rec, ok)
+	}
+	if _, ok := n.idem["expired"]; ok {
+		t.Fatal("a key past its window was kept")
+	}
+	if len(n.idemOrder) != 2 || n.idemOrder[0].at > n.idemOrder[1].at {
+		t.Fatalf("expiry order %+v", n.idemOrder)
+	}
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"hash/fnv"
 	"strconv"
+	"time"
 
 	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/wal"
@@ -15,6 +16,31 @@ import (
 // snapshot, forgets them after IdempotencyWindow, and replays the first
 // answer to any retry. A key is bound to its request (counter key and
 // change): reusing it for another request is refused.
+//
+// # Remembered time
+//
+// The window is measured on the node's remembered time, never on the wall
+// clock: milliseconds that the node has been running, counted across
+// restarts. While the node runs it advances with the monotonic clock; a
+// restart continues from the largest value recovered (the data dir's state
+// file, written at start, every SnapshotInterval and at a clean stop, and
+// the remembered time of every key in the log and the snapshot). So:
+//
+//   - a retry within the window is replayed whatever the system clock did
+//     meanwhile: a step of any size, forward or back, changes nothing;
+//   - time the node is down does not count: after a long downtime a key
+//     is still remembered for the rest of its window (a retry that comes a
+//     week later, to a node that was down all week, is still replayed);
+//   - after a crash, the time since the last of those records (at most
+//     SnapshotInterval, 5 minutes by default) does not count either: keys
+//     are remembered a little longer, never shorter;
+//   - the window applies when a key is checked, so changing
+//     --idempotency-window applies to the keys already remembered.
+//
+// Keys recovered from older versions, which stored a wall-clock expiry,
+// are kept a full window from recovery: the stored time cannot be trusted.
+// Without a data dir remembered time starts at 0 on every start, as the
+// keys do.
 
 // errIdemFull is returned when the table of live keys is full.
 var errIdemFull = errors.New("node: too many live idempotency keys; retry later")
@@ -35,7 +61,7 @@ func requestFingerprint(key string, delta int64) uint64 {
 // Caller holds mu.
 func (n *Node) claimIdem(key string, fp uint64) (first int64, done bool, err error) {
 	for {
-		if rec, ok := n.idem[key]; ok && rec.Expires > n.clk.Now().UnixMilli() {
+		if rec, ok := n.idem[key]; ok && n.idemLive(rec.At, n.remembered(n.clk.Now())) {
 			if rec.Request != fp {
 				return 0, false, api.ErrIdempotencyReused
 			}
@@ -77,29 +103,42 @@ func (n *Node) releaseIdem(key string) {
 	}
 }
 
-// idemSlot is a key's place in the expiry order, with the expiry it had
-// when it took that place: a key used again later has a newer slot, and
-// its old one is skipped.
+// idemSlot is a key's place in the expiry order, with the remembered time
+// it had when it took that place: a key used again later has a newer slot,
+// and its old one is skipped.
 type idemSlot struct {
-	key     string
-	expires int64
+	key string
+	at  int64
+}
+
+// remembered returns the node's remembered time at now, in milliseconds.
+// now.Sub(rStart) is monotonic (both carry Go's monotonic reading), so
+// wall-clock steps do not move it.
+func (n *Node) remembered(now time.Time) int64 {
+	return n.rBase + max(0, now.Sub(n.rStart).Milliseconds())
+}
+
+// idemLive reports whether a key remembered since at is still within the
+// window at remembered time r.
+func (n *Node) idemLive(at, r int64) bool {
+	return r-at < n.cfg.IdempotencyWindow.Milliseconds()
 }
 
 // rememberIdem records an applied keyed write. Caller holds mu (or is
 // recovering, before the node serves).
 func (n *Node) rememberIdem(rec wal.Idem) {
 	n.idem[rec.Key] = rec
-	n.idemOrder = append(n.idemOrder, idemSlot{rec.Key, rec.Expires})
+	n.idemOrder = append(n.idemOrder, idemSlot{rec.Key, rec.At})
 }
 
 // expireIdem forgets keys past their window. Slots are in expiry order, as
 // the window is the same for every key. Caller holds mu.
 func (n *Node) expireIdem() {
-	now := n.clk.Now().UnixMilli()
+	r := n.remembered(n.clk.Now())
 	i := 0
-	for ; i < len(n.idemOrder) && n.idemOrder[i].expires <= now; i++ {
+	for ; i < len(n.idemOrder) && !n.idemLive(n.idemOrder[i].at, r); i++ {
 		s := n.idemOrder[i]
-		if rec, ok := n.idem[s.key]; ok && rec.Expires == s.expires {
+		if rec, ok := n.idem[s.key]; ok && rec.At == s.at {
 			delete(n.idem, s.key)
 		}
 	}
@@ -110,10 +149,10 @@ func (n *Node) expireIdem() {
 // still live, and those of keyed writes in flight, whose reservations the
 // snapshot holds too. Caller holds mu.
 func (n *Node) snapshotIdems() []wal.Idem {
-	now := n.clk.Now().UnixMilli()
+	r := n.remembered(n.clk.Now())
 	out := make([]wal.Idem, 0, len(n.idem)+len(n.idemInFlight))
 	for _, s := range n.idemOrder {
-		if rec, ok := n.idem[s.key]; ok && rec.Expires == s.expires && rec.Expires > now {
+		if rec, ok := n.idem[s.key]; ok && rec.At == s.at && n.idemLive(rec.At, r) {
 			out = append(out, rec)
 		}
 	}

@@ -205,9 +205,12 @@ type Node struct {
 	ln   net.Listener
 
 	// Storage; all nil without a data dir.
-	dir          *datadir.Dir
-	incarnation  uint64 // highest member incarnation made durable; under incMu
-	incMu        sync.Mutex
+	dir         *datadir.Dir
+	incarnation uint64 // highest member incarnation made durable; under incMu
+	incMu       sync.Mutex
+	// Remembered time (idempotency.go): rBase milliseconds at rStart.
+	rBase        int64
+	rStart       time.Time
 	wal          *wal.Log
 	recovery     wal.Recovery
 	lastSnapshot uint64 // LSN of the last snapshot; snapshot goroutine only
@@ -264,6 +267,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	} else {
 		n.id = randomReplicaID()
 		n.incarnation = 1 // a new replica every start: nothing to outgrow
+		n.rStart = n.clk.Now()
 	}
 	n.log = n.log.With("replica", n.id.String())
 

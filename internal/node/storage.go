@@ -1,11 +1,13 @@
 package node
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
 	"math"
 	"path/filepath"
+	"slices"
 
 	"github.com/dcounter/dcounter/internal/crdt"
 	"github.com/dcounter/dcounter/internal/datadir"
@@ -19,6 +21,7 @@ import (
 // writes before they are fsynced.
 func (n *Node) openStorage() error {
 	cfg := n.cfg
+	var recovered []wal.Idem
 	dd, err := datadir.Open(cfg.DataDir, cfg.Cluster)
 	if err != nil {
 		return err
@@ -26,11 +29,7 @@ func (n *Node) openStorage() error {
 	log, rec, err := wal.OpenInto(wal.Options{
 		Dir: filepath.Join(cfg.DataDir, "wal"), Sync: cfg.Fsync, SyncEvery: cfg.FsyncInterval,
 		SegmentSize: cfg.SegmentSize, DiscardCorrupt: cfg.DiscardCorrupt, OnSync: n.metrics.observeSync,
-		OnIdem: func(i wal.Idem) {
-			if i.Expires > n.clk.Now().UnixMilli() {
-				n.rememberIdem(i)
-			}
-		},
+		OnIdem: func(i wal.Idem) { recovered = append(recovered, i) },
 		Logger: n.log.With("component", "wal"), Clock: n.clk,
 	}, n.ks)
 	if err != nil {
@@ -70,9 +69,10 @@ func (n *Node) openStorage() error {
 	if reason != "" || dd.Created {
 		n.incarnation = 1 // a new replica has no history to outgrow
 	}
+	n.recoverIdems(recovered, dd.Previous.Remembered)
 	// From here until a clean shutdown, the dir says "not clean"; the
 	// incarnation is durable before anyone hears of it.
-	if err := dd.SetState(datadir.State{Clean: false, Fsync: cfg.Fsync.String(), Incarnation: n.incarnation}); err != nil {
+	if err := dd.SetState(datadir.State{Clean: false, Fsync: cfg.Fsync.String(), Incarnation: n.incarnation, Remembered: n.rBase}); err != nil {
 		log.Close()
 		dd.Close()
 		return err
@@ -93,6 +93,54 @@ func nextIncarnation(last uint64) uint64 {
 	return last + 1
 }
 
+// recoverIdems sets the remembered time from what recovery found (the
+// largest of the state file's and the keys' times) and remembers the keys
+// still within their window. Keys from older versions carry a wall-clock
+// expiry, which proves nothing: they are kept a full window from now.
+func (n *Node) recoverIdems(keys []wal.Idem, stateRemembered int64) {
+	n.rBase, n.rStart = max(0, stateRemembered), n.clk.Now()
+	legacy := 0
+	for _, k := range keys {
+		if k.Legacy {
+			legacy++
+		} else {
+			n.rBase = max(n.rBase, k.At)
+		}
+	}
+	for i := range keys {
+		if keys[i].Legacy {
+			keys[i].At, keys[i].Legacy = n.rBase, false
+		}
+	}
+	// Slots must be in remembered-time order for expireIdem.
+	slices.SortStableFunc(keys, func(a, b wal.Idem) int { return cmp.Compare(a.At, b.At) })
+	for _, k := range keys {
+		if n.idemLive(k.At, n.rBase) {
+			n.rememberIdem(k)
+		}
+	}
+	if legacy > 0 {
+		n.log.Info("idempotency keys written by an older version kept for a full window from now", "keys", legacy, "window", n.cfg.IdempotencyWindow)
+	}
+}
+
+// saveState records the data dir's running state: not clean, the
+// incarnation inc (if higher than the last recorded) and the remembered
+// time now, so that a crash loses little of it.
+func (n *Node) saveState(inc uint64) error {
+	if n.dir == nil {
+		return nil
+	}
+	n.incMu.Lock()
+	defer n.incMu.Unlock()
+	inc = max(inc, n.incarnation)
+	if err := n.dir.SetState(datadir.State{Clean: false, Fsync: n.cfg.Fsync.String(), Incarnation: inc, Remembered: n.remembered(n.clk.Now())}); err != nil {
+		return err
+	}
+	n.incarnation = inc
+	return nil
+}
+
 // keepIncarnation makes this node's incarnation durable when it rose while
 // running (refuting a rumour about us), so that the next start still takes
 // a higher one than any peer has seen. Without a data dir there is nothing
@@ -105,15 +153,14 @@ func (n *Node) keepIncarnation() {
 	inc := n.members.Self().Incarnation
 	n.mu.Unlock()
 	n.incMu.Lock()
-	defer n.incMu.Unlock()
-	if inc <= n.incarnation {
+	kept := n.incarnation
+	n.incMu.Unlock()
+	if inc <= kept {
 		return
 	}
-	if err := n.dir.SetState(datadir.State{Clean: false, Fsync: n.cfg.Fsync.String(), Incarnation: inc}); err != nil {
+	if err := n.saveState(inc); err != nil {
 		n.log.Error("cannot record the raised incarnation; the next start may have to refute its old entries", "incarnation", inc, "err", err)
-		return
 	}
-	n.incarnation = inc
 }
 
 // snapshot writes a snapshot covering every record logged so far. The LSN
@@ -169,6 +216,11 @@ func (n *Node) snapshotLoop() {
 			n.trySnapshot()
 		case <-t.C():
 			n.trySnapshot()
+			// Keep the remembered time's progress, so a crash costs
+			// idempotency keys at most one interval of extra memory.
+			if err := n.saveState(0); err != nil {
+				n.log.Error("cannot record the data dir state; will retry", "err", err)
+			}
 		}
 	}
 }
@@ -195,7 +247,7 @@ func (n *Node) closeStorage() error {
 		err = serr
 	default:
 		n.incMu.Lock()
-		err = n.dir.SetState(datadir.State{Clean: true, Fsync: n.cfg.Fsync.String(), Incarnation: n.incarnation})
+		err = n.dir.SetState(datadir.State{Clean: true, Fsync: n.cfg.Fsync.String(), Incarnation: n.incarnation, Remembered: n.remembered(n.clk.Now())})
 		n.incMu.Unlock()
 	}
 	n.dir.Close()

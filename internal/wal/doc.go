@@ -44,7 +44,8 @@
 //	offset  size  field
 //	0       4     payload length n (1..MaxRecord)
 //	4       4     CRC-32C (Castagnoli) of the payload
-//	8       n     payload: u64 LSN, uvarint entry count, entries
+//	8       n     payload: u64 LSN, uvarint entry count, entries,
+//	              then optionally 0x02 and one idempotency key (below)
 //
 // Entry (in records and snapshots):
 //
@@ -57,10 +58,37 @@
 //	8       8     LSN covered
 //	16      8     entry count
 //	24      ...   entries
+//	...     ...   optionally 0x02, uvarint key count, idempotency keys
 //	end-4   4     CRC-32C of every byte before it
+//
+// Idempotency key (in records and snapshots):
+//
+//	uvarint key length (1..255), key bytes, u64 request fingerprint,
+//	varint value answered, varint At (remembered time, milliseconds)
 //
 // Snapshots are written to a temporary file, synced, renamed into place and
 // the directory synced, so a snapshot file is either whole or absent.
+//
+// # Idempotency keys
+//
+// A write that carries a client's Idempotency-Key is logged in one record
+// with the key, the request's fingerprint and the value it answered, so
+// after a crash the write and its key are back together or not at all.
+// Snapshots hold the keys still live when they were taken. Recovery hands
+// every key to Options.OnIdem, oldest first (snapshot, then records).
+//
+// At is not a wall-clock time. It is the writer's remembered time: a clock
+// that the caller (package node) advances only with the monotonic clock
+// while it runs and continues after a restart from the largest value it
+// recovered, so that a key's age is the time it has actually been
+// remembered, whatever the system clock did meanwhile. The log stores it
+// and never interprets it.
+//
+// Older versions wrote the section with the tag 0x01 and a wall-clock
+// expiry (Unix milliseconds) in place of At. Such keys are still read, with
+// Idem.Legacy set; the caller decides what they mean (package node keeps
+// them a full window from recovery). Logs written with the tag 0x02 cannot
+// be read by versions that predate it.
 //
 // # Recovery
 //

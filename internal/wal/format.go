@@ -63,8 +63,12 @@ func appendRecord(b []byte, lsn uint64, entries []crdt.Entry, idem *Idem) []byte
 }
 
 // idemTag introduces the optional idempotency section of a record or a
-// snapshot.
-const idemTag = 0x01
+// snapshot. legacyIdemTag introduced it in older versions, whose keys held
+// a wall-clock expiry instead of a remembered time; it is still read.
+const (
+	legacyIdemTag = 0x01
+	idemTag       = 0x02
+)
 
 // MaxIdemKey is the longest idempotency key.
 const MaxIdemKey = 255
@@ -76,7 +80,14 @@ type Idem struct {
 	Key     string // the client's Idempotency-Key, 1..MaxIdemKey bytes
 	Request uint64 // fingerprint of the request, to refuse a key reused for another
 	Value   int64  // the value answered
-	Expires int64  // Unix milliseconds after which the key is forgotten
+	// At is when the write was applied, on the caller's remembered-time
+	// clock (package node: milliseconds of running, counted across
+	// restarts), never a wall-clock reading.
+	At int64
+	// Legacy marks a key recovered from an older version's data: At then
+	// holds the wall-clock expiry (Unix milliseconds) it was written with,
+	// which the caller should not trust. Never written.
+	Legacy bool
 }
 
 func appendIdem(b []byte, i Idem) []byte {
@@ -84,7 +95,7 @@ func appendIdem(b []byte, i Idem) []byte {
 	b = append(b, i.Key...)
 	b = binary.LittleEndian.AppendUint64(b, i.Request)
 	b = binary.AppendVarint(b, i.Value)
-	return binary.AppendVarint(b, i.Expires)
+	return binary.AppendVarint(b, i.At)
 }
 
 func readIdem(b []byte) (Idem, int, error) {
@@ -101,8 +112,8 @@ func readIdem(b []byte) (Idem, int, error) {
 		return Idem{}, 0, fmt.Errorf("bad idempotency value")
 	}
 	off += k
-	if i.Expires, k = binary.Varint(b[off:]); k <= 0 {
-		return Idem{}, 0, fmt.Errorf("bad idempotency expiry")
+	if i.At, k = binary.Varint(b[off:]); k <= 0 {
+		return Idem{}, 0, fmt.Errorf("bad idempotency time")
 	}
 	return i, off + k, nil
 }
@@ -199,13 +210,14 @@ func eachEntry(b []byte, count uint64, f rawApply) (*Idem, error) {
 	}
 	var idem *Idem
 	if len(rest) > 0 {
-		if rest[0] != idemTag {
+		if rest[0] != idemTag && rest[0] != legacyIdemTag {
 			return nil, fmt.Errorf("%d bytes after the last entry", len(rest))
 		}
 		i, size, err := readIdem(rest[1:])
 		if err != nil {
 			return nil, err
 		}
+		i.Legacy = rest[0] == legacyIdemTag
 		if 1+size != len(rest) {
 			return nil, fmt.Errorf("%d bytes after the idempotency key", len(rest)-1-size)
 		}

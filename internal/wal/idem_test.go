@@ -1,7 +1,13 @@
 package wal
 
 import (
+	"bytes"
+	"encoding/binary"
+	"encoding/hex"
+	"hash/crc32"
+	"path/filepath"
 	"reflect"
+	"strings"
 	"testing"
 
 	"github.com/dcounter/dcounter/internal/crdt"
@@ -18,8 +24,8 @@ func TestIdempotencyKeysSurviveRecovery(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := []Idem{
-		{Key: "req-1", Request: 11, Value: -5, Expires: 1_700_000_000_000},
-		{Key: "req-2 ünïcode", Request: 22, Value: 1 << 62, Expires: 1_700_000_000_001},
+		{Key: "req-1", Request: 11, Value: -5, At: 3_600_000},
+		{Key: "req-2 ünïcode", Request: 22, Value: 1 << 62, At: 3_600_001},
 	}
 	if err := l.AppendKeyed([]crdt.Entry{{Key: "k", Replica: 1, N: 5}}, &want[0]); err != nil {
 		t.Fatal(err)
@@ -59,5 +65,97 @@ func TestIdempotencyKeysSurviveRecovery(t *testing.T) {
 	defer l.Close()
 	if rec.Records != 0 || !reflect.DeepEqual(got, want) || ks2.Root() != ks.Root() {
 		t.Fatalf("from the snapshot: %d records replayed, keys %+v", rec.Records, got)
+	}
+}
+
+// TestIdemLayout pins the idempotency sections documented in doc.go, in a
+// record and in a snapshot, with bytes written out by hand.
+func TestIdemLayout(t *testing.T) {
+	unhex := func(s string) []byte {
+		var digits strings.Builder
+		for _, line := range strings.Split(s, "\n") {
+			line, _, _ = strings.Cut(line, "#")
+			digits.WriteString(strings.Join(strings.Fields(line), ""))
+		}
+		b, err := hex.DecodeString(digits.String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	entry := crdt.Entry{Key: "a", Replica: 2, P: 300, N: 5}
+	idem := Idem{Key: "k", Request: 0x0102030405060708, Value: -5, At: 3_600_000}
+	wantSeg := unhex(`
+		4443 57414c 0000 01     # "DCWAL\0\0\1"
+		0100000000000000        # first LSN 1
+		26000000                # payload length 38
+		83c9dc30                # CRC-32C of the payload
+		0100000000000000        # LSN 1
+		01                      # one entry
+		01 61 0200000000000000 ac02 05
+		02                      # idempotency key follows
+		01 6b                   # key "k"
+		0807060504030201        # request fingerprint
+		09                      # value -5 (zigzag varint)
+		80bab703                # At 3,600,000 ms (zigzag varint)
+	`)
+	wantSnap := unhex(`
+		4443 534e 4150 0001     # "DCSNAP\0\1"
+		0100000000000000        # covers LSN 1
+		0100000000000000        # one entry
+		01 61 0200000000000000 ac02 05
+		02 01                   # idempotency keys: one
+		01 6b 0807060504030201 09 80bab703
+		b4121d9b                # CRC-32C of all the above
+	`)
+
+	opts := testOptions(t, t.TempDir())
+	l, _ := openLog(t, opts, nil)
+	if err := l.AppendKeyed([]crdt.Entry{entry}, &idem); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.WriteSnapshot(1, []crdt.Entry{entry}, idem); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	if got := readFile(t, filepath.Join(opts.Dir, segFile(1))); !bytes.Equal(got, wantSeg) {
+		t.Errorf("segment:\n%s\nwant:\n%s", hex.Dump(got), hex.Dump(wantSeg))
+	}
+	if got := readFile(t, filepath.Join(opts.Dir, snapFile(1))); !bytes.Equal(got, wantSnap) {
+		t.Errorf("snapshot:\n%s\nwant:\n%s", hex.Dump(got), hex.Dump(wantSnap))
+	}
+}
+
+// TestLegacyIdemRecovered: keys written by older versions (tag 0x01, a
+// wall-clock expiry) are still read, marked Legacy.
+func TestLegacyIdemRecovered(t *testing.T) {
+	le := binary.LittleEndian
+	// Key "k", fingerprint, value -5, expiry 1,700,000,000,000 (zigzag varint).
+	legacyKey, _ := hex.DecodeString("016b080706050403020109")
+	legacyKey = binary.AppendVarint(legacyKey, 1_700_000_000_000)
+	entry, _ := hex.DecodeString("01610200000000000000ac0205")
+
+	payload := append(le.AppendUint64(nil, 2), 1)
+	payload = append(append(append(payload, entry...), legacyIdemTag), legacyKey...)
+	seg := append([]byte(segMagic), le.AppendUint64(nil, 2)...)
+	seg = le.AppendUint32(seg, uint32(len(payload)))
+	seg = le.AppendUint32(seg, crc32.Checksum(payload, castagnoli))
+	seg = append(seg, payload...)
+
+	snap := append([]byte(snapMagic), le.AppendUint64(nil, 1)...)
+	snap = le.AppendUint64(snap, 1)
+	snap = append(append(append(snap, entry...), legacyIdemTag, 1), legacyKey...)
+	snap = le.AppendUint32(snap, crc32.Checksum(snap, castagnoli))
+
+	opts := testOptions(t, t.TempDir())
+	writeFile(t, filepath.Join(opts.Dir, snapFile(1)), snap)
+	writeFile(t, filepath.Join(opts.Dir, segFile(2)), seg)
+	var got []Idem
+	opts.OnIdem = func(i Idem) { got = append(got, i) }
+	l, rec := openLog(t, opts, nil)
+	defer l.Close()
+	want := Idem{Key: "k", Request: 0x0102030405060708, Value: -5, At: 1_700_000_000_000, Legacy: true}
+	if rec.SnapshotLSN != 1 || rec.Records != 1 || !reflect.DeepEqual(got, []Idem{want, want}) {
+		t.Fatalf("recovery %+v, keys %+v", rec, got)
 	}
 }

@@ -90,9 +90,10 @@ func readSnapshot(name string, lsn uint64, apply rawApply, onIdem func(Idem)) (i
 	}
 	var idems []Idem
 	if len(rest) > 0 {
-		if rest[0] != idemTag {
+		if rest[0] != idemTag && rest[0] != legacyIdemTag {
 			return 0, fmt.Errorf("%d bytes after the last entry", len(rest))
 		}
+		legacy := rest[0] == legacyIdemTag
 		n, k := binary.Uvarint(rest[1:])
 		if k <= 0 || n > uint64(len(rest)) {
 			return 0, fmt.Errorf("bad idempotency key count")
@@ -102,6 +103,7 @@ func readSnapshot(name string, lsn uint64, apply rawApply, onIdem func(Idem)) (i
 			if err != nil {
 				return 0, err
 			}
+			i.Legacy = legacy
 			idems = append(idems, i)
 			rest = rest[size:]
 		}
