@@ -13,7 +13,9 @@ import (
 // SentAt − its own clock on receipt. That is the true offset minus the
 // one-way delay (network and queueing), so it is never too high; the
 // largest estimate over a short window is therefore the best one, and a
-// message that sat in a queue cannot make a clock look wrong for long.
+// message that sat in a queue cannot make a clock look wrong for long. A
+// member's restart (a new incarnation) starts a new window, so a clock
+// corrected with a restart shows at once.
 //
 // Offsets are reported (logged, exported as a metric) and nothing else:
 // membership, failure detection and idempotency never use them, so a
@@ -28,6 +30,7 @@ const (
 )
 
 type clockSample struct {
+	incarnation uint64 // a new incarnation (a restart) starts afresh
 	windowStart time.Time
 	best        time.Duration // largest estimate in the current window
 	warned      time.Time
@@ -70,10 +73,10 @@ func (l *List) ObserveClock(id crdt.ReplicaID, from string, sentAt int64, now ti
 	s := l.clocks[m.ID]
 	switch {
 	case s == nil:
-		s = &clockSample{windowStart: now, best: est}
+		s = &clockSample{incarnation: m.Incarnation, windowStart: now, best: est}
 		l.clocks[m.ID] = s
-	case now.Sub(s.windowStart) > skewWindow || now.Before(s.windowStart):
-		s.windowStart, s.best = now, est
+	case now.Sub(s.windowStart) > skewWindow || now.Before(s.windowStart) || s.incarnation != m.Incarnation:
+		s.incarnation, s.windowStart, s.best = m.Incarnation, now, est
 	case est > s.best:
 		s.best = est
 	}

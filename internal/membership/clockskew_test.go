@@ -59,6 +59,14 @@ func TestObserveClock(t *testing.T) {
 	if got := l.ClockOffsets(); len(got) != 1 || got[crdt.ReplicaID(2)] != -2*time.Millisecond {
 		t.Fatalf("ClockOffsets = %v", got)
 	}
+	// A restart (new incarnation) with a corrected clock shows at once.
+	l.Merge([]wire.Member{{ID: 2, Name: "ahead", GossipAddr: "10.0.0.2:1", Incarnation: 2}}, now)
+	r, _ = l.ObserveClock(0, "10.0.0.2:1", ms(now.Add(ahead)), now, threshold)
+	now = now.Add(time.Second)
+	l.Merge([]wire.Member{{ID: 2, Name: "ahead", GossipAddr: "10.0.0.2:1", Incarnation: 3}}, now)
+	if r, _ = l.ObserveClock(0, "10.0.0.2:1", ms(now), now, threshold); r.Offset != 0 {
+		t.Fatalf("after a restart with a corrected clock: %+v", r)
+	}
 	// Behind by more than the threshold warns too.
 	l.Merge([]wire.Member{{ID: 3, Name: "behind", GossipAddr: "10.0.0.3:1", Incarnation: 1}}, now)
 	if r, _ = l.ObserveClock(0, "10.0.0.3:1", ms(now.Add(-48*time.Hour)), now, threshold); !r.Warn || r.Offset != -48*time.Hour {
