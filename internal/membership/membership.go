@@ -1,4 +1,8 @@
-// Package membership keeps a node's view of the cluster's members.
+// Package membership keeps a node's view of the cluster's members and runs
+// the member protocol: joining, member-list gossip, heartbeats and failure
+// detection, goodbyes (Engine, in engine.go). Like package gossip it is
+// pure: no sockets, goroutines or clocks; the owner (package node) passes
+// time, randomness and received messages in, and sends what comes out.
 //
 // Each member is identified by its replica ID and described by its name and
 // addresses, an incarnation and a heartbeat. Only a member itself raises its
@@ -29,8 +33,8 @@
 // days off is a member like any other. The times member messages carry are
 // used only to estimate and report clock differences (clockskew.go).
 //
-// The list is pure data: callers pass the current time in. It is not safe for
-// concurrent use.
+// The list is pure data: callers pass the current time in. Neither it nor
+// the Engine is safe for concurrent use.
 package membership
 
 import (

@@ -75,14 +75,18 @@ func (n *Node) join(ctx context.Context) error {
 // sendJoin asks each target to add us and answer with its member list.
 func (n *Node) sendJoin(targets []string) {
 	n.mu.Lock()
-	msg, err := wire.Encode(n.cfg.Cluster, &wire.Join{Self: membership.ToWire(n.members.Self()), SentAt: n.clk.Now().UnixMilli()})
+	out := n.memb.Join(targets, n.clk.Now())
 	n.mu.Unlock()
-	if err != nil {
-		n.log.Error("encode join", "err", err)
-		return
-	}
-	for _, t := range targets {
-		_ = n.ep.Send(t, msg) // unreachable targets are retried by the caller
+	var msg []byte
+	for _, o := range out {
+		if msg == nil {
+			var err error
+			if msg, err = wire.Encode(n.cfg.Cluster, o.Msg); err != nil {
+				n.log.Error("encode join", "err", err)
+				return
+			}
+		}
+		_ = n.ep.Send(o.To, msg) // unreachable targets are retried by the caller
 	}
 }
 

@@ -10,7 +10,8 @@ import (
 	"github.com/dcounter/dcounter/internal/wire"
 )
 
-// loop runs the periodic work: anti-entropy, member gossip, heartbeats.
+// loop runs the periodic work: anti-entropy and the member protocol's tick
+// (heartbeats, failure detection, member gossip).
 func (n *Node) loop() {
 	defer n.wg.Done()
 	t := n.clk.NewTicker(n.cfg.SyncInterval)
@@ -29,31 +30,48 @@ func (n *Node) tick() {
 	now := n.clk.Now()
 	n.mu.Lock()
 	n.expireIdem()
-	n.members.Beat(now)
-	for _, c := range n.members.Detect(now, membership.DetectConfig{
-		SuspectAfter: n.cfg.SuspectAfter, DeadAfter: n.cfg.DeadAfter,
-		// Only a real freeze of this node counts as a stall, not a tick
-		// that came late on a busy machine.
-		Stall: max(n.cfg.SuspectAfter/2, 3*n.cfg.SyncInterval),
-	}) {
+	mout, ev := n.memb.Tick(now)
+	refuted := n.memberEvents(ev, now)
+	out := n.eng.Sync(n.members.Peers())
+	out = appendMember(out, mout)
+	n.mu.Unlock()
+	if refuted {
+		n.keepIncarnation()
+	}
+	n.send(out)
+}
+
+// appendMember appends member-protocol messages to gossip's.
+func appendMember(out []gossip.Outbound, m []membership.Outbound) []gossip.Outbound {
+	for _, o := range m {
+		out = append(out, gossip.Outbound(o))
+	}
+	return out
+}
+
+// memberEvents logs and acts on what the member protocol reports. It
+// returns whether our incarnation rose (the caller makes it durable, with
+// keepIncarnation, before sending). Caller holds mu.
+func (n *Node) memberEvents(ev membership.Events, now time.Time) (refuted bool) {
+	for _, a := range ev.Added {
+		n.log.Info("member joined", "member", a.Name, "id", a.ID, "gossip_addr", a.GossipAddr)
+	}
+	for _, c := range ev.Changes {
 		n.log.Info("member "+c.To.String(), "member", c.Member.Name, "id", c.Member.ID, "gossip_addr", c.Member.GossipAddr,
 			"silent_for", now.Sub(c.Member.LastSeen).Round(time.Millisecond))
 	}
-	peers := n.members.Peers()
-	out := n.eng.Sync(peers)
-	view := &wire.Members{Members: n.members.Wire(), SentAt: now.UnixMilli()}
-	if len(peers) > 0 {
-		// Push our view to one random peer; it answers with its own if it
-		// knows something we don't (push-pull).
-		out = append(out, gossip.Outbound{To: peers[randIntN(len(peers))], Msg: view})
+	if c := ev.Clock; c != nil {
+		n.log.Warn("member's clock differs from ours (membership and idempotency do not depend on it; check NTP)",
+			"member", c.Member.Name, "id", c.Member.ID, "gossip_addr", c.Member.GossipAddr,
+			"offset", c.Offset.Round(time.Millisecond), "max_clock_skew", n.cfg.MaxClockSkew)
 	}
-	if dead := n.members.DeadPeers(); len(dead) > 0 {
-		// Knock on one dead member's door: if it is back, or the partition
-		// healed, its answer makes it alive again within a round trip.
-		out = append(out, gossip.Outbound{To: dead[randIntN(len(dead))], Msg: view})
+	if ev.Conflict != "" {
+		n.replicaConflict(ev.Conflict)
 	}
-	n.mu.Unlock()
-	n.send(out)
+	if ev.Joined {
+		close(n.joined)
+	}
+	return ev.Refuted
 }
 
 // scheduleFlush arms the delta timer if it is not armed. Caller holds mu.
@@ -117,49 +135,13 @@ func (n *Node) receive(from string, payload []byte) {
 	var (
 		out     []gossip.Outbound
 		changed []crdt.Entry
-		skew    membership.ClockReport
-		skewOK  bool
+		refuted bool
 	)
 	n.mu.Lock()
-	inc := n.members.Self().Incarnation
-	switch m := m.(type) {
-	case *wire.Join:
-		if crdt.ReplicaID(m.Self.ID) == n.id && m.Self.GossipAddr == n.ep.Addr() {
-			break // our own Join, through an alias of our address: not a cluster
-		}
-		added, conflict := n.members.Merge([]wire.Member{m.Self}, now)
-		if conflict || crdt.ReplicaID(m.Self.ID) == n.id {
-			n.replicaConflict(fmt.Sprintf("a node at %s joined with this node's replica ID", m.Self.GossipAddr))
-			break
-		}
-		out = append(out, gossip.Outbound{To: from, Msg: &wire.JoinAck{Members: n.members.Wire(), SentAt: now.UnixMilli()}})
-		out = append(out, n.announce(added, from)...)
-		skew, skewOK = n.members.ObserveClock(crdt.ReplicaID(m.Self.ID), from, m.SentAt, now, n.cfg.MaxClockSkew)
-	case *wire.JoinAck:
-		if from == n.ep.Addr() {
-			break // answered by ourselves
-		}
-		if _, conflict := n.members.Merge(m.Members, now); conflict {
-			n.replicaConflict("a peer lists this node's replica ID at another address")
-		}
-		n.members.HeardFrom(from, now)
-		skew, skewOK = n.members.ObserveClock(0, from, m.SentAt, now, n.cfg.MaxClockSkew)
-		select {
-		case <-n.joined:
-		default:
-			close(n.joined)
-		}
-	case *wire.Members:
-		added, conflict := n.members.Merge(m.Members, now)
-		if conflict {
-			n.replicaConflict("a peer lists this node's replica ID at another address")
-		}
-		n.members.HeardFrom(from, now)
-		skew, skewOK = n.members.ObserveClock(0, from, m.SentAt, now, n.cfg.MaxClockSkew)
-		out = n.announce(added, from)
-		if n.members.Newer(m.Members) {
-			out = append(out, gossip.Outbound{To: from, Msg: &wire.JoinAck{Members: n.members.Wire(), SentAt: now.UnixMilli()}})
-		}
+	switch mout, ev, ok := n.memb.Handle(from, m, now); {
+	case ok:
+		out = appendMember(nil, mout)
+		refuted = n.memberEvents(ev, now)
 	default:
 		out, changed = n.eng.Handle(from, m)
 		for _, c := range changed {
@@ -183,15 +165,9 @@ func (n *Node) receive(from string, payload []byte) {
 			n.scheduleFlush()
 		}
 	}
-	refuted := n.members.Self().Incarnation != inc
 	n.mu.Unlock()
 	if refuted {
 		n.keepIncarnation() // durable before our answer carries it
-	}
-	if skewOK && skew.Warn {
-		n.log.Warn("member's clock differs from ours (membership and idempotency do not depend on it; check NTP)",
-			"member", skew.Member.Name, "id", skew.Member.ID, "gossip_addr", skew.Member.GossipAddr,
-			"offset", skew.Offset.Round(time.Millisecond), "max_clock_skew", n.cfg.MaxClockSkew)
 	}
 	if len(changed) > 0 && n.wal != nil {
 		// Merged remote state is logged too, so a node (or a whole cluster)
@@ -212,28 +188,4 @@ func (n *Node) replicaConflict(why string) {
 	}
 	n.conflict = fmt.Errorf("%w: %s; refusing writes: restart this node with --new-replica", ErrReplicaConflict, why)
 	n.log.Error("replica ID conflict", "replica", n.id, "err", n.conflict)
-}
-
-// announce spreads news of members we just learned about to a few peers, so
-// a join is known cluster-wide within a round trip instead of a sync interval.
-// Caller holds mu.
-func (n *Node) announce(added []membership.Member, except string) []gossip.Outbound {
-	if len(added) == 0 {
-		return nil
-	}
-	for _, a := range added {
-		n.log.Info("member joined", "member", a.Name, "id", a.ID, "gossip_addr", a.GossipAddr)
-	}
-	msg := &wire.Members{Members: n.members.Wire(), SentAt: n.clk.Now().UnixMilli()}
-	var out []gossip.Outbound
-	peers := n.members.Peers()
-	for _, i := range randPerm(len(peers)) {
-		if len(out) == n.cfg.Fanout {
-			break
-		}
-		if peers[i] != except {
-			out = append(out, gossip.Outbound{To: peers[i], Msg: msg})
-		}
-	}
-	return out
 }

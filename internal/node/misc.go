@@ -1,7 +1,6 @@
 package node
 
 import (
-	"math/rand/v2"
 	"os"
 	"sync"
 	"time"
@@ -14,9 +13,6 @@ func hostname() string {
 	}
 	return h
 }
-
-func randIntN(n int) int   { return rand.IntN(n) }
-func randPerm(n int) []int { return rand.Perm(n) }
 
 // rateLimiter lets a log line through at most once a second per topic, so a
 // misbehaving peer cannot flood the log.

@@ -1,6 +1,6 @@
 // Package node runs one dcounter replica: it wires the keyspace, the gossip
-// engine, the member list and the transport together, owns every goroutine,
-// and serves the client API.
+// engine, the member protocol engine and the transport together, owns every
+// goroutine, timer and socket, and serves the client API.
 //
 // # Write path
 //
@@ -224,10 +224,12 @@ type Node struct {
 	idemWait     map[string]chan struct{}
 	idemInFlight map[string]wal.Idem // keyed writes reserved, not yet remembered
 	eng          *gossip.Engine
-	members      *membership.List
 	joined       chan struct{} // closed by the first JoinAck
 	conflict     error         // set by replicaConflict: writes are refused
 	flushAt      clock.Timer   // armed while a delta flush is scheduled
+
+	memb    *membership.Engine // the member protocol; under mu
+	members *membership.List   // memb's list, for queries; under mu
 
 	disc    *discovery.Client // nil without --discovery
 	metrics *metrics
@@ -295,10 +297,20 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if httpAddr == "" && n.ln != nil {
 		httpAddr = advertisedHTTP(n.ln.Addr().(*net.TCPAddr), n.ep.Addr())
 	}
-	n.members = membership.New(membership.Member{
-		ID: n.id, Name: cfg.Name, GossipAddr: n.ep.Addr(), HTTPAddr: httpAddr,
-		Incarnation: n.incarnation,
+	n.memb = membership.NewEngine(membership.Config{
+		Self: membership.Member{
+			ID: n.id, Name: cfg.Name, GossipAddr: n.ep.Addr(), HTTPAddr: httpAddr,
+			Incarnation: n.incarnation,
+		},
+		Detect: membership.DetectConfig{
+			SuspectAfter: cfg.SuspectAfter, DeadAfter: cfg.DeadAfter,
+			// Only a real freeze of this node counts as a stall, not a tick
+			// that came late on a busy machine.
+			Stall: max(cfg.SuspectAfter/2, 3*cfg.SyncInterval),
+		},
+		Fanout: cfg.Fanout, MaxClockSkew: cfg.MaxClockSkew,
 	}, n.clk.Now())
+	n.members = n.memb.List()
 	if len(cfg.Discovery) > 0 {
 		n.disc = discovery.NewClient(cfg.Discovery, discovery.Entry{
 			ID: n.id.String(), Name: cfg.Name, GossipAddr: n.ep.Addr(), HTTPAddr: httpAddr,
@@ -398,12 +410,7 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		}
 		// Say goodbye, so peers stop gossiping with us at once instead of
 		// suspecting us for seconds. Best effort, bounded.
-		n.members.Leave(n.clk.Now())
-		bye := &wire.Members{Members: n.members.Wire(), SentAt: n.clk.Now().UnixMilli()}
-		var out []gossip.Outbound
-		for _, p := range n.members.Peers() {
-			out = append(out, gossip.Outbound{To: p, Msg: bye})
-		}
+		out := appendMember(nil, n.memb.Leave(n.clk.Now()))
 		n.mu.Unlock()
 		n.send(out)
 		fctx, fcancel := context.WithTimeout(context.Background(), time.Second)
