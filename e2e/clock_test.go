@@ -89,7 +89,9 @@ func TestSkewedClocksStayMembers(t *testing.T) {
 	ahead := startNode(t, "ahead", n1.Gossip, "--clock-offset", "48h")
 	behind := startNode(t, "behind", n1.Gossip, "--clock-offset", "-48h")
 	nodes := []*proc{n1, ahead, behind}
+	start := time.Now()
 	waitFor(t, 10*time.Second, func() error { return allAliveEverywhere(nodes) }, true)
+	t.Logf("all three alive everywhere %v after the last start", time.Since(start).Round(time.Millisecond))
 	// And they stay so: failure detection does not read clocks.
 	for end := time.Now().Add(4 * time.Second); time.Now().Before(end); {
 		if err := allAliveEverywhere(nodes); err != nil {
@@ -114,6 +116,7 @@ func TestSkewedClocksStayMembers(t *testing.T) {
 			if got > tc.want+0.001 || got < tc.want-1 {
 				return fmt.Errorf("%s estimates %s's clock offset at %vs, want about %vs", tc.observer.name, tc.member, got, tc.want)
 			}
+			t.Logf("%s estimates %s's clock offset at %.3fs (true: %.0fs)", tc.observer.name, tc.member, got, tc.want)
 			return nil
 		}, true)
 	}
@@ -133,7 +136,9 @@ func TestSkewedClocksStayMembers(t *testing.T) {
 	behind.stop(t)
 	behind.setClockOffset("0s")
 	behind.start()
+	start = time.Now()
 	waitFor(t, 10*time.Second, func() error { return allAliveEverywhere(nodes) }, true)
+	t.Logf("all three alive everywhere %v after the corrected restarts", time.Since(start).Round(time.Millisecond))
 	waitFor(t, 5*time.Second, func() error {
 		for _, name := range []string{"ahead", "behind"} {
 			got, err := memberOffset(n1, name)
