@@ -31,13 +31,10 @@ func (n *Node) tick() {
 	n.mu.Lock()
 	n.expireIdem()
 	mout, ev := n.memb.Tick(now)
-	refuted := n.memberEvents(ev, now)
+	n.memberEvents(ev, now)
 	out := n.eng.Sync(n.members.Peers())
 	out = appendMember(out, mout)
 	n.mu.Unlock()
-	if refuted {
-		n.keepIncarnation()
-	}
 	n.send(out)
 }
 
@@ -49,10 +46,15 @@ func appendMember(out []gossip.Outbound, m []membership.Outbound) []gossip.Outbo
 	return out
 }
 
-// memberEvents logs and acts on what the member protocol reports. It
-// returns whether our incarnation rose (the caller makes it durable, with
-// keepIncarnation, before sending). Caller holds mu.
-func (n *Node) memberEvents(ev membership.Events, now time.Time) (refuted bool) {
+// memberEvents logs and acts on what the member protocol reports. Caller
+// holds mu.
+func (n *Node) memberEvents(ev membership.Events, now time.Time) {
+	if ev.Refuted {
+		// Durable before any message carries it (all are sent after mu is
+		// released), so the next start outgrows it even after a crash.
+		// Refutations are rare; the write is a few milliseconds.
+		n.keepIncarnation(n.members.Self().Incarnation)
+	}
 	for _, a := range ev.Added {
 		n.log.Info("member joined", "member", a.Name, "id", a.ID, "gossip_addr", a.GossipAddr)
 	}
@@ -71,7 +73,6 @@ func (n *Node) memberEvents(ev membership.Events, now time.Time) (refuted bool) 
 	if ev.Joined {
 		close(n.joined)
 	}
-	return ev.Refuted
 }
 
 // scheduleFlush arms the delta timer if it is not armed. Caller holds mu.
@@ -135,13 +136,12 @@ func (n *Node) receive(from string, payload []byte) {
 	var (
 		out     []gossip.Outbound
 		changed []crdt.Entry
-		refuted bool
 	)
 	n.mu.Lock()
 	switch mout, ev, ok := n.memb.Handle(from, m, now); {
 	case ok:
 		out = appendMember(nil, mout)
-		refuted = n.memberEvents(ev, now)
+		n.memberEvents(ev, now)
 	default:
 		out, changed = n.eng.Handle(from, m)
 		for _, c := range changed {
@@ -166,9 +166,6 @@ func (n *Node) receive(from string, payload []byte) {
 		}
 	}
 	n.mu.Unlock()
-	if refuted {
-		n.keepIncarnation() // durable before our answer carries it
-	}
 	if len(changed) > 0 && n.wal != nil {
 		// Merged remote state is logged too, so a node (or a whole cluster)
 		// restarted at once comes back with everything it had. No need to

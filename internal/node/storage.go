@@ -141,17 +141,14 @@ func (n *Node) saveState(inc uint64) error {
 	return nil
 }
 
-// keepIncarnation makes this node's incarnation durable when it rose while
-// running (refuting a rumour about us), so that the next start still takes
-// a higher one than any peer has seen. Without a data dir there is nothing
-// to keep: every start is a new replica.
-func (n *Node) keepIncarnation() {
+// keepIncarnation makes this node's incarnation inc durable when it rose
+// while running (refuting a rumour about us), so that the next start still
+// takes a higher one than any peer has seen. Without a data dir there is
+// nothing to keep: every start is a new replica.
+func (n *Node) keepIncarnation(inc uint64) {
 	if n.dir == nil {
 		return
 	}
-	n.mu.Lock()
-	inc := n.members.Self().Incarnation
-	n.mu.Unlock()
 	n.incMu.Lock()
 	kept := n.incarnation
 	n.incMu.Unlock()
