@@ -31,7 +31,8 @@ const (
 type frameReader struct {
 	r   io.Reader
 	max int
-	// seal opens each body when set; nil reads plaintext frames.
+	// seal opens each body when set (with the session key of the
+	// connection's direction); nil reads plaintext frames.
 	seal *sealer
 	hdr  [frameHeaderLen]byte
 	buf  []byte
