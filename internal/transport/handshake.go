@@ -312,9 +312,6 @@ func (hs *handshaker) accept(c handshakeConn) (hello, *sealer, error) {
 		code := codeBadHello
 		if errors.Is(err, ErrVersion) {
 			code = codeBadVersion
-			if o.version == 1 && !hs.keys.Empty() {
-				err = fmt.Errorf("%w (a version-1 node with a key sealed its hello with the raw key; upgrade it)", err)
-			}
 		} else if !bytes.HasPrefix(body, []byte(magic)) {
 			err = fmt.Errorf("%w (a version-1 node with a cluster key, or not a dcounter node)", err)
 		}

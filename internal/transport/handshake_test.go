@@ -373,3 +373,51 @@ func (c recNetConn) Write(b []byte) (int, error) {
 	c.w.Write(b)
 	return c.Conn.Write(b)
 }
+
+// TestVersion1Peers checks what a node of handshake version 1 and this one
+// tell each other, in both directions, with and without keys.
+func TestVersion1Peers(t *testing.T) {
+	v1PlainHello := []byte("DCNT\x01\x01c\x03h:1")
+	v1SealedHello := pattern(5, 12+len(v1PlainHello)+16) // random nonce, ciphertext, tag
+	for _, tc := range []struct {
+		name  string
+		keys  clusterkey.Keyring
+		hello []byte
+		code  answerCode
+		says  string
+	}{
+		{"keyless v1 to keyless", clusterkey.Keyring{}, v1PlainHello, codeBadVersion, "version 1, this node 2"},
+		{"keyless v1 to keyed", ring(t, 1), v1PlainHello, codeBadVersion, "version 1, this node 2"},
+		{"keyed v1 to keyed", ring(t, 1), v1SealedHello, codeBadHello, "version-1 node with a cluster key"},
+		{"keyed v1 to keyless", clusterkey.Keyring{}, v1SealedHello, codeBadHello, "version-1 node with a cluster key"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			tr, err := newTCP(Config{Cluster: "c", Keys: tc.keys}, func(string, []byte) { t.Error("delivered") })
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := &fakeConn{Reader: bytes.NewReader(appendFrame(nil, tc.hello))}
+			tr.serveConn(c, "fake")
+			fr := frameReader{r: &c.out, max: maxHandshakeFrame}
+			body, err := fr.next()
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A version-1 dialer reads this with the same layout.
+			a, err := parseAnswer(body)
+			if err != nil || a.code != tc.code || !strings.Contains(a.reason, tc.says) {
+				t.Errorf("answer %+v, %v; want code %v saying %q", a, err, tc.code, tc.says)
+			}
+		})
+	}
+
+	// A version-1 acceptor answers a version-2 opening with its version.
+	for _, keys := range []clusterkey.Keyring{{}, ring(t, 1)} {
+		v1Answer := []byte("DCNT\x01\x03\x01c\x0cdid not open")
+		c := &fakeConn{Reader: bytes.NewReader(appendFrame(nil, v1Answer))}
+		hs := handshaker{cluster: "c", addr: "h:1", keys: keys, timeout: time.Second}
+		if _, err := hs.dial(c); !errors.Is(err, ErrVersion) || !strings.Contains(err.Error(), "version 1, this node 2") {
+			t.Errorf("keys %v: dial error %v", keys.IDs(), err)
+		}
+	}
+}
