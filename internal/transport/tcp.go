@@ -73,7 +73,12 @@ func Listen(cfg Config, h Handler) (*TCP, error) {
 	t.hs.addr = t.addr
 	t.log = t.log.With("addr", t.addr)
 	t.goFunc(t.acceptLoop)
-	t.log.Debug("transport listening", "bind", ln.Addr().String(), "encrypted", !cfg.Keys.Empty(), "key_ids", cfg.Keys.IDs())
+	if t.cfg.Keys.Empty() {
+		t.log.Info("gossip listening without a cluster key: plaintext, unauthenticated", "bind", ln.Addr().String())
+	} else {
+		// Key IDs, primary first, so a rotation can be followed in the logs.
+		t.log.Info("gossip listening; connections authenticated and encrypted with the cluster keys", "bind", ln.Addr().String(), "key_ids", t.cfg.Keys.IDs())
+	}
 	return t, nil
 }
 
