@@ -59,8 +59,7 @@ func (s *sealer) sealFrame(dst, plaintext []byte) ([]byte, error) {
 	var hdr [frameHeaderLen]byte
 	binary.BigEndian.PutUint32(hdr[:], uint32(n))
 	start := len(dst)
-	dst = grow(dst, frameHeaderLen+n)[:start]
-	dst = append(dst, hdr[:]...)
+	dst = append(grow(dst, frameHeaderLen+n), hdr[:]...)
 	out, err := s.cs.Encrypt(dst, hdr[:], plaintext)
 	if err != nil { // only after 2^64-1 frames on one connection
 		return dst[:start], fmt.Errorf("%w: %v", ErrAuth, err)
