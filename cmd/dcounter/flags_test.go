@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dcounter/dcounter/internal/clusterkey"
 )
 
 // clearDcounterEnv unsets every DCOUNTER_* variable for the duration of the
@@ -421,8 +423,9 @@ func TestRunNodeRejectsBadConfig(t *testing.T) {
 		{"positional argument", nil, []string{"extra"}, `unexpected argument "extra"`},
 		{"bad log level", nil, []string{"--log-level", "loud"}, "--log-level"},
 		{"bad log format", nil, []string{"--log-format", "xml"}, "--log-format"},
-		{"short cluster key", nil, []string{"--cluster-key", base64.StdEncoding.EncodeToString(make([]byte, 16))}, "--cluster-key: must decode to 32 bytes, got 16"},
-		{"cluster key from env", map[string]string{"DCOUNTER_CLUSTER_KEY": "not base64!"}, nil, "--cluster-key: not valid base64"},
+		{"short cluster key", nil, []string{"--cluster-key", base64.StdEncoding.EncodeToString(make([]byte, 16))}, "--cluster-key: clusterkey: invalid key: key 1 is 16 bytes, want 32 (make one with 'dcounter keygen')"},
+		{"short second cluster key", nil, []string{"--cluster-key", base64.StdEncoding.EncodeToString(make([]byte, 32)) + "," + base64.StdEncoding.EncodeToString(make([]byte, 8))}, "key 2 is 8 bytes"},
+		{"cluster key from env", map[string]string{"DCOUNTER_CLUSTER_KEY": "not base64!"}, nil, "--cluster-key: clusterkey: invalid key: key 1 is not valid base64"},
 		{"wildcard gossip address", nil, []string{"--in-memory", "--insecure-gossip", "--gossip-addr", "0.0.0.0:7946"}, "--advertise-addr"},
 		{"wildcard gossip address from env", map[string]string{"DCOUNTER_GOSSIP_ADDR": ":7946"}, []string{"--in-memory", "--insecure-gossip"}, "--advertise-addr"},
 		{"reachable gossip without a key", nil, []string{"--in-memory", "--gossip-addr", "10.1.2.3:7946"}, "--cluster-key"},
@@ -443,50 +446,6 @@ func TestRunNodeRejectsBadConfig(t *testing.T) {
 			}
 			if !strings.Contains(stderr.String(), tc.want) {
 				t.Fatalf("stderr = %q, want it to contain %q", stderr.String(), tc.want)
-			}
-		})
-	}
-}
-
-func TestDecodeKey(t *testing.T) {
-	key := make([]byte, 32)
-	for i := range key {
-		key[i] = byte(i * 7)
-	}
-	good := base64.StdEncoding.EncodeToString(key)
-	tests := []struct {
-		name    string
-		in      string
-		wantErr []string // substrings; nil means success
-	}{
-		{name: "32 bytes", in: good},
-		{name: "surrounding whitespace", in: "  " + good + "\n"},
-		{name: "16 bytes", in: base64.StdEncoding.EncodeToString(key[:16]), wantErr: []string{"32 bytes", "got 16", "dcounter keygen"}},
-		{name: "33 bytes", in: base64.StdEncoding.EncodeToString(append(key, 0)), wantErr: []string{"32 bytes", "got 33"}},
-		{name: "empty", in: "", wantErr: []string{"32 bytes", "got 0"}},
-		{name: "not base64", in: "this is not base64!", wantErr: []string{"not valid base64"}},
-		{name: "url alphabet", in: strings.NewReplacer("+", "-", "/", "_").Replace(base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{0xfb, 0xff}, 16))), wantErr: []string{"not valid base64"}},
-		{name: "missing padding", in: strings.TrimRight(base64.StdEncoding.EncodeToString(key), "="), wantErr: []string{"not valid base64"}},
-	}
-	for _, tc := range tests {
-		t.Run(tc.name, func(t *testing.T) {
-			got, err := decodeKey(tc.in)
-			if tc.wantErr == nil {
-				if err != nil {
-					t.Fatalf("decodeKey: %v", err)
-				}
-				if !bytes.Equal(got, key) {
-					t.Fatalf("decodeKey = %x, want %x", got, key)
-				}
-				return
-			}
-			if err == nil {
-				t.Fatalf("decodeKey(%q) = %x, want an error", tc.in, got)
-			}
-			for _, w := range tc.wantErr {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
 			}
 		})
 	}
@@ -559,8 +518,8 @@ func TestKeygen(t *testing.T) {
 		if err != nil || len(k) != 32 {
 			t.Fatalf("keygen output %q: decoded %d bytes, err %v; want 32 bytes", out, len(k), err)
 		}
-		if _, err := decodeKey(out); err != nil {
-			t.Fatalf("decodeKey rejects keygen output: %v", err)
+		if _, err := clusterkey.Parse(out); err != nil {
+			t.Fatalf("clusterkey.Parse rejects keygen output: %v", err)
 		}
 		keys = append(keys, out)
 	}

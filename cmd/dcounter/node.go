@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/base64"
 	"fmt"
 	"io"
 	"log/slog"
@@ -12,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/node"
 	"github.com/dcounter/dcounter/internal/wal"
 )
@@ -61,7 +61,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.DeadAfter, "dead-after", 3*time.Second, "a suspect silent this long, confirmed by other members, is dead (not gossiped with; its counts stay)")
 	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", 5*time.Second, "how long to wait for a --join target to answer")
 	fs.StringVar(&cfg.Cluster, "cluster", "dcounter", "cluster `name`; frames from other clusters are dropped")
-	fs.StringVar(&clusterKey, "cluster-key", "", "base64 32-byte `key` sealing all gossip with AES-256-GCM (make one with 'dcounter keygen'); prefer the environment variable, command lines are visible to other users")
+	fs.StringVar(&clusterKey, "cluster-key", "", "cluster `keys`: comma-separated base64 32-byte keys, the first used to connect, all accepted (make one with 'dcounter keygen'); every gossip connection is authenticated and encrypted with them. Rotate by adding the new key everywhere, then moving it first, then removing the old one. Prefer the environment variable: command lines are visible to other users")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "`dir`ectory for this replica's identity, write-ahead log and snapshots (required unless --in-memory)")
 	fs.BoolVar(&inMemory, "in-memory", false, "keep state in memory only: nothing survives a restart, and every start is a new replica")
 	fs.StringVar(&fsync, "fsync", "always", "when a write is made durable before it is acknowledged: `always` (fsync first), interval (fsync every --fsync-interval), none (leave it to the OS)")
@@ -91,7 +91,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.Discovery = splitList(disc)
 	var err error
 	if clusterKey != "" {
-		if cfg.ClusterKey, err = decodeKey(clusterKey); err != nil {
+		if cfg.ClusterKeys, err = clusterkey.Parse(clusterKey); err != nil {
 			fmt.Fprintf(stderr, "dcounter node: --cluster-key: %v\n", err)
 			return exitUsage
 		}
@@ -108,7 +108,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dcounter node: --fsync %q: want always, interval or none\n", fsync)
 		return exitUsage
 	}
-	if cfg.ClusterKey == nil && !insecure && !loopback(cfg.GossipAddr) {
+	if cfg.ClusterKeys.Empty() && !insecure && !loopback(cfg.GossipAddr) {
 		fmt.Fprintf(stderr, "dcounter node: --gossip-addr %s can be reached from other machines, but gossip is unauthenticated\n"+
 			"without a cluster key: anyone who can reach the port could set any counter. Set --cluster-key (or\n"+
 			"DCOUNTER_CLUSTER_KEY; make one with 'dcounter keygen'), or pass --insecure-gossip on a network you trust.\n", cfg.GossipAddr)
@@ -150,17 +150,6 @@ func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {
 		return slog.New(slog.NewJSONHandler(w, opts)), nil
 	}
 	return nil, fmt.Errorf("--log-format %q: want text or json", format)
-}
-
-func decodeKey(s string) ([]byte, error) {
-	k, err := base64.StdEncoding.DecodeString(strings.TrimSpace(s))
-	if err != nil {
-		return nil, fmt.Errorf("not valid base64: %v", err)
-	}
-	if len(k) != 32 {
-		return nil, fmt.Errorf("must decode to 32 bytes, got %d (make one with 'dcounter keygen')", len(k))
-	}
-	return k, nil
 }
 
 // checkAdvertise refuses a wildcard listen address without an explicit

@@ -27,6 +27,7 @@ func commands() []command {
 		{"status", "show a node's health summary", runStatus},
 		{"health", "exit 0 if the node at URL is healthy (for container health checks)", runHealth},
 		{"keygen", "print a new random cluster key for --cluster-key", runKeygen},
+		{"secrets", "create a secrets dir (cluster key, client tokens) for a secure cluster", runSecrets},
 		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) int {
 			fmt.Fprintln(stdout, "dcounter", version)
 			return 0

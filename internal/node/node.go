@@ -23,6 +23,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/crdt"
 	"github.com/dcounter/dcounter/internal/datadir"
 	"github.com/dcounter/dcounter/internal/discovery"
@@ -86,8 +87,10 @@ type Config struct {
 	SuspectAfter, DeadAfter time.Duration
 	// Cluster is the cluster name, carried in every frame. Default "dcounter".
 	Cluster string
-	// ClusterKey, if set, is the 32-byte AES-256-GCM key sealing every frame.
-	ClusterKey []byte
+	// ClusterKeys authenticates and encrypts gossip (see package
+	// transport); the first key connects, all are accepted. Default empty:
+	// plaintext gossip.
+	ClusterKeys clusterkey.Keyring
 	// DataDir holds the replica identity and the write-ahead log. Empty:
 	// state in memory only, and a new replica ID on every start.
 	DataDir string
@@ -188,9 +191,6 @@ func (c *Config) setDefaults() error {
 	if len(c.Cluster) > wire.MaxClusterLen {
 		return fmt.Errorf("%w: cluster name longer than %d bytes", ErrConfig, wire.MaxClusterLen)
 	}
-	if c.ClusterKey != nil && len(c.ClusterKey) != 32 {
-		return fmt.Errorf("%w: cluster key must be 32 bytes, got %d", ErrConfig, len(c.ClusterKey))
-	}
 	return nil
 }
 
@@ -279,7 +279,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	} else {
 		n.ep, err = transport.Listen(transport.Config{
 			BindAddr: cfg.GossipAddr, AdvertiseAddr: cfg.AdvertiseAddr, Cluster: cfg.Cluster,
-			Key: cfg.ClusterKey, Logger: n.log.With("component", "transport"), Clock: cfg.Clock,
+			Keys: cfg.ClusterKeys, Logger: n.log.With("component", "transport"), Clock: cfg.Clock,
 		}, n.receive)
 	}
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/clusterkey"
 )
 
 // Defaults for Config's zero fields.
@@ -35,13 +36,16 @@ type Config struct {
 	// Cluster is the cluster name, 1..64 bytes; required. Nodes of
 	// different clusters refuse each other's connections.
 	Cluster string
-	// Key, when set, is the 32-byte AES-256-GCM key that seals every frame.
-	// Default nil: plaintext. Every node of a cluster needs the same setting.
-	Key []byte
+	// Keys is the cluster keyring. With keys, every connection starts with
+	// a Noise handshake under the primary key (when dialing) or any key of
+	// the ring (when accepting), and every frame is sealed with that
+	// connection's own session keys. Default empty: plaintext. Every node of
+	// a cluster needs keys, or none; see the package doc for rotation.
+	Keys clusterkey.Keyring
 	// MaxFrame is the largest frame body sent or accepted. Default 32 MiB;
 	// at least 64 bytes, at most 1 GiB. A larger incoming length prefix is
 	// logged and closes the connection; Send refuses a payload that would not
-	// fit (MaxFrame, minus 28 bytes when sealed). Nodes should agree on it:
+	// fit (MaxFrame, minus 16 bytes when sealed). Nodes should agree on it:
 	// a frame above the receiver's limit costs the connection.
 	MaxFrame int
 	// DialTimeout bounds connecting to a peer. Default 2s.
@@ -87,9 +91,6 @@ type Config struct {
 func (c Config) withDefaults() (Config, error) {
 	if len(c.Cluster) == 0 || len(c.Cluster) > MaxClusterLen {
 		return c, fmt.Errorf("%w: cluster name must be 1-%d bytes, got %d", ErrConfig, MaxClusterLen, len(c.Cluster))
-	}
-	if len(c.Key) != 0 && len(c.Key) != KeySize {
-		return c, fmt.Errorf("%w: key must be %d bytes, got %d", ErrConfig, KeySize, len(c.Key))
 	}
 	if c.AdvertiseAddr != "" {
 		if err := checkAddr(c.AdvertiseAddr); err != nil {

@@ -20,10 +20,11 @@ const (
 	maxMaxFrame = 1 << 30
 	// readChunk is how much of a body the reader allocates before any of it
 	// has arrived; it then doubles as bytes arrive. Bodies up to this size
-	// (the common case) are read with a single allocation.
-	readChunk = 64 << 10
+	// (the common case: 64 KiB of payload, sealed or not) are read with a
+	// single allocation.
+	readChunk = 64<<10 + sealOverhead
 	// keepBuf is the largest read buffer a connection keeps between frames.
-	keepBuf = 64 << 10
+	keepBuf = readChunk
 )
 
 // frameReader reads frames from a stream. It never allocates a body larger
@@ -31,7 +32,8 @@ const (
 type frameReader struct {
 	r   io.Reader
 	max int
-	// seal opens each body when set; nil reads plaintext frames.
+	// seal opens each body when set (with the session key of the
+	// connection's direction); nil reads plaintext frames.
 	seal *sealer
 	hdr  [frameHeaderLen]byte
 	buf  []byte

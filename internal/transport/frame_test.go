@@ -7,6 +7,8 @@ import (
 	"io"
 	"testing"
 	"testing/iotest"
+
+	"github.com/flynn/noise"
 )
 
 func TestFrameReader(t *testing.T) {
@@ -69,40 +71,48 @@ func TestFrameReaderAllocatesAsBytesArrive(t *testing.T) {
 }
 
 func TestSealRoundTrip(t *testing.T) {
-	s, err := newSealer(testKey(9))
-	if err != nil {
-		t.Fatal(err)
-	}
+	seal, open := sessionPair(t, 9)
 	var stream []byte
-	for _, p := range [][]byte{[]byte("x"), pattern(1, 100000)} {
-		stream = s.sealFrame(stream, p)
+	for _, p := range [][]byte{[]byte("x"), pattern(1, 100000), []byte("same"), []byte("same")} {
+		var err error
+		if stream, err = seal.sealFrame(stream, p); err != nil {
+			t.Fatal(err)
+		}
 	}
-	a, b := s.sealFrame(nil, []byte("same")), s.sealFrame(nil, []byte("same"))
-	if bytes.Equal(a, b) {
-		t.Error("two seals of one plaintext are identical: nonces repeat")
-	}
-	fr := frameReader{r: iotest.OneByteReader(bytes.NewReader(stream)), max: 1 << 20, seal: s}
+	fr := frameReader{r: iotest.OneByteReader(bytes.NewReader(stream)), max: 1 << 20, seal: open}
 	if p, err := fr.next(); err != nil || string(p) != "x" {
 		t.Fatalf("first: %q, %v", p, err)
 	}
 	if p, err := fr.next(); err != nil || !bytes.Equal(p, pattern(1, 100000)) {
 		t.Fatalf("second: %d bytes, %v", len(p), err)
 	}
-	empty := s.sealFrame(nil, nil)
-	fr = frameReader{r: bytes.NewReader(empty), max: 1024, seal: s}
-	if _, err := fr.next(); !errors.Is(err, ErrEmptyFrame) {
-		t.Errorf("sealed empty payload: %v", err)
+	a, b := stream[len(stream)-2*(frameHeaderLen+4+tagSize):len(stream)-(frameHeaderLen+4+tagSize)], stream[len(stream)-(frameHeaderLen+4+tagSize):]
+	if bytes.Equal(a, b) {
+		t.Error("two seals of one plaintext are identical: nonces repeat")
 	}
-	if _, err := newSealer(make([]byte, 16)); !errors.Is(err, ErrConfig) {
-		t.Errorf("16-byte key: %v", err)
+	empty, _ := seal.sealFrame(nil, nil)
+	fr = frameReader{r: bytes.NewReader(empty), max: 1024, seal: open}
+	if _, err := fr.next(); !errors.Is(err, ErrAuth) {
+		t.Errorf("frame out of order: %v", err) // the "same" frames were never read
 	}
 }
 
-func frameSeeds() [][]byte {
-	s, _ := newSealer(testKey(1))
+// frameKey is the session key the sealed seeds are sealed with.
+func frameKey(t testing.TB) (seal *sealer, key [32]byte) {
+	seal, open := sessionPair(t, 1)
+	return seal, open.cs.UnsafeKey()
+}
+
+func frameSeeds(t testing.TB) [][]byte {
+	seal, _ := frameKey(t)
 	var two []byte
 	two = appendFrame(two, []byte("one"))
 	two = appendFrame(two, []byte("two"))
+	sealed := func(dst []byte, p []byte) []byte {
+		f, _ := seal.sealFrame(dst, p)
+		return f
+	}
+	one := sealed(nil, []byte("sealed"))
 	return [][]byte{
 		nil,
 		{0, 0, 0, 0},
@@ -111,20 +121,20 @@ func frameSeeds() [][]byte {
 		{0, 0, 0, 5, 'a'},
 		appendFrame(nil, []byte("x")),
 		two,
-		s.sealFrame(nil, []byte("sealed")),
-		s.sealFrame(s.sealFrame(nil, []byte("a")), pattern(3, 2000)),
-		appendFrame(nil, appendHello(nil, hello{version: 1, cluster: "c", addr: "h:1"})),
+		one,
+		sealed(sealed(bytes.Clone(one), []byte("a")), pattern(3, 2000)),
+		appendFrame(nil, appendPlainOpening(nil, hello{cluster: "c", addr: "h:1"})),
 	}
 }
 
 func FuzzReadFrame(f *testing.F) {
-	for _, s := range frameSeeds() {
+	for _, s := range frameSeeds(f) {
 		f.Add(s, false)
 		f.Add(s, true)
 	}
-	s, _ := newSealer(testKey(1))
+	_, key := frameKey(f)
 	f.Fuzz(func(t *testing.T, data []byte, oneByte bool) {
-		for _, seal := range []*sealer{nil, s} {
+		for _, seal := range []*sealer{nil, {cs: noise.UnsafeNewCipherState(suite, key, 0)}} {
 			var r io.Reader = bytes.NewReader(data)
 			if oneByte {
 				r = iotest.OneByteReader(r)
@@ -150,16 +160,17 @@ func FuzzReadFrame(f *testing.F) {
 }
 
 // FuzzServeConn drives the whole inbound path (handshake, frames, Handler)
-// with arbitrary bytes, with and without a key.
+// with arbitrary bytes, with and without a key. The keyed transport's
+// ephemeral keys are fixed, so the seeds include complete keyed streams.
 func FuzzServeConn(f *testing.F) {
-	plainHello := appendFrame(nil, appendHello(nil, helloFor("c", "h:1")))
-	s, _ := newSealer(testKey(1))
-	sealedHello := s.sealFrame(nil, appendHello(nil, helloFor("c", "h:1")))
-	for _, seed := range frameSeeds() {
+	plainHello := appendFrame(nil, appendPlainOpening(nil, hello{cluster: "c", addr: "h:1"}))
+	keyed := goldenTranscript(f, "c", []byte("m"))
+	for _, seed := range frameSeeds(f) {
 		f.Add(append(bytes.Clone(plainHello), seed...))
-		f.Add(append(bytes.Clone(sealedHello), seed...))
+		f.Add(append(bytes.Clone(keyed.dialer), seed...))
 		f.Add(seed)
 	}
+	f.Add(keyed.dialer)
 	h := func(from string, p []byte) {
 		if from == "" || len(p) == 0 {
 			panic("bad delivery")
@@ -169,10 +180,11 @@ func FuzzServeConn(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	sealed, err := newTCP(Config{Cluster: "c", AdvertiseAddr: "me:1", MaxFrame: 1024, Key: testKey(1)}, h)
+	sealed, err := newTCP(Config{Cluster: "c", AdvertiseAddr: "me:1", MaxFrame: 1024, Keys: ring(f, 1)}, h)
 	if err != nil {
 		f.Fatal(err)
 	}
+	sealed.hs.random = fixedRand(2)
 	f.Fuzz(func(t *testing.T, data []byte) {
 		for _, tr := range []*TCP{plain, sealed} {
 			tr.serveConn(&fakeConn{Reader: bytes.NewReader(data)}, "fuzz")
@@ -181,19 +193,32 @@ func FuzzServeConn(f *testing.F) {
 	})
 }
 
-func helloFor(cluster, addr string) hello {
-	return hello{version: HandshakeVersion, cluster: cluster, addr: addr}
-}
-
 func FuzzParseHandshake(f *testing.F) {
-	f.Add(appendHello(nil, helloFor("c", "h:1")))
+	f.Add(appendPlainOpening(nil, hello{cluster: "c", addr: "h:1"}))
+	f.Add(appendHello(nil, hello{cluster: "c", addr: "h:1"}))
+	f.Add(append(appendKeyedPreamble(nil, ring(f, 1).Primary().ID()), make([]byte, msg1Len)...))
+	f.Add(appendProceed(nil, make([]byte, msg2Len)))
 	f.Add(appendAnswer(nil, answer{code: codeWrongCluster, cluster: "c", reason: "r"}))
-	f.Add([]byte("DCNT\x02"))
+	f.Add([]byte("DCNT\x01"))
 	f.Fuzz(func(t *testing.T, b []byte) {
 		if h, err := parseHello(b); err == nil {
 			if got := appendHello(nil, h); !bytes.Equal(got, b) {
 				t.Fatalf("hello does not round-trip: %x -> %+v -> %x", b, h, got)
 			}
+		}
+		if o, err := parseOpening(b); err == nil {
+			var got []byte
+			if o.mode == modePlain {
+				got = appendPlainOpening(nil, o.hello)
+			} else {
+				got = append(appendKeyedPreamble(nil, o.keyID), o.msg1...)
+			}
+			if !bytes.Equal(got, b) {
+				t.Fatalf("opening does not round-trip: %x -> %+v -> %x", b, o, got)
+			}
+		}
+		if msg2, ok := parseProceed(b); ok && len(msg2) != msg2Len {
+			t.Fatalf("message 2 of %d bytes", len(msg2))
 		}
 		if a, err := parseAnswer(b); err == nil && len(a.cluster) > MaxClusterLen {
 			t.Fatalf("answer with a %d-byte cluster", len(a.cluster))

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/dcounter/dcounter/internal/clusterkey"
 )
 
 // waitFor polls cond until it holds, failing the test after 10s. Tests use
@@ -165,30 +167,29 @@ func pattern(seed, n int) []byte {
 type rawPeer struct {
 	t    testing.TB
 	conn net.Conn
-	seal *sealer
+	keys clusterkey.Keyring
+	seal *sealer // set by handshake when keyed
 }
 
 // dialRaw connects to addr without a handshake.
-func dialRaw(t testing.TB, addr string, key []byte) *rawPeer {
+func dialRaw(t testing.TB, addr string, keys clusterkey.Keyring) *rawPeer {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 5*time.Second)
 	if err != nil {
 		t.Fatalf("dial: %v", err)
 	}
 	t.Cleanup(func() { c.Close() })
-	p := &rawPeer{t: t, conn: c}
-	if key != nil {
-		if p.seal, err = newSealer(key); err != nil {
-			t.Fatal(err)
-		}
-	}
-	return p
+	return &rawPeer{t: t, conn: c, keys: keys}
 }
 
-// frame builds a frame for payload, sealed if the peer has a key.
+// frame builds the next frame for payload, sealed if the handshake was keyed.
 func (p *rawPeer) frame(payload []byte) []byte {
 	if p.seal != nil {
-		return p.seal.sealFrame(nil, payload)
+		f, err := p.seal.sealFrame(nil, payload)
+		if err != nil {
+			p.t.Fatal(err)
+		}
+		return f
 	}
 	return appendFrame(nil, payload)
 }
@@ -200,27 +201,91 @@ func (p *rawPeer) write(b []byte) {
 	}
 }
 
-// handshake sends a Hello (byte by byte when split) and expects an ok answer.
+// oneByteWriter writes each byte in its own call, so the peer reads the
+// handshake in as many pieces.
+type oneByteWriter struct{ net.Conn }
+
+func (w oneByteWriter) Write(b []byte) (int, error) {
+	for i := range b {
+		if _, err := w.Conn.Write(b[i : i+1]); err != nil {
+			return i, err
+		}
+	}
+	return len(b), nil
+}
+
+// handshake runs the dialer's handshake (writing byte by byte when split)
+// and expects to be accepted.
 func (p *rawPeer) handshake(cluster, from string, split bool) {
 	p.t.Helper()
-	f := p.frame(appendHello(nil, hello{version: HandshakeVersion, cluster: cluster, addr: from}))
+	var c handshakeConn = p.conn
 	if split {
-		for i := range f {
-			p.write(f[i : i+1])
-		}
-	} else {
-		p.write(f)
+		c = oneByteWriter{p.conn}
 	}
-	p.conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-	fr := frameReader{r: p.conn, max: maxHandshakeFrame, seal: p.seal}
-	body, err := fr.next()
+	hs := handshaker{cluster: cluster, addr: from, keys: p.keys, timeout: 5 * time.Second}
+	seal, err := hs.dial(c)
 	if err != nil {
-		p.t.Fatalf("reading answer: %v", err)
+		p.t.Fatalf("handshake: %v", err)
 	}
-	a, err := parseAnswer(body)
-	if err != nil || a.code != codeOK {
-		p.t.Fatalf("answer %+v, %v; want ok", a, err)
+	p.seal = seal
+}
+
+// ring builds a keyring of test keys, primary first.
+func ring(t testing.TB, ids ...byte) clusterkey.Keyring {
+	t.Helper()
+	var raw [][]byte
+	for _, b := range ids {
+		raw = append(raw, testKey(b))
 	}
+	r, err := clusterkey.New(raw...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func testKey(b byte) []byte { return bytes.Repeat([]byte{b}, clusterkey.Size) }
+
+// fixedRand is an endless stream of one byte value: deterministic
+// ephemeral keys for golden tests.
+type fixedRand byte
+
+func (r fixedRand) Read(b []byte) (int, error) {
+	for i := range b {
+		b[i] = byte(r)
+	}
+	return len(b), nil
+}
+
+// sessionPair returns the two ends of one direction of a keyed session:
+// what the dialer seals with and what the acceptor opens with.
+func sessionPair(t testing.TB, key byte) (seal, open *sealer) {
+	t.Helper()
+	psk := testKey(key)
+	i, err := newHandshakeState(true, psk, nil, fixedRand(1))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := newHandshakeState(false, psk, nil, fixedRand(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	msg1, _, _, err := i.WriteMessage(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, _, _, err := r.ReadMessage(nil, msg1); err != nil {
+		t.Fatal(err)
+	}
+	msg2, rIn, _, err := r.WriteMessage(nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, iOut, _, err := i.ReadMessage(nil, msg2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &sealer{cs: iOut}, &sealer{cs: rIn}
 }
 
 // expectClosed checks that the transport closes the connection (rather

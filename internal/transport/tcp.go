@@ -19,8 +19,8 @@ type TCP struct {
 	cfg     Config
 	log     *slog.Logger
 	handler Handler
-	seal    *sealer // nil: plaintext
-	addr    string  // advertised address
+	hs      handshaker
+	addr    string // advertised address
 	ln      net.Listener
 	// maxPayload is the largest payload Send accepts.
 	maxPayload int
@@ -70,9 +70,15 @@ func Listen(cfg Config, h Handler) (*TCP, error) {
 	if t.addr == "" {
 		t.addr = ln.Addr().String()
 	}
+	t.hs.addr = t.addr
 	t.log = t.log.With("addr", t.addr)
 	t.goFunc(t.acceptLoop)
-	t.log.Debug("transport listening", "bind", ln.Addr().String(), "encrypted", t.seal != nil)
+	if t.cfg.Keys.Empty() {
+		t.log.Info("gossip listening without a cluster key: plaintext, unauthenticated", "bind", ln.Addr().String())
+	} else {
+		// Key IDs, primary first, so a rotation can be followed in the logs.
+		t.log.Info("gossip listening; connections authenticated and encrypted with the cluster keys", "bind", ln.Addr().String(), "key_ids", t.cfg.Keys.IDs())
+	}
 	return t, nil
 }
 
@@ -93,10 +99,8 @@ func newTCP(cfg Config, h Handler) (*TCP, error) {
 		peers:      make(map[string]*peer),
 		conns:      make(map[net.Conn]struct{}),
 	}
-	if len(cfg.Key) != 0 {
-		if t.seal, err = newSealer(cfg.Key); err != nil {
-			return nil, err
-		}
+	t.hs = handshaker{cluster: cfg.Cluster, addr: cfg.AdvertiseAddr, keys: cfg.Keys, timeout: cfg.HandshakeTimeout}
+	if !cfg.Keys.Empty() {
 		t.maxPayload -= sealOverhead
 	}
 	t.ctx, t.cancel = context.WithCancel(context.Background())
@@ -341,7 +345,7 @@ func (t *TCP) serveConn(c inboundConn, remote string) {
 	if err := c.SetDeadline(time.Now().Add(t.cfg.HandshakeTimeout)); err != nil {
 		return
 	}
-	h, err := t.acceptHello(c)
+	h, open, err := t.hs.accept(c)
 	if err != nil {
 		var he *handshakeError
 		if !errors.As(err, &he) {
@@ -350,7 +354,7 @@ func (t *TCP) serveConn(c inboundConn, remote string) {
 		if he.quiet {
 			// Port scanners and health checks: not worth a warning, and a
 			// connection that simply went away is not a rejection.
-			log.Debug("inbound connection sent no hello", "err", err)
+			log.Debug("inbound connection did not complete the handshake", "err", err)
 			if !errors.Is(err, io.EOF) {
 				t.stats.rejected.Add(1)
 			}
@@ -363,16 +367,14 @@ func (t *TCP) serveConn(c inboundConn, remote string) {
 		switch {
 		case errors.Is(err, ErrWrongCluster):
 			log.Warn("refused a peer from another cluster", "peer_cluster", h.cluster, "cluster", t.cfg.Cluster)
+		case errors.Is(err, ErrAuth) && !t.cfg.Keys.Empty():
+			log.Warn("refused an inbound connection", "err", err, "key_ids", t.cfg.Keys.IDs())
 		default:
 			log.Warn("refused an inbound connection", "err", err)
 		}
-		if werr := t.writeAnswer(c, answer{code: he.code, reason: reasonText(he.err)}, he.plainAnswer); werr != nil {
+		if werr := t.hs.writeAnswer(c, answer{code: he.code, reason: reasonText(he.err)}, he.seal); werr != nil {
 			log.Debug("could not send the refusal", "err", werr)
 		}
-		return
-	}
-	if err := t.writeAnswer(c, answer{code: codeOK}, false); err != nil {
-		log.Debug("could not answer the hello", "peer", h.addr, "err", err)
 		return
 	}
 	if err := c.SetDeadline(time.Time{}); err != nil {
@@ -382,7 +384,7 @@ func (t *TCP) serveConn(c inboundConn, remote string) {
 	log.Debug("inbound connection from peer")
 	t.peerReachable(h.addr)
 
-	fr := frameReader{r: bufio.NewReaderSize(c, 16<<10), max: t.cfg.MaxFrame, seal: t.seal}
+	fr := frameReader{r: bufio.NewReaderSize(c, 16<<10), max: t.cfg.MaxFrame, seal: open}
 	for {
 		if err := c.SetReadDeadline(time.Now().Add(t.cfg.IdleTimeout)); err != nil {
 			return

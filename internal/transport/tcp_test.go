@@ -13,18 +13,17 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/clusterkey"
 )
-
-func testKey(b byte) []byte { return bytes.Repeat([]byte{b}, KeySize) }
 
 func TestExchangeBothWays(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		key  []byte
-	}{{"plaintext", nil}, {"sealed", testKey(1)}} {
+		keys clusterkey.Keyring
+	}{{"plaintext", clusterkey.Keyring{}}, {"sealed", ring(t, 1)}} {
 		t.Run(tc.name, func(t *testing.T) {
-			a := listen(t, Config{Key: tc.key})
-			b := listen(t, Config{Key: tc.key})
+			a := listen(t, Config{Keys: tc.keys})
+			b := listen(t, Config{Keys: tc.keys})
 
 			sizes := []int{1, 16<<10 + 1, 1 << 20, 20 << 20}
 			for i := range 200 {
@@ -80,11 +79,11 @@ func TestExchangeBothWays(t *testing.T) {
 func TestSplitAndCoalescedFrames(t *testing.T) {
 	for _, tc := range []struct {
 		name string
-		key  []byte
-	}{{"plaintext", nil}, {"sealed", testKey(2)}} {
+		keys clusterkey.Keyring
+	}{{"plaintext", clusterkey.Keyring{}}, {"sealed", ring(t, 2)}} {
 		t.Run(tc.name, func(t *testing.T) {
-			b := listen(t, Config{Key: tc.key})
-			p := dialRaw(t, b.Addr(), tc.key)
+			b := listen(t, Config{Keys: tc.keys})
+			p := dialRaw(t, b.Addr(), tc.keys)
 			p.handshake("test", "10.0.0.1:7946", true)
 
 			msgs := [][]byte{pattern(1, 300), pattern(2, 1), pattern(3, 5000)}
@@ -132,7 +131,7 @@ func TestBadInboundInputIsRejected(t *testing.T) {
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			b := listen(t, Config{MaxFrame: tc.maxFrame})
-			p := dialRaw(t, b.Addr(), nil)
+			p := dialRaw(t, b.Addr(), clusterkey.Keyring{})
 			if tc.handshake {
 				p.handshake("test", "10.0.0.2:1", false)
 			}
@@ -180,7 +179,7 @@ func TestFrameOfExactlyMaxFrameIsDelivered(t *testing.T) {
 
 func TestSilentConnectionTimesOut(t *testing.T) {
 	b := listen(t, Config{HandshakeTimeout: 100 * time.Millisecond})
-	p := dialRaw(t, b.Addr(), nil)
+	p := dialRaw(t, b.Addr(), clusterkey.Keyring{})
 	p.expectClosed()
 	waitFor(t, "rejection counted", func() bool { return b.Stats().Rejected == 1 })
 }
@@ -211,26 +210,29 @@ func TestWrongCluster(t *testing.T) {
 func TestKeys(t *testing.T) {
 	cases := []struct {
 		name       string
-		keyA, keyB []byte
+		keyA, keyB clusterkey.Keyring
 		deliver    bool
 		logA, logB string // expected in each side's warnings
 	}{
-		{"no key to key", nil, testKey(1), false, "requires encryption", "requires encryption"},
-		{"key to no key", testKey(1), nil, false, "same one", "same one"},
-		{"different keys", testKey(1), testKey(2), false, "different keys", "different keys"},
-		{"same key", testKey(3), testKey(3), true, "", ""},
+		{"no key to key", clusterkey.Keyring{}, ring(t, 1), false, "requires the cluster key", "requires the cluster key"},
+		{"key to no key", ring(t, 1), clusterkey.Keyring{}, false, "the accepting node has none", "the accepting node has none"},
+		{"different keys", ring(t, 1), ring(t, 2), false, "not in the accepting node's keyring", "not in the accepting node's keyring"},
+		{"same key", ring(t, 3), ring(t, 3), true, "", ""},
+		{"dialer's primary is the acceptor's second key", ring(t, 4, 5), ring(t, 5, 4), true, "", ""},
+		{"dialer's primary is the acceptor's only key", ring(t, 4, 5), ring(t, 4), true, "", ""},
+		{"dialer's second key is the acceptor's only key", ring(t, 4, 5), ring(t, 5), false, "not in the accepting node's keyring", "not in the accepting node's keyring"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			a := listen(t, Config{Key: tc.keyA})
-			b := listen(t, Config{Key: tc.keyB})
+			a := listen(t, Config{Keys: tc.keyA})
+			b := listen(t, Config{Keys: tc.keyB})
 			if err := a.Send(b.Addr(), []byte("secret")); err != nil {
 				t.Fatal(err)
 			}
 			if tc.deliver {
 				waitFor(t, "delivery", func() bool { return b.in.len() == 1 })
-				if got := b.in.get()[0].payload; string(got) != "secret" {
-					t.Errorf("got %q", got)
+				if got := b.in.get()[0]; string(got.payload) != "secret" || got.from != a.Addr() {
+					t.Errorf("got %q from %s", got.payload, got.from)
 				}
 				return
 			}
@@ -251,37 +253,39 @@ func TestKeys(t *testing.T) {
 }
 
 func TestForgedSealedFramesAreRejected(t *testing.T) {
-	key := testKey(4)
+	keys := ring(t, 4)
 	cases := []struct {
 		name   string
-		tamper func(frame []byte) []byte
+		tamper func(p *rawPeer, frame []byte) []byte
 	}{
-		{"flipped ciphertext bit", func(f []byte) []byte { f[frameHeaderLen+nonceSize+1] ^= 0x01; return f }},
-		{"flipped tag bit", func(f []byte) []byte { f[len(f)-1] ^= 0x80; return f }},
-		{"flipped nonce bit", func(f []byte) []byte { f[frameHeaderLen] ^= 0x01; return f }},
-		{"shortened frame", func(f []byte) []byte {
+		{"flipped ciphertext bit", func(_ *rawPeer, f []byte) []byte { f[frameHeaderLen+1] ^= 0x01; return f }},
+		{"flipped tag bit", func(_ *rawPeer, f []byte) []byte { f[len(f)-1] ^= 0x80; return f }},
+		{"shortened frame", func(_ *rawPeer, f []byte) []byte {
 			binary.BigEndian.PutUint32(f, binary.BigEndian.Uint32(f)-1)
 			return f[:len(f)-1]
 		}},
-		{"other key", func([]byte) []byte {
-			s, _ := newSealer(testKey(5))
-			return s.sealFrame(nil, []byte("forged"))
+		{"replayed frame", func(p *rawPeer, f []byte) []byte { return append(bytes.Clone(f), f...) }},
+		{"frames swapped", func(p *rawPeer, f []byte) []byte { return append(p.frame([]byte("later")), f...) }},
+		{"frame of another connection", func(*rawPeer, []byte) []byte {
+			seal, _ := sessionPair(t, 4)
+			f, _ := seal.sealFrame(nil, []byte("forged"))
+			return f
 		}},
-		{"plaintext frame", func([]byte) []byte { return appendFrame(nil, []byte("not sealed at all, but long enough")) }},
-		{"shorter than nonce and tag", func([]byte) []byte { return appendFrame(nil, []byte("tiny")) }},
+		{"plaintext frame", func(*rawPeer, []byte) []byte { return appendFrame(nil, []byte("not sealed at all, but long enough")) }},
+		{"shorter than the tag", func(*rawPeer, []byte) []byte { return appendFrame(nil, []byte("tiny")) }},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			b := listen(t, Config{Key: key})
-			p := dialRaw(t, b.Addr(), key)
+			b := listen(t, Config{Keys: keys})
+			p := dialRaw(t, b.Addr(), keys)
 			p.handshake("test", "10.0.0.3:1", false)
 			p.write(p.frame([]byte("genuine")))
-			p.write(tc.tamper(p.frame([]byte("forged payload"))))
+			p.write(tc.tamper(p, p.frame([]byte("forged payload"))))
 			p.expectClosed()
 			waitFor(t, "rejection counted", func() bool { return b.Stats().Rejected == 1 })
 			got := b.in.get()
-			if len(got) != 1 || string(got[0].payload) != "genuine" {
-				t.Errorf("delivered %v, want only the genuine frame", got)
+			if len(got) > 2 || string(got[0].payload) != "genuine" || (len(got) == 2 && string(got[1].payload) != "forged payload") {
+				t.Errorf("delivered %v, want the genuine frame (and, replayed, the untampered one once)", got)
 			}
 			if !b.log.has(slog.LevelWarn, "authentication") {
 				t.Error("no warning logged")
@@ -426,7 +430,7 @@ func TestCloseStopsEverything(t *testing.T) {
 	}
 	a.Send("127.0.0.1:1", []byte("nobody")) // a writer in backoff
 	waitFor(t, "deliveries", func() bool { return a.in.len() == 10 && b.in.len() == 10 })
-	p := dialRaw(t, a.Addr(), nil) // an inbound connection waiting for its hello
+	p := dialRaw(t, a.Addr(), clusterkey.Keyring{}) // an inbound connection waiting for its hello
 
 	var wg sync.WaitGroup
 	for range 3 {
@@ -452,7 +456,7 @@ func TestCloseStopsEverything(t *testing.T) {
 }
 
 func TestSendValidation(t *testing.T) {
-	a := listen(t, Config{Key: testKey(6), MaxFrame: 1024})
+	a := listen(t, Config{Keys: ring(t, 6), MaxFrame: 1024})
 	for _, tc := range []struct {
 		to      string
 		payload []byte
@@ -477,7 +481,6 @@ func TestConfigValidation(t *testing.T) {
 	for _, cfg := range []Config{
 		{BindAddr: "127.0.0.1:0"},
 		{BindAddr: "127.0.0.1:0", Cluster: string(make([]byte, MaxClusterLen+1))},
-		{BindAddr: "127.0.0.1:0", Cluster: "c", Key: make([]byte, 16)},
 		{BindAddr: "127.0.0.1:0", Cluster: "c", MaxFrame: 10},
 		{BindAddr: "127.0.0.1:0", Cluster: "c", QueueLen: -1},
 		{BindAddr: "127.0.0.1:0", Cluster: "c", DialTimeout: -time.Second},

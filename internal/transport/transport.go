@@ -3,8 +3,9 @@ package transport
 import "errors"
 
 // Handler receives one message. from is the sender's advertised gossip
-// address (as declared in its handshake), payload the message bytes (after
-// decryption). It is called from the receiving connection's goroutine,
+// address (as declared in its handshake: over TCP with cluster keys, by a
+// key holder on this very connection; without keys, by anyone), payload the
+// message bytes (after decryption). It is called from the receiving connection's goroutine,
 // sequentially per connection (calls for different connections run
 // concurrently); it must not retain payload after returning
 // unless it copies it, and must not call Close on the transport that calls it.
@@ -45,8 +46,10 @@ var (
 	ErrBadAddress = errors.New("transport: bad peer address")
 	// ErrConfig is returned by Listen for an invalid Config.
 	ErrConfig = errors.New("transport: invalid config")
-	// ErrAuth means a sealed frame failed authentication (wrong or missing key,
-	// or a forged or corrupted frame).
+	// ErrAuth means the peers could not authenticate each other (a key
+	// missing on one side, a key ID the acceptor does not hold, a replayed
+	// connection) or a sealed frame failed to open (forged, corrupted,
+	// replayed or reordered).
 	ErrAuth = errors.New("transport: authentication failed")
 	// ErrHandshake means the handshake was malformed or refused.
 	ErrHandshake = errors.New("transport: bad handshake")

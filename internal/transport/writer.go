@@ -95,6 +95,8 @@ func (p *peer) len() int {
 type outConn struct {
 	conn net.Conn
 	bw   *bufio.Writer
+	// seal seals our frames; nil without a key.
+	seal *sealer
 	// dead is set by the watcher when the acceptor closed the connection
 	// (it never writes after the handshake), so the writer redials instead
 	// of losing the next message into a dead socket.
@@ -227,7 +229,8 @@ func (t *TCP) connect(addr string) (*outConn, error) {
 		t.stats.dialFailures.Add(1)
 		return nil, ErrClosed
 	}
-	if err := t.dialHandshake(c); err != nil {
+	seal, err := t.hs.dial(c)
+	if err != nil {
 		t.stats.dialFailures.Add(1)
 		if errors.Is(err, ErrWrongCluster) || errors.Is(err, ErrAuth) || errors.Is(err, ErrVersion) || errors.Is(err, ErrHandshake) {
 			t.stats.rejected.Add(1)
@@ -235,7 +238,7 @@ func (t *TCP) connect(addr string) (*outConn, error) {
 		t.untrack(c)
 		return nil, err
 	}
-	oc := &outConn{conn: c, bw: bufio.NewWriterSize(c, writeBufSize)}
+	oc := &outConn{conn: c, bw: bufio.NewWriterSize(c, writeBufSize), seal: seal}
 	t.goFunc(func() {
 		// The acceptor never writes after its answer: any read result means
 		// the connection is finished.
@@ -266,14 +269,17 @@ func (t *TCP) writeFrame(oc *outConn, payload []byte, scratch *[]byte) error {
 	if err := oc.conn.SetWriteDeadline(time.Now().Add(t.cfg.WriteTimeout)); err != nil {
 		return err
 	}
-	if t.seal != nil {
-		frame := t.seal.sealFrame((*scratch)[:0], payload)
+	if oc.seal != nil {
+		frame, err := oc.seal.sealFrame((*scratch)[:0], payload)
+		if err != nil {
+			return err
+		}
 		if cap(frame) <= keepScratch {
 			*scratch = frame
 		} else {
 			*scratch = nil
 		}
-		_, err := oc.bw.Write(frame)
+		_, err = oc.bw.Write(frame)
 		return err
 	}
 	var hdr [frameHeaderLen]byte

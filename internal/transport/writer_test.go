@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/clusterkey"
 )
 
 // peerCount returns how many destinations have a queue and a writer.
@@ -90,7 +91,7 @@ func TestClaimedAddressesDoNotLeak(t *testing.T) {
 
 	const claimed = 40
 	for i := range claimed {
-		p := dialRaw(t, a.Addr(), nil)
+		p := dialRaw(t, a.Addr(), clusterkey.Keyring{})
 		p.handshake("test", refusedAddr(i), false)
 		p.write(p.frame([]byte("hi")))
 		waitFor(t, "the message to be answered", func() bool {
