@@ -36,7 +36,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clock"
-	"github.com/dcounter/dcounter/internal/discovery"
+	"github.com/dcounter/dcounter/internal/discoveryclient"
 )
 
 // IdempotencyHeader names the header that makes a write retry-safe.
@@ -93,7 +93,7 @@ type Gateway struct {
 	log    *slog.Logger
 	clk    clock.Clock
 	client *http.Client
-	disc   *discovery.Client
+	disc   *discoveryclient.Client
 
 	mu       sync.Mutex
 	backends map[string]*backend
@@ -150,7 +150,7 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	g.rebuildRing()
 	if len(cfg.Discovery) > 0 {
-		g.disc = discovery.NewClient(cfg.Discovery, discovery.Entry{}, cfg.HealthTimeout)
+		g.disc = discoveryclient.New(discoveryclient.Config{URLs: cfg.Discovery, HTTP: &http.Client{Timeout: cfg.HealthTimeout}})
 	}
 	g.refresh()
 	go g.run()
@@ -230,7 +230,7 @@ func (g *Gateway) refresh() {
 	}
 }
 
-func (g *Gateway) setDiscovered(peers []discovery.Entry) {
+func (g *Gateway) setDiscovered(peers []discoveryclient.Entry) {
 	live := map[string]bool{}
 	for _, p := range peers {
 		if p.HTTPAddr == "" {

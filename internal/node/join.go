@@ -7,7 +7,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/crdt"
-	"github.com/dcounter/dcounter/internal/discovery"
+	"github.com/dcounter/dcounter/internal/discoveryclient"
 	"github.com/dcounter/dcounter/internal/membership"
 	"github.com/dcounter/dcounter/internal/wire"
 )
@@ -105,7 +105,7 @@ func (n *Node) discoveryLoop() {
 		}
 		ctx, cancel := context.WithTimeout(n.ctx, n.cfg.DiscoveryInterval)
 		err := n.disc.Heartbeat(ctx)
-		var peers []discovery.Entry
+		var peers []discoveryclient.Entry
 		if err == nil {
 			peers, err = n.disc.Peers(ctx)
 		}

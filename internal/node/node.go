@@ -26,7 +26,7 @@ import (
 	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/crdt"
 	"github.com/dcounter/dcounter/internal/datadir"
-	"github.com/dcounter/dcounter/internal/discovery"
+	"github.com/dcounter/dcounter/internal/discoveryclient"
 	"github.com/dcounter/dcounter/internal/gossip"
 	"github.com/dcounter/dcounter/internal/membership"
 	"github.com/dcounter/dcounter/internal/transport"
@@ -231,7 +231,7 @@ type Node struct {
 	memb    *membership.Engine // the member protocol; under mu
 	members *membership.List   // memb's list, for queries; under mu
 
-	disc    *discovery.Client // nil without --discovery
+	disc    *discoveryclient.Client // nil without --discovery
 	metrics *metrics
 
 	logLimit rateLimiter
@@ -312,9 +312,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}, n.clk.Now())
 	n.members = n.memb.List()
 	if len(cfg.Discovery) > 0 {
-		n.disc = discovery.NewClient(cfg.Discovery, discovery.Entry{
+		n.disc = discoveryclient.New(discoveryclient.Config{URLs: cfg.Discovery, Self: discoveryclient.Entry{
 			ID: n.id.String(), Name: cfg.Name, GossipAddr: n.ep.Addr(), HTTPAddr: httpAddr,
-		}, 2*time.Second)
+		}})
 	}
 
 	n.metrics.attach(n)

@@ -1,19 +1,3 @@
-// Package discovery is dcounter's discovery server: a registry of live nodes
-// that new nodes read to find peers. It is a convenience, never a single point
-// of failure: nodes gossip their member lists among themselves, and a running
-// cluster keeps working and converging while this server is down.
-//
-//	POST /register   {"id","name","gossip_addr","http_addr"} → 200 {"ttl_ms":…}
-//	POST /heartbeat  same body; 404 if the id is unknown (register again)
-//	GET  /peers      [{"id","name","gossip_addr","http_addr","last_seen"}, …] (live entries)
-//	GET  /health     {"status":"ok","entries":N}
-//	GET  /metrics    Prometheus metrics
-//
-// An entry expires TTL after its last register or heartbeat. The registry
-// optionally persists to a file so that a restarted server answers /peers at
-// once; either way every live node is relearned within two heartbeat
-// intervals, because heartbeats for unknown ids are answered 404 and nodes
-// register again.
 package discovery
 
 import (
@@ -26,8 +10,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
-	"slices"
 	"strconv"
 	"sync"
 	"time"
@@ -36,29 +18,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/dcounter/dcounter/internal/api"
-	"github.com/dcounter/dcounter/internal/atomicfile"
 	"github.com/dcounter/dcounter/internal/clock"
-	"github.com/dcounter/dcounter/internal/crdt"
 )
 
-// Limits.
-const (
-	MaxBody       = 16 << 10
-	MaxEntries    = 10_000
-	MinTTL        = 100 * time.Millisecond
-	maxNameLen    = 256
-	maxAddrLen    = 255
-	persistPeriod = time.Second
-)
-
-// Entry is one registered node.
-type Entry struct {
-	ID         string    `json:"id"`
-	Name       string    `json:"name"`
-	GossipAddr string    `json:"gossip_addr"`
-	HTTPAddr   string    `json:"http_addr"`
-	LastSeen   time.Time `json:"last_seen"`
-}
+const persistPeriod = time.Second
 
 // Config configures a Server. Zero fields take the defaults stated.
 type Config struct {
@@ -72,15 +35,15 @@ type Config struct {
 	Clock clock.Clock
 }
 
-// Server is the registry and its HTTP handler.
+// Server is the registry's HTTP handler; it also expires entries and
+// saves the data file in the background.
 type Server struct {
 	cfg Config
 	log *slog.Logger
 	clk clock.Clock
 
-	mu      sync.Mutex
-	entries map[string]*Entry
-	dirty   bool
+	mu  sync.Mutex
+	reg *Registry
 
 	stop chan struct{}
 	done chan struct{}
@@ -91,7 +54,7 @@ type Server struct {
 	metrics  http.Handler
 }
 
-// New returns a running registry (loading DataFile if it exists).
+// New returns a running server (loading DataFile if it exists).
 func New(cfg Config) (*Server, error) {
 	if cfg.TTL == 0 {
 		cfg.TTL = 5 * time.Second
@@ -105,40 +68,21 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, clk: cfg.Clock, entries: map[string]*Entry{},
+	s := &Server{cfg: cfg, log: cfg.Logger, clk: cfg.Clock,
+		reg:  NewRegistry(RegistryConfig{TTL: cfg.TTL}),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	s.initMetrics()
 	if cfg.DataFile != "" {
-		if err := s.load(); err != nil {
+		es, err := loadFile(cfg.DataFile)
+		if err != nil {
 			return nil, err
 		}
+		n := s.reg.Restore(es, s.clk.Now())
+		s.reg.TakeDirty()
+		s.log.Info("registry loaded", "file", cfg.DataFile, "live_entries", n)
 	}
 	go s.run()
 	return s, nil
-}
-
-func (s *Server) load() error {
-	b, err := os.ReadFile(s.cfg.DataFile)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("discovery: %w", err)
-	}
-	var es []Entry
-	if err := json.Unmarshal(b, &es); err != nil {
-		return fmt.Errorf("discovery: %s is corrupt: %w (move it away to start empty)", s.cfg.DataFile, err)
-	}
-	now := s.clk.Now()
-	for i := range es {
-		e := es[i]
-		if validate(&e) != nil || now.Sub(e.LastSeen) > s.cfg.TTL || len(s.entries) >= MaxEntries {
-			continue
-		}
-		s.entries[e.ID] = &e
-	}
-	s.log.Info("registry loaded", "file", s.cfg.DataFile, "live_entries", len(s.entries))
-	return nil
 }
 
 // run expires entries and persists the registry.
@@ -161,14 +105,11 @@ func (s *Server) run() {
 func (s *Server) expire() {
 	now := s.clk.Now()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	for id, e := range s.entries {
-		if now.Sub(e.LastSeen) > s.cfg.TTL {
-			delete(s.entries, id)
-			s.expired.Inc()
-			s.dirty = true
-			s.log.Info("entry expired", "id", id, "name", e.Name, "gossip_addr", e.GossipAddr)
-		}
+	gone := s.reg.Expire(now)
+	s.mu.Unlock()
+	for _, e := range gone {
+		s.expired.Inc()
+		s.log.Info("entry expired", "id", e.ID, "name", e.Name, "gossip_addr", e.GossipAddr)
 	}
 }
 
@@ -176,43 +117,20 @@ func (s *Server) persist() {
 	if s.cfg.DataFile == "" {
 		return
 	}
+	now := s.clk.Now()
 	s.mu.Lock()
-	if !s.dirty {
+	if !s.reg.TakeDirty() {
 		s.mu.Unlock()
 		return
 	}
-	es := s.snapshotLocked()
-	s.dirty = false
+	es := s.reg.Snapshot(now)
 	s.mu.Unlock()
-	if err := atomicfile.WriteJSON(s.cfg.DataFile, es); err != nil {
+	if err := saveFile(s.cfg.DataFile, es); err != nil {
 		s.log.Error("cannot save the registry", "file", s.cfg.DataFile, "err", err)
 		s.mu.Lock()
-		s.dirty = true
+		s.reg.MarkDirty()
 		s.mu.Unlock()
 	}
-}
-
-func (s *Server) snapshotLocked() []Entry {
-	es := make([]Entry, 0, len(s.entries))
-	for _, e := range s.entries {
-		es = append(es, *e)
-	}
-	slices.SortFunc(es, func(a, b Entry) int {
-		if a.Name != b.Name {
-			if a.Name < b.Name {
-				return -1
-			}
-			return 1
-		}
-		if a.ID < b.ID {
-			return -1
-		}
-		if a.ID > b.ID {
-			return 1
-		}
-		return 0
-	})
-	return es
 }
 
 // Peers returns the live entries.
@@ -220,14 +138,7 @@ func (s *Server) Peers() []Entry {
 	now := s.clk.Now()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	es := s.snapshotLocked()
-	live := es[:0]
-	for _, e := range es {
-		if now.Sub(e.LastSeen) <= s.cfg.TTL {
-			live = append(live, e)
-		}
-	}
-	return live
+	return s.reg.Peers(now)
 }
 
 // Close stops expiry and saves the registry. It is idempotent.
@@ -239,27 +150,30 @@ func (s *Server) Close() error {
 	return nil
 }
 
-// Errors the handlers answer with.
+// Errors the handlers answer with, besides the registry's.
 var (
 	errNotFound   = errors.New("not found")
 	errMethod     = errors.New("method not allowed")
 	errTooLarge   = fmt.Errorf("request body larger than %d bytes", MaxBody)
-	errBadRequest = errors.New("bad request")
-	errUnknownID  = errors.New("unknown id: register again")
-	errFull       = fmt.Errorf("registry full (%d entries)", MaxEntries)
+	errBadRequest = ErrBadEntry
 )
 
+// statusOf is the one table from errors to HTTP statuses.
 func statusOf(err error) int {
 	switch {
-	case errors.Is(err, errNotFound), errors.Is(err, errUnknownID):
+	case errors.Is(err, errNotFound), errors.Is(err, ErrUnknownID):
 		return http.StatusNotFound
 	case errors.Is(err, errMethod):
 		return http.StatusMethodNotAllowed
 	case errors.Is(err, errTooLarge):
 		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, errBadRequest):
+	case errors.Is(err, ErrBadEntry):
 		return http.StatusBadRequest
-	case errors.Is(err, errFull):
+	case errors.Is(err, ErrOwned):
+		return http.StatusConflict
+	case errors.Is(err, ErrSourceFull):
+		return http.StatusTooManyRequests
+	case errors.Is(err, ErrFull):
 		return http.StatusServiceUnavailable
 	}
 	return http.StatusInternalServerError
@@ -293,7 +207,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			break
 		}
 		s.mu.Lock()
-		n := len(s.entries)
+		n := s.reg.Len()
 		s.mu.Unlock()
 		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "ok", "entries": n})
 	default:
@@ -322,88 +236,69 @@ func (s *Server) initMetrics() {
 	})
 	entries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dcounter_discovery_entries", Help: "Registered entries.",
-	}, func() float64 { s.mu.Lock(); defer s.mu.Unlock(); return float64(len(s.entries)) })
+	}, func() float64 { s.mu.Lock(); defer s.mu.Unlock(); return float64(s.reg.Len()) })
 	reg.MustRegister(s.requests, s.expired, entries,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	s.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
 
-func (s *Server) upsert(w http.ResponseWriter, r *http.Request, register bool) error {
+// readBody reads a request body of at most MaxBody bytes.
+func readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return errTooLarge
+			return nil, errTooLarge
 		}
-		return fmt.Errorf("%w: %v", errBadRequest, err)
+		return nil, fmt.Errorf("%w: %v", errBadRequest, err)
 	}
+	return body, nil
+}
+
+// decodeEntry parses a register or heartbeat body.
+func decodeEntry(body []byte) (Entry, error) {
 	var e Entry
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(&e); err != nil {
-		return fmt.Errorf("%w: body must be JSON {\"id\",\"name\",\"gossip_addr\",\"http_addr\"}: %v", errBadRequest, err)
+		return e, fmt.Errorf("%w: body must be JSON {\"id\",\"name\",\"gossip_addr\",\"http_addr\"}: %v", errBadRequest, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return fmt.Errorf("%w: trailing data after the JSON object", errBadRequest)
+		return e, fmt.Errorf("%w: trailing data after the JSON object", errBadRequest)
 	}
-	if err := validate(&e); err != nil {
+	return e, nil
+}
+
+func (s *Server) upsert(w http.ResponseWriter, r *http.Request, register bool) error {
+	body, err := readBody(w, r)
+	if err != nil {
+		return err
+	}
+	e, err := decodeEntry(body)
+	if err != nil {
 		return err
 	}
 	now := s.clk.Now()
 	s.mu.Lock()
-	cur := s.entries[e.ID]
-	switch {
-	case cur == nil && !register:
-		s.mu.Unlock()
-		return fmt.Errorf("%w %s", errUnknownID, e.ID)
-	case cur == nil && len(s.entries) >= MaxEntries:
-		s.mu.Unlock()
-		return errFull
-	case cur == nil:
+	created, err := s.reg.Upsert(e, sourceOf(r), register, now)
+	s.mu.Unlock()
+	if err != nil {
+		return err
+	}
+	if created {
 		s.log.Info("node registered", "id", e.ID, "name", e.Name, "gossip_addr", e.GossipAddr)
 	}
-	e.LastSeen = now
-	s.entries[e.ID] = &e
-	s.dirty = true
-	s.mu.Unlock()
 	api.WriteJSON(w, http.StatusOK, map[string]any{"ttl_ms": s.cfg.TTL.Milliseconds()})
 	return nil
 }
 
-// validate checks e and puts its id in canonical (lower-case) form, so one
-// replica has one entry however its id was spelled.
-func validate(e *Entry) error {
-	id, err := crdt.ParseReplicaID(e.ID)
+// sourceOf is the client IP address a request came from.
+func sourceOf(r *http.Request) string {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
 	if err != nil {
-		return fmt.Errorf("%w: id must be 16 hex digits", errBadRequest)
+		return r.RemoteAddr
 	}
-	e.ID = id.String()
-	if len(e.Name) > maxNameLen {
-		return fmt.Errorf("%w: name longer than %d bytes", errBadRequest, maxNameLen)
-	}
-	if err := validAddr(e.GossipAddr); err != nil {
-		return fmt.Errorf("%w: gossip_addr: %v", errBadRequest, err)
-	}
-	if e.HTTPAddr != "" {
-		if err := validAddr(e.HTTPAddr); err != nil {
-			return fmt.Errorf("%w: http_addr: %v", errBadRequest, err)
-		}
-	}
-	return nil
-}
-
-func validAddr(a string) error {
-	if a == "" || len(a) > maxAddrLen {
-		return errors.New("want host:port")
-	}
-	host, port, err := net.SplitHostPort(a)
-	if err != nil || host == "" {
-		return errors.New("want host:port")
-	}
-	if p, err := strconv.Atoi(port); err != nil || p < 1 || p > 65535 {
-		return errors.New("port must be 1-65535")
-	}
-	return nil
+	return host
 }
 
 // Serve runs the server on ln until ctx ends, then shuts down gracefully.

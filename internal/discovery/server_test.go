@@ -750,9 +750,13 @@ func TestServeShutsDownWhenContextEnds(t *testing.T) {
 	errc := make(chan error, 1)
 	go func() { errc <- Serve(ctx, ln, s) }()
 
-	c := NewClient([]string{ln.Addr().String()}, testEntry(1), 5*time.Second)
-	if err := c.Register(context.Background()); err != nil {
-		t.Fatalf("Register: %v", err)
+	resp, err := http.Post("http://"+ln.Addr().String()+"/register", "application/json", strings.NewReader(bodyOf(testEntry(1))))
+	if err != nil {
+		t.Fatalf("register: %v", err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("register: %s", resp.Status)
 	}
 	cancel()
 	select {

@@ -1,4 +1,4 @@
-package discovery
+package discoveryclient
 
 import (
 	"context"
@@ -57,10 +57,10 @@ func (h *swapHandler) requests() []string {
 
 func TestClientRegisterSkipsDownServer(t *testing.T) {
 	clk := clock.NewFake(t0)
-	live := startServer(t, clk, Config{})
+	live := startServer(t, clk, serverConfig{})
 	self := testEntry(1)
 	for _, urls := range [][]string{{downURL(t), live.hs.URL}, {live.hs.URL, downURL(t)}} {
-		c := NewClient(urls, self, clientTimeout)
+		c := newClient(urls, self)
 		if err := c.Register(context.Background()); err != nil {
 			t.Fatalf("Register with %v: %v", urls, err)
 		}
@@ -77,18 +77,18 @@ func TestClientRegisterSkipsDownServer(t *testing.T) {
 func TestClientHeartbeatRegistersAgainAfterServerRestart(t *testing.T) {
 	clk := clock.NewFake(t0)
 	h := &swapHandler{}
-	h.cur.Store(newServer(t, clk, Config{}))
+	h.cur.Store(newServer(t, clk, serverConfig{}))
 	hs := httptest.NewServer(h)
 	t.Cleanup(hs.Close)
 
 	self := testEntry(1)
-	c := NewClient([]string{downURL(t), hs.URL}, self, clientTimeout)
+	c := newClient([]string{downURL(t), hs.URL}, self)
 	if err := c.Register(context.Background()); err != nil {
 		t.Fatalf("Register: %v", err)
 	}
 
 	// The server restarts empty behind the same URL.
-	restarted := newServer(t, clk, Config{})
+	restarted := newServer(t, clk, serverConfig{})
 	h.cur.Swap(restarted).Close()
 	h.requests()
 
@@ -114,11 +114,11 @@ func TestClientHeartbeatRegistersAgainAfterServerRestart(t *testing.T) {
 
 func TestClientPeersIsUnionWithoutSelfOrDuplicates(t *testing.T) {
 	clk := clock.NewFake(t0)
-	a := startServer(t, clk, Config{})
-	b := startServer(t, clk, Config{})
+	a := startServer(t, clk, serverConfig{})
+	b := startServer(t, clk, serverConfig{})
 	self, p1, p2, p3 := testEntry(1), testEntry(2), testEntry(3), testEntry(4)
 
-	c := NewClient([]string{a.hs.URL, downURL(t), b.hs.URL}, self, clientTimeout)
+	c := newClient([]string{a.hs.URL, downURL(t), b.hs.URL}, self)
 	if err := c.Register(context.Background()); err != nil {
 		t.Fatalf("Register: %v", err)
 	}
@@ -138,7 +138,7 @@ func TestClientPeersIsUnionWithoutSelfOrDuplicates(t *testing.T) {
 
 func TestClientPeersSkipsBrokenServersAndInvalidEntries(t *testing.T) {
 	clk := clock.NewFake(t0)
-	live := startServer(t, clk, Config{})
+	live := startServer(t, clk, serverConfig{})
 	p1, p2 := testEntry(2), testEntry(3)
 	live.register(p1)
 
@@ -161,7 +161,7 @@ func TestClientPeersSkipsBrokenServersAndInvalidEntries(t *testing.T) {
 		{"id":%q,"name":%q,"gossip_addr":%q,"http_addr":%q,"last_seen":%q}]`,
 		testEntry(9).ID, p2.ID, p2.Name, p2.GossipAddr, p2.HTTPAddr, t0.Format(time.RFC3339Nano)))
 
-	c := NewClient([]string{garbage, failing, live.hs.URL, untrusted}, testEntry(1), clientTimeout)
+	c := newClient([]string{garbage, failing, live.hs.URL, untrusted}, testEntry(1))
 	got, err := c.Peers(context.Background())
 	if err != nil {
 		t.Fatalf("Peers: %v", err)
@@ -170,7 +170,7 @@ func TestClientPeersSkipsBrokenServersAndInvalidEntries(t *testing.T) {
 }
 
 func TestClientAllServersDown(t *testing.T) {
-	c := NewClient([]string{downURL(t), downURL(t)}, testEntry(1), clientTimeout)
+	c := newClient([]string{downURL(t), downURL(t)}, testEntry(1))
 	ctx := context.Background()
 	if err := c.Register(ctx); !errors.Is(err, ErrUnreachable) {
 		t.Fatalf("Register: %v, want ErrUnreachable", err)
@@ -188,10 +188,10 @@ func TestClientAllServersDown(t *testing.T) {
 }
 
 func TestClientReportsTheServersReason(t *testing.T) {
-	live := startServer(t, clock.NewFake(t0), Config{})
+	live := startServer(t, clock.NewFake(t0), serverConfig{})
 	self := testEntry(1)
 	self.Name = strings.Repeat("n", 300)
-	c := NewClient([]string{live.hs.URL}, self, clientTimeout)
+	c := newClient([]string{live.hs.URL}, self)
 	err := c.Register(context.Background())
 	if err == nil || !strings.Contains(err.Error(), "400") || !strings.Contains(err.Error(), "name longer") {
 		t.Fatalf("Register with an over-long name: %v, want the 400 and its reason", err)
@@ -202,9 +202,9 @@ func TestClientReportsTheServersReason(t *testing.T) {
 }
 
 func TestClientAcceptsHostPortAndTrailingSlash(t *testing.T) {
-	live := startServer(t, clock.NewFake(t0), Config{})
+	live := startServer(t, clock.NewFake(t0), serverConfig{})
 	self := testEntry(1)
-	c := NewClient([]string{strings.TrimPrefix(live.hs.URL, "http://") + "/"}, self, clientTimeout)
+	c := newClient([]string{strings.TrimPrefix(live.hs.URL, "http://") + "/"}, self)
 	if err := c.Register(context.Background()); err != nil {
 		t.Fatalf("Register: %v", err)
 	}
@@ -213,23 +213,23 @@ func TestClientAcceptsHostPortAndTrailingSlash(t *testing.T) {
 
 func TestClientConcurrentUse(t *testing.T) {
 	clk := clock.NewFake(t0)
-	a := startServer(t, clk, Config{})
+	a := startServer(t, clk, serverConfig{})
 	h := &swapHandler{}
-	h.cur.Store(newServer(t, clk, Config{}))
+	h.cur.Store(newServer(t, clk, serverConfig{}))
 	hs := httptest.NewServer(h)
 	t.Cleanup(hs.Close)
 	// Restarts for the swapping goroutine, made here because newServer
 	// may stop the test.
 	var restarts []*Server
 	for range 3 {
-		restarts = append(restarts, newServer(t, clk, Config{}))
+		restarts = append(restarts, newServer(t, clk, serverConfig{}))
 	}
 
 	urls := []string{a.hs.URL, downURL(t), hs.URL}
 	const nodes, rounds = 8, 10
 	clients := make([]*Client, nodes)
 	for i := range clients {
-		clients[i] = NewClient(urls, testEntry(i), clientTimeout)
+		clients[i] = newClient(urls, testEntry(i))
 	}
 	ctx := context.Background()
 	var wg sync.WaitGroup
