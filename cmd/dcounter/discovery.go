@@ -2,10 +2,12 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"time"
 
+	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/discovery"
 )
 
@@ -17,7 +19,16 @@ convenience: a running cluster keeps gossiping and converging without it,
 and a restarted server relearns every live node within two heartbeats.
 
 Routes: POST /register, POST /heartbeat (body {"id","name","gossip_addr",
-"http_addr"}), GET /peers, GET /health.
+"http_addr"}), GET /peers, POST /challenge, GET /health, GET /metrics.
+
+With --cluster-key (the nodes' key), register, heartbeat and peers requests
+must be signed with it over a fresh single-use challenge: anything else is
+refused with 401 and changes nothing, and a recorded request cannot be sent
+again. Without a key the server refuses to listen on an address other
+machines can reach, unless --insecure is given.
+
+The registry holds at most --max-entries entries, and at most
+--max-per-source registered from one IP address.
 `
 
 func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -29,6 +40,12 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&addr, "http-addr", "127.0.0.1:8500", "`host:port` to serve on")
 	fs.DurationVar(&cfg.TTL, "ttl", 5*time.Second, "how long an entry lives without a heartbeat")
 	fs.StringVar(&cfg.DataFile, "data-file", "", "`file` keeping the registry across restarts (optional)")
+	var clusterKey string
+	var insecure bool
+	fs.StringVar(&clusterKey, "cluster-key", "", "the nodes' cluster `keyring` (comma-separated base64 keys, first is primary; make one with 'dcounter keygen'): register, heartbeat and peers requests must be signed with it; prefer the environment variable, command lines are visible to other users")
+	fs.BoolVar(&insecure, "insecure", false, "allow serving without --cluster-key on an address other machines can reach (anyone who can reach it can then register addresses that gateways and nodes will contact)")
+	fs.IntVar(&cfg.MaxEntries, "max-entries", discovery.MaxEntries, "most entries the registry holds")
+	fs.IntVar(&cfg.MaxPerSource, "max-per-source", discovery.DefaultMaxPerSource, "most entries registered from one client IP address")
 	var sf serverFlags
 	sf.register(fs)
 	logger, stopDebug, code, ok := sf.parse(fs, args, stdout, stderr)
@@ -37,6 +54,18 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	}
 	defer stopDebug()
 	cfg.Logger = logger
+	var err error
+	if cfg.Keyring, err = clusterkey.Parse(clusterKey); err != nil {
+		fmt.Fprintf(stderr, "dcounter discovery: --cluster-key: %v\n", err)
+		return exitUsage
+	}
+	if cfg.Keyring.Empty() && !insecure && !loopback(addr) {
+		fmt.Fprintf(stderr, "dcounter discovery: --http-addr %s can be reached from other machines, but registrations are\n"+
+			"unauthenticated without a cluster key: anyone who can reach the port could list addresses that nodes and\n"+
+			"gateways will contact. Set --cluster-key (or DCOUNTER_CLUSTER_KEY; the nodes' key), or pass --insecure on\n"+
+			"a network you trust.\n", addr)
+		return exitUsage
+	}
 	srv, err := discovery.New(cfg)
 	if err != nil {
 		logger.Error("cannot start", "err", err)
@@ -48,7 +77,8 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		logger.Error("cannot listen", "addr", addr, "err", err)
 		return 1
 	}
-	logger.Info("discovery server started", "http_addr", ln.Addr().String(), "ttl", cfg.TTL, "data_file", cfg.DataFile)
+	logger.Info("discovery server started", "http_addr", ln.Addr().String(), "ttl", cfg.TTL, "data_file", cfg.DataFile,
+		"authenticated", !cfg.Keyring.Empty(), "key_ids", cfg.Keyring.IDs())
 	if err := discovery.Serve(ctx, ln, srv); err != nil {
 		logger.Error("server stopped", "err", err)
 		return 1

@@ -2,6 +2,8 @@ package discovery
 
 import (
 	"bytes"
+	"crypto/hmac"
+	"encoding/base64"
 	"context"
 	"encoding/json"
 	"errors"
@@ -17,8 +19,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/clusterkey"
 )
 
 const persistPeriod = time.Second
@@ -33,7 +35,20 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock drives expiry. Default: the wall clock.
 	Clock clock.Clock
+	// Keyring, if not empty, authenticates every register, heartbeat and
+	// peers request (see the package doc); requests without a valid MAC are
+	// refused with 401 and change nothing. Empty: requests are open, and a
+	// live id stays with the IP address that registered it.
+	Keyring clusterkey.Keyring
+	// MaxEntries bounds the registry. Default MaxEntries (10,000).
+	MaxEntries int
+	// MaxPerSource bounds the entries registered from one IP address.
+	// Default 256.
+	MaxPerSource int
 }
+
+// DefaultMaxPerSource is Config.MaxPerSource's default.
+const DefaultMaxPerSource = 256
 
 // Server is the registry's HTTP handler; it also expires entries and
 // saves the data file in the background.
@@ -42,14 +57,22 @@ type Server struct {
 	log *slog.Logger
 	clk clock.Clock
 
-	mu  sync.Mutex
-	reg *Registry
+	mu     sync.Mutex
+	reg    *Registry
+	nonces *nonces
+
+	// Refusals of unauthenticated requests are logged at most once a
+	// second, with the count since the last line.
+	logMu       sync.Mutex
+	lastAuthLog time.Time
+	authRefused int
 
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
 
 	requests *prometheus.CounterVec
+	refused  *prometheus.CounterVec
 	expired  prometheus.Counter
 	metrics  http.Handler
 }
@@ -68,8 +91,15 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
-	s := &Server{cfg: cfg, log: cfg.Logger, clk: cfg.Clock,
-		reg:  NewRegistry(RegistryConfig{TTL: cfg.TTL}),
+	if cfg.MaxEntries <= 0 {
+		cfg.MaxEntries = MaxEntries
+	}
+	if cfg.MaxPerSource <= 0 {
+		cfg.MaxPerSource = DefaultMaxPerSource
+	}
+	s := &Server{cfg: cfg, log: cfg.Logger, clk: cfg.Clock, nonces: newNonces(),
+		reg: NewRegistry(RegistryConfig{TTL: cfg.TTL, MaxEntries: cfg.MaxEntries,
+			MaxPerSource: cfg.MaxPerSource, Sticky: cfg.Keyring.Empty()}),
 		stop: make(chan struct{}), done: make(chan struct{})}
 	s.initMetrics()
 	if cfg.DataFile != "" {
@@ -106,6 +136,7 @@ func (s *Server) expire() {
 	now := s.clk.Now()
 	s.mu.Lock()
 	gone := s.reg.Expire(now)
+	s.nonces.sweep(now)
 	s.mu.Unlock()
 	for _, e := range gone {
 		s.expired.Inc()
@@ -161,6 +192,10 @@ var (
 // statusOf is the one table from errors to HTTP statuses.
 func statusOf(err error) int {
 	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		return http.StatusUnauthorized
+	case errors.Is(err, ErrTooManyChallenges):
+		return http.StatusTooManyRequests
 	case errors.Is(err, errNotFound), errors.Is(err, ErrUnknownID):
 		return http.StatusNotFound
 	case errors.Is(err, errMethod):
@@ -181,22 +216,23 @@ func statusOf(err error) int {
 
 // ServeHTTP serves the discovery API.
 func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	var err error
-	switch r.URL.Path {
-	case "/register", "/heartbeat":
+	route := r.URL.Path
+	var (
+		status int
+		v      any
+		auth   *authState
+		err    error
+	)
+	switch route {
+	case "/register", "/heartbeat", "/peers":
+		status, v, auth, err = s.serveRegistry(w, r)
+	case "/challenge":
 		if r.Method != http.MethodPost {
 			w.Header().Set("Allow", http.MethodPost)
 			err = fmt.Errorf("%w: use POST", errMethod)
 			break
 		}
-		err = s.upsert(w, r, r.URL.Path == "/register")
-	case "/peers":
-		if r.Method != http.MethodGet && r.Method != http.MethodHead {
-			w.Header().Set("Allow", "GET, HEAD")
-			err = fmt.Errorf("%w: use GET", errMethod)
-			break
-		}
-		api.WriteJSON(w, http.StatusOK, s.Peers())
+		status, v, err = s.challenge(r)
 	case "/metrics":
 		s.metrics.ServeHTTP(w, r)
 		return
@@ -209,20 +245,166 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		n := s.reg.Len()
 		s.mu.Unlock()
-		api.WriteJSON(w, http.StatusOK, map[string]any{"status": "ok", "entries": n})
+		status, v = http.StatusOK, map[string]any{"status": "ok", "entries": n}
 	default:
-		err = fmt.Errorf("%w: %s", errNotFound, r.URL.Path)
-	}
-	if r.URL.Path == "/register" || r.URL.Path == "/heartbeat" {
-		outcome := "ok"
-		if err != nil {
-			outcome = strconv.Itoa(statusOf(err))
-		}
-		s.requests.WithLabelValues(r.URL.Path[1:], outcome).Inc()
+		err = fmt.Errorf("%w: %s", errNotFound, route)
+		route = "other"
 	}
 	if err != nil {
-		api.WriteJSON(w, statusOf(err), map[string]string{"error": err.Error()})
+		status, v = statusOf(err), map[string]string{"error": err.Error()}
+		s.refusal(r, err)
 	}
+	if route != "/metrics" && route != "/health" && route != "other" {
+		outcome := "ok"
+		if err != nil {
+			outcome = strconv.Itoa(status)
+		}
+		s.requests.WithLabelValues(route[1:], outcome).Inc()
+	}
+	s.answer(w, status, v, auth)
+}
+
+// authState is what a request proved: the key it was signed with and its
+// nonce, used to sign the answer.
+type authState struct {
+	key   clusterkey.Key
+	nonce Nonce
+}
+
+// answer writes v as JSON, signed when the request was authenticated.
+func (s *Server) answer(w http.ResponseWriter, status int, v any, auth *authState) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
+	}
+	b = append(b, '\n')
+	h := w.Header()
+	h.Set("Content-Type", "application/json")
+	h.Set("Content-Length", strconv.Itoa(len(b)))
+	if auth != nil {
+		h.Set(ResponseMACHeader, base64.RawURLEncoding.EncodeToString(ResponseMAC(auth.key, auth.nonce, status, b)))
+	}
+	if status == http.StatusUnauthorized {
+		h.Set("WWW-Authenticate", AuthScheme)
+	}
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+// refusal counts a refused request and logs refusals at most once a
+// second: anyone can send those, and the log must not be theirs to fill.
+func (s *Server) refusal(r *http.Request, err error) {
+	var reason string
+	switch {
+	case errors.Is(err, ErrUnauthenticated):
+		reason = "unauthenticated"
+	case errors.Is(err, ErrTooManyChallenges):
+		reason = "challenges"
+	case errors.Is(err, ErrFull):
+		reason = "full"
+	case errors.Is(err, ErrSourceFull):
+		reason = "source_full"
+	case errors.Is(err, ErrOwned):
+		reason = "owned"
+	default:
+		return
+	}
+	s.refused.WithLabelValues(reason).Inc()
+	now := s.clk.Now()
+	s.logMu.Lock()
+	s.authRefused++
+	if !s.lastAuthLog.IsZero() && now.Sub(s.lastAuthLog) < time.Second {
+		s.logMu.Unlock()
+		return
+	}
+	n := s.authRefused
+	s.authRefused, s.lastAuthLog = 0, now
+	s.logMu.Unlock()
+	s.log.Warn("requests refused (logged at most once a second)",
+		"count", n, "last_source", sourceOf(r), "last_path", r.URL.Path, "last_err", err)
+}
+
+// challenge issues a nonce for the next authenticated request.
+func (s *Server) challenge(r *http.Request) (int, any, error) {
+	if s.cfg.Keyring.Empty() {
+		return 0, nil, fmt.Errorf("%w: this server has no --cluster-key; requests need no challenge", errNotFound)
+	}
+	now := s.clk.Now()
+	s.mu.Lock()
+	n, err := s.nonces.issue(sourceOf(r), now)
+	s.mu.Unlock()
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, map[string]any{"nonce": n.String(), "ttl_ms": NonceTTL.Milliseconds()}, nil
+}
+
+// serveRegistry serves /register, /heartbeat and /peers, authenticating
+// them first when the server has a keyring.
+func (s *Server) serveRegistry(w http.ResponseWriter, r *http.Request) (int, any, *authState, error) {
+	method := http.MethodPost
+	if r.URL.Path == "/peers" {
+		method = http.MethodGet
+	}
+	if r.Method != method && !(method == http.MethodGet && r.Method == http.MethodHead) {
+		w.Header().Set("Allow", method)
+		if method == http.MethodGet {
+			w.Header().Set("Allow", "GET, HEAD")
+		}
+		return 0, nil, nil, fmt.Errorf("%w: use %s", errMethod, method)
+	}
+	body, err := readBody(w, r)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	var auth *authState
+	if !s.cfg.Keyring.Empty() {
+		if auth, err = s.authenticate(r, body); err != nil {
+			return 0, nil, nil, err
+		}
+	}
+	if r.URL.Path == "/peers" {
+		return http.StatusOK, s.Peers(), auth, nil
+	}
+	e, err := decodeEntry(body)
+	if err != nil {
+		return 0, nil, auth, err
+	}
+	now := s.clk.Now()
+	s.mu.Lock()
+	created, err := s.reg.Upsert(e, sourceOf(r), r.URL.Path == "/register", now)
+	s.mu.Unlock()
+	if err != nil {
+		return 0, nil, auth, err
+	}
+	if created {
+		s.log.Info("node registered", "id", e.ID, "name", e.Name, "gossip_addr", e.GossipAddr, "source", sourceOf(r))
+	}
+	return http.StatusOK, map[string]any{"ttl_ms": s.cfg.TTL.Milliseconds()}, auth, nil
+}
+
+// authenticate checks r's Authorization header against body: a nonce this
+// server issued and nobody used yet, and a MAC under one of its keys. The
+// nonce is spent whatever the outcome.
+func (s *Server) authenticate(r *http.Request, body []byte) (*authState, error) {
+	a, err := parseAuthorization(r.Header.Get("Authorization"))
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	fresh := s.nonces.consume(a.nonce, s.clk.Now())
+	s.mu.Unlock()
+	if !fresh {
+		return nil, fmt.Errorf("%w: unknown, used or expired nonce (get a new one from POST /challenge)", ErrUnauthenticated)
+	}
+	k, ok := s.cfg.Keyring.Find(a.key)
+	if !ok {
+		return nil, fmt.Errorf("%w: key %s is not in this server's keyring", ErrUnauthenticated, a.key)
+	}
+	if !hmac.Equal(a.mac, RequestMAC(k, r.Method, r.URL.Path, a.nonce, body)) {
+		return nil, fmt.Errorf("%w: bad MAC", ErrUnauthenticated)
+	}
+	return &authState{key: k, nonce: a.nonce}, nil
 }
 
 func (s *Server) initMetrics() {
@@ -231,13 +413,17 @@ func (s *Server) initMetrics() {
 		Name: "dcounter_discovery_requests_total",
 		Help: "Register and heartbeat requests by route and outcome (ok or the HTTP status).",
 	}, []string{"route", "outcome"})
+	s.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "dcounter_discovery_refused_total",
+		Help: "Requests refused by reason: unauthenticated, challenges (too many outstanding), full (registry), source_full (per-IP bound), owned (id held by another IP).",
+	}, []string{"reason"})
 	s.expired = prometheus.NewCounter(prometheus.CounterOpts{
 		Name: "dcounter_discovery_expired_total", Help: "Entries expired after their TTL.",
 	})
 	entries := prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dcounter_discovery_entries", Help: "Registered entries.",
 	}, func() float64 { s.mu.Lock(); defer s.mu.Unlock(); return float64(s.reg.Len()) })
-	reg.MustRegister(s.requests, s.expired, entries,
+	reg.MustRegister(s.requests, s.refused, s.expired, entries,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	s.metrics = promhttp.HandlerFor(reg, promhttp.HandlerOpts{Registry: reg})
 }
@@ -267,29 +453,6 @@ func decodeEntry(body []byte) (Entry, error) {
 		return e, fmt.Errorf("%w: trailing data after the JSON object", errBadRequest)
 	}
 	return e, nil
-}
-
-func (s *Server) upsert(w http.ResponseWriter, r *http.Request, register bool) error {
-	body, err := readBody(w, r)
-	if err != nil {
-		return err
-	}
-	e, err := decodeEntry(body)
-	if err != nil {
-		return err
-	}
-	now := s.clk.Now()
-	s.mu.Lock()
-	created, err := s.reg.Upsert(e, sourceOf(r), register, now)
-	s.mu.Unlock()
-	if err != nil {
-		return err
-	}
-	if created {
-		s.log.Info("node registered", "id", e.ID, "name", e.Name, "gossip_addr", e.GossipAddr)
-	}
-	api.WriteJSON(w, http.StatusOK, map[string]any{"ttl_ms": s.cfg.TTL.Milliseconds()})
-	return nil
 }
 
 // sourceOf is the client IP address a request came from.

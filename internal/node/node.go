@@ -312,9 +312,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}, n.clk.Now())
 	n.members = n.memb.List()
 	if len(cfg.Discovery) > 0 {
+		// Requests to discovery are signed with the cluster key, so that
+		// only members can register, and the answers verified with it.
 		n.disc = discoveryclient.New(discoveryclient.Config{URLs: cfg.Discovery, Self: discoveryclient.Entry{
 			ID: n.id.String(), Name: cfg.Name, GossipAddr: n.ep.Addr(), HTTPAddr: httpAddr,
-		}})
+		}, Keyring: n.keyring()})
 	}
 
 	n.metrics.attach(n)
