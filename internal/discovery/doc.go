@@ -27,6 +27,7 @@
 //     on its own monotonic clock. At most MaxNoncesPerSource (64) are
 //     outstanding per client IP (beyond: 429) and MaxNonces (4096) in all
 //     (beyond: a random one is dropped).
+//
 //  2. The client sends its request with
 //
 //     Authorization: DCounter-HMAC-SHA256 key=<key ID, 16 hex>, nonce=<nonce>, mac=<base64url>
@@ -35,12 +36,14 @@
 //     clusterkey.Discovery of the length-prefixed parts (method, path,
 //     nonce bytes, body bytes) — clusterkey.Key.MAC. The client signs with
 //     its primary key; the server accepts any key of its ring.
+//
 //  3. The server removes the nonce from its table (whatever the outcome:
 //     each nonce gets one try), checks it was outstanding and unexpired,
 //     finds the key by its ID and compares the MAC in constant time. Any
 //     failure is 401 with WWW-Authenticate: DCounter-HMAC-SHA256, counted
 //     in dcounter_discovery_refused_total{reason="unauthenticated"},
 //     logged at most once a second, and changes nothing.
+//
 //  4. The answer carries Dcounter-Response-Mac: base64url of MAC("response",
 //     nonce, status in decimal, body) under the same key, which the client
 //     checks: a forged peer list or a forged "ok" is refused.

@@ -2,9 +2,9 @@ package discovery
 
 import (
 	"bytes"
+	"context"
 	"crypto/hmac"
 	"encoding/base64"
-	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
