@@ -27,6 +27,7 @@ import (
 	"github.com/dcounter/dcounter/internal/crdt"
 	"github.com/dcounter/dcounter/internal/datadir"
 	"github.com/dcounter/dcounter/internal/discoveryclient"
+	"github.com/dcounter/dcounter/internal/memberproof"
 	"github.com/dcounter/dcounter/internal/gossip"
 	"github.com/dcounter/dcounter/internal/membership"
 	"github.com/dcounter/dcounter/internal/transport"
@@ -335,7 +336,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		go n.discoveryLoop()
 	}
 	if n.ln != nil {
-		n.http = api.NewServer(api.NewHandler(n, n.log.With("component", "api"), n.metrics.handler))
+		n.http = api.NewServer(memberproof.Mount(api.NewHandler(n, n.log.With("component", "api"), n.metrics.handler),
+			n.prover(httpAddr)))
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
