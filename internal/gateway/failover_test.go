@@ -26,8 +26,8 @@ func TestRefusedConnectionFailsOver(t *testing.T) {
 		t.Errorf("b received %s %d times, want 1", key, got)
 	}
 	st := tg.status(a.URL())
-	if st.Status != "unhealthy" || !strings.Contains(st.Error, "refused") {
-		t.Errorf("a is %s (%q), want unhealthy: connection refused", st.Status, st.Error)
+	if st.Status != "unhealthy" || st.Error != "unreachable" {
+		t.Errorf("a is %s (%q), want unhealthy: unreachable", st.Status, st.Error)
 	}
 	if got := tg.metric("dcounter_gateway_retries_total", ""); got != 1 {
 		t.Errorf("retries_total = %v, want 1", got)

@@ -10,10 +10,33 @@
 // retry either.
 //
 // Writes carrying an Idempotency-Key header always go to the same node, the
-// key's home (rendezvous hashing over the known nodes), which remembers the
+// key's home (rendezvous hashing over the proven nodes), which remembers the
 // key and replays its first answer to any retry. If the home node is down,
 // such a write fails with 503 rather than risk being applied a second time
 // elsewhere.
+//
+// # Proven members
+//
+// With a keyring (--cluster-key), a node gets client traffic — reads or
+// writes — only while it proves, every health check, with the cluster key
+// and a fresh challenge, that it is a member of this cluster at the very
+// address the gateway uses (package memberproof). Whatever discovery or
+// --nodes says, an address that cannot prove it gets nothing, and the id
+// and name the gateway shows come from the proof. Only nodes that have
+// proven themselves at least once are key homes, so an entry that never
+// proved anything never blocks a keyed write. Without a keyring (for
+// development on loopback) a node that answers its health check counts as
+// proven: anything that can be listed by discovery or --nodes and answers
+// 200 gets traffic.
+//
+// # Bounds
+//
+// At most MaxNodes nodes learned from discovery are tracked; a node that
+// discovery stops listing is kept as a key home for KeyHomeGrace, at most
+// MaxUnlisted of them, and only if it was ever proven. /nodes reports coarse
+// states (unreachable, not a proven member, unhealthy), never the raw error
+// met at an address it was told about: those would make it a scanner of the
+// gateway's network.
 package gateway
 
 import (
@@ -36,7 +59,9 @@ import (
 
 	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/discoveryclient"
+	"github.com/dcounter/dcounter/internal/memberproof"
 )
 
 // IdempotencyHeader names the header that makes a write retry-safe.
@@ -61,6 +86,17 @@ type Config struct {
 	// kept as the home of its idempotency keys. Default 1h (the nodes'
 	// default --idempotency-window).
 	KeyHomeGrace time.Duration
+	// Keyring, if not empty, is the cluster key: nodes must prove
+	// membership with it before they get any traffic, and discovery
+	// requests are signed with it. Empty: no proofs (development only).
+	Keyring clusterkey.Keyring
+	// Cluster is the cluster name nodes must prove. Default "dcounter".
+	Cluster string
+	// MaxNodes bounds the nodes tracked from discovery. Default 1024.
+	MaxNodes int
+	// MaxUnlisted bounds the nodes kept as key homes after discovery
+	// stopped listing them (the longest unlisted go first). Default 64.
+	MaxUnlisted int
 	// Metrics, if set, records the gateway's metrics.
 	Metrics *Metrics
 	// Logger receives the gateway's logs. Default: discard.
@@ -78,13 +114,15 @@ type backend struct {
 	outstanding atomic.Int64
 
 	// Guarded by Gateway.mu.
-	id, name  string
-	healthy   bool
-	reason    string // why unhealthy
-	value     *int64 // of "default", from the last check
-	lastCheck time.Time
-	static    bool      // from Config.Nodes: never dropped
-	unlisted  time.Time // when discovery stopped listing it (zero: listed)
+	id, name   string // from the last proof (without a key: the health check)
+	healthy    bool   // proven and healthy at the last check: gets traffic
+	everProven bool   // proven at least once: may be a key home
+	proven     bool   // proven at the last check
+	reason     string // why unhealthy: one of the coarse states
+	value      *int64 // of "default", from the last check
+	lastCheck  time.Time
+	static     bool      // from Config.Nodes: never dropped
+	unlisted   time.Time // when discovery stopped listing it (zero: listed)
 }
 
 // Gateway is a running gateway. It is an http.Handler.
@@ -94,6 +132,7 @@ type Gateway struct {
 	clk    clock.Clock
 	client *http.Client
 	disc   *discoveryclient.Client
+	proofs *memberproof.Verifier // nil without a keyring
 
 	mu       sync.Mutex
 	backends map[string]*backend
@@ -125,6 +164,15 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.KeyHomeGrace <= 0 {
 		cfg.KeyHomeGrace = time.Hour
 	}
+	if cfg.Cluster == "" {
+		cfg.Cluster = "dcounter"
+	}
+	if cfg.MaxNodes <= 0 {
+		cfg.MaxNodes = 1024
+	}
+	if cfg.MaxUnlisted <= 0 {
+		cfg.MaxUnlisted = 64
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -146,11 +194,15 @@ func New(cfg Config) (*Gateway, error) {
 		if err != nil {
 			return nil, fmt.Errorf("%w: --nodes: %v", ErrConfig, err)
 		}
-		g.backends[u] = &backend{url: u, static: true, reason: "not checked yet"}
+		g.backends[u] = &backend{url: u, static: true, reason: stateUnchecked}
 	}
 	g.rebuildRing()
 	if len(cfg.Discovery) > 0 {
-		g.disc = discoveryclient.New(discoveryclient.Config{URLs: cfg.Discovery, HTTP: &http.Client{Timeout: cfg.HealthTimeout}})
+		g.disc = discoveryclient.New(discoveryclient.Config{URLs: cfg.Discovery,
+			HTTP: &http.Client{Timeout: cfg.HealthTimeout}, Keyring: cfg.Keyring})
+	}
+	if !cfg.Keyring.Empty() {
+		g.proofs = &memberproof.Verifier{Cluster: cfg.Cluster, Keyring: cfg.Keyring, HTTP: g.client}
 	}
 	g.refresh()
 	go g.run()
@@ -245,39 +297,104 @@ func (g *Gateway) setDiscovered(peers []discoveryclient.Entry) {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	now := g.clk.Now()
-	for u := range live {
-		if b := g.backends[u]; b == nil {
-			g.backends[u] = &backend{url: u, reason: "not checked yet"}
-			g.log.Info("node discovered", "url", u)
-		} else {
-			b.unlisted = time.Time{}
+	tracked := 0
+	for _, b := range g.backends {
+		if !b.static {
+			tracked++
 		}
 	}
-	// A node that discovery stops listing stays known for KeyHomeGrace: it
-	// remains the home of its idempotency keys (which must not move to a
-	// node that has not seen them), and gets traffic only while healthy.
+	ignored := 0
+	for u := range live {
+		switch b := g.backends[u]; {
+		case b != nil:
+			b.unlisted = time.Time{}
+		case tracked >= g.cfg.MaxNodes:
+			ignored++
+		default:
+			tracked++
+			g.backends[u] = &backend{url: u, reason: stateUnchecked}
+			g.log.Info("node discovered", "url", u)
+		}
+	}
+	if ignored > 0 {
+		g.log.Warn("discovery lists more nodes than --max-nodes; ignoring the rest", "ignored", ignored, "max_nodes", g.cfg.MaxNodes)
+	}
+	// A node that discovery stops listing stays known for KeyHomeGrace if
+	// it ever proved membership: it remains the home of its idempotency
+	// keys (which must not move to a node that has not seen them), and gets
+	// traffic only while healthy. One that never proved anything is no
+	// home and is forgotten at once.
+	var unlisted []*backend
 	for u, b := range g.backends {
 		switch {
 		case b.static || live[u]:
+		case !b.everProven:
+			delete(g.backends, u)
+			g.log.Debug("unproven node no longer listed: forgotten", "url", u)
 		case b.unlisted.IsZero():
 			b.unlisted = now
+			unlisted = append(unlisted, b)
 			g.log.Info("node no longer listed by discovery", "url", u)
 		case now.Sub(b.unlisted) > g.cfg.KeyHomeGrace:
 			delete(g.backends, u)
 			g.log.Info("node forgotten", "url", u, "unlisted_for", now.Sub(b.unlisted).Round(time.Second))
+		default:
+			unlisted = append(unlisted, b)
+		}
+	}
+	if len(unlisted) > g.cfg.MaxUnlisted {
+		slices.SortFunc(unlisted, func(a, b *backend) int { return a.unlisted.Compare(b.unlisted) })
+		for _, b := range unlisted[:len(unlisted)-g.cfg.MaxUnlisted] {
+			delete(g.backends, b.url)
+			g.log.Info("node forgotten: too many unlisted nodes", "url", b.url, "max_unlisted", g.cfg.MaxUnlisted)
 		}
 	}
 	g.rebuildRing()
 }
 
-// check asks one node for its health and its value of "default".
+// Coarse states /nodes reports for a node that gets no traffic. The error
+// behind each is logged, never shown: the addresses came from discovery or
+// --nodes, and their raw errors would map the gateway's network.
+const (
+	stateUnchecked   = "not checked yet"
+	stateUnreachable = "unreachable"
+	stateNotMember   = "not a proven member"
+	stateUnhealthy   = "unhealthy"
+)
+
+// errUnhealthy marks an answer that came back but was not a healthy one.
+var errUnhealthy = errors.New("gateway: unhealthy answer")
+
+// stateOf maps a check's error to its coarse state.
+func stateOf(err error) string {
+	switch {
+	case errors.Is(err, memberproof.ErrNotMember):
+		return stateNotMember
+	case errors.Is(err, errUnhealthy):
+		return stateUnhealthy
+	}
+	return stateUnreachable
+}
+
+// check proves one node's membership (with a keyring), then asks for its
+// health and its value of "default".
 func (g *Gateway) check(b *backend) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.HealthTimeout)
 	defer cancel()
+	var (
+		m   memberproof.Member
+		err error
+	)
+	if g.proofs != nil {
+		m, err = g.proofs.Prove(ctx, b.url)
+	}
+	proven := err == nil
 	var h struct {
 		Status, ID, Name string
 	}
-	err := g.getJSON(ctx, b.url+"/health", &h)
+	if err == nil {
+		err = g.getJSON(ctx, b.url+"/health", &h)
+	}
 	var value *int64
 	if err == nil {
 		var c api.CounterResponse
@@ -285,21 +402,34 @@ func (g *Gateway) check(b *backend) {
 			value = &c.Value
 		}
 	}
+	if g.proofs == nil {
+		// Development mode: answering the health check is all the proof
+		// there is, and the node names itself.
+		proven, m.ID, m.Name = err == nil, h.ID, h.Name
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	was := b.healthy
 	b.lastCheck = g.clk.Now()
-	b.healthy = err == nil
+	b.healthy, b.proven = err == nil, proven
+	if proven {
+		if !b.everProven || b.id != m.ID {
+			g.log.Info("node proved membership", "url", b.url, "id", m.ID, "name", m.Name)
+		}
+		b.everProven, b.id, b.name = true, m.ID, m.Name
+	}
 	if err == nil {
-		b.id, b.name, b.reason, b.value = h.ID, h.Name, "", value
+		b.reason, b.value = "", value
 	} else {
-		b.reason, b.value = err.Error(), nil
+		b.reason, b.value = stateOf(err), nil
 	}
 	switch {
 	case was && !b.healthy:
-		g.log.Warn("node unhealthy", "url", b.url, "name", b.name, "err", err)
+		g.log.Warn("node out of rotation", "url", b.url, "name", b.name, "state", b.reason, "err", err)
 	case !was && b.healthy:
 		g.log.Info("node healthy", "url", b.url, "name", b.name)
+	case !b.healthy && !b.everProven:
+		g.log.Debug("node not usable", "url", b.url, "state", b.reason, "err", err)
 	}
 }
 
@@ -318,9 +448,12 @@ func (g *Gateway) getJSON(ctx context.Context, url string, v any) error {
 		return err
 	}
 	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%s answered %s", url, resp.Status)
+		return fmt.Errorf("%w: %s answered %s", errUnhealthy, url, resp.Status)
 	}
-	return json.Unmarshal(body, v)
+	if err := json.Unmarshal(body, v); err != nil {
+		return fmt.Errorf("%w: %s: %v", errUnhealthy, url, err)
+	}
+	return nil
 }
 
 // markDown takes a node out of rotation until its next good health check.
@@ -330,7 +463,7 @@ func (g *Gateway) markDown(b *backend, err error) {
 	if b.healthy {
 		g.log.Warn("node unreachable; out of rotation until it passes a health check", "url", b.url, "err", err)
 	}
-	b.healthy, b.reason = false, err.Error()
+	b.healthy, b.reason = false, stateOf(err)
 }
 
 // pick returns the healthy node with the fewest outstanding requests that
@@ -363,15 +496,19 @@ func (g *Gateway) rebuildRing() {
 	slices.SortFunc(g.ring, func(a, b *backend) int { return strings.Compare(a.url, b.url) })
 }
 
-// home returns the node an idempotency key belongs to (rendezvous hashing
-// over every known node, healthy or not, so that a key does not move while
-// its node is down).
+// home returns the node an idempotency key belongs to: rendezvous hashing
+// over every node that ever proved membership, healthy or not, so that a
+// key does not move while its node is down. A node that never proved
+// anything is no candidate: it cannot block the key's writes.
 func (g *Gateway) home(key string) *backend {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	var best *backend
 	var bestScore uint64
 	for _, b := range g.backends {
+		if !b.everProven {
+			continue
+		}
 		h := fnv.New64a()
 		h.Write([]byte(b.url))
 		h.Write([]byte{0})
@@ -495,8 +632,9 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) st
 				}
 				continue // certainly not applied: safe to try another node
 			}
+			g.log.Warn("node failed after the request was sent", "url", b.url, "err", err)
 			api.WriteJSON(w, http.StatusBadGateway, api.ErrorResponse{Error: fmt.Sprintf(
-				"node %s failed after the request was sent (%v): the change may or may not have been applied; retry with an Idempotency-Key to be safe", b.url, err)})
+				"node %s failed after the request was sent: the change may or may not have been applied; retry with an Idempotency-Key to be safe", b.url)})
 			return "unknown"
 		}
 		if resp.StatusCode == http.StatusServiceUnavailable && !(idem != "" && rt.Kind == api.RouteAdd) {
@@ -582,9 +720,9 @@ type NodeStatus struct {
 	URL         string `json:"url"`
 	ID          string `json:"id,omitempty"`
 	Name        string `json:"name,omitempty"`
-	Status      string `json:"status"` // healthy, unhealthy, or unlisted (dropped by discovery, kept as a key home)
-	Error       string `json:"error,omitempty"`
-	Value       *int64 `json:"value"` // of "default"; null when unknown
+	Status      string `json:"status"`          // healthy, unhealthy, unproven (never proved membership), or unlisted (dropped by discovery, kept as a key home)
+	Error       string `json:"error,omitempty"` // coarse: unreachable, not a proven member, unhealthy, not checked yet
+	Value       *int64 `json:"value"`           // of "default"; null when unknown
 	Outstanding int64  `json:"outstanding"`
 	LastCheck   string `json:"last_check,omitempty"`
 }
@@ -602,6 +740,8 @@ func (g *Gateway) Nodes() []NodeStatus {
 			s.Status = "unlisted" // kept only as the home of its idempotency keys
 		case b.healthy:
 			s.Status = "healthy"
+		case !b.everProven:
+			s.Status = "unproven"
 		}
 		if !b.lastCheck.IsZero() {
 			s.LastCheck = b.lastCheck.UTC().Format(time.RFC3339Nano)

@@ -103,7 +103,7 @@ func TestNodesListsEveryNode(t *testing.T) {
 	}{
 		{ns[0], "healthy", ptr[int64](42)},
 		{ns[1], "healthy", ptr[int64](-7)},
-		{ns[2], "unhealthy", nil},
+		{ns[2], "unproven", nil}, // never passed a check
 	} {
 		s, ok := byURL[tc.n.URL()]
 		if !ok {
@@ -116,7 +116,7 @@ func TestNodesListsEveryNode(t *testing.T) {
 		if tc.status == "healthy" && (s.ID != tc.n.id || s.Name != tc.n.name || s.Error != "") {
 			t.Errorf("%s: id %q name %q error %q, want %q %q and no error", tc.n.name, s.ID, s.Name, s.Error, tc.n.id, tc.n.name)
 		}
-		if tc.status == "unhealthy" && s.Error == "" {
+		if tc.status == "unproven" && s.Error == "" {
 			t.Errorf("%s: unhealthy without a reason", tc.n.name)
 		}
 	}

@@ -77,6 +77,13 @@ func TestKeyHomesAreSpreadOverTheNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer g.Close()
+	// Nothing listens at these addresses: count them proven, as if they
+	// had passed a check before going down.
+	g.mu.Lock()
+	for _, b := range g.backends {
+		b.everProven = true
+	}
+	g.mu.Unlock()
 	for _, format := range []string{"order-%d", "idem%d", "%d"} {
 		homes := map[string]int{}
 		for i := 0; i < 300; i++ {
