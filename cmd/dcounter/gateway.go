@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/api"
+	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/gateway"
 )
 
@@ -26,6 +27,14 @@ Writes with an Idempotency-Key header always go to the key's home node, which
 applies them at most once and replays the first answer to retries.
 
 Nodes come from --nodes (client API URLs), --discovery, or both.
+
+With --cluster-key (the nodes' key), a node gets client traffic only after it
+has proven, with the key and a fresh challenge at every health check, that it
+is a member of --cluster at the address the gateway uses; whatever discovery
+or --nodes lists gets nothing until then, and discovery requests are signed
+with the key. Without a key (development), any address that answers its
+health check gets traffic, and the gateway refuses to listen on an address
+other machines can reach unless --insecure is given.
 `
 
 func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -41,6 +50,12 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.DurationVar(&cfg.HealthTimeout, "health-timeout", time.Second, "how long one health check may take")
 	fs.IntVar(&cfg.MaxTries, "max-tries", 3, "how many nodes one request may be tried on")
 	fs.DurationVar(&cfg.ProxyTimeout, "proxy-timeout", 5*time.Second, "how long one proxied request may take")
+	var clusterKey string
+	var insecure bool
+	fs.StringVar(&clusterKey, "cluster-key", "", "the nodes' cluster `keyring` (comma-separated base64 keys, first is primary): nodes must prove membership with it before they get traffic; prefer the environment variable, command lines are visible to other users")
+	fs.StringVar(&cfg.Cluster, "cluster", "dcounter", "cluster `name` nodes must prove membership of")
+	fs.BoolVar(&insecure, "insecure", false, "allow serving without --cluster-key on an address other machines can reach (any address listed by discovery or --nodes that answers a health check then gets client traffic)")
+	fs.IntVar(&cfg.MaxNodes, "max-nodes", 1024, "most nodes tracked from discovery")
 	var sf serverFlags
 	sf.register(fs)
 	logger, stopDebug, code, ok := sf.parse(fs, args, stdout, stderr)
@@ -52,6 +67,18 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	cfg.Metrics = gateway.NewMetrics()
 	if len(cfg.Nodes) == 0 && len(cfg.Discovery) == 0 {
 		fmt.Fprintln(stderr, "dcounter gateway: give --nodes URL,… or --discovery URL (or both)")
+		return exitUsage
+	}
+	var err error
+	if cfg.Keyring, err = clusterkey.Parse(clusterKey); err != nil {
+		fmt.Fprintf(stderr, "dcounter gateway: --cluster-key: %v\n", err)
+		return exitUsage
+	}
+	if cfg.Keyring.Empty() && !insecure && !loopback(addr) {
+		fmt.Fprintf(stderr, "dcounter gateway: --http-addr %s can be reached from other machines, but without a cluster key the\n"+
+			"gateway cannot tell real nodes from any address discovery or --nodes lists: client writes could go to\n"+
+			"an impostor. Set --cluster-key (or DCOUNTER_CLUSTER_KEY; the nodes' key), or pass --insecure on a\n"+
+			"network you trust.\n", addr)
 		return exitUsage
 	}
 	g, err := gateway.New(cfg)
@@ -69,7 +96,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	_, h := g.Health()
-	logger.Info("gateway started", "http_addr", ln.Addr().String(), "nodes", h.Nodes, "healthy", h.HealthyNodes)
+	logger.Info("gateway started", "http_addr", ln.Addr().String(), "nodes", h.Nodes, "healthy", h.HealthyNodes,
+		"proven_members_only", !cfg.Keyring.Empty(), "cluster", cfg.Cluster, "key_ids", cfg.Keyring.IDs())
 	select {
 	case err := <-errc:
 		logger.Error("server stopped", "err", err)
