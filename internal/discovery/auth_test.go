@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -301,4 +303,40 @@ func TestGoldenMACs(t *testing.T) {
 			t.Errorf("%s = %s, want %s", c.name, c.got, c.want)
 		}
 	}
+}
+
+// Refusals are logged at most once a second of the server's clock, with a
+// count: anyone can send them, and the log is not theirs to fill.
+func TestRefusalsAreLoggedAtARateLimit(t *testing.T) {
+	var buf syncBuffer
+	clk := clock.NewFake(t0)
+	ts := startServer(t, clk, Config{Keyring: keyring(t, 1), Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	for range 100 {
+		ts.do(http.MethodPost, "/register", bodyOf(testEntry(1)))
+	}
+	if n := strings.Count(buf.String(), "requests refused"); n != 1 {
+		t.Fatalf("%d log lines for 100 refusals in one second, want 1:\n%s", n, buf.String())
+	}
+	clk.Advance(time.Second)
+	ts.do(http.MethodPost, "/register", bodyOf(testEntry(1)))
+	if n := strings.Count(buf.String(), "requests refused"); n != 2 || !strings.Contains(buf.String(), "count=100") {
+		t.Fatalf("after a second: %d lines, want 2, the second counting 100:\n%s", n, buf.String())
+	}
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }
