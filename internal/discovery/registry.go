@@ -115,7 +115,7 @@ func (r *Registry) Upsert(e Entry, source string, register bool, now time.Time) 
 	switch {
 	case cur == nil && !register:
 		return false, fmt.Errorf("%w %s", ErrUnknownID, e.ID)
-	case cur != nil && r.sticky && cur.source != source:
+	case cur != nil && r.sticky && cur.source != "" && cur.source != source:
 		return false, fmt.Errorf("%w until it expires (%v without a heartbeat)", ErrOwned, r.ttl)
 	case cur == nil && len(r.entries) >= r.maxEntries:
 		return false, fmt.Errorf("%w (%d entries)", ErrFull, r.maxEntries)
@@ -180,7 +180,8 @@ func (r *Registry) Restore(es []Entry, now time.Time) int {
 			continue
 		}
 		left := r.ttl - max(age, 0)
-		if _, err := r.Upsert(e, "restored", true, now); err != nil {
+		// No source: whoever heartbeats first after the restart owns it.
+		if _, err := r.Upsert(e, "", true, now); err != nil {
 			continue
 		}
 		rec := r.entries[e.ID]

@@ -49,3 +49,16 @@ func TestRegistryBounds(t *testing.T) {
 		t.Fatalf("after expiry: %v", err)
 	}
 }
+
+func TestRestoredEntryIsTakenOverByItsFirstHeartbeat(t *testing.T) {
+	r := NewRegistry(RegistryConfig{TTL: testTTL, Sticky: true})
+	e := testEntry(1)
+	e.LastSeen = t0
+	r.Restore([]Entry{e}, t0)
+	if _, err := r.Upsert(testEntry(1), "10.0.0.1", false, t0.Add(time.Second)); err != nil {
+		t.Fatalf("first heartbeat after a restart: %v", err)
+	}
+	if _, err := r.Upsert(testEntry(1), "10.6.6.6", false, t0.Add(2*time.Second)); !errors.Is(err, ErrOwned) {
+		t.Fatalf("heartbeat from another source: %v, want ErrOwned", err)
+	}
+}

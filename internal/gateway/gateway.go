@@ -139,6 +139,11 @@ type Gateway struct {
 	ring     []*backend // backends in URL order, for pick
 	rr       uint64     // round-robin offset for ties
 
+	// Unusable addresses are logged at most once a second: anyone who can
+	// list addresses (without a key) could otherwise fill the log.
+	lastUnusableLog time.Time
+	unusable        int
+
 	stop chan struct{}
 	done chan struct{}
 	once sync.Once
@@ -429,7 +434,12 @@ func (g *Gateway) check(b *backend) {
 	case !was && b.healthy:
 		g.log.Info("node healthy", "url", b.url, "name", b.name)
 	case !b.healthy && !b.everProven:
-		g.log.Debug("node not usable", "url", b.url, "state", b.reason, "err", err)
+		g.unusable++
+		if now := g.clk.Now(); g.lastUnusableLog.IsZero() || now.Sub(g.lastUnusableLog) >= time.Second {
+			g.log.Warn("addresses not usable (logged at most once a second)", "count", g.unusable,
+				"last_url", b.url, "last_state", b.reason, "last_err", err)
+			g.lastUnusableLog, g.unusable = now, 0
+		}
 	}
 }
 
