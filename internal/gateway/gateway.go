@@ -14,11 +14,21 @@
 // key and replays its first answer to any retry. If the home node is down,
 // such a write fails with 503 rather than risk being applied a second time
 // elsewhere.
+//
+// Client identity: when the gateway authenticated the client (api.Authorize
+// with an auth file) and holds the cluster key, it passes the client's role
+// and name to the node in signed Dcounter-Identity-* headers (package auth)
+// and never the client's token; otherwise it passes the client's
+// Authorization header on unchanged and the node checks the token itself.
+// Client-supplied identity headers are never passed on. The gateway's own
+// requests (health checks, the value of "default") carry a signed read
+// identity named "gateway" when it holds the key.
 package gateway
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -35,7 +45,9 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/api"
+	"github.com/dcounter/dcounter/internal/auth"
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/discovery"
 )
 
@@ -67,6 +79,14 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock drives health checks. Default: the wall clock.
 	Clock clock.Clock
+	// ClusterKeys, if not empty, signs the client identities passed on to
+	// nodes (primary key) and the gateway's own requests.
+	ClusterKeys clusterkey.Keyring
+	// TLS, if set, is the client configuration for https:// nodes and
+	// discovery servers (the CA to verify them with, a client certificate).
+	// With it, nodes that discovery lists without a scheme are reached over
+	// https. Default: the system's roots.
+	TLS *tls.Config
 }
 
 // ErrConfig is returned for an unusable configuration.
@@ -135,6 +155,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg: cfg, log: cfg.Logger, clk: cfg.Clock,
 		client: &http.Client{Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:     cfg.TLS,
 			MaxIdleConnsPerHost: 256,
 			IdleConnTimeout:     90 * time.Second,
 		}},
@@ -151,6 +172,9 @@ func New(cfg Config) (*Gateway, error) {
 	g.rebuildRing()
 	if len(cfg.Discovery) > 0 {
 		g.disc = discovery.NewClient(cfg.Discovery, discovery.Entry{}, cfg.HealthTimeout)
+		if cfg.TLS != nil {
+			g.disc.SetTLS(cfg.TLS)
+		}
 	}
 	g.refresh()
 	go g.run()
@@ -236,7 +260,11 @@ func (g *Gateway) setDiscovered(peers []discovery.Entry) {
 		if p.HTTPAddr == "" {
 			continue
 		}
-		u, err := normalize(p.HTTPAddr)
+		addr := p.HTTPAddr
+		if g.cfg.TLS != nil && !strings.Contains(addr, "://") {
+			addr = "https://" + addr
+		}
+		u, err := normalize(addr)
 		if err != nil {
 			continue
 		}
@@ -307,6 +335,9 @@ func (g *Gateway) getJSON(ctx context.Context, url string, v any) error {
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
 	if err != nil {
 		return err
+	}
+	if !g.cfg.ClusterKeys.Empty() {
+		auth.SignForwarded(req, g.cfg.ClusterKeys.Primary(), auth.Identity{Role: auth.RoleRead, Name: "gateway"}, nil)
 	}
 	resp, err := g.client.Do(req)
 	if err != nil {
@@ -423,7 +454,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			status = http.StatusServiceUnavailable
 		}
-		api.WriteJSON(w, status, body)
+		api.WriteJSON(w, status, api.HealthFor(r.Context(), ok, body))
 	case api.RouteMetrics:
 		if g.cfg.Metrics == nil {
 			api.WriteError(w, fmt.Errorf("%w: /metrics", api.ErrNotFound))
@@ -536,6 +567,7 @@ func (g *Gateway) forward(r *http.Request, b *backend, body []byte) (*http.Respo
 			req.Header.Set(h, v)
 		}
 	}
+	g.passIdentity(r, req, body)
 	resp, err := g.client.Do(req)
 	if err != nil {
 		cancel()
@@ -543,6 +575,20 @@ func (g *Gateway) forward(r *http.Request, b *backend, body []byte) (*http.Respo
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// passIdentity tells the node who the client is: a signed identity when
+// this gateway authenticated the client and holds the cluster key, else the
+// client's own Authorization header for the node to check.
+func (g *Gateway) passIdentity(r, req *http.Request, body []byte) {
+	id, ok := auth.FromContext(r.Context())
+	if ok && id.Via != auth.ViaOpen && id.Role != auth.RoleNone && !g.cfg.ClusterKeys.Empty() {
+		auth.SignForwarded(req, g.cfg.ClusterKeys.Primary(), id, body)
+		return
+	}
+	if v := r.Header.Get("Authorization"); v != "" {
+		req.Header.Set("Authorization", v)
+	}
 }
 
 type cancelOnClose struct {

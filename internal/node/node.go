@@ -13,6 +13,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -122,6 +123,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock drives timers. Default: the wall clock.
 	Clock clock.Clock
+	// Auth, if set, authenticates and authorises every client API request
+	// (api.Authorize). Nil: the API is open to whoever can reach it.
+	Auth api.Authenticator
+	// TLS, if set, serves the client API over TLS with this configuration
+	// (tlsfiles.Server.TLSConfig). Nil: plain HTTP.
+	TLS *tls.Config
+	// DiscoveryTLS, if set, verifies https:// discovery servers (a private
+	// CA). Default: the system's roots.
+	DiscoveryTLS *tls.Config
 	// Transport, if set, builds the endpoint instead of a TCP listener on
 	// GossipAddr (tests use transport.MemNetwork).
 	Transport func(transport.Handler) (Endpoint, error)
@@ -276,6 +286,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			n.closeStorageOnError()
 			return nil, fmt.Errorf("node: client API listener: %w", err)
 		}
+		if cfg.TLS != nil {
+			n.ln = tls.NewListener(n.ln, cfg.TLS)
+		}
 	}
 	httpAddr := cfg.AdvertiseHTTPAddr
 	if httpAddr == "" && n.ln != nil {
@@ -289,6 +302,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		n.disc = discovery.NewClient(cfg.Discovery, discovery.Entry{
 			ID: n.id.String(), Name: cfg.Name, GossipAddr: n.ep.Addr(), HTTPAddr: httpAddr,
 		}, 2*time.Second)
+		if cfg.DiscoveryTLS != nil {
+			n.disc.SetTLS(cfg.DiscoveryTLS)
+		}
 	}
 
 	n.metrics.attach(n)
@@ -307,7 +323,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		go n.discoveryLoop()
 	}
 	if n.ln != nil {
-		n.http = api.NewServer(api.NewHandler(n, n.log.With("component", "api"), n.metrics.handler))
+		var h http.Handler = api.NewHandler(n, n.log.With("component", "api"), n.metrics.handler)
+		if cfg.Auth != nil {
+			h = api.Authorize(h, cfg.Auth)
+		}
+		n.http = api.NewServer(h)
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
