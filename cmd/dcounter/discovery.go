@@ -2,10 +2,13 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
+	"fmt"
 	"io"
 	"net"
 	"time"
 
+	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/discovery"
 )
 
@@ -29,6 +32,8 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&addr, "http-addr", "127.0.0.1:8500", "`host:port` to serve on")
 	fs.DurationVar(&cfg.TTL, "ttl", 5*time.Second, "how long an entry lives without a heartbeat")
 	fs.StringVar(&cfg.DataFile, "data-file", "", "`file` keeping the registry across restarts (optional)")
+	var af apiFlags
+	af.register(fs, false)
 	var sf serverFlags
 	sf.register(fs)
 	logger, stopDebug, code, ok := sf.parse(fs, args, stdout, stderr)
@@ -43,10 +48,19 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return 1
 	}
 	defer srv.Close()
+	sec, err := af.build(clusterkey.Keyring{}, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "dcounter discovery: %v\n", err)
+		return exitUsage
+	}
+	onHangup(ctx, func() { sec.reload(logger) })
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		logger.Error("cannot listen", "addr", addr, "err", err)
 		return 1
+	}
+	if c := sec.serverTLS(); c != nil {
+		ln = tls.NewListener(ln, c)
 	}
 	logger.Info("discovery server started", "http_addr", ln.Addr().String(), "ttl", cfg.TTL, "data_file", cfg.DataFile)
 	if err := discovery.Serve(ctx, ln, srv); err != nil {

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/api"
+	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/gateway"
 )
 
@@ -26,6 +28,11 @@ Writes with an Idempotency-Key header always go to the key's home node, which
 applies them at most once and replays the first answer to retries.
 
 Nodes come from --nodes (client API URLs), --discovery, or both.
+
+Clients authenticate with bearer tokens from --auth-file, as on a node. With
+--cluster-key the gateway passes each client's role and name on to the node,
+signed with the key, instead of the token; without it, it passes the client's
+Authorization header on and the node checks the token itself.
 `
 
 func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -41,6 +48,11 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.DurationVar(&cfg.HealthTimeout, "health-timeout", time.Second, "how long one health check may take")
 	fs.IntVar(&cfg.MaxTries, "max-tries", 3, "how many nodes one request may be tried on")
 	fs.DurationVar(&cfg.ProxyTimeout, "proxy-timeout", 5*time.Second, "how long one proxied request may take")
+	var af apiFlags
+	af.register(fs, true)
+	var tlsCA, clusterKey string
+	fs.StringVar(&tlsCA, "tls-ca", "", "PEM CA `file` that nodes' and discovery servers' certificates are verified with; nodes that discovery lists without a scheme are then reached over https, and the gateway presents its --tls-cert to nodes that require client certificates")
+	fs.StringVar(&clusterKey, "cluster-key", "", "the cluster's `keyring` (comma-separated base64 keys, primary first): signs the client identities passed on to nodes; prefer the environment variable")
 	var sf serverFlags
 	sf.register(fs)
 	logger, stopDebug, code, ok := sf.parse(fs, args, stdout, stderr)
@@ -54,18 +66,44 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintln(stderr, "dcounter gateway: give --nodes URL,… or --discovery URL (or both)")
 		return exitUsage
 	}
+	if err := af.checkExposure(addr); err != nil {
+		fmt.Fprintf(stderr, "dcounter gateway: %v.\n", err)
+		return exitUsage
+	}
+	var err error
+	if cfg.ClusterKeys, err = clusterkey.Parse(clusterKey); err != nil {
+		fmt.Fprintf(stderr, "dcounter gateway: --cluster-key: %v\n", err)
+		return exitUsage
+	}
+	sec, err := af.build(clusterkey.Keyring{}, logger) // the gateway believes no forwarded identity
+	if err != nil {
+		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
+		return exitUsage
+	}
+	if cfg.TLS, err = clientTLS(tlsCA, sec.tls); err != nil {
+		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
+		return exitUsage
+	}
 	g, err := gateway.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
 		return exitUsage
 	}
 	defer g.Close()
+	onHangup(ctx, func() { sec.reload(logger) })
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		logger.Error("cannot listen", "addr", addr, "err", err)
 		return 1
 	}
-	srv := api.NewServer(g)
+	if c := sec.serverTLS(); c != nil {
+		ln = tls.NewListener(ln, c)
+	}
+	var handler http.Handler = g
+	if sec.guard != nil {
+		handler = api.Authorize(g, sec.guard)
+	}
+	srv := api.NewServer(handler)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	_, h := g.Health()

@@ -11,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/node"
 	"github.com/dcounter/dcounter/internal/wal"
 )
@@ -28,6 +29,10 @@ within --join-timeout it exits with an error, unless --bootstrap is given.
 Every acknowledged write is in the write-ahead log under --data-dir first
 (fsynced, with the default --fsync always), so a node killed at any moment
 restarts with everything it acknowledged. Only one process may use a data dir.
+
+Clients authenticate with bearer tokens from --auth-file (roles read, write,
+admin); without one, the client API must stay on a loopback address unless
+--insecure-api is given. --tls-cert/--tls-key serve it over HTTPS.
 
 Example: a three-node cluster on one machine
   dcounter node --name n1 --gossip-addr 127.0.0.1:7946 --http-addr 127.0.0.1:8080 --data-dir /tmp/n1
@@ -59,7 +64,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.DeadAfter, "dead-after", 3*time.Second, "a suspect silent this long, confirmed by other members, is dead (not gossiped with; its counts stay)")
 	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", 5*time.Second, "how long to wait for a --join target to answer")
 	fs.StringVar(&cfg.Cluster, "cluster", "dcounter", "cluster `name`; frames from other clusters are dropped")
-	fs.StringVar(&clusterKey, "cluster-key", "", "base64 32-byte `key` sealing all gossip with AES-256-GCM (make one with 'dcounter keygen'); prefer the environment variable, command lines are visible to other users")
+	fs.StringVar(&clusterKey, "cluster-key", "", "base64 32-byte `key` sealing all gossip with AES-256-GCM (make one with 'dcounter keygen'); also verifies the client identities a gateway passes on. Prefer the environment variable, command lines are visible to other users")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "`dir`ectory for this replica's identity, write-ahead log and snapshots (required unless --in-memory)")
 	fs.BoolVar(&inMemory, "in-memory", false, "keep state in memory only: nothing survives a restart, and every start is a new replica")
 	fs.StringVar(&fsync, "fsync", "always", "when a write is made durable before it is acknowledged: `always` (fsync first), interval (fsync every --fsync-interval), none (leave it to the OS)")
@@ -71,6 +76,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.BoolVar(&cfg.DiscardCorrupt, "discard-corrupt", false, "start even if the log is corrupt: skip the bad data and take a new replica ID (see README: recovering from a corrupt log)")
 	fs.DurationVar(&cfg.SyncInterval, "sync-interval", 500*time.Millisecond, "anti-entropy and member-gossip `period`")
 	fs.IntVar(&cfg.Fanout, "fanout", 3, "`peers` each fresh change is pushed to")
+	var af apiFlags
+	af.register(fs, true)
+	var tlsCA string
+	fs.StringVar(&tlsCA, "tls-ca", "", "PEM CA `file` to verify https:// discovery servers with (default: the system's roots)")
 	var sf serverFlags
 	sf.register(fs)
 	logger, stopDebug, code, ok := sf.parse(fs, args, stdout, stderr)
@@ -110,6 +119,30 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dcounter node: %v\n", err)
 		return exitUsage
 	}
+	if err := af.checkExposure(cfg.HTTPAddr); err != nil {
+		fmt.Fprintf(stderr, "dcounter node: %v.\n", err)
+		return exitUsage
+	}
+	// The keyring verifies identities that gateways forward.
+	keys, err := clusterkey.Parse(clusterKey)
+	if err != nil {
+		fmt.Fprintf(stderr, "dcounter node: --cluster-key: %v\n", err)
+		return exitUsage
+	}
+	sec, err := af.build(keys, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "dcounter node: %v\n", err)
+		return exitUsage
+	}
+	if sec.guard != nil {
+		cfg.Auth = sec.guard
+	}
+	cfg.TLS = sec.serverTLS()
+	if cfg.DiscoveryTLS, err = clientTLS(tlsCA, nil); err != nil {
+		fmt.Fprintf(stderr, "dcounter node: %v\n", err)
+		return exitUsage
+	}
+	onHangup(ctx, func() { sec.reload(logger) })
 
 	n, err := node.New(ctx, cfg)
 	if err != nil {
