@@ -598,7 +598,7 @@ func TestCheckExposure(t *testing.T) {
 		{apiFlags{withAuth: true, insecureAPI: true}, "0.0.0.0:8080", false},
 		{apiFlags{withAuth: true, authFile: "tokens"}, "0.0.0.0:8080", false},
 		{apiFlags{withAuth: true, tlsCert: "c", tlsKey: "k"}, "0.0.0.0:8080", true}, // TLS is not authentication
-		{apiFlags{}, "0.0.0.0:8500", false}, // discovery: its own rules
+		{apiFlags{}, "0.0.0.0:8500", false},                                         // discovery: its own rules
 	} {
 		err := c.af.checkExposure(c.addr)
 		if (err != nil) != c.refused {
