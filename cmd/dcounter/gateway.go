@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -104,6 +105,9 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		handler = api.Authorize(g, sec.guard)
 	}
 	srv := api.NewServer(handler)
+	// Failed TLS handshakes and malformed requests are anyone's to cause:
+	// debug level, not stderr.
+	srv.ErrorLog = slog.NewLogLogger(logger.With("component", "api").Handler(), slog.LevelDebug)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	_, h := g.Health()

@@ -328,6 +328,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			h = api.Authorize(h, cfg.Auth)
 		}
 		n.http = api.NewServer(h)
+		// Failed TLS handshakes and malformed requests are anyone's to
+		// cause: debug level, not stderr.
+		n.http.ErrorLog = slog.NewLogLogger(n.log.With("component", "api").Handler(), slog.LevelDebug)
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
