@@ -10,6 +10,11 @@
 # the disk does not hide the CPU cost being measured; pass "" for the
 # defaults). wrk keeps its connections open, so the TLS figure is the cost of
 # encrypting requests, not of handshakes.
+#
+# Besides requests/s, each round records the node's CPU time (user + system,
+# from /proc) per request served. On a machine shared with other work,
+# requests/s swing with the neighbours' load; CPU time per request swings far
+# less, and its inverse is the throughput one core could reach.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-10s} conns=${2:-64} rounds=${3:-3}
@@ -42,14 +47,27 @@ url() { case $1 in tls|both) echo "https://127.0.0.1:${port[$1]}" ;; *) echo "ht
 script() { case $1 in auth|both) echo "$tmp/post-auth.lua" ;; *) echo "$tmp/post.lua" ;; esac; }
 
 wait_up() { for _ in $(seq 100); do curl -fs --cacert "$tmp/tls.crt" "$1/health" >/dev/null && return; sleep 0.05; done; echo "node at $1 did not start" >&2; exit 1; }
-rps() { "${pin_wrk[@]}" wrk -t1 -c"$conns" -d"$dur" -s "$(script "$1")" "$(url "$1")/increment" | tee -a "$tmp/wrk.log" | awk '/Requests\/sec/ {print $2}'; }
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+# round CONFIG: appends "req/s cpu-µs-per-request" to $tmp/CONFIG.
+round() {
+  local before after out
+  before=$(cpu_ticks "${pid[$1]}")
+  out=$("${pin_wrk[@]}" wrk -t1 -c"$conns" -d"$dur" -s "$(script "$1")" "$(url "$1")/increment")
+  after=$(cpu_ticks "${pid[$1]}")
+  echo "$out" >>"$tmp/wrk.log"
+  awk -v b="$before" -v a="$after" -v hz="$(getconf CLK_TCK)" '
+    /requests in/ {n = $1} /Requests\/sec/ {r = $2}
+    END {printf "%s %.2f\n", r, (a - b) / hz * 1e6 / n}' <<<"$out" >>"$tmp/$1"
+}
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 i=0
+declare -A pid
 for c in "${configs[@]}"; do
   # shellcheck disable=SC2086
   "${pin_srv[@]}" "$tmp/dcounter" node --name "$c" --gossip-addr "127.0.0.1:$((19946 + i))" --http-addr "127.0.0.1:${port[$c]}" \
     --data-dir "$tmp/data-$c" --log-level warn $node_flags ${flags[$c]} 2>>"$tmp/node-$c.log" &
+  pid[$c]=$!
   i=$((i + 1))
 done
 for c in "${configs[@]}"; do wait_up "$(url "$c")"; : >"$tmp/$c"; done
@@ -57,14 +75,17 @@ for c in "${configs[@]}"; do wait_up "$(url "$c")"; : >"$tmp/$c"; done
 [ "$(curl -s -o /dev/null -w '%{http_code}' -X POST "$(url auth)/increment")" = 401 ] || { echo "auth node accepted a write without a token" >&2; exit 1; }
 
 for _ in $(seq "$rounds"); do
-  for c in "${configs[@]}"; do rps "$c" >>"$tmp/$c"; done
+  for c in "${configs[@]}"; do round "$c"; done
 done
 errors=$(grep -c "Non-2xx" "$tmp/wrk.log" || true)
 
 echo "POST /increment, wrk -t1 -c$conns -d$dur x $rounds alternating rounds, nodes on CPU 0, wrk on CPU 1, node flags: ${node_flags:-(defaults)}"
-off=$(median <"$tmp/off")
+off=$(cut -d' ' -f1 <"$tmp/off" | median) off_cpu=$(cut -d' ' -f2 <"$tmp/off" | median)
+printf '%-5s %12s %7s %16s %7s   %s\n' config "req/s" ratio "CPU µs/request" ratio "rounds (req/s)"
 for c in "${configs[@]}"; do
-  m=$(median <"$tmp/$c")
-  printf '%-5s rounds: %-40s median %8.0f req/s  ratio %.3f\n' "$c" "$(tr '\n' ' ' <"$tmp/$c")" "$m" "$(awk -v a="$m" -v b="$off" 'BEGIN { print a / b }')"
+  m=$(cut -d' ' -f1 <"$tmp/$c" | median) cpu=$(cut -d' ' -f2 <"$tmp/$c" | median)
+  printf '%-5s %12.0f %7.3f %16.2f %7.3f   %s\n' "$c" "$m" "$(awk -v a="$m" -v b="$off" 'BEGIN { print a / b }')" \
+    "$cpu" "$(awk -v a="$cpu" -v b="$off_cpu" 'BEGIN { print b / a }')" "$(cut -d' ' -f1 <"$tmp/$c" | tr '\n' ' ')"
 done
-echo "targets: auth >= 0.95, tls >= 0.70 of off; wrk runs with non-2xx answers: $errors"
+echo "ratios are medians against off: req/s ratio, and off's CPU per request / this one's (the throughput ratio on one busy core)"
+echo "targets: auth >= 0.95, tls >= 0.70; wrk runs with non-2xx answers: $errors"
