@@ -40,7 +40,9 @@ var ErrForwarded = errors.New("auth: forwarded identity does not verify")
 
 // Forwarded reports whether h carries any forwarded-identity header.
 func Forwarded(h http.Header) bool {
-	return h.Get(HeaderMAC) != "" || h.Get(HeaderKey) != "" || h.Get(HeaderRole) != "" || h.Get(HeaderName) != ""
+	// Direct map lookups: the names are canonical already, and this runs on
+	// every request.
+	return len(h[HeaderMAC]) > 0 || len(h[HeaderKey]) > 0 || len(h[HeaderRole]) > 0 || len(h[HeaderName]) > 0
 }
 
 // StripForwarded removes the forwarded-identity headers from h.

@@ -48,7 +48,11 @@ func (g *Guard) Authenticate(r *http.Request, body []byte) (Identity, error) {
 	if g.tokens == nil {
 		return Identity{Role: RoleAdmin, Via: ViaOpen}, nil
 	}
-	tok, ok := bearer(r.Header.Get("Authorization"))
+	var h string
+	if v := r.Header["Authorization"]; len(v) > 0 { // canonical name: no Get needed
+		h = v[0]
+	}
+	tok, ok := bearer(h)
 	if !ok {
 		return Identity{}, ErrUnauthenticated
 	}
