@@ -275,3 +275,15 @@ func TestForwardedIdentity(t *testing.T) {
 		t.Fatalf("keyless node accepted a forwarded identity: %v", err)
 	}
 }
+
+func TestForwardedMACIsClusterkeyMAC(t *testing.T) {
+	for i := 0; i < 20; i++ {
+		k := ring(t, clusterkey.Generate()).Primary()
+		parts := [][]byte{[]byte("POST"), []byte("/x"), nil, []byte(strings.Repeat("p", i*7)), {}, []byte("k")}
+		for j := 0; j < 2; j++ { // derived, then cached
+			if got, want := forwardedMAC(k, parts), k.MAC(clusterkey.ForwardedIdentity, parts...); string(got) != string(want) {
+				t.Fatalf("forwardedMAC differs from clusterkey's MAC")
+			}
+		}
+	}
+}
