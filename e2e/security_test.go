@@ -345,6 +345,13 @@ func TestMutualTLSGatewayToNode(t *testing.T) {
 		"-H", "Authorization: Bearer "+secWrite, "-X", "POST", node.HTTP+"/increment"); code != 200 {
 		t.Fatalf("a client with a certificate and a token: %d %s", code, body)
 	}
+	if _, errOut, code := runCLI(t, nil, "health", node.HTTP, "--ca", pki.CA); code != 1 {
+		t.Fatalf("CLI health without a client certificate: exit %d %s", code, errOut)
+	}
+	if out, errOut, code := runCLI(t, []string{"DCOUNTER_TOKEN=" + secWrite}, "get", "--addr", node.HTTP, "--ca", pki.CA,
+		"--client-cert", pki.ClientCert, "--client-key", pki.ClientKey); code != 0 || strings.TrimSpace(out) != "1" {
+		t.Fatalf("CLI get with a client certificate: exit %d %s %s", code, out, errOut)
+	}
 	addr := fmt.Sprintf("127.0.0.1:%d", freePort(t))
 	gw := &proc{t: t, name: "gateway", HTTP: "http://" + addr,
 		args: []string{"gateway", "--http-addr", addr, "--nodes", node.HTTP, "--log-level", "debug",

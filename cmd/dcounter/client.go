@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -32,12 +33,14 @@ DCOUNTER_TOKEN) for a server with --auth-file.
 // conn are the flags every client verb shares: how to reach and prove
 // ourselves to the server.
 type conn struct {
-	token, ca string
+	token, ca, cert, key string
 }
 
 func (c *conn) register(fs *flagSet) {
 	fs.StringVar(&c.token, "token", "", "bearer `token` for a server with --auth-file; prefer the environment variable, command lines are visible to other users")
 	fs.StringVar(&c.ca, "ca", "", "PEM CA `file` to verify an https:// server with (default: the system's roots)")
+	fs.StringVar(&c.cert, "client-cert", "", "PEM certificate `file` to present to a server with --tls-client-ca (with --client-key)")
+	fs.StringVar(&c.key, "client-key", "", "PEM private key `file` for --client-cert")
 }
 
 func clientVerb(verb string) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -221,10 +224,17 @@ func (c conn) call(ctx context.Context, timeout time.Duration, method, base, pat
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	}
 	client := http.DefaultClient
-	if c.ca != "" {
+	if c.ca != "" || c.cert != "" || c.key != "" {
 		tc, err := tlsfiles.ClientConfig(c.ca)
 		if err != nil {
 			return fmt.Errorf("--ca: %w", err)
+		}
+		if c.cert != "" || c.key != "" {
+			pair, err := tls.LoadX509KeyPair(c.cert, c.key)
+			if err != nil {
+				return fmt.Errorf("--client-cert/--client-key: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{pair}
 		}
 		client = &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}}
 	}
