@@ -31,7 +31,7 @@ func (af *apiFlags) register(fs *flagSet, withAuth bool) {
 	}
 	fs.StringVar(&af.tlsCert, "tls-cert", "", "PEM certificate chain `file` to serve HTTPS with (with --tls-key); reloaded when the file changes or on SIGHUP")
 	fs.StringVar(&af.tlsKey, "tls-key", "", "PEM private key `file` for --tls-cert")
-	fs.StringVar(&af.clientCA, "tls-client-ca", "", "PEM CA `file`: require every client to present a certificate signed by it (mutual TLS)")
+	fs.StringVar(&af.clientCA, "tls-client-ca", "", "PEM CA `file`: require every client to present a certificate signed by it (mutual TLS); reloaded like --tls-cert")
 }
 
 // checkExposure refuses an open client API on an address other machines
