@@ -15,6 +15,13 @@ dir=${DCOUNTER_CLUSTER_DIR:-$here/.cluster}
 bin=${DCOUNTER_BIN:-$here/bin/dcounter}
 http_base=${DCOUNTER_HTTP_BASE_PORT:-8080}
 gateway_port=${DCOUNTER_GATEWAY_PORT:-8000}
+# As run-cluster.sh: https when the servers have DCOUNTER_TLS_CERT; the token
+# and CA the client verbs read (DCOUNTER_TOKEN, DCOUNTER_CA) go to curl too.
+scheme=http
+if [ -n "${DCOUNTER_TLS_CERT:-}" ]; then scheme=https; fi
+curl_opts=(-s --max-time 1)
+if [ -n "${DCOUNTER_TOKEN:-}" ]; then curl_opts+=(-H "Authorization: Bearer $DCOUNTER_TOKEN"); fi
+if [ -n "${DCOUNTER_CA:-}" ]; then curl_opts+=(--cacert "$DCOUNTER_CA"); fi
 
 once=
 if [ "${1:-}" = --once ]; then once=1; shift; fi
@@ -34,8 +41,8 @@ table() {
   printf '%-8s %-22s %-9s %-8s %12s\n' NODE URL HEALTH MEMBERS VALUE
   local values=() missing=0
   for i in $ids; do
-    local url="http://127.0.0.1:$((http_base + i - 1))" health value members
-    health=$(curl -s --max-time 1 "$url/health")
+    local url="$scheme://127.0.0.1:$((http_base + i - 1))" health value members
+    health=$(curl "${curl_opts[@]}" "$url/health")
     if [ -z "$health" ]; then
       health=down members=- value=unreachable
     else
@@ -44,12 +51,12 @@ table() {
       value=$("$bin" get "$key" --addr "$url" --timeout 1s 2>/dev/null || echo unreachable)
     fi
     if [ "$value" = unreachable ]; then missing=$((missing + 1)); else values+=("$value"); fi
-    printf '%-8s %-22s %-9s %-8s %12s\n' "node$i" "${url#http://}" "$health" "$members" "$value"
+    printf '%-8s %-22s %-9s %-8s %12s\n' "node$i" "${url#*://}" "$health" "$members" "$value"
   done
-  local gw="http://127.0.0.1:$gateway_port" gh
-  gh=$(curl -s --max-time 1 "$gw/health")
+  local gw="$scheme://127.0.0.1:$gateway_port" gh
+  gh=$(curl "${curl_opts[@]}" "$gw/health")
   if [ -n "$gh" ]; then
-    printf '%-8s %-22s %-9s %-8s %12s\n' gateway "${gw#http://}" "$(field "$gh" status)" "$(field "$gh" healthy_nodes)/$(field "$gh" nodes)" \
+    printf '%-8s %-22s %-9s %-8s %12s\n' gateway "${gw#*://}" "$(field "$gh" status)" "$(field "$gh" healthy_nodes)/$(field "$gh" nodes)" \
       "$("$bin" get "$key" --addr "$gw" --timeout 1s 2>/dev/null || echo unreachable)"
   fi
   echo

@@ -15,6 +15,13 @@ gossip_base=${DCOUNTER_GOSSIP_BASE_PORT:-7946}
 discovery_port=${DCOUNTER_DISCOVERY_PORT:-8500}
 gateway_port=${DCOUNTER_GATEWAY_PORT:-8000}
 cluster=${DCOUNTER_CLUSTER_NAME:-local}
+# Every process reads its DCOUNTER_* flags from the environment, so the
+# security settings pass straight through: DCOUNTER_AUTH_FILE (node, gateway),
+# DCOUNTER_TLS_CERT/DCOUNTER_TLS_KEY (all servers; then URLs are https),
+# DCOUNTER_TLS_CA (gateway, to verify nodes), DCOUNTER_TOKEN and DCOUNTER_CA
+# (the client verbs this script runs).
+scheme=http
+if [ -n "${DCOUNTER_TLS_CERT:-}" ]; then scheme=https; fi
 
 # Processes outlive the terminal that started them.
 detach=$(command -v setsid || command -v nohup || true)
@@ -46,6 +53,9 @@ Commands:
 Environment (defaults): DCOUNTER_HTTP_BASE_PORT (8080) and DCOUNTER_GOSSIP_BASE_PORT (7946):
 node i uses base+i-1; DCOUNTER_DISCOVERY_PORT (8500); DCOUNTER_GATEWAY_PORT (8000);
 DCOUNTER_CLUSTER_DIR (./.cluster); DCOUNTER_CLUSTER_NAME (local); DCOUNTER_BIN (./bin/dcounter).
+Security (passed to every process): DCOUNTER_AUTH_FILE, DCOUNTER_TLS_CERT + DCOUNTER_TLS_KEY
+(URLs become https://), DCOUNTER_TLS_CA, DCOUNTER_CLUSTER_KEY; the client verbs use
+DCOUNTER_TOKEN and DCOUNTER_CA.
 USAGE
 }
 
@@ -57,9 +67,9 @@ build() {
   fi
 }
 
-node_url() { echo "http://127.0.0.1:$((http_base + $1 - 1))"; }
-gateway_url() { echo "http://127.0.0.1:$gateway_port"; }
-discovery_url() { echo "http://127.0.0.1:$discovery_port"; }
+node_url() { echo "$scheme://127.0.0.1:$((http_base + $1 - 1))"; }
+gateway_url() { echo "$scheme://127.0.0.1:$gateway_port"; }
+discovery_url() { echo "$scheme://127.0.0.1:$discovery_port"; }
 nodes() { ls "$dir"/node*.pid 2>/dev/null | sed -E 's/.*node([0-9]+)\.pid/\1/' | sort -n; }
 
 # alive NAME: true if the process recorded in NAME.pid runs and is dcounter.

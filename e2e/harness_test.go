@@ -64,6 +64,9 @@ type proc struct {
 	Gossip   string // host:port
 	DataDir  string
 	exitCode int
+	// client, if set, replaces the shared client for this process's API
+	// (one trusting a test CA, say).
+	client *http.Client
 }
 
 type lockedBuffer struct {
@@ -101,7 +104,7 @@ func (p *proc) startAsNode(join string, extra ...string) *proc {
 	t.Helper()
 	p.DataDir = filepath.Join(t.TempDir(), name)
 	p.args = append([]string{"node", "--name", name,
-		"--gossip-addr", p.Gossip, "--http-addr", strings.TrimPrefix(p.HTTP, "http://"),
+		"--gossip-addr", p.Gossip, "--http-addr", hostPort(p.HTTP),
 		"--data-dir", p.DataDir, "--log-level", "debug"}, extra...)
 	if join != "" {
 		p.args = append(p.args, "--join", join)
@@ -132,8 +135,20 @@ func cleanEnv() []string {
 
 var client = &http.Client{Timeout: 5 * time.Second, Transport: &http.Transport{MaxIdleConnsPerHost: 64}}
 
+// hostPort strips a URL's scheme.
+func hostPort(url string) string {
+	if i := strings.Index(url, "://"); i >= 0 {
+		return url[i+3:]
+	}
+	return url
+}
+
 func (p *proc) get(path string) ([]byte, error) {
-	resp, err := client.Get(p.HTTP + path)
+	c := client
+	if p.client != nil {
+		c = p.client
+	}
+	resp, err := c.Get(p.HTTP + path)
 	if err != nil {
 		return nil, err
 	}

@@ -88,7 +88,9 @@ const labKey = "ZGNvdW50ZXItcGFydGl0aW9uLXRlc3QtY2x1c3Rlci0="
 
 // node starts a dcounter node inside namespace i.
 func (l *netlab) node(i int, join string, extra ...string) *proc {
-	extra = append([]string{"--cluster-key", labKey}, extra...)
+	// The lab's client API is open (the partition tests are not about
+	// clients); off loopback that takes --insecure-api.
+	extra = append([]string{"--cluster-key", labKey, "--insecure-api"}, extra...)
 	p := &proc{
 		t: l.t, name: fmt.Sprintf("n%d", i+1),
 		Gossip: l.ips[i] + ":7946", HTTP: "http://" + l.ips[i] + ":8080",

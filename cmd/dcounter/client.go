@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/rand"
+	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
@@ -13,6 +14,8 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
+
+	"github.com/dcounter/dcounter/internal/tlsfiles"
 )
 
 const defaultAddr = "http://127.0.0.1:8080"
@@ -21,7 +24,24 @@ const clientHelp = `
 Talks to a node's (or the gateway's) client API. KEY defaults to "default".
 Prints the counter's value after the operation. Exits 1 if the server
 refused the request or could not be reached.
+
+Give an https:// URL for a server with --tls-cert (--ca names the CA its
+certificate is signed by, if not a public one), and --token (better:
+DCOUNTER_TOKEN) for a server with --auth-file.
 `
+
+// conn are the flags every client verb shares: how to reach and prove
+// ourselves to the server.
+type conn struct {
+	token, ca, cert, key string
+}
+
+func (c *conn) register(fs *flagSet) {
+	fs.StringVar(&c.token, "token", "", "bearer `token` for a server with --auth-file; prefer the environment variable, command lines are visible to other users")
+	fs.StringVar(&c.ca, "ca", "", "PEM CA `file` to verify an https:// server with (default: the system's roots)")
+	fs.StringVar(&c.cert, "client-cert", "", "PEM certificate `file` to present to a server with --tls-client-ca (with --client-key)")
+	fs.StringVar(&c.key, "client-key", "", "PEM private key `file` for --client-cert")
+}
 
 func clientVerb(verb string) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -32,6 +52,8 @@ func clientVerb(verb string) func(ctx context.Context, args []string, stdout, st
 		fs := newFlagSet(verb, syn, clientHelp, stderr)
 		addr := fs.String("addr", defaultAddr, "`URL` of a node or gateway")
 		timeout := fs.Duration("timeout", 5*time.Second, "request `timeout`")
+		var cn conn
+		cn.register(fs)
 		var by uint64 = 1
 		if verb != "get" {
 			fs.Uint64Var(&by, "by", 1, "positive `amount` to add or subtract")
@@ -64,7 +86,7 @@ func clientVerb(verb string) func(ctx context.Context, args []string, stdout, st
 			Key   string `json:"key"`
 			Value int64  `json:"value"`
 		}
-		if err := call(ctx, *timeout, method, *addr, path, body, &resp); err != nil {
+		if err := cn.call(ctx, *timeout, method, *addr, path, body, &resp); err != nil {
 			fmt.Fprintf(stderr, "dcounter %s: %v\n", verb, err)
 			return 1
 		}
@@ -77,11 +99,13 @@ func runNodes(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs := newFlagSet("nodes", "nodes [--addr URL]", "Lists the members that the node (or gateway) at --addr sees, with their state.", stderr)
 	addr := fs.String("addr", defaultAddr, "`URL` of a node or gateway")
 	asJSON := fs.Bool("json", false, "print the raw JSON")
+	var cn conn
+	cn.register(fs)
 	if _, code, ok := fs.parseOrExit(args, stdout); !ok {
 		return code
 	}
 	var raw json.RawMessage
-	if err := call(ctx, 5*time.Second, http.MethodGet, *addr, "/nodes", "", &raw); err != nil {
+	if err := cn.call(ctx, 5*time.Second, http.MethodGet, *addr, "/nodes", "", &raw); err != nil {
 		fmt.Fprintf(stderr, "dcounter nodes: %v\n", err)
 		return 1
 	}
@@ -120,11 +144,13 @@ func runNodes(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("status", "status [--addr URL]", "Shows the health summary of the node (or gateway) at --addr. Exits 1 unless it is healthy.", stderr)
 	addr := fs.String("addr", defaultAddr, "`URL` of a node or gateway")
+	var cn conn
+	cn.register(fs)
 	if _, code, ok := fs.parseOrExit(args, stdout); !ok {
 		return code
 	}
 	var raw json.RawMessage
-	err := call(ctx, 5*time.Second, http.MethodGet, *addr, "/health", "", &raw)
+	err := cn.call(ctx, 5*time.Second, http.MethodGet, *addr, "/health", "", &raw)
 	if len(raw) > 0 {
 		var v any
 		if json.Unmarshal(raw, &v) == nil {
@@ -142,6 +168,8 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int
 func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("health", "health [URL]", "Exits 0 if GET URL/health answers 200, else 1. For container health checks; prints nothing on success.", stderr)
 	timeout := fs.Duration("timeout", 2*time.Second, "request `timeout`")
+	var cn conn
+	cn.register(fs)
 	pos, code, ok := fs.parseOrExit(args, stdout)
 	if !ok {
 		return code
@@ -151,7 +179,7 @@ func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) int
 		addr = pos[0]
 	}
 	var raw json.RawMessage
-	if err := call(ctx, *timeout, http.MethodGet, addr, "/health", "", &raw); err != nil {
+	if err := cn.call(ctx, *timeout, http.MethodGet, addr, "/health", "", &raw); err != nil {
 		fmt.Fprintf(stderr, "dcounter health: %v\n", err)
 		return 1
 	}
@@ -174,7 +202,7 @@ func runKeygen(_ context.Context, args []string, stdout, stderr io.Writer) int {
 
 // call sends one request and decodes a JSON answer into out; a non-2xx
 // answer becomes an error carrying the server's {"error":...} message.
-func call(ctx context.Context, timeout time.Duration, method, base, path, body string, out any) error {
+func (c conn) call(ctx context.Context, timeout time.Duration, method, base, path, body string, out any) error {
 	base = strings.TrimRight(base, "/")
 	if !strings.Contains(base, "://") {
 		base = "http://" + base
@@ -192,7 +220,25 @@ func call(ctx context.Context, timeout time.Duration, method, base, path, body s
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := http.DefaultClient.Do(req)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	client := http.DefaultClient
+	if c.ca != "" || c.cert != "" || c.key != "" {
+		tc, err := tlsfiles.ClientConfig(c.ca)
+		if err != nil {
+			return fmt.Errorf("--ca: %w", err)
+		}
+		if c.cert != "" || c.key != "" {
+			pair, err := tls.LoadX509KeyPair(c.cert, c.key)
+			if err != nil {
+				return fmt.Errorf("--client-cert/--client-key: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{pair}
+		}
+		client = &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}}
+	}
+	resp, err := client.Do(req)
 	if err != nil {
 		return err
 	}

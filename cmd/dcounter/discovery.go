@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
 	"io"
 	"net"
@@ -40,12 +41,14 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	fs.StringVar(&addr, "http-addr", "127.0.0.1:8500", "`host:port` to serve on")
 	fs.DurationVar(&cfg.TTL, "ttl", 5*time.Second, "how long an entry lives without a heartbeat")
 	fs.StringVar(&cfg.DataFile, "data-file", "", "`file` keeping the registry across restarts (optional)")
-	var clusterKey string
+	var kf keyFlags
+	kf.register(fs, "sign (nodes and gateways sign with their first key)")
 	var insecure bool
-	fs.StringVar(&clusterKey, "cluster-key", "", "the nodes' cluster `keyring` (comma-separated base64 keys, first is primary; make one with 'dcounter keygen'): register, heartbeat and peers requests must be signed with it; prefer the environment variable, command lines are visible to other users")
 	fs.BoolVar(&insecure, "insecure", false, "allow serving without --cluster-key on an address other machines can reach (anyone who can reach it can then register addresses that gateways and nodes will contact)")
 	fs.IntVar(&cfg.MaxEntries, "max-entries", discovery.MaxEntries, "most entries the registry holds")
 	fs.IntVar(&cfg.MaxPerSource, "max-per-source", discovery.DefaultMaxPerSource, "most entries registered from one client IP address")
+	var af apiFlags
+	af.register(fs, false)
 	var sf serverFlags
 	sf.register(fs)
 	logger, stopDebug, code, ok := sf.parse(fs, args, stdout, stderr)
@@ -55,8 +58,8 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	defer stopDebug()
 	cfg.Logger = logger
 	var err error
-	if cfg.Keyring, err = clusterkey.Parse(clusterKey); err != nil {
-		fmt.Fprintf(stderr, "dcounter discovery: --cluster-key: %v\n", err)
+	if cfg.Keyring, err = kf.keyring(); err != nil {
+		fmt.Fprintf(stderr, "dcounter discovery: %v\n", err)
 		return exitUsage
 	}
 	if cfg.Keyring.Empty() && !insecure && !loopback(addr) {
@@ -72,10 +75,19 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		return 1
 	}
 	defer srv.Close()
+	sec, err := af.build(clusterkey.Keyring{}, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "dcounter discovery: %v\n", err)
+		return exitUsage
+	}
+	onHangup(ctx, func() { sec.reload(logger) })
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		logger.Error("cannot listen", "addr", addr, "err", err)
 		return 1
+	}
+	if c := sec.serverTLS(); c != nil {
+		ln = tls.NewListener(ln, c)
 	}
 	logger.Info("discovery server started", "http_addr", ln.Addr().String(), "ttl", cfg.TTL, "data_file", cfg.DataFile,
 		"authenticated", !cfg.Keyring.Empty(), "key_ids", cfg.Keyring.IDs())

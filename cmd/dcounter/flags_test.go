@@ -540,3 +540,31 @@ func TestVersion(t *testing.T) {
 		t.Fatalf("version wrote to stderr: %q", stderr.String())
 	}
 }
+
+func TestCheckExposure(t *testing.T) {
+	for _, c := range []struct {
+		af      apiFlags
+		addr    string
+		refused bool
+	}{
+		{apiFlags{withAuth: true}, "127.0.0.1:8080", false},
+		{apiFlags{withAuth: true}, "[::1]:8080", false},
+		{apiFlags{withAuth: true}, "localhost:8080", false},
+		{apiFlags{withAuth: true}, "0.0.0.0:8080", true},
+		{apiFlags{withAuth: true}, ":8080", true},
+		{apiFlags{withAuth: true}, "10.1.2.3:8080", true},
+		{apiFlags{withAuth: true}, "[::]:8080", true},
+		{apiFlags{withAuth: true, insecureAPI: true}, "0.0.0.0:8080", false},
+		{apiFlags{withAuth: true, authFile: "tokens"}, "0.0.0.0:8080", false},
+		{apiFlags{withAuth: true, tlsCert: "c", tlsKey: "k"}, "0.0.0.0:8080", true}, // TLS is not authentication
+		{apiFlags{}, "0.0.0.0:8500", false},                                         // discovery: its own rules
+	} {
+		err := c.af.checkExposure(c.addr)
+		if (err != nil) != c.refused {
+			t.Errorf("%+v on %s: %v, want refused=%v", c.af, c.addr, err, c.refused)
+		}
+		if err != nil && (!strings.Contains(err.Error(), "--auth-file") || !strings.Contains(err.Error(), "--insecure-api")) {
+			t.Errorf("error does not say how to fix it: %v", err)
+		}
+	}
+}

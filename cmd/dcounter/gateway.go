@@ -2,9 +2,11 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net"
 	"net/http"
 	"time"
@@ -35,6 +37,11 @@ or --nodes lists gets nothing until then, and discovery requests are signed
 with the key. Without a key (development), any address that answers its
 health check gets traffic, and the gateway refuses to listen on an address
 other machines can reach unless --insecure is given.
+
+Clients authenticate with bearer tokens from --auth-file, as on a node. With
+--cluster-key the gateway passes each client's role and name on to the node,
+signed with the key, instead of the token; without it, it passes the client's
+Authorization header on and the node checks the token itself.
 `
 
 func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -50,12 +57,16 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.DurationVar(&cfg.HealthTimeout, "health-timeout", time.Second, "how long one health check may take")
 	fs.IntVar(&cfg.MaxTries, "max-tries", 3, "how many nodes one request may be tried on")
 	fs.DurationVar(&cfg.ProxyTimeout, "proxy-timeout", 5*time.Second, "how long one proxied request may take")
-	var clusterKey string
+	var kf keyFlags
+	kf.register(fs, "prove nodes and sign discovery requests and forwarded identities")
 	var insecure bool
-	fs.StringVar(&clusterKey, "cluster-key", "", "the nodes' cluster `keyring` (comma-separated base64 keys, first is primary): nodes must prove membership with it before they get traffic; prefer the environment variable, command lines are visible to other users")
 	fs.StringVar(&cfg.Cluster, "cluster", "dcounter", "cluster `name` nodes must prove membership of")
 	fs.BoolVar(&insecure, "insecure", false, "allow serving without --cluster-key on an address other machines can reach (any address listed by discovery or --nodes that answers a health check then gets client traffic)")
 	fs.IntVar(&cfg.MaxNodes, "max-nodes", 1024, "most nodes tracked from discovery")
+	var af apiFlags
+	af.register(fs, true)
+	var tlsCA string
+	fs.StringVar(&tlsCA, "tls-ca", "", "PEM CA `file` that nodes' and discovery servers' certificates are verified with; nodes that discovery lists without a scheme are then reached over https, and the gateway presents its --tls-cert to nodes that require client certificates")
 	var sf serverFlags
 	sf.register(fs)
 	logger, stopDebug, code, ok := sf.parse(fs, args, stdout, stderr)
@@ -70,8 +81,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		return exitUsage
 	}
 	var err error
-	if cfg.Keyring, err = clusterkey.Parse(clusterKey); err != nil {
-		fmt.Fprintf(stderr, "dcounter gateway: --cluster-key: %v\n", err)
+	if cfg.Keyring, err = kf.keyring(); err != nil {
+		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
 		return exitUsage
 	}
 	if cfg.Keyring.Empty() && !insecure && !loopback(addr) {
@@ -81,18 +92,42 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			"network you trust.\n", addr)
 		return exitUsage
 	}
+	if err := af.checkExposure(addr); err != nil {
+		fmt.Fprintf(stderr, "dcounter gateway: %v.\n", err)
+		return exitUsage
+	}
+	sec, err := af.build(clusterkey.Keyring{}, logger) // the gateway believes no forwarded identity
+	if err != nil {
+		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
+		return exitUsage
+	}
+	if cfg.TLS, err = clientTLS(tlsCA, sec.tls); err != nil {
+		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
+		return exitUsage
+	}
 	g, err := gateway.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
 		return exitUsage
 	}
 	defer g.Close()
+	onHangup(ctx, func() { sec.reload(logger) })
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		logger.Error("cannot listen", "addr", addr, "err", err)
 		return 1
 	}
-	srv := api.NewServer(g)
+	if c := sec.serverTLS(); c != nil {
+		ln = tls.NewListener(ln, c)
+	}
+	var handler http.Handler = g
+	if sec.guard != nil {
+		handler = api.Authorize(g, sec.guard)
+	}
+	srv := api.NewServer(handler)
+	// Failed TLS handshakes and malformed requests are anyone's to cause:
+	// debug level, not stderr.
+	srv.ErrorLog = slog.NewLogLogger(logger.With("component", "api").Handler(), slog.LevelDebug)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	_, h := g.Health()

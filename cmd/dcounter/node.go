@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clock"
-	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/node"
 	"github.com/dcounter/dcounter/internal/wal"
 )
@@ -30,6 +29,10 @@ Every acknowledged write is in the write-ahead log under --data-dir first
 (fsynced, with the default --fsync always), so a node killed at any moment
 restarts with everything it acknowledged. Only one process may use a data dir.
 
+Clients authenticate with bearer tokens from --auth-file (roles read, write,
+admin); without one, the client API must stay on a loopback address unless
+--insecure-api is given. --tls-cert/--tls-key serve it over HTTPS.
+
 Example: a three-node cluster on one machine
   dcounter node --name n1 --gossip-addr 127.0.0.1:7946 --http-addr 127.0.0.1:8080 --data-dir /tmp/n1
   dcounter node --name n2 --gossip-addr 127.0.0.1:7947 --http-addr 127.0.0.1:8081 --data-dir /tmp/n2 --join 127.0.0.1:7946
@@ -41,7 +44,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var (
 		cfg        node.Config
 		join       string
-		clusterKey string
+		kf         keyFlags
 		fsync      string
 		inMemory   bool
 		disc       string
@@ -61,7 +64,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.DeadAfter, "dead-after", 3*time.Second, "a suspect silent this long, confirmed by other members, is dead (not gossiped with; its counts stay)")
 	fs.DurationVar(&cfg.JoinTimeout, "join-timeout", 5*time.Second, "how long to wait for a --join target to answer")
 	fs.StringVar(&cfg.Cluster, "cluster", "dcounter", "cluster `name`; frames from other clusters are dropped")
-	fs.StringVar(&clusterKey, "cluster-key", "", "cluster `keys`: comma-separated base64 32-byte keys, the first used to connect, all accepted (make one with 'dcounter keygen'); every gossip connection is authenticated and encrypted with them. Rotate by adding the new key everywhere, then moving it first, then removing the old one. Prefer the environment variable: command lines are visible to other users")
+	kf.register(fs, "connect (and to check identities gateways pass on)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "`dir`ectory for this replica's identity, write-ahead log and snapshots (required unless --in-memory)")
 	fs.BoolVar(&inMemory, "in-memory", false, "keep state in memory only: nothing survives a restart, and every start is a new replica")
 	fs.StringVar(&fsync, "fsync", "always", "when a write is made durable before it is acknowledged: `always` (fsync first), interval (fsync every --fsync-interval), none (leave it to the OS)")
@@ -75,6 +78,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.IntVar(&cfg.Fanout, "fanout", 3, "`peers` each fresh change is pushed to")
 	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", 10*time.Second, "warn (at most once a minute per member) when a member's wall clock differs from ours by more than this `duration`; offsets are exported as dcounter_member_clock_offset_seconds either way, and membership and idempotency never depend on them")
 	fs.DurationVar(&clockShift, "clock-offset", 0, "testing aid: shift this node's wall clock by `duration` (e.g. -1h, 48h), as if the system clock were wrong; timers and elapsed times are unaffected. Used to reproduce and test clock skew")
+	var af apiFlags
+	af.register(fs, true)
+	var tlsCA string
+	fs.StringVar(&tlsCA, "tls-ca", "", "PEM CA `file` to verify https:// discovery servers with (default: the system's roots)")
 	var sf serverFlags
 	sf.register(fs)
 	logger, stopDebug, code, ok := sf.parse(fs, args, stdout, stderr)
@@ -90,11 +97,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.Join = splitList(join)
 	cfg.Discovery = splitList(disc)
 	var err error
-	if clusterKey != "" {
-		if cfg.ClusterKeys, err = clusterkey.Parse(clusterKey); err != nil {
-			fmt.Fprintf(stderr, "dcounter node: --cluster-key: %v\n", err)
-			return exitUsage
-		}
+	if cfg.ClusterKeys, err = kf.keyring(); err != nil {
+		fmt.Fprintf(stderr, "dcounter node: %v\n", err)
+		return exitUsage
 	}
 	switch {
 	case cfg.DataDir == "" && !inMemory:
@@ -118,6 +123,25 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dcounter node: %v\n", err)
 		return exitUsage
 	}
+	if err := af.checkExposure(cfg.HTTPAddr); err != nil {
+		fmt.Fprintf(stderr, "dcounter node: %v.\n", err)
+		return exitUsage
+	}
+	// The keyring also verifies identities that gateways forward.
+	sec, err := af.build(cfg.ClusterKeys, logger)
+	if err != nil {
+		fmt.Fprintf(stderr, "dcounter node: %v\n", err)
+		return exitUsage
+	}
+	if sec.guard != nil {
+		cfg.Auth = sec.guard
+	}
+	cfg.TLS = sec.serverTLS()
+	if cfg.DiscoveryTLS, err = clientTLS(tlsCA, nil); err != nil {
+		fmt.Fprintf(stderr, "dcounter node: %v\n", err)
+		return exitUsage
+	}
+	onHangup(ctx, func() { sec.reload(logger) })
 
 	n, err := node.New(ctx, cfg)
 	if err != nil {

@@ -140,3 +140,32 @@ func readKeyFile(path string) (clusterkey.Keyring, error) {
 	}
 	return r, err
 }
+
+// keyFlags are --cluster-key and --cluster-key-file, shared by node,
+// discovery and gateway.
+type keyFlags struct{ key, file string }
+
+func (kf *keyFlags) register(fs *flagSet, use string) {
+	fs.StringVar(&kf.key, "cluster-key", "", "cluster `keys`: comma-separated base64 32-byte keys, the first used to "+use+", all accepted (make one with 'dcounter keygen'). "+
+		"Rotate by adding the new key everywhere, then moving it first, then removing the old one. Prefer --cluster-key-file or the environment variable: command lines are visible to other users")
+	fs.StringVar(&kf.file, "cluster-key-file", "", "`file` holding the cluster keys (comma- or newline-separated, as --cluster-key; 'dcounter secrets init' makes one); excludes --cluster-key")
+}
+
+// keyring returns the configured keys; empty when neither flag is set.
+func (kf *keyFlags) keyring() (clusterkey.Keyring, error) {
+	switch {
+	case kf.key != "" && kf.file != "":
+		return clusterkey.Keyring{}, errors.New("--cluster-key and --cluster-key-file exclude each other")
+	case kf.file != "":
+		r, err := readKeyFile(kf.file)
+		if err != nil {
+			return r, fmt.Errorf("--cluster-key-file: %w", err)
+		}
+		return r, nil
+	}
+	r, err := clusterkey.Parse(kf.key)
+	if err != nil {
+		return r, fmt.Errorf("--cluster-key: %w", err)
+	}
+	return r, nil
+}

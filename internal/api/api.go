@@ -10,6 +10,11 @@
 //	GET  /health                        200 when serving, 503 when not
 //	GET  /metrics                       Prometheus metrics
 //
+// With an Authenticator (Authorize), every route but /health needs a bearer
+// token whose role allows it (RequiredRole): 401 without a valid one, 403
+// when the role falls short. /health stays open, but tells an anonymous
+// caller only whether the server is up.
+//
 // Keys are path segments: a key containing "/" (or any byte that is not safe
 // in a path) must be percent-encoded. Every response is JSON; every error is
 // {"error":"..."} with the status chosen by one table (statusOf).
@@ -30,6 +35,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/dcounter/dcounter/internal/auth"
 	"github.com/dcounter/dcounter/internal/crdt"
 )
 
@@ -81,7 +87,6 @@ type NodeHealth struct {
 	Keys    int    `json:"keys"`
 	// Durability is "memory" or "fsync=<policy>".
 	Durability string `json:"durability"`
-	DataDir    string `json:"data_dir,omitempty"`
 	Error      string `json:"error,omitempty"`
 }
 
@@ -127,6 +132,10 @@ func StatusOf(err error) int { return statusOf(err) }
 // statusOf is the one table from errors to HTTP statuses.
 func statusOf(err error) int {
 	switch {
+	case errors.Is(err, auth.ErrUnauthenticated):
+		return http.StatusUnauthorized
+	case errors.Is(err, auth.ErrForbidden):
+		return http.StatusForbidden
 	case errors.Is(err, ErrNotFound):
 		return http.StatusNotFound
 	case errors.Is(err, ErrMethod):
@@ -153,7 +162,7 @@ func message(err error) string {
 	case errors.Is(err, crdt.ErrBadKey):
 		return "key must be 1-512 bytes of valid UTF-8"
 	}
-	return err.Error()
+	return strings.TrimPrefix(err.Error(), "auth: ")
 }
 
 // NewServer returns an http.Server for h with timeouts suited to a public
@@ -307,7 +316,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 		if !ok {
 			status = http.StatusServiceUnavailable
 		}
-		writeJSON(w, status, body)
+		writeJSON(w, status, HealthFor(r.Context(), ok, body))
 	case RouteMetrics:
 		if h.metrics == nil {
 			return fmt.Errorf("%w: /metrics", ErrNotFound)
@@ -423,3 +432,111 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
 }
+
+// Authenticator tells who sent a request. body is the request's body when
+// it carries forwarded-identity headers (auth.Forwarded), else nil.
+type Authenticator interface {
+	Authenticate(r *http.Request, body []byte) (auth.Identity, error)
+}
+
+var _ Authenticator = (*auth.Guard)(nil)
+
+// RequiredRole is the least role a route needs. /health needs none.
+func RequiredRole(k RouteKind) auth.Role {
+	switch k {
+	case RouteHealth:
+		return auth.RoleNone
+	case RouteGet:
+		return auth.RoleRead
+	case RouteAdd:
+		return auth.RoleWrite
+	}
+	return auth.RoleAdmin // /nodes, /metrics: the cluster's layout and internals
+}
+
+// PublicHealth is /health's answer to a caller that did not authenticate.
+type PublicHealth struct {
+	Status string `json:"status"` // "ok" or "unavailable"
+}
+
+// HealthFor returns the /health body for the caller in ctx: body itself,
+// unless Authorize found the caller anonymous.
+func HealthFor(ctx context.Context, ok bool, body any) any {
+	if id, found := auth.FromContext(ctx); found && id.Role == auth.RoleNone {
+		if ok {
+			return PublicHealth{Status: "ok"}
+		}
+		return PublicHealth{Status: "unavailable"}
+	}
+	return body
+}
+
+// Authorize wraps next (the client API) so that every request is
+// authenticated by a and allowed by its role before next sees it; next finds
+// the caller with auth.FromContext. Unknown routes and wrong methods are
+// answered 404/405 only to an authenticated caller, so that an anonymous one
+// learns nothing but 401.
+func Authorize(next http.Handler, a Authenticator) http.Handler {
+	return &authorizer{next: next, a: a}
+}
+
+type authorizer struct {
+	next http.Handler
+	a    Authenticator
+}
+
+func (z *authorizer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	var body []byte
+	if auth.Forwarded(r.Header) && r.Body != nil {
+		// The forwarded identity's MAC covers the body, so read it first
+		// (bounded as the handlers would) and hand next a copy.
+		b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, MaxBody))
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				err = ErrBodyTooLarge
+			} else {
+				err = fmt.Errorf("%w: %v", ErrBadJSON, err)
+			}
+			WriteError(w, err)
+			return
+		}
+		body = b
+		r.Body = io.NopCloser(bytes.NewReader(b))
+	}
+	rt, matchErr := Match(discardHeaders{}, r)
+	id, err := z.a.Authenticate(r, body)
+	if matchErr == nil && rt.Kind == RouteHealth {
+		if err != nil {
+			id = auth.Identity{} // anonymous: the short answer
+		}
+		z.next.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), id)))
+		return
+	}
+	if err != nil {
+		challenge := `Bearer realm="dcounter"`
+		if r.Header.Get("Authorization") != "" {
+			challenge += `, error="invalid_token"`
+		}
+		w.Header().Set("WWW-Authenticate", challenge)
+		WriteError(w, err)
+		return
+	}
+	if matchErr == nil {
+		if need := RequiredRole(rt.Kind); !id.Role.Allows(need) {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="dcounter", error="insufficient_scope"`)
+			WriteError(w, fmt.Errorf("%w: %s %s needs the %s role; this token has %s", auth.ErrForbidden, r.Method, r.URL.Path, need, id.Role))
+			return
+		}
+	}
+	// On a match error next answers it (404, 405 with Allow, 400).
+	z.next.ServeHTTP(w, r.WithContext(auth.NewContext(r.Context(), id)))
+}
+
+// discardHeaders lets Authorize run Match without writing its Allow header
+// twice.
+type discardHeaders struct{}
+
+func (discardHeaders) Header() http.Header         { return http.Header{} }
+func (discardHeaders) Write(b []byte) (int, error) { return len(b), nil }
+func (discardHeaders) WriteHeader(int)             {}

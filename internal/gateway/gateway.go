@@ -37,11 +37,23 @@
 // states (unreachable, not a proven member, unhealthy), never the raw error
 // met at an address it was told about: those would make it a scanner of the
 // gateway's network.
+//
+// # Client identity
+//
+// Client identity: when the gateway authenticated the client (api.Authorize
+// with an auth file) and holds the cluster key, it passes the client's role
+// and name to the node in signed Dcounter-Identity-* headers (package auth)
+// and never the client's token; otherwise it passes the client's
+// Authorization header on unchanged and the node checks the token itself.
+// Client-supplied identity headers are never passed on. The gateway's own
+// requests (health checks, the value of "default") carry a signed read
+// identity named "gateway" when it holds the key.
 package gateway
 
 import (
 	"bytes"
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -58,6 +70,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/api"
+	"github.com/dcounter/dcounter/internal/auth"
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/discoveryclient"
@@ -87,8 +100,9 @@ type Config struct {
 	// default --idempotency-window).
 	KeyHomeGrace time.Duration
 	// Keyring, if not empty, is the cluster key: nodes must prove
-	// membership with it before they get any traffic, and discovery
-	// requests are signed with it. Empty: no proofs (development only).
+	// membership with it before they get any traffic, discovery requests
+	// are signed with it, and so are the client identities passed on to
+	// nodes (primary key). Empty: no proofs (development only).
 	Keyring clusterkey.Keyring
 	// Cluster is the cluster name nodes must prove. Default "dcounter".
 	Cluster string
@@ -103,6 +117,11 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock drives health checks. Default: the wall clock.
 	Clock clock.Clock
+	// TLS, if set, is the client configuration for https:// nodes and
+	// discovery servers (the CA to verify them with, a client certificate).
+	// With it, nodes that discovery lists without a scheme are reached over
+	// https. Default: the system's roots.
+	TLS *tls.Config
 }
 
 // ErrConfig is returned for an unusable configuration.
@@ -188,6 +207,7 @@ func New(cfg Config) (*Gateway, error) {
 		cfg: cfg, log: cfg.Logger, clk: cfg.Clock,
 		client: &http.Client{Transport: &http.Transport{
 			DialContext:         (&net.Dialer{Timeout: time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			TLSClientConfig:     cfg.TLS,
 			MaxIdleConnsPerHost: 256,
 			IdleConnTimeout:     90 * time.Second,
 		}},
@@ -204,7 +224,8 @@ func New(cfg Config) (*Gateway, error) {
 	g.rebuildRing()
 	if len(cfg.Discovery) > 0 {
 		g.disc = discoveryclient.New(discoveryclient.Config{URLs: cfg.Discovery,
-			HTTP: &http.Client{Timeout: cfg.HealthTimeout}, Keyring: cfg.Keyring})
+			HTTP:    &http.Client{Timeout: cfg.HealthTimeout, Transport: &http.Transport{TLSClientConfig: cfg.TLS, Proxy: http.ProxyFromEnvironment}},
+			Keyring: cfg.Keyring})
 	}
 	if !cfg.Keyring.Empty() {
 		g.proofs = &memberproof.Verifier{Cluster: cfg.Cluster, Keyring: cfg.Keyring, HTTP: g.client}
@@ -293,7 +314,11 @@ func (g *Gateway) setDiscovered(peers []discoveryclient.Entry) {
 		if p.HTTPAddr == "" {
 			continue
 		}
-		u, err := normalize(p.HTTPAddr)
+		addr := p.HTTPAddr
+		if g.cfg.TLS != nil && !strings.Contains(addr, "://") {
+			addr = "https://" + addr
+		}
+		u, err := normalize(addr)
 		if err != nil {
 			continue
 		}
@@ -448,6 +473,9 @@ func (g *Gateway) getJSON(ctx context.Context, url string, v any) error {
 	if err != nil {
 		return err
 	}
+	if !g.cfg.Keyring.Empty() {
+		auth.SignForwarded(req, g.cfg.Keyring.Primary(), auth.Identity{Role: auth.RoleRead, Name: "gateway"}, nil)
+	}
 	resp, err := g.client.Do(req)
 	if err != nil {
 		return err
@@ -570,7 +598,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if !ok {
 			status = http.StatusServiceUnavailable
 		}
-		api.WriteJSON(w, status, body)
+		api.WriteJSON(w, status, api.HealthFor(r.Context(), ok, body))
 	case api.RouteMetrics:
 		if g.cfg.Metrics == nil {
 			api.WriteError(w, fmt.Errorf("%w: /metrics", api.ErrNotFound))
@@ -684,6 +712,7 @@ func (g *Gateway) forward(r *http.Request, b *backend, body []byte) (*http.Respo
 			req.Header.Set(h, v)
 		}
 	}
+	g.passIdentity(r, req, body)
 	resp, err := g.client.Do(req)
 	if err != nil {
 		cancel()
@@ -691,6 +720,20 @@ func (g *Gateway) forward(r *http.Request, b *backend, body []byte) (*http.Respo
 	}
 	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 	return resp, nil
+}
+
+// passIdentity tells the node who the client is: a signed identity when
+// this gateway authenticated the client and holds the cluster key, else the
+// client's own Authorization header for the node to check.
+func (g *Gateway) passIdentity(r, req *http.Request, body []byte) {
+	id, ok := auth.FromContext(r.Context())
+	if ok && id.Via != auth.ViaOpen && id.Role != auth.RoleNone && !g.cfg.Keyring.Empty() {
+		auth.SignForwarded(req, g.cfg.Keyring.Primary(), id, body)
+		return
+	}
+	if v := r.Header.Get("Authorization"); v != "" {
+		req.Header.Set("Authorization", v)
+	}
 }
 
 type cancelOnClose struct {

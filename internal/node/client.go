@@ -157,7 +157,6 @@ func (n *Node) Health(context.Context) (bool, any) {
 	}
 	if n.wal != nil {
 		h.Durability = "fsync=" + n.cfg.Fsync.String()
-		h.DataDir = n.cfg.DataDir
 	}
 	select {
 	case <-n.stop:

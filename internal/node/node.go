@@ -13,6 +13,7 @@ package node
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -132,6 +133,15 @@ type Config struct {
 	Logger *slog.Logger
 	// Clock drives timers. Default: the wall clock.
 	Clock clock.Clock
+	// Auth, if set, authenticates and authorises every client API request
+	// (api.Authorize). Nil: the API is open to whoever can reach it.
+	Auth api.Authenticator
+	// TLS, if set, serves the client API over TLS with this configuration
+	// (tlsfiles.Server.TLSConfig). Nil: plain HTTP.
+	TLS *tls.Config
+	// DiscoveryTLS, if set, verifies https:// discovery servers (a private
+	// CA). Default: the system's roots.
+	DiscoveryTLS *tls.Config
 	// Transport, if set, builds the endpoint instead of a TCP listener on
 	// GossipAddr (tests use transport.MemNetwork).
 	Transport func(transport.Handler) (Endpoint, error)
@@ -293,6 +303,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			n.closeStorageOnError()
 			return nil, fmt.Errorf("node: client API listener: %w", err)
 		}
+		if cfg.TLS != nil {
+			n.ln = tls.NewListener(n.ln, cfg.TLS)
+		}
 	}
 	httpAddr := cfg.AdvertiseHTTPAddr
 	if httpAddr == "" && n.ln != nil {
@@ -317,7 +330,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		// only members can register, and the answers verified with it.
 		n.disc = discoveryclient.New(discoveryclient.Config{URLs: cfg.Discovery, Self: discoveryclient.Entry{
 			ID: n.id.String(), Name: cfg.Name, GossipAddr: n.ep.Addr(), HTTPAddr: httpAddr,
-		}, Keyring: n.keyring()})
+		}, Keyring: n.keyring(), HTTP: &http.Client{Timeout: 2 * time.Second,
+			Transport: &http.Transport{TLSClientConfig: cfg.DiscoveryTLS, Proxy: http.ProxyFromEnvironment}}})
 	}
 
 	n.metrics.attach(n)
@@ -336,8 +350,16 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		go n.discoveryLoop()
 	}
 	if n.ln != nil {
-		n.http = api.NewServer(memberproof.Mount(api.NewHandler(n, n.log.With("component", "api"), n.metrics.handler),
-			n.prover(httpAddr)))
+		var h http.Handler = api.NewHandler(n, n.log.With("component", "api"), n.metrics.handler)
+		if cfg.Auth != nil {
+			h = api.Authorize(h, cfg.Auth)
+		}
+		// The proof route has its own authentication (the cluster key), so
+		// it sits outside client authorisation.
+		n.http = api.NewServer(memberproof.Mount(h, n.prover(httpAddr)))
+		// Failed TLS handshakes and malformed requests are anyone's to
+		// cause: debug level, not stderr.
+		n.http.ErrorLog = slog.NewLogLogger(n.log.With("component", "api").Handler(), slog.LevelDebug)
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
