@@ -19,6 +19,11 @@ gateway_port=${DCOUNTER_GATEWAY_PORT:-8000}
 # and CA the client verbs read (DCOUNTER_TOKEN, DCOUNTER_CA) go to curl too.
 scheme=http
 if [ -n "${DCOUNTER_TLS_CERT:-}" ]; then scheme=https; fi
+# A cluster started securely by run-cluster.sh: its read token will do.
+if [ -z "${DCOUNTER_TOKEN:-}" ] && [ -z "${DCOUNTER_INSECURE_LOCAL:-}" ] && [ -f "$dir/secrets/auth" ]; then
+  DCOUNTER_TOKEN=$(awk '$1 !~ /^#/ && $2 == "read" { print $1; exit }' "$dir/secrets/auth")
+  export DCOUNTER_TOKEN
+fi
 curl_opts=(-s --max-time 1)
 if [ -n "${DCOUNTER_TOKEN:-}" ]; then curl_opts+=(-H "Authorization: Bearer $DCOUNTER_TOKEN"); fi
 if [ -n "${DCOUNTER_CA:-}" ]; then curl_opts+=(--cacert "$DCOUNTER_CA"); fi

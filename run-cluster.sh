@@ -23,6 +23,22 @@ cluster=${DCOUNTER_CLUSTER_NAME:-local}
 scheme=http
 if [ -n "${DCOUNTER_TLS_CERT:-}" ]; then scheme=https; fi
 
+# Secure by default: `start` makes a cluster key and client tokens once, in
+# $dir/secrets (dcounter secrets init), and every command of this script uses
+# them unless the environment says otherwise: gossip, discovery and the
+# gateway's member proofs use the key; nodes and gateway want a token; the
+# client verbs below use the admin token. DCOUNTER_INSECURE_LOCAL=1 runs
+# without them (everything still listens on 127.0.0.1 only).
+secrets=$dir/secrets
+role_token() { awk -v r="$1" '$1 !~ /^#/ && $2 == r { print $1; exit }' "$secrets/auth" 2>/dev/null; }
+use_secrets() {
+  [ -z "${DCOUNTER_INSECURE_LOCAL:-}" ] && [ -f "$secrets/auth" ] || return 0
+  if [ -z "${DCOUNTER_CLUSTER_KEY:-}" ]; then export DCOUNTER_CLUSTER_KEY_FILE=${DCOUNTER_CLUSTER_KEY_FILE:-$secrets/cluster.key}; fi
+  export DCOUNTER_AUTH_FILE=${DCOUNTER_AUTH_FILE:-$secrets/auth}
+  if [ -z "${DCOUNTER_TOKEN:-}" ]; then DCOUNTER_TOKEN=$(role_token admin); export DCOUNTER_TOKEN; fi
+}
+use_secrets
+
 # Processes outlive the terminal that started them.
 detach=$(command -v setsid || command -v nohup || true)
 
@@ -47,15 +63,17 @@ Commands:
                        random increments and decrements of random amounts on random nodes
                        and the gateway (OPS every INTERVAL seconds for SECONDS; defaults
                        10 0.1 10), then a convergence report
-  clean                stop, then delete all state (logs, data dirs)
+  clean                stop, then delete all state (logs, data dirs, secrets)
+  token [ROLE]         print the cluster's admin (or write, read) client token
   help                 this text
 
 Environment (defaults): DCOUNTER_HTTP_BASE_PORT (8080) and DCOUNTER_GOSSIP_BASE_PORT (7946):
 node i uses base+i-1; DCOUNTER_DISCOVERY_PORT (8500); DCOUNTER_GATEWAY_PORT (8000);
 DCOUNTER_CLUSTER_DIR (./.cluster); DCOUNTER_CLUSTER_NAME (local); DCOUNTER_BIN (./bin/dcounter).
-Security (passed to every process): DCOUNTER_AUTH_FILE, DCOUNTER_TLS_CERT + DCOUNTER_TLS_KEY
-(URLs become https://), DCOUNTER_TLS_CA, DCOUNTER_CLUSTER_KEY; the client verbs use
-DCOUNTER_TOKEN and DCOUNTER_CA.
+Security: by default start makes a cluster key and client tokens in DCOUNTER_CLUSTER_DIR/secrets
+and everything uses them (DCOUNTER_INSECURE_LOCAL=1: no key, no tokens). Passed to every
+process if set: DCOUNTER_CLUSTER_KEY, DCOUNTER_AUTH_FILE, DCOUNTER_TLS_CERT + DCOUNTER_TLS_KEY
+(URLs become https://), DCOUNTER_TLS_CA; the client verbs use DCOUNTER_TOKEN and DCOUNTER_CA.
 USAGE
 }
 
@@ -107,6 +125,10 @@ start() {
   rm -f "$dir"/*.pid
   build
   mkdir -p "$dir/data"
+  if [ -z "${DCOUNTER_INSECURE_LOCAL:-}" ]; then
+    "$bin" secrets init "$secrets" >/dev/null || die "cannot create $secrets"
+    use_secrets
+  fi
   launch discovery discovery --http-addr "127.0.0.1:$discovery_port" --data-file "$dir/data/discovery.json"
   wait_healthy discovery "$(discovery_url)"
   for i in $(seq 1 "$n"); do
@@ -115,13 +137,19 @@ start() {
       --data-dir "$dir/data/node$i" --discovery "$(discovery_url)"
     wait_healthy "node$i" "$(node_url "$i")"
   done
-  launch gateway gateway --http-addr "127.0.0.1:$gateway_port" --discovery "$(discovery_url)"
+  launch gateway gateway --http-addr "127.0.0.1:$gateway_port" --discovery "$(discovery_url)" --cluster "$cluster"
   wait_healthy gateway "$(gateway_url)"
   echo "started:"
   echo "  discovery  $(discovery_url)"
   for i in $(seq 1 "$n"); do echo "  node$i      $(node_url "$i")"; done
   echo "  gateway    $(gateway_url)"
-  echo "try: curl -X POST $(gateway_url)/increment; ./run-cluster.sh counter"
+  if [ -n "${DCOUNTER_TOKEN:-}" ]; then
+    echo "secrets (cluster key, client tokens): $secrets"
+    echo "try: export DCOUNTER_TOKEN=\$(./run-cluster.sh token write)"
+    echo "     curl -H \"Authorization: Bearer \$DCOUNTER_TOKEN\" -X POST $(gateway_url)/increment; ./run-cluster.sh counter"
+  else
+    echo "try: curl -X POST $(gateway_url)/increment; ./run-cluster.sh counter"
+  fi
 }
 
 stop() {
@@ -268,6 +296,11 @@ case "$cmd" in
     exec tail -n 50 -f "$f" ;;
   simulation|sim) simulation "$@" ;;
   clean) stop; rm -rf "$dir"; echo "removed $dir" ;;
+  token)
+    [ -f "$secrets/auth" ] || die "no secrets in $secrets (./run-cluster.sh start makes them)"
+    t=$(role_token "${1:-admin}")
+    [ -n "$t" ] || die "no ${1:-admin} token in $secrets/auth (roles: admin, write, read)"
+    echo "$t" ;;
   help|-h|--help) usage ;;
   *) echo "unknown command: $cmd" >&2; usage >&2; exit 2 ;;
 esac
