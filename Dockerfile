@@ -6,6 +6,9 @@ COPY bin/dcounter-linux-amd64 /dcounter
 # An empty /data owned by the unprivileged user, so named volumes mounted
 # there start writable.
 COPY --chown=65532:65532 deploy/rootfs/data /data
+# Likewise /secrets, where `dcounter secrets init` writes the cluster key and
+# client tokens (docker-compose.yml); the files in it are owner-only.
+COPY --chown=65532:65532 deploy/rootfs/secrets /secrets
 USER 65532:65532
 VOLUME ["/data"]
 EXPOSE 7946 8080 8000 8500

@@ -69,7 +69,17 @@ func TestComposeCluster(t *testing.T) {
 		}
 	})
 	c("up", "-d")
-	gw := &proc{t: t, name: "gateway", HTTP: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	// Secure by default: the gateway wants a token, made by the secrets
+	// service; fetch it the way the README tells users to.
+	token := strings.TrimSpace(c("run", "--rm", "-T", "secrets", "secrets", "token", "/secrets", "admin"))
+	if len(token) < 40 {
+		t.Fatalf("token from the secrets volume: %q", token)
+	}
+	authed := &http.Client{Timeout: client.Timeout, Transport: bearer{token, http.DefaultTransport}}
+	gw := &proc{t: t, name: "gateway", HTTP: fmt.Sprintf("http://127.0.0.1:%d", port), client: authed}
+	if code := post(t, gw.HTTP+"/increment", nil); code != http.StatusUnauthorized {
+		t.Fatalf("write without a token through the published port = %d, want 401", code)
+	}
 	nodeValues := func() (map[string]int64, error) {
 		b, err := gw.get("/nodes")
 		if err != nil {
@@ -107,7 +117,7 @@ func TestComposeCluster(t *testing.T) {
 			defer wg.Done()
 			for ctx.Err() == nil {
 				req, _ := http.NewRequest(http.MethodPost, gw.HTTP+"/increment", nil)
-				resp, err := client.Do(req)
+				resp, err := authed.Do(req)
 				if err == nil {
 					resp.Body.Close()
 					if resp.StatusCode != 200 {
@@ -149,4 +159,31 @@ func TestComposeCluster(t *testing.T) {
 	l.mu.Unlock()
 	t.Logf("through the gateway: %d acknowledged, %d failed or unknown; all 5 nodes report %d", acked, doubt, last["node1"])
 	l.check(t, map[string]int64{"default": last["node1"]})
+}
+
+// bearer adds a bearer token to every request.
+type bearer struct {
+	token string
+	next  http.RoundTripper
+}
+
+func (b bearer) RoundTrip(r *http.Request) (*http.Response, error) {
+	r = r.Clone(r.Context())
+	r.Header.Set("Authorization", "Bearer "+b.token)
+	return b.next.RoundTrip(r)
+}
+
+// post sends an empty POST with the shared client and returns the status.
+func post(t *testing.T, url string, hdr http.Header) int {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, nil)
+	for k, v := range hdr {
+		req.Header[k] = v
+	}
+	resp, err := client.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	return resp.StatusCode
 }

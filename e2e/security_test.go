@@ -372,26 +372,30 @@ func TestMutualTLSGatewayToNode(t *testing.T) {
 // refuse a client API address other machines can reach, unless
 // --insecure-api.
 func TestOpenAPIRefusedOffLoopback(t *testing.T) {
-	port := freePort(t)
-	_, errOut, code := runCLI(t, nil, "node", "--in-memory", "--gossip-addr", fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+	// Distinct ports taken together: a port just released by freePort is
+	// often the next one handed out, and gossip and API must differ.
+	ports := distinctFreePorts(t, 5)
+	port := ports[0]
+	_, errOut, code := runCLI(t, nil, "node", "--in-memory", "--gossip-addr", fmt.Sprintf("127.0.0.1:%d", ports[1]),
 		"--http-addr", fmt.Sprintf("0.0.0.0:%d", port))
 	if code != 2 || !strings.Contains(errOut, "--auth-file") || !strings.Contains(errOut, "--insecure-api") {
 		t.Fatalf("node on 0.0.0.0 without auth: exit %d\n%s", code, errOut)
 	}
-	_, errOut, code = runCLI(t, nil, "gateway", "--nodes", "http://127.0.0.1:1", "--http-addr", fmt.Sprintf("0.0.0.0:%d", port))
+	// (--insecure waives the separate cluster-key check, tested elsewhere.)
+	_, errOut, code = runCLI(t, nil, "gateway", "--nodes", "http://127.0.0.1:1", "--insecure", "--http-addr", fmt.Sprintf("0.0.0.0:%d", port))
 	if code != 2 || !strings.Contains(errOut, "--auth-file") {
 		t.Fatalf("gateway on 0.0.0.0 without auth: exit %d\n%s", code, errOut)
 	}
 	// --insecure-api lets it run; the wildcard is reached on 127.0.0.1.
-	p := &proc{t: t, name: "open", Gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)), HTTP: fmt.Sprintf("http://127.0.0.1:%d", port)}
+	p := &proc{t: t, name: "open", Gossip: fmt.Sprintf("127.0.0.1:%d", ports[2]), HTTP: fmt.Sprintf("http://127.0.0.1:%d", port)}
 	p.args = []string{"node", "--name", "open", "--in-memory", "--gossip-addr", p.Gossip, "--http-addr", fmt.Sprintf("0.0.0.0:%d", port),
 		"--advertise-http-addr", hostPort(p.HTTP), "--insecure-api"}
 	p.start()
 	// An auth file makes it fine too.
 	authFile := filepath.Join(t.TempDir(), "tokens")
 	writeAuthFile(t, authFile, secRead+" read")
-	q := &proc{t: t, name: "authed", Gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t))}
-	qport := freePort(t)
+	q := &proc{t: t, name: "authed", Gossip: fmt.Sprintf("127.0.0.1:%d", ports[3])}
+	qport := ports[4]
 	q.HTTP = fmt.Sprintf("http://127.0.0.1:%d", qport)
 	q.args = []string{"node", "--name", "authed", "--in-memory", "--gossip-addr", q.Gossip, "--http-addr", fmt.Sprintf("0.0.0.0:%d", qport),
 		"--auth-file", authFile}
@@ -472,4 +476,20 @@ func TestRunClusterScriptSecure(t *testing.T) {
 		t.Fatalf("monitor.sh --once:\n%s", out)
 	}
 	must("run-cluster.sh", "stop")
+}
+
+// distinctFreePorts returns n different ports that were free, all held at
+// once while choosing so that none is handed out twice.
+func distinctFreePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	for i := 0; i < n; i++ {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer l.Close()
+		ports = append(ports, l.Addr().(*net.TCPAddr).Port)
+	}
+	return ports
 }
