@@ -17,20 +17,8 @@ import (
 
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/clusterkey"
+	"github.com/dcounter/dcounter/internal/clusterkey/clusterkeytest"
 )
-
-func keyring(t testing.TB, raw ...byte) clusterkey.Keyring {
-	t.Helper()
-	var keys [][]byte
-	for _, b := range raw {
-		keys = append(keys, bytes.Repeat([]byte{b}, clusterkey.Size))
-	}
-	r, err := clusterkey.New(keys...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
 
 // nonce asks ts for a challenge.
 func (ts *testServer) nonce() Nonce {
@@ -77,7 +65,7 @@ func (ts *testServer) send(req *http.Request, body string) response {
 }
 
 func TestKeyedServerRefusesUnauthenticatedRequests(t *testing.T) {
-	ts := startServer(t, clock.NewFake(t0), Config{Keyring: keyring(t, 1)})
+	ts := startServer(t, clock.NewFake(t0), Config{Keyring: clusterkeytest.Ring(t, 1)})
 	e := testEntry(1)
 	for _, c := range []struct{ method, path, body string }{
 		{http.MethodPost, "/register", bodyOf(e)},
@@ -103,7 +91,7 @@ func TestKeyedServerRefusesUnauthenticatedRequests(t *testing.T) {
 }
 
 func TestSignedRegistrationIsAcceptedAndAnswerSigned(t *testing.T) {
-	keys := keyring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	k := keys.Primary()
 	clk := clock.NewFake(t0)
 	ts := startServer(t, clk, Config{Keyring: keys})
@@ -128,7 +116,7 @@ func TestSignedRegistrationIsAcceptedAndAnswerSigned(t *testing.T) {
 }
 
 func TestCapturedRequestReplayedIsRefused(t *testing.T) {
-	keys := keyring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	clk := clock.NewFake(t0)
 	ts := startServer(t, clk, Config{Keyring: keys})
 	real, forged := testEntry(1), testEntry(1)
@@ -155,7 +143,7 @@ func TestCapturedRequestReplayedIsRefused(t *testing.T) {
 }
 
 func TestNonceIsSpentByAFailedAttempt(t *testing.T) {
-	keys := keyring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	ts := startServer(t, clock.NewFake(t0), Config{Keyring: keys})
 	k := keys.Primary()
 	n := ts.nonce()
@@ -177,7 +165,7 @@ func TestNonceIsSpentByAFailedAttempt(t *testing.T) {
 }
 
 func TestExpiredNonceIsRefused(t *testing.T) {
-	keys := keyring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	clk := clock.NewFake(t0)
 	ts := startServer(t, clk, Config{Keyring: keys})
 	req := ts.signed(keys.Primary(), http.MethodPost, "/register", bodyOf(testEntry(1)))
@@ -186,18 +174,18 @@ func TestExpiredNonceIsRefused(t *testing.T) {
 }
 
 func TestWrongKeyIsRefusedAndRotationKeysAccepted(t *testing.T) {
-	ts := startServer(t, clock.NewFake(t0), Config{Keyring: keyring(t, 2, 1)})
-	other := keyring(t, 3).Primary()
+	ts := startServer(t, clock.NewFake(t0), Config{Keyring: clusterkeytest.Ring(t, 2, 1)})
+	other := clusterkeytest.Ring(t, 3).Primary()
 	wantError(t, ts.send(ts.signed(other, http.MethodPost, "/register", bodyOf(testEntry(1))), bodyOf(testEntry(1))),
 		http.StatusUnauthorized, "not in this server's keyring")
-	old := keyring(t, 1).Primary() // second key of the server's ring
+	old := clusterkeytest.Ring(t, 1).Primary() // second key of the server's ring
 	if r := ts.send(ts.signed(old, http.MethodPost, "/register", bodyOf(testEntry(1))), bodyOf(testEntry(1))); r.status != http.StatusOK {
 		t.Fatalf("request signed with the ring's second key: %d %s", r.status, r.body)
 	}
 }
 
 func TestChallengesAreBoundedPerSourceAndInTotal(t *testing.T) {
-	ts := startServer(t, clock.NewFake(t0), Config{Keyring: keyring(t, 1)})
+	ts := startServer(t, clock.NewFake(t0), Config{Keyring: clusterkeytest.Ring(t, 1)})
 	for range MaxNoncesPerSource {
 		ts.nonce()
 	}
@@ -286,7 +274,7 @@ func TestParseAuthorizationNeverPanics(t *testing.T) {
 // between nodes and servers of different versions. The values were computed
 // independently (Python's hmac with an RFC 5869 HKDF).
 func TestGoldenMACs(t *testing.T) {
-	k := keyring(t, 1).Primary()
+	k := clusterkeytest.Ring(t, 1).Primary()
 	var n Nonce
 	for i := range n {
 		n[i] = 5
@@ -310,7 +298,7 @@ func TestGoldenMACs(t *testing.T) {
 func TestRefusalsAreLoggedAtARateLimit(t *testing.T) {
 	var buf syncBuffer
 	clk := clock.NewFake(t0)
-	ts := startServer(t, clk, Config{Keyring: keyring(t, 1), Logger: slog.New(slog.NewTextHandler(&buf, nil))})
+	ts := startServer(t, clk, Config{Keyring: clusterkeytest.Ring(t, 1), Logger: slog.New(slog.NewTextHandler(&buf, nil))})
 	for range 100 {
 		ts.do(http.MethodPost, "/register", bodyOf(testEntry(1)))
 	}

@@ -8,6 +8,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/clusterkey"
+	"github.com/dcounter/dcounter/internal/clusterkey/clusterkeytest"
 )
 
 // BenchmarkServerHeartbeat is the server's own CPU for one heartbeat, in
@@ -20,7 +21,7 @@ func BenchmarkServerHeartbeat(b *testing.B) {
 		name := "open"
 		var keys clusterkey.Keyring
 		if keyed {
-			name, keys = "keyed", keyring(b, 1)
+			name, keys = "keyed", clusterkeytest.Ring(b, 1)
 		}
 		b.Run(name, func(b *testing.B) {
 			s := newServer(b, clock.NewFake(t0), Config{Keyring: keys})
@@ -56,7 +57,7 @@ func BenchmarkServerHeartbeat(b *testing.B) {
 // BenchmarkUnauthenticatedRefusal is what an unauthenticated request costs
 // a keyed server: the 401 path an attacker can drive.
 func BenchmarkUnauthenticatedRefusal(b *testing.B) {
-	s := newServer(b, clock.NewFake(t0), Config{Keyring: keyring(b, 1)})
+	s := newServer(b, clock.NewFake(t0), Config{Keyring: clusterkeytest.Ring(b, 1)})
 	body := bodyOf(testEntry(1))
 	b.ReportAllocs()
 	for range b.N {

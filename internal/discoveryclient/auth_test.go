@@ -1,7 +1,6 @@
 package discoveryclient
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"net/http"
@@ -11,25 +10,12 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clock"
-	"github.com/dcounter/dcounter/internal/clusterkey"
+	"github.com/dcounter/dcounter/internal/clusterkey/clusterkeytest"
 )
-
-func keyring(t testing.TB, raw ...byte) clusterkey.Keyring {
-	t.Helper()
-	var keys [][]byte
-	for _, b := range raw {
-		keys = append(keys, bytes.Repeat([]byte{b}, clusterkey.Size))
-	}
-	r, err := clusterkey.New(keys...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
 
 func TestKeyedClientRegistersHeartbeatsAndReads(t *testing.T) {
 	clk := clock.NewFake(t0)
-	keys := keyring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	h := &swapHandler{}
 	h.cur.Store(newServer(t, clk, serverConfig{Keyring: keys}))
 	hs := httptest.NewServer(h)
@@ -67,7 +53,7 @@ func TestKeyedClientRegistersHeartbeatsAndReads(t *testing.T) {
 
 func TestKeyMismatchesAreClearErrors(t *testing.T) {
 	clk := clock.NewFake(t0)
-	keyed := startServer(t, clk, serverConfig{Keyring: keyring(t, 1)})
+	keyed := startServer(t, clk, serverConfig{Keyring: clusterkeytest.Ring(t, 1)})
 	open := startServer(t, clk, serverConfig{})
 	ctx := context.Background()
 
@@ -75,11 +61,11 @@ func TestKeyMismatchesAreClearErrors(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "401") {
 		t.Fatalf("unkeyed client, keyed server: %v, want the 401", err)
 	}
-	err = New(Config{URLs: []string{keyed.hs.URL}, Self: testEntry(1), Keyring: keyring(t, 2)}).Register(ctx)
+	err = New(Config{URLs: []string{keyed.hs.URL}, Self: testEntry(1), Keyring: clusterkeytest.Ring(t, 2)}).Register(ctx)
 	if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "--cluster-key") {
 		t.Fatalf("wrong key: %v, want ErrAuth naming --cluster-key", err)
 	}
-	_, err = New(Config{URLs: []string{open.hs.URL}, Keyring: keyring(t, 1)}).Peers(ctx)
+	_, err = New(Config{URLs: []string{open.hs.URL}, Keyring: clusterkeytest.Ring(t, 1)}).Peers(ctx)
 	if !errors.Is(err, ErrAuth) || !strings.Contains(err.Error(), "no --cluster-key") {
 		t.Fatalf("keyed client, unkeyed server: %v, want ErrAuth", err)
 	}
@@ -91,7 +77,7 @@ func TestKeyMismatchesAreClearErrors(t *testing.T) {
 // A server (or anyone on the path) without the key cannot answer for one
 // that has it: its peer list is refused.
 func TestForgedAnswerIsRefused(t *testing.T) {
-	keys := keyring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	var forged bool
 	fake := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("Content-Type", "application/json")

@@ -7,6 +7,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/clusterkey"
+	"github.com/dcounter/dcounter/internal/clusterkey/clusterkeytest"
 )
 
 // BenchmarkHeartbeat measures one node's heartbeat (and peer read) to a
@@ -59,7 +60,7 @@ func BenchmarkPeers(b *testing.B) {
 func benchClient(b *testing.B, keyed bool) (*Client, *testServer) {
 	var keys clusterkey.Keyring
 	if keyed {
-		keys = keyring(b, 1)
+		keys = clusterkeytest.Ring(b, 1)
 	}
 	ts := startServer(b, clock.NewFake(t0), serverConfig{Keyring: keys})
 	tr := &http.Transport{MaxIdleConnsPerHost: 4}

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -13,23 +12,11 @@ import (
 
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/clusterkey"
+	"github.com/dcounter/dcounter/internal/clusterkey/clusterkeytest"
 	"github.com/dcounter/dcounter/internal/discovery"
 	"github.com/dcounter/dcounter/internal/discoveryclient"
 	"github.com/dcounter/dcounter/internal/memberproof"
 )
-
-func testKeyring(t testing.TB, raw ...byte) clusterkey.Keyring {
-	t.Helper()
-	var keys [][]byte
-	for _, b := range raw {
-		keys = append(keys, bytes.Repeat([]byte{b}, clusterkey.Size))
-	}
-	r, err := clusterkey.New(keys...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
 
 // newMemberNode is a fake node that answers membership challenges with
 // keys for cluster "dcounter" (no keys: it cannot prove anything).
@@ -57,10 +44,10 @@ func clientRequests(n *fakeNode) int {
 // A keyed gateway sends nothing — no write, no read — to an address that
 // answers 200 to everything, nor to nodes of another key or cluster.
 func TestKeyedGatewaySendsClientTrafficOnlyToProvenMembers(t *testing.T) {
-	keys := testKeyring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	good, _ := newMemberNode(t, "good", keys)
 	evil := newFakeNode(t, "evil") // answers 200 to everything, proves nothing
-	otherKey, _ := newMemberNode(t, "other-key", testKeyring(t, 9))
+	otherKey, _ := newMemberNode(t, "other-key", clusterkeytest.Ring(t, 9))
 	otherCluster, p := newMemberNode(t, "other-cluster", keys)
 	p.Cluster = "elsewhere"
 	tg := newTestGateway(t, Config{Keyring: keys}, good, evil, otherKey, otherCluster)
@@ -94,7 +81,7 @@ func TestKeyedGatewaySendsClientTrafficOnlyToProvenMembers(t *testing.T) {
 // The id and name the gateway shows come from the proof, not from what the
 // node's health check (or discovery) claims.
 func TestIdentityComesFromTheProof(t *testing.T) {
-	keys := testKeyring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	n, p := newMemberNode(t, "real-name", keys)
 	n.name = "health-check-name" // what /health claims
 	tg := newTestGateway(t, Config{Keyring: keys}, n)
@@ -106,12 +93,12 @@ func TestIdentityComesFromTheProof(t *testing.T) {
 // A node whose proof stops verifying (another process took its address,
 // or its key left the ring) is out of rotation at the next check.
 func TestNodeThatStopsProvingLosesTraffic(t *testing.T) {
-	keys := testKeyring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	a, pa := newMemberNode(t, "a", keys)
 	b, _ := newMemberNode(t, "b", keys)
 	tg := newTestGateway(t, Config{Keyring: keys}, a, b)
 	tg.untilNodeGets(a, tg.write)
-	pa.Keyring = testKeyring(t, 7)
+	pa.Keyring = clusterkeytest.Ring(t, 7)
 	tg.refreshUntil("a unproven", func([]NodeStatus) bool { return tg.status(a.URL()).Error == "not a proven member" })
 	before := clientRequests(a)
 	for i := range 20 {
@@ -127,7 +114,7 @@ func TestNodeThatStopsProvingLosesTraffic(t *testing.T) {
 // Unproven entries are never key homes: keyed writes succeed whatever
 // number of them is listed.
 func TestUnprovenEntriesNeverBlockKeyedWrites(t *testing.T) {
-	keys := testKeyring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	a, _ := newMemberNode(t, "a", keys)
 	b, _ := newMemberNode(t, "b", keys)
 	down := httptest.NewServer(http.NotFoundHandler())
@@ -174,7 +161,7 @@ func registerSigned(t testing.TB, url string, keys clusterkey.Keyring, n *fakeNo
 // Unlisted nodes are kept as key homes only if they proved membership, at
 // most MaxUnlisted of them and for at most KeyHomeGrace.
 func TestUnlistedRetentionIsBounded(t *testing.T) {
-	keys := testKeyring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	hs, rclk := keyedRegistry(t, keys)
 	var ns []*fakeNode
 	for i := range 4 {
@@ -233,7 +220,7 @@ func TestNodesReportsNoRawErrors(t *testing.T) {
 			cfg := Config{HealthTimeout: 200 * time.Millisecond,
 				Nodes: []string{down.URL, notFound.URL, "http://no-such-host.invalid:80", "http://" + silent.Addr().String(), garbage.URL()}}
 			if keyed {
-				cfg.Keyring = testKeyring(t, 1)
+				cfg.Keyring = clusterkeytest.Ring(t, 1)
 			}
 			tg := newTestGateway(t, cfg)
 			resp := tg.do(http.MethodGet, "/nodes", nil)

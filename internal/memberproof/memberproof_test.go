@@ -13,20 +13,8 @@ import (
 	"testing"
 
 	"github.com/dcounter/dcounter/internal/clusterkey"
+	"github.com/dcounter/dcounter/internal/clusterkey/clusterkeytest"
 )
-
-func keyring(t testing.TB, raw ...byte) clusterkey.Keyring {
-	t.Helper()
-	var keys [][]byte
-	for _, b := range raw {
-		keys = append(keys, bytes.Repeat([]byte{b}, clusterkey.Size))
-	}
-	r, err := clusterkey.New(keys...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
 
 // serve runs p over real TCP and returns its base URL.
 func serve(t *testing.T, p *Prover) string {
@@ -41,7 +29,7 @@ func verifier(keys clusterkey.Keyring) *Verifier {
 }
 
 func TestMemberProvesItself(t *testing.T) {
-	keys := keyring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	base := serve(t, &Prover{Cluster: "c1", ID: "00000000000000a1", Name: "n1", Keyring: keys})
 	m, err := verifier(keys).Prove(context.Background(), base)
 	if err != nil {
@@ -58,15 +46,15 @@ func TestMemberProvesItself(t *testing.T) {
 }
 
 func TestRotationKeysAreAccepted(t *testing.T) {
-	base := serve(t, &Prover{Cluster: "c1", ID: "a", Keyring: keyring(t, 2, 1)})
-	if _, err := verifier(keyring(t, 1, 2)).Prove(context.Background(), base); err != nil {
+	base := serve(t, &Prover{Cluster: "c1", ID: "a", Keyring: clusterkeytest.Ring(t, 2, 1)})
+	if _, err := verifier(clusterkeytest.Ring(t, 1, 2)).Prove(context.Background(), base); err != nil {
 		t.Fatalf("prover's primary is the verifier's second key: %v", err)
 	}
 }
 
 func TestNonMembersFail(t *testing.T) {
 	ctx := context.Background()
-	keys := keyring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	ok200 := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Write([]byte(`{"ok":true}`)) // answers 200 to everything
 	}))
@@ -78,7 +66,7 @@ func TestNonMembersFail(t *testing.T) {
 		want       error
 	}{
 		{"200 to everything", ok200.URL, ErrNotMember},
-		{"other key", serve(t, &Prover{Cluster: "c1", ID: "a", Keyring: keyring(t, 9)}), ErrNotMember},
+		{"other key", serve(t, &Prover{Cluster: "c1", ID: "a", Keyring: clusterkeytest.Ring(t, 9)}), ErrNotMember},
 		{"other cluster", serve(t, &Prover{Cluster: "c2", ID: "a", Keyring: keys}), ErrNotMember},
 		{"no key", serve(t, &Prover{Cluster: "c1", ID: "a"}), ErrNotMember},
 		{"nothing listening", down.URL, ErrUnreachable},
@@ -93,7 +81,7 @@ func TestNonMembersFail(t *testing.T) {
 // own: forwarded with the relay's Host, the node refuses to sign; with the
 // node's own Host, the proof does not verify for the relay's address.
 func TestRelayedChallengeFails(t *testing.T) {
-	keys := keyring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	node := serve(t, &Prover{Cluster: "c1", ID: "a", Keyring: keys})
 	for _, keepHost := range []bool{true, false} {
 		relay := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -118,7 +106,7 @@ func TestRelayedChallengeFails(t *testing.T) {
 }
 
 func TestAdvertisedHostIsSignedFor(t *testing.T) {
-	keys := keyring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	p := &Prover{Cluster: "c1", ID: "a", Keyring: keys, Advertised: []string{"node1.example:8080"}}
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -141,7 +129,7 @@ func TestAdvertisedHostIsSignedFor(t *testing.T) {
 }
 
 func TestProverRejectsBadRequests(t *testing.T) {
-	p := &Prover{Cluster: "c1", ID: "a", Keyring: keyring(t, 1)}
+	p := &Prover{Cluster: "c1", ID: "a", Keyring: clusterkeytest.Ring(t, 1)}
 	for _, c := range []struct {
 		method, body string
 		want         int
@@ -163,7 +151,7 @@ func TestProverRejectsBadRequests(t *testing.T) {
 // gateways and nodes of different versions. The value was computed
 // independently (Python's hmac with an RFC 5869 HKDF).
 func TestGoldenMAC(t *testing.T) {
-	k := keyring(t, 1).Primary()
+	k := clusterkeytest.Ring(t, 1).Primary()
 	ch := bytes.Repeat([]byte{7}, ChallengeSize)
 	got := hex.EncodeToString(MAC(k, "dcounter", ch, "127.0.0.1:8080", "00000000000000a1", "n1"))
 	const want = "785a1ac1dc9e2d467925b671b400d06ef5fe3af5a04195dfc48cbc4deed405e5"

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clusterkey"
+	"github.com/dcounter/dcounter/internal/clusterkey/clusterkeytest"
 )
 
 // benchModes are the two ways to run gossip, compared in one run.
@@ -19,7 +20,7 @@ func benchModes(b *testing.B) []struct {
 	return []struct {
 		name string
 		keys clusterkey.Keyring
-	}{{"plaintext", clusterkey.Keyring{}}, {"noise", ring(b, 1)}}
+	}{{"plaintext", clusterkey.Keyring{}}, {"noise", clusterkeytest.Ring(b, 1)}}
 }
 
 // BenchmarkHandshake measures setting up one connection: a loopback TCP

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
+	"github.com/dcounter/dcounter/internal/clusterkey/clusterkeytest"
 	"io"
 	"testing"
 	"testing/iotest"
@@ -180,7 +181,7 @@ func FuzzServeConn(f *testing.F) {
 	if err != nil {
 		f.Fatal(err)
 	}
-	sealed, err := newTCP(Config{Cluster: "c", AdvertiseAddr: "me:1", MaxFrame: 1024, Keys: ring(f, 1)}, h)
+	sealed, err := newTCP(Config{Cluster: "c", AdvertiseAddr: "me:1", MaxFrame: 1024, Keys: clusterkeytest.Ring(f, 1)}, h)
 	if err != nil {
 		f.Fatal(err)
 	}
@@ -196,7 +197,7 @@ func FuzzServeConn(f *testing.F) {
 func FuzzParseHandshake(f *testing.F) {
 	f.Add(appendPlainOpening(nil, hello{cluster: "c", addr: "h:1"}))
 	f.Add(appendHello(nil, hello{cluster: "c", addr: "h:1"}))
-	f.Add(append(appendKeyedPreamble(nil, ring(f, 1).Primary().ID()), make([]byte, msg1Len)...))
+	f.Add(append(appendKeyedPreamble(nil, clusterkeytest.Ring(f, 1).Primary().ID()), make([]byte, msg1Len)...))
 	f.Add(appendProceed(nil, make([]byte, msg2Len)))
 	f.Add(appendAnswer(nil, answer{code: codeWrongCluster, cluster: "c", reason: "r"}))
 	f.Add([]byte("DCNT\x01"))

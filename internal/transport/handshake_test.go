@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clusterkey"
+	"github.com/dcounter/dcounter/internal/clusterkey/clusterkeytest"
 )
 
 // Golden bytes: changing these breaks compatibility with running nodes.
@@ -85,7 +86,7 @@ func (c recConn) Write(b []byte) (int, error) {
 // pipe, then has the dialer send msgs.
 func goldenTranscript(t testing.TB, cluster string, msgs ...[]byte) transcript {
 	t.Helper()
-	keys := ring(t, 1)
+	keys := clusterkeytest.Ring(t, 1)
 	dc, ac := net.Pipe()
 	defer dc.Close()
 	defer ac.Close()
@@ -132,7 +133,7 @@ func TestKeyedHandshakeGolden(t *testing.T) {
 	}
 	// The parts, as the package doc lists them.
 	d, a := tr.dialer, tr.acceptor
-	id := ring(t, 1).Primary().ID()
+	id := clusterkeytest.Ring(t, 1).Primary().ID()
 	checkPrefix := func(what string, b []byte, want string) []byte {
 		t.Helper()
 		w := mustHex(want)
@@ -316,7 +317,7 @@ func TestVersionMismatchIsAnswered(t *testing.T) {
 // message and answer exactly the frozen acceptor bytes.
 func TestGoldenStreamIsAccepted(t *testing.T) {
 	in := &inbox{}
-	tr, err := newTCP(Config{Cluster: "prod", AdvertiseAddr: "me:1", Keys: ring(t, 1)}, in.handle)
+	tr, err := newTCP(Config{Cluster: "prod", AdvertiseAddr: "me:1", Keys: clusterkeytest.Ring(t, 1)}, in.handle)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -336,7 +337,7 @@ func TestGoldenStreamIsAccepted(t *testing.T) {
 // with the same key and cluster (a rebuilt cluster): the replay is refused
 // at the handshake and delivers nothing.
 func TestReplayedStreamIsRefused(t *testing.T) {
-	keys := ring(t, 7)
+	keys := clusterkeytest.Ring(t, 7)
 	first := listen(t, Config{Keys: keys})
 	p := dialRaw(t, first.Addr(), keys)
 	var rec bytes.Buffer
@@ -387,8 +388,8 @@ func TestVersion1Peers(t *testing.T) {
 		says  string
 	}{
 		{"keyless v1 to keyless", clusterkey.Keyring{}, v1PlainHello, codeBadVersion, "version 1, this node 2"},
-		{"keyless v1 to keyed", ring(t, 1), v1PlainHello, codeBadVersion, "version 1, this node 2"},
-		{"keyed v1 to keyed", ring(t, 1), v1SealedHello, codeBadHello, "version-1 node with a cluster key"},
+		{"keyless v1 to keyed", clusterkeytest.Ring(t, 1), v1PlainHello, codeBadVersion, "version 1, this node 2"},
+		{"keyed v1 to keyed", clusterkeytest.Ring(t, 1), v1SealedHello, codeBadHello, "version-1 node with a cluster key"},
 		{"keyed v1 to keyless", clusterkey.Keyring{}, v1SealedHello, codeBadHello, "version-1 node with a cluster key"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -412,7 +413,7 @@ func TestVersion1Peers(t *testing.T) {
 	}
 
 	// A version-1 acceptor answers a version-2 opening with its version.
-	for _, keys := range []clusterkey.Keyring{{}, ring(t, 1)} {
+	for _, keys := range []clusterkey.Keyring{{}, clusterkeytest.Ring(t, 1)} {
 		v1Answer := []byte("DCNT\x01\x03\x01c\x0cdid not open")
 		c := &fakeConn{Reader: bytes.NewReader(appendFrame(nil, v1Answer))}
 		hs := handshaker{cluster: "c", addr: "h:1", keys: keys, timeout: time.Second}

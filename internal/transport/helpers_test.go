@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clusterkey"
+	"github.com/dcounter/dcounter/internal/clusterkey/clusterkeytest"
 )
 
 // waitFor polls cond until it holds, failing the test after 10s. Tests use
@@ -230,22 +231,6 @@ func (p *rawPeer) handshake(cluster, from string, split bool) {
 	p.seal = seal
 }
 
-// ring builds a keyring of test keys, primary first.
-func ring(t testing.TB, ids ...byte) clusterkey.Keyring {
-	t.Helper()
-	var raw [][]byte
-	for _, b := range ids {
-		raw = append(raw, testKey(b))
-	}
-	r, err := clusterkey.New(raw...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return r
-}
-
-func testKey(b byte) []byte { return bytes.Repeat([]byte{b}, clusterkey.Size) }
-
 // fixedRand is an endless stream of one byte value: deterministic
 // ephemeral keys for golden tests.
 type fixedRand byte
@@ -261,7 +246,7 @@ func (r fixedRand) Read(b []byte) (int, error) {
 // what the dialer seals with and what the acceptor opens with.
 func sessionPair(t testing.TB, key byte) (seal, open *sealer) {
 	t.Helper()
-	psk := testKey(key)
+	psk := clusterkeytest.Key(key)
 	i, err := newHandshakeState(true, psk, nil, fixedRand(1))
 	if err != nil {
 		t.Fatal(err)

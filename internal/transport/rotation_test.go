@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clusterkey"
+	"github.com/dcounter/dcounter/internal/clusterkey/clusterkeytest"
 )
 
 // TestKeyRotation walks three transports from key A to key B by the
@@ -17,7 +18,7 @@ func TestKeyRotation(t *testing.T) {
 	const a, b = 10, 11
 	nodes := make([]*node, 3)
 	for i := range nodes {
-		nodes[i] = listen(t, Config{Keys: ring(t, a)})
+		nodes[i] = listen(t, Config{Keys: clusterkeytest.Ring(t, a)})
 	}
 	seq := 0
 	allPairsDeliver := func(step string) {
@@ -52,9 +53,9 @@ func TestKeyRotation(t *testing.T) {
 		name string
 		keys clusterkey.Keyring
 	}{
-		{"add B", ring(t, a, b)},
-		{"make B primary", ring(t, b, a)},
-		{"remove A", ring(t, b)},
+		{"add B", clusterkeytest.Ring(t, a, b)},
+		{"make B primary", clusterkeytest.Ring(t, b, a)},
+		{"remove A", clusterkeytest.Ring(t, b)},
 	} {
 		for i := range nodes {
 			restart(i, step.keys)
@@ -73,8 +74,8 @@ func TestKeyRotation(t *testing.T) {
 // with A refuses them.
 func TestKeyRotationOutOfOrder(t *testing.T) {
 	const a, b = 10, 11
-	dialer := listen(t, Config{Keys: ring(t, a, b)})
-	acceptor := listen(t, Config{Keys: ring(t, b)})
+	dialer := listen(t, Config{Keys: clusterkeytest.Ring(t, a, b)})
+	acceptor := listen(t, Config{Keys: clusterkeytest.Ring(t, b)})
 	dialer.Send(acceptor.Addr(), []byte("x"))
 	waitFor(t, "refusal", func() bool { return acceptor.Stats().Rejected >= 1 && dialer.Stats().Rejected >= 1 })
 	if acceptor.in.len() != 0 {

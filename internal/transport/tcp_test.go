@@ -14,13 +14,14 @@ import (
 
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/clusterkey"
+	"github.com/dcounter/dcounter/internal/clusterkey/clusterkeytest"
 )
 
 func TestExchangeBothWays(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		keys clusterkey.Keyring
-	}{{"plaintext", clusterkey.Keyring{}}, {"sealed", ring(t, 1)}} {
+	}{{"plaintext", clusterkey.Keyring{}}, {"sealed", clusterkeytest.Ring(t, 1)}} {
 		t.Run(tc.name, func(t *testing.T) {
 			a := listen(t, Config{Keys: tc.keys})
 			b := listen(t, Config{Keys: tc.keys})
@@ -80,7 +81,7 @@ func TestSplitAndCoalescedFrames(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		keys clusterkey.Keyring
-	}{{"plaintext", clusterkey.Keyring{}}, {"sealed", ring(t, 2)}} {
+	}{{"plaintext", clusterkey.Keyring{}}, {"sealed", clusterkeytest.Ring(t, 2)}} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := listen(t, Config{Keys: tc.keys})
 			p := dialRaw(t, b.Addr(), tc.keys)
@@ -214,13 +215,13 @@ func TestKeys(t *testing.T) {
 		deliver    bool
 		logA, logB string // expected in each side's warnings
 	}{
-		{"no key to key", clusterkey.Keyring{}, ring(t, 1), false, "requires the cluster key", "requires the cluster key"},
-		{"key to no key", ring(t, 1), clusterkey.Keyring{}, false, "the accepting node has none", "the accepting node has none"},
-		{"different keys", ring(t, 1), ring(t, 2), false, "not in the accepting node's keyring", "not in the accepting node's keyring"},
-		{"same key", ring(t, 3), ring(t, 3), true, "", ""},
-		{"dialer's primary is the acceptor's second key", ring(t, 4, 5), ring(t, 5, 4), true, "", ""},
-		{"dialer's primary is the acceptor's only key", ring(t, 4, 5), ring(t, 4), true, "", ""},
-		{"dialer's second key is the acceptor's only key", ring(t, 4, 5), ring(t, 5), false, "not in the accepting node's keyring", "not in the accepting node's keyring"},
+		{"no key to key", clusterkey.Keyring{}, clusterkeytest.Ring(t, 1), false, "requires the cluster key", "requires the cluster key"},
+		{"key to no key", clusterkeytest.Ring(t, 1), clusterkey.Keyring{}, false, "the accepting node has none", "the accepting node has none"},
+		{"different keys", clusterkeytest.Ring(t, 1), clusterkeytest.Ring(t, 2), false, "not in the accepting node's keyring", "not in the accepting node's keyring"},
+		{"same key", clusterkeytest.Ring(t, 3), clusterkeytest.Ring(t, 3), true, "", ""},
+		{"dialer's primary is the acceptor's second key", clusterkeytest.Ring(t, 4, 5), clusterkeytest.Ring(t, 5, 4), true, "", ""},
+		{"dialer's primary is the acceptor's only key", clusterkeytest.Ring(t, 4, 5), clusterkeytest.Ring(t, 4), true, "", ""},
+		{"dialer's second key is the acceptor's only key", clusterkeytest.Ring(t, 4, 5), clusterkeytest.Ring(t, 5), false, "not in the accepting node's keyring", "not in the accepting node's keyring"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -253,7 +254,7 @@ func TestKeys(t *testing.T) {
 }
 
 func TestForgedSealedFramesAreRejected(t *testing.T) {
-	keys := ring(t, 4)
+	keys := clusterkeytest.Ring(t, 4)
 	cases := []struct {
 		name   string
 		tamper func(p *rawPeer, frame []byte) []byte
@@ -456,7 +457,7 @@ func TestCloseStopsEverything(t *testing.T) {
 }
 
 func TestSendValidation(t *testing.T) {
-	a := listen(t, Config{Keys: ring(t, 6), MaxFrame: 1024})
+	a := listen(t, Config{Keys: clusterkeytest.Ring(t, 6), MaxFrame: 1024})
 	for _, tc := range []struct {
 		to      string
 		payload []byte
