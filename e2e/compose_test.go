@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -43,16 +44,36 @@ func run(t *testing.T, env []string, args ...string) string {
 	return string(out)
 }
 
+// publishPort returns a port for Docker to publish on every address, outside
+// the kernel's ephemeral range (32768–60999 on Linux): a port that is free on
+// 127.0.0.1 (see freePort) may still be held on another address, and one
+// from the ephemeral range may be taken by any outgoing connection before
+// Docker binds it ("address already in use").
+func publishPort(t testing.TB) int {
+	t.Helper()
+	for range 100 {
+		port := 20000 + rand.IntN(12000)
+		l, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
+		if err == nil {
+			l.Close()
+			return port
+		}
+	}
+	t.Fatal("no free port to publish between 20000 and 32000")
+	return 0
+}
+
 // TestComposeCluster runs docker-compose.yml as users do — built image,
 // 1 discovery server, 5 nodes with volumes, 1 gateway — writes through the
 // published gateway port, SIGKILLs a node container in the middle of the
 // writes, restarts it, and checks that all five nodes converge on the
-// acknowledged total.
+// acknowledged total. It does so twice: once with the node back before its
+// peers declare it dead, once after.
 func TestComposeCluster(t *testing.T) {
 	compose := composeCmd(t)
 	run(t, nil, "make", "image")
 	project := fmt.Sprintf("dce2e%d", rand.IntN(1_000_000))
-	port := freePort(t)
+	port := publishPort(t)
 	env := []string{fmt.Sprintf("DCOUNTER_GATEWAY_PORT=%d", port), "COMPOSE_PROJECT_NAME=" + project}
 	c := func(args ...string) string { return run(t, env, append(compose, args...)...) }
 	t.Cleanup(func() {
@@ -80,85 +101,149 @@ func TestComposeCluster(t *testing.T) {
 	if code := post(t, gw.HTTP+"/increment", nil); code != http.StatusUnauthorized {
 		t.Fatalf("write without a token through the published port = %d, want 401", code)
 	}
-	nodeValues := func() (map[string]int64, error) {
+	nodes := func() ([]gatewayNode, error) {
 		b, err := gw.get("/nodes")
 		if err != nil {
 			return nil, err
 		}
-		var ns []struct {
-			Name, Status string
-			Value        *int64
-		}
-		if err := json.Unmarshal(b, &ns); err != nil {
-			return nil, err
-		}
-		out := map[string]int64{}
-		for _, n := range ns {
-			if n.Status == "healthy" && n.Value != nil {
-				out[n.Name] = *n.Value
-			}
-		}
-		return out, nil
+		var ns []gatewayNode
+		err = json.Unmarshal(b, &ns)
+		return ns, err
 	}
 	waitFor(t, 90*time.Second, func() error {
-		vs, err := nodeValues()
-		if err == nil && len(vs) != 5 {
-			err = fmt.Errorf("gateway sees %d healthy nodes", len(vs))
+		ns, err := nodes()
+		healthy := 0
+		for _, n := range ns {
+			if n.Status == "healthy" && n.Value != nil {
+				healthy++
+			}
+		}
+		if err == nil && healthy != 5 {
+			err = fmt.Errorf("gateway sees %d healthy nodes", healthy)
 		}
 		return err
 	}, true)
 
 	l := newLedger()
-	ctx, cancel := context.WithCancel(context.Background())
-	var wg sync.WaitGroup
-	for w := 0; w < 16; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for ctx.Err() == nil {
-				req, _ := http.NewRequest(http.MethodPost, gw.HTTP+"/increment", nil)
-				resp, err := authed.Do(req)
-				if err == nil {
-					resp.Body.Close()
-					if resp.StatusCode != 200 {
-						err = fmt.Errorf("%s", resp.Status)
+	// DeadAfter is 3s: the first outage ends before the peers declare the
+	// node dead, the second after.
+	for _, down := range []time.Duration{time.Second, 4 * time.Second} {
+		ctx, cancel := context.WithCancel(context.Background())
+		var wg sync.WaitGroup
+		for w := 0; w < 16; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for ctx.Err() == nil {
+					req, _ := http.NewRequest(http.MethodPost, gw.HTTP+"/increment", nil)
+					resp, err := authed.Do(req)
+					if err == nil {
+						resp.Body.Close()
+						if resp.StatusCode != 200 {
+							err = fmt.Errorf("%s", resp.Status)
+						}
 					}
+					l.record("default", 1, err)
 				}
-				l.record("default", 1, err)
-			}
-		}()
-	}
-	time.Sleep(2 * time.Second)
-	victim := strings.TrimSpace(c("ps", "-q", "node3"))
-	run(t, nil, "docker", "kill", victim)
-	time.Sleep(2 * time.Second)
-	run(t, nil, "docker", "start", victim)
-	time.Sleep(2 * time.Second)
-	cancel()
-	wg.Wait()
+			}()
+		}
+		time.Sleep(2 * time.Second)
+		victim := strings.TrimSpace(c("ps", "-q", "node3"))
+		run(t, nil, "docker", "kill", victim)
+		time.Sleep(down)
+		run(t, nil, "docker", "start", victim)
+		time.Sleep(2 * time.Second)
+		cancel()
+		wg.Wait()
 
-	var last map[string]int64
-	waitFor(t, 60*time.Second, func() error {
-		vs, err := nodeValues()
+		vs, err := convergedValues(t, nodes, 5, 60*time.Second)
+		if err != nil {
+			t.Fatalf("node down %v: %v", down, err)
+		}
+		l.mu.Lock()
+		acked, doubt := l.acked["default"], l.inDoubt["default"]
+		l.mu.Unlock()
+		t.Logf("node down %v: through the gateway: %d acknowledged, %d failed or unknown; all 5 nodes report %d", down, acked, doubt, vs["node1"])
+		l.check(t, map[string]int64{"default": vs["node1"]})
+	}
+}
+
+// gatewayNode is one entry of the gateway's GET /nodes.
+type gatewayNode struct {
+	Name, Status string
+	Value        *int64
+	LastCheck    string `json:"last_check"`
+}
+
+// freshValues reads node values out of successive GET /nodes answers and
+// keeps only those the gateway read after the first answer it was given.
+//
+// /nodes serves what the gateway's last health check saw, up to a check
+// interval old. Asked right after a burst of writes, it can show every
+// node at the same value, read while the last writes were still landing: a
+// state that looks converged but lacks writes already acknowledged. The
+// gateway checks its nodes a round at a time, stamping last_check as each
+// check ends; a check stamped after the first answer may have read before
+// it, but the next round began after that check ended. So a node's value
+// counts once its last_check has changed twice since the first answer.
+type freshValues struct {
+	first map[string]string   // node name → last_check in the first answer
+	later map[string][]string // node name → the distinct last_checks since
+}
+
+// observe takes the next answer and returns the values of the healthy
+// nodes read after the first answer.
+func (f *freshValues) observe(ns []gatewayNode) map[string]int64 {
+	fresh := map[string]int64{}
+	if f.first == nil {
+		f.first, f.later = map[string]string{}, map[string][]string{}
+		for _, n := range ns {
+			f.first[n.Name] = n.LastCheck
+		}
+		return fresh
+	}
+	for _, n := range ns {
+		seen := f.later[n.Name]
+		if n.LastCheck != f.first[n.Name] && (len(seen) == 0 || seen[len(seen)-1] != n.LastCheck) {
+			seen = append(seen, n.LastCheck)
+			f.later[n.Name] = seen
+		}
+		if len(seen) >= 2 && n.Status == "healthy" && n.Value != nil {
+			fresh[n.Name] = *n.Value
+		}
+	}
+	return fresh
+}
+
+// convergedValues polls nodes (the gateway's GET /nodes) until want nodes
+// report the same value, counting only values read after the first poll
+// (see freshValues), and returns them. Call it once the writes have
+// stopped.
+func convergedValues(t testing.TB, nodes func() ([]gatewayNode, error), want int, timeout time.Duration) (map[string]int64, error) {
+	t.Helper()
+	var (
+		f    freshValues
+		last map[string]int64
+	)
+	err := waitFor(t, timeout, func() error {
+		ns, err := nodes()
 		if err != nil {
 			return err
 		}
-		last = vs
-		if len(vs) != 5 {
-			return fmt.Errorf("%d healthy nodes: %v", len(vs), vs)
+		last = f.observe(ns)
+		if len(last) != want {
+			return fmt.Errorf("%d of %d nodes healthy and checked since the writes stopped: %v", len(last), want, last)
 		}
-		for name, v := range vs {
-			if v != vs["node1"] {
-				return fmt.Errorf("not converged: %s=%d node1=%d", name, v, vs["node1"])
+		for name, v := range last {
+			for other, w := range last {
+				if v != w {
+					return fmt.Errorf("not converged: %s=%d %s=%d", name, v, other, w)
+				}
 			}
 		}
 		return nil
-	}, true)
-	l.mu.Lock()
-	acked, doubt := l.acked["default"], l.inDoubt["default"]
-	l.mu.Unlock()
-	t.Logf("through the gateway: %d acknowledged, %d failed or unknown; all 5 nodes report %d", acked, doubt, last["node1"])
-	l.check(t, map[string]int64{"default": last["node1"]})
+	}, false)
+	return last, err
 }
 
 // bearer adds a bearer token to every request.
