@@ -92,7 +92,14 @@ func TestComposeCluster(t *testing.T) {
 	c("up", "-d")
 	// Secure by default: the gateway wants a token, made by the secrets
 	// service; fetch it the way the README tells users to.
-	token := strings.TrimSpace(c("run", "--rm", "-T", "secrets", "secrets", "token", "/secrets", "admin"))
+	// Compose reports on stderr what it creates; the token is stdout's one line.
+	tokCmd := exec.Command(compose[0], append(compose[1:], "run", "--rm", "-T", "secrets", "secrets", "token", "/secrets", "admin")...)
+	tokCmd.Dir, tokCmd.Env = "..", append(os.Environ(), env...)
+	tokOut, err := tokCmd.Output()
+	if err != nil {
+		t.Fatalf("reading the admin token: %v", err)
+	}
+	token := strings.TrimSpace(string(tokOut))
 	if len(token) < 40 {
 		t.Fatalf("token from the secrets volume: %q", token)
 	}
