@@ -65,7 +65,7 @@ type proc struct {
 	DataDir  string
 	exitCode int
 	// client, if set, replaces the shared client for this process's API
-	// (one trusting a test CA, say).
+	// (one trusting a test CA, or sending a token, say).
 	client *http.Client
 }
 
@@ -143,12 +143,16 @@ func hostPort(url string) string {
 	return url
 }
 
-func (p *proc) get(path string) ([]byte, error) {
-	c := client
+// httpClient is the client for p's API.
+func (p *proc) httpClient() *http.Client {
 	if p.client != nil {
-		c = p.client
+		return p.client
 	}
-	resp, err := c.Get(p.HTTP + path)
+	return client
+}
+
+func (p *proc) get(path string) ([]byte, error) {
+	resp, err := p.httpClient().Get(p.HTTP + path)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +187,7 @@ func (p *proc) add(ctx context.Context, key string, delta int64) error {
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/counters/%s/%s", p.HTTP, key, verb),
 		strings.NewReader(fmt.Sprintf(`{"amount":%d}`, amount)))
-	resp, err := client.Do(req)
+	resp, err := p.httpClient().Do(req)
 	if err != nil {
 		return err
 	}
