@@ -58,7 +58,8 @@ type proc struct {
 	args     []string
 	wrap     []string // command prefix, e.g. ip netns exec NS
 	cmd      *exec.Cmd
-	log      *lockedBuffer
+	log      *lockedBuffer // this run's output
+	pastLogs []string      // the output of earlier runs, for failure reports
 	done     chan struct{}
 	HTTP     string // base URL of the client API
 	Gossip   string // host:port
@@ -240,6 +241,19 @@ func runCLI(t testing.TB, env []string, args ...string) (string, string, int) {
 
 func (p *proc) startWithEnv(env []string) {
 	p.t.Helper()
+	if p.log == nil {
+		p.t.Cleanup(func() {
+			p.kill()
+			if p.t.Failed() {
+				for i, l := range p.pastLogs {
+					p.t.Logf("--- log of %s, run %d ---\n%s", p.name, i+1, l)
+				}
+				p.t.Logf("--- log of %s ---\n%s", p.name, p.log.String())
+			}
+		})
+	} else {
+		p.pastLogs = append(p.pastLogs, p.log.String())
+	}
 	p.log = &lockedBuffer{}
 	p.done = make(chan struct{})
 	if len(p.wrap) > 0 {
@@ -257,12 +271,6 @@ func (p *proc) startWithEnv(env []string) {
 		p.exitCode = p.cmd.ProcessState.ExitCode()
 		close(p.done)
 	}()
-	p.t.Cleanup(func() {
-		p.kill()
-		if p.t.Failed() {
-			p.t.Logf("--- log of %s ---\n%s", p.name, p.log.String())
-		}
-	})
 	waitFor(p.t, 10*time.Second, func() error {
 		select {
 		case <-p.done:
