@@ -27,7 +27,8 @@ const drainQuiet = 100 * time.Millisecond
 // an idle connection races with a client writing on it, and that client
 // cannot tell whether its write was applied (a gateway then answers 502).
 // A gateway that gets the 503 retries elsewhere and stops choosing the
-// node; its health checks get the same answer.
+// node; its health checks get the same answer (membership proofs do not:
+// the node is still a member).
 type drainer struct {
 	next http.Handler
 	clk  clock.Clock

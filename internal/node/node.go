@@ -367,8 +367,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		// The proof route has its own authentication (the cluster key), so
 		// it sits outside client authorisation.
-		n.drain = &drainer{next: memberproof.Mount(h, n.prover(httpAddr)), clk: n.clk}
-		n.http = api.NewServer(n.drain)
+		// A draining node is still a member: the proof route stays outside
+		// the drain, so a gateway sees it unhealthy (its /health answers
+		// 503), not failing its proof.
+		n.drain = &drainer{next: h, clk: n.clk}
+		n.http = api.NewServer(memberproof.Mount(n.drain, n.prover(httpAddr)))
 		// Failed TLS handshakes and malformed requests are anyone's to
 		// cause: debug level, not stderr.
 		n.http.ErrorLog = slog.NewLogLogger(n.log.With("component", "api").Handler(), slog.LevelDebug)
