@@ -312,13 +312,17 @@ func TestTrustGatewaySendsNothingToImpostors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var ns []struct{ URL, Status, Error, Name string }
+	json.Unmarshal(b, &ns)
+	body := string(b)
+	for _, n := range ns { // a port may well contain "404"
+		body = strings.ReplaceAll(body, n.URL, "")
+	}
 	for _, leak := range []string{"refused", "dial", "no such host", "404", "Not Found", "lookup", "answered", "invalid character"} {
-		if strings.Contains(string(b), leak) {
+		if strings.Contains(body, leak) {
 			t.Errorf("/nodes mentions %q:\n%s", leak, b)
 		}
 	}
-	var ns []struct{ URL, Status, Error, Name string }
-	json.Unmarshal(b, &ns)
 	for _, n := range ns {
 		switch n.URL {
 		case n1.HTTP, n2.HTTP:
