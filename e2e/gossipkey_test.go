@@ -66,9 +66,9 @@ func (w *deadWatch) run(ctx context.Context, nodes []*proc) *sync.WaitGroup {
 	return &wg
 }
 
-// convergedValues waits until every node reports the same value for every
+// agreedValues waits until every node reports the same value for every
 // key, and returns those values.
-func convergedValues(t *testing.T, nodes []*proc, keys []string, within time.Duration) map[string]int64 {
+func agreedValues(t *testing.T, nodes []*proc, keys []string, within time.Duration) map[string]int64 {
 	t.Helper()
 	var final map[string]int64
 	waitFor(t, within, func() error {
@@ -175,7 +175,7 @@ func TestKeyRotationUnderLoad(t *testing.T) {
 	load.Wait()
 	watching.Wait()
 
-	final := convergedValues(t, nodes, keys, 10*time.Second)
+	final := agreedValues(t, nodes, keys, 10*time.Second)
 	l.check(t, final)
 	var total int64
 	for _, v := range final {

@@ -106,12 +106,6 @@ func summarize(m map[string]int) (int, string) {
 	return total, strings.Join(keys, ", ")
 }
 
-// gatewayNode is one entry of a gateway's /nodes.
-type gatewayNode struct {
-	Name, Status string
-	LastCheck    string `json:"last_check"`
-}
-
 // gatewaySees checks that the gateway at base, asked with an admin
 // client, has all n nodes healthy, and has proven name since since.
 func gatewaySees(c *http.Client, base string, n int, name string, since time.Time) error {
@@ -282,7 +276,7 @@ func TestKeyRotationWithDiscoveryAndGateway(t *testing.T) {
 	direct.Wait()
 	watching.Wait()
 
-	final := convergedValues(t, nodes, keys, 10*time.Second)
+	final := agreedValues(t, nodes, keys, 10*time.Second)
 	l.mu.Lock()
 	ackedAll, doubtAll := int64(0), int64(0)
 	for _, v := range l.acked {
