@@ -58,14 +58,15 @@ type proc struct {
 	args     []string
 	wrap     []string // command prefix, e.g. ip netns exec NS
 	cmd      *exec.Cmd
-	log      *lockedBuffer
+	log      *lockedBuffer // this run's output
+	pastLogs []string      // the output of earlier runs, for failure reports
 	done     chan struct{}
 	HTTP     string // base URL of the client API
 	Gossip   string // host:port
 	DataDir  string
 	exitCode int
 	// client, if set, replaces the shared client for this process's API
-	// (one trusting a test CA, say).
+	// (one trusting a test CA, or sending a token, say).
 	client *http.Client
 }
 
@@ -143,12 +144,16 @@ func hostPort(url string) string {
 	return url
 }
 
-func (p *proc) get(path string) ([]byte, error) {
-	c := client
+// httpClient is the client for p's API.
+func (p *proc) httpClient() *http.Client {
 	if p.client != nil {
-		c = p.client
+		return p.client
 	}
-	resp, err := c.Get(p.HTTP + path)
+	return client
+}
+
+func (p *proc) get(path string) ([]byte, error) {
+	resp, err := p.httpClient().Get(p.HTTP + path)
 	if err != nil {
 		return nil, err
 	}
@@ -183,7 +188,7 @@ func (p *proc) add(ctx context.Context, key string, delta int64) error {
 	}
 	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, fmt.Sprintf("%s/counters/%s/%s", p.HTTP, key, verb),
 		strings.NewReader(fmt.Sprintf(`{"amount":%d}`, amount)))
-	resp, err := client.Do(req)
+	resp, err := p.httpClient().Do(req)
 	if err != nil {
 		return err
 	}
@@ -236,6 +241,19 @@ func runCLI(t testing.TB, env []string, args ...string) (string, string, int) {
 
 func (p *proc) startWithEnv(env []string) {
 	p.t.Helper()
+	if p.log == nil {
+		p.t.Cleanup(func() {
+			p.kill()
+			if p.t.Failed() {
+				for i, l := range p.pastLogs {
+					p.t.Logf("--- log of %s, run %d ---\n%s", p.name, i+1, l)
+				}
+				p.t.Logf("--- log of %s ---\n%s", p.name, p.log.String())
+			}
+		})
+	} else {
+		p.pastLogs = append(p.pastLogs, p.log.String())
+	}
 	p.log = &lockedBuffer{}
 	p.done = make(chan struct{})
 	if len(p.wrap) > 0 {
@@ -253,12 +271,6 @@ func (p *proc) startWithEnv(env []string) {
 		p.exitCode = p.cmd.ProcessState.ExitCode()
 		close(p.done)
 	}()
-	p.t.Cleanup(func() {
-		p.kill()
-		if p.t.Failed() {
-			p.t.Logf("--- log of %s ---\n%s", p.name, p.log.String())
-		}
-	})
 	waitFor(p.t, 10*time.Second, func() error {
 		select {
 		case <-p.done:

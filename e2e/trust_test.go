@@ -33,8 +33,9 @@ func startKeyedDiscovery(t testing.TB, key string, extra ...string) *proc {
 	return p
 }
 
-// startKeyedNode starts a node holding key, registered with discovery URL.
-func startKeyedNode(t testing.TB, name, key, disc string) *proc {
+// startKeyedNode starts a node holding key, registered with discovery URL,
+// with extra flags.
+func startKeyedNode(t testing.TB, name, key, disc string, extra ...string) *proc {
 	t.Helper()
 	p := &proc{t: t, name: name,
 		Gossip: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
@@ -43,6 +44,7 @@ func startKeyedNode(t testing.TB, name, key, disc string) *proc {
 	p.args = []string{"node", "--name", name, "--gossip-addr", p.Gossip,
 		"--http-addr", strings.TrimPrefix(p.HTTP, "http://"), "--data-dir", p.DataDir,
 		"--log-level", "debug", "--discovery", disc, "--bootstrap"}
+	p.args = append(p.args, extra...)
 	p.startWithEnv(trustEnv(key))
 	return p
 }
@@ -310,13 +312,17 @@ func TestTrustGatewaySendsNothingToImpostors(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	var ns []struct{ URL, Status, Error, Name string }
+	json.Unmarshal(b, &ns)
+	body := string(b)
+	for _, n := range ns { // a port may well contain "404"
+		body = strings.ReplaceAll(body, n.URL, "")
+	}
 	for _, leak := range []string{"refused", "dial", "no such host", "404", "Not Found", "lookup", "answered", "invalid character"} {
-		if strings.Contains(string(b), leak) {
+		if strings.Contains(body, leak) {
 			t.Errorf("/nodes mentions %q:\n%s", leak, b)
 		}
 	}
-	var ns []struct{ URL, Status, Error, Name string }
-	json.Unmarshal(b, &ns)
 	for _, n := range ns {
 		switch n.URL {
 		case n1.HTTP, n2.HTTP:

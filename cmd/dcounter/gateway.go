@@ -28,7 +28,10 @@ GET /nodes shows every node's health and value of "default"; GET /health is
 Writes with an Idempotency-Key header always go to the key's home node, which
 applies them at most once and replays the first answer to retries.
 
-Nodes come from --nodes (client API URLs), --discovery, or both.
+Nodes come from --nodes (client API URLs), --discovery, or both. A node that
+discovery stops listing keeps its traffic for 5s while it passes its health
+checks (a restarted discovery server lists nobody until the next heartbeats),
+then gets only the keyed writes it is the home of.
 
 With --cluster-key (the nodes' key), a node gets client traffic only after it
 has proven, with the key and a fresh challenge at every health check, that it

@@ -77,6 +77,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.SyncInterval, "sync-interval", 500*time.Millisecond, "anti-entropy and member-gossip `period`")
 	fs.IntVar(&cfg.Fanout, "fanout", 3, "`peers` each fresh change is pushed to")
 	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", 10*time.Second, "warn (at most once a minute per member) when a member's wall clock differs from ours by more than this `duration`; offsets are exported as dcounter_member_clock_offset_seconds either way, and membership and idempotency never depend on them")
+	fs.DurationVar(&cfg.ShutdownDrain, "shutdown-drain", time.Second, "on SIGTERM, refuse client requests with 503 (certainly not applied: gateways retry them on another node) for at most this `duration`, or until none came for 100ms, before closing the client API; without it a write a gateway sends on a kept-alive connection just as the node closes it may end in doubt (502). 0 turns it off")
 	fs.DurationVar(&clockShift, "clock-offset", 0, "testing aid: shift this node's wall clock by `duration` (e.g. -1h, 48h), as if the system clock were wrong; timers and elapsed times are unaffected. Used to reproduce and test clock skew")
 	var af apiFlags
 	af.register(fs, true)
@@ -90,6 +91,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	defer stopDebug()
 	cfg.Logger = logger
+	if cfg.ShutdownDrain == 0 {
+		cfg.ShutdownDrain = -1 // the flag's 0 means off; the Config's, the default
+	}
 	if clockShift != 0 {
 		cfg.Clock = clock.Offset{Clock: clock.Real{}, D: clockShift}
 		logger.Warn("wall clock shifted by --clock-offset (a testing aid)", "offset", clockShift)

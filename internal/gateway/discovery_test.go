@@ -119,9 +119,10 @@ func TestDiscoveredNodesComeAndGoStaticNodesStay(t *testing.T) {
 	}
 	tg.untilNodeGets(d3, tg.write)
 
-	// d2 is no longer listed: out of rotation (kept only as the home of its
-	// idempotency keys). The static node was never listed and stays.
+	// d2 is no longer listed: out of rotation after the listing grace
+	// (kept only as the home of its idempotency keys). The static node was never listed and stays.
 	reg.keepOnly(d1, d3)
+	tg.passListingGrace()
 	tg.refreshUntil("d2 unlisted", func([]NodeStatus) bool { return tg.status(d2.URL()).Status == "unlisted" })
 	if got, want := listedURLs(tg.Nodes()), nodeURLs(static, d1, d3); !slices.Equal(got, want) {
 		t.Fatalf("nodes after d2 expired: %v, want %v", got, want)
@@ -137,6 +138,7 @@ func TestDiscoveredNodesComeAndGoStaticNodesStay(t *testing.T) {
 	// Nothing listed at all: only the static node is left in rotation, and
 	// once the key-home grace has passed the others are forgotten.
 	reg.keepOnly()
+	tg.passListingGrace()
 	tg.refreshUntil("discovered nodes unlisted", func(s []NodeStatus) bool { return len(listedURLs(s)) == 1 })
 	if got, want := listedURLs(tg.Nodes()), nodeURLs(static); !slices.Equal(got, want) {
 		t.Fatalf("nodes with an empty registry: %v, want %v", got, want)
@@ -232,11 +234,86 @@ func TestKeyedWriteDoesNotMoveWhenItsDownHomeLeavesDiscovery(t *testing.T) {
 		}
 	}
 	reg.keepOnly(others...) // the home stopped heartbeating
+	tg.passListingGrace()
 	tg.refreshUntil("the home unlisted", func(s []NodeStatus) bool { return len(listedURLs(s)) == 2 })
 	resp := tg.keyedWrite(key, key)
 	for _, n := range others {
 		if got := n.countKey(key); got != 0 {
 			t.Errorf("%s received the keyed write %d times (answer %d %s); want it refused, not moved", n.name, got, resp.Status, resp.Body)
 		}
+	}
+}
+
+// A discovery server that restarts without its data file lists nobody
+// until the nodes' next heartbeats. Healthy, proven nodes stay in rotation
+// meanwhile: every write succeeds. A node that stays unlisted for the
+// listing grace leaves rotation, and one that fails its checks gets nothing
+// even within the grace.
+func TestRestartedDiscoveryKeepsHealthyNodesInRotation(t *testing.T) {
+	reg := newFakeRegistry(t)
+	ns := newFakeNodes(t, "d1", "d2", "d3")
+	d1, d2, d3 := ns[0], ns[1], ns[2]
+	for _, n := range ns {
+		reg.register(n)
+	}
+	tg := newTestGateway(t, Config{Discovery: []string{reg.srv.URL}})
+
+	// The registry comes back empty: within the grace every node still
+	// gets writes and /health counts them all.
+	reg.keepOnly()
+	for d := time.Duration(0); d+tg.cfg.HealthInterval < defaultListingGrace; d += tg.cfg.HealthInterval {
+		tg.refresh()
+		for _, n := range ns {
+			tg.untilNodeGets(n, func(key string) response {
+				resp := tg.write(key)
+				if resp.Status != http.StatusOK {
+					t.Fatalf("write with an empty registry within the grace: %d %s", resp.Status, resp.Body)
+				}
+				return resp
+			})
+		}
+		if ok, h := tg.Health(); !ok || h.HealthyNodes != 3 {
+			t.Fatalf("health with an empty registry within the grace: %v %+v, want 3 healthy", ok, h)
+		}
+	}
+	// The nodes heartbeat again before the grace ends: nothing changed.
+	for _, n := range ns {
+		reg.register(n)
+	}
+	tg.refresh()
+	for _, st := range tg.Nodes() {
+		if st.Status != "healthy" {
+			t.Fatalf("%s: %+v after the registry relearned it, want healthy", st.Name, st)
+		}
+	}
+
+	// d3 fails its checks while unlisted: no traffic, grace or not.
+	d3.health.Store(healthFail)
+	reg.keepOnly(d1, d2)
+	tg.refresh()
+	before := d3.count()
+	for i := range 12 {
+		if resp := tg.write(fmt.Sprintf("w%d", i)); resp.Status != http.StatusOK {
+			t.Fatalf("write: %d %s", resp.Status, resp.Body)
+		}
+	}
+	if got := d3.count() - before; got != 0 {
+		t.Errorf("unhealthy unlisted d3 received %d requests", got)
+	}
+
+	// d2 leaves the registry for good: out of rotation after the grace.
+	d3.health.Store(healthOK)
+	reg.keepOnly(d1, d3)
+	tg.passListingGrace()
+	tg.refreshUntil("d2 out of rotation", func([]NodeStatus) bool { return tg.status(d2.URL()).Status == "unlisted" })
+	before = d2.count()
+	for i := range 12 {
+		tg.write(fmt.Sprintf("after%d", i))
+	}
+	if got := d2.count() - before; got != 0 {
+		t.Errorf("d2, unlisted beyond the grace, received %d requests", got)
+	}
+	if ok, h := tg.Health(); !ok || h.HealthyNodes != 2 || h.Nodes != 2 {
+		t.Errorf("health: %v %+v, want 2 nodes, both healthy", ok, h)
 	}
 }

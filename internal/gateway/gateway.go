@@ -32,8 +32,10 @@
 // # Bounds
 //
 // At most MaxNodes nodes learned from discovery are tracked; a node that
-// discovery stops listing is kept as a key home for KeyHomeGrace, at most
-// MaxUnlisted of them, and only if it was ever proven. /nodes reports coarse
+// discovery stops listing stays in rotation for ListingGrace while it keeps
+// passing its checks (a restarted discovery server lists nobody until the
+// nodes' next heartbeats), then is kept as a key home for KeyHomeGrace, at
+// most MaxUnlisted of them, and only if it was ever proven. /nodes reports coarse
 // states (unreachable, not a proven member, unhealthy), never the raw error
 // met at an address it was told about: those would make it a scanner of the
 // gateway's network.
@@ -95,6 +97,14 @@ type Config struct {
 	MaxTries int
 	// ProxyTimeout bounds one proxied request. Default 5s.
 	ProxyTimeout time.Duration
+	// ListingGrace is how long a node that discovery no longer lists
+	// keeps getting traffic, as long as it passes its health checks (and
+	// proofs): a discovery server that restarts without its --data-file
+	// lists no node until each one's next heartbeat, and that must not
+	// take healthy nodes out of rotation. A node that is really gone fails
+	// its checks and gets nothing, grace or not. Default 5s (the nodes
+	// heartbeat every second; the discovery server's default --ttl).
+	ListingGrace time.Duration
 	// KeyHomeGrace is how long a node that discovery no longer lists is
 	// kept as the home of its idempotency keys. Default 1h (the nodes'
 	// default --idempotency-window).
@@ -124,6 +134,9 @@ type Config struct {
 	TLS *tls.Config
 }
 
+// defaultListingGrace is Config.ListingGrace's default.
+const defaultListingGrace = 5 * time.Second
+
 // ErrConfig is returned for an unusable configuration.
 var ErrConfig = errors.New("gateway: invalid configuration")
 
@@ -142,6 +155,7 @@ type backend struct {
 	lastCheck  time.Time
 	static     bool      // from Config.Nodes: never dropped
 	unlisted   time.Time // when discovery stopped listing it (zero: listed)
+	retired    bool      // unlisted for ListingGrace: no traffic, only its keyed writes
 }
 
 // Gateway is a running gateway. It is an http.Handler.
@@ -184,6 +198,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.ProxyTimeout <= 0 {
 		cfg.ProxyTimeout = 5 * time.Second
+	}
+	if cfg.ListingGrace <= 0 {
+		cfg.ListingGrace = defaultListingGrace
 	}
 	if cfg.KeyHomeGrace <= 0 {
 		cfg.KeyHomeGrace = time.Hour
@@ -337,7 +354,10 @@ func (g *Gateway) setDiscovered(peers []discoveryclient.Entry) {
 	for u := range live {
 		switch b := g.backends[u]; {
 		case b != nil:
-			b.unlisted = time.Time{}
+			if b.retired {
+				g.log.Info("node listed by discovery again", "url", u)
+			}
+			b.unlisted, b.retired = time.Time{}, false
 		case tracked >= g.cfg.MaxNodes:
 			ignored++
 		default:
@@ -349,11 +369,14 @@ func (g *Gateway) setDiscovered(peers []discoveryclient.Entry) {
 	if ignored > 0 {
 		g.log.Warn("discovery lists more nodes than --max-nodes; ignoring the rest", "ignored", ignored, "max_nodes", g.cfg.MaxNodes)
 	}
-	// A node that discovery stops listing stays known for KeyHomeGrace if
-	// it ever proved membership: it remains the home of its idempotency
-	// keys (which must not move to a node that has not seen them), and gets
-	// traffic only while healthy. One that never proved anything is no
-	// home and is forgotten at once.
+	// A node that discovery stops listing stays in rotation for
+	// ListingGrace while it passes its checks: an empty or partial list may
+	// only mean the discovery server restarted and has not heard every
+	// heartbeat yet. After that it gets no traffic, but stays known for
+	// KeyHomeGrace if it ever proved membership: it remains the home of its
+	// idempotency keys (which must not move to a node that has not seen
+	// them), and gets its keyed writes only while healthy. One that never
+	// proved anything is no home and is forgotten at once.
 	var unlisted []*backend
 	for u, b := range g.backends {
 		switch {
@@ -364,12 +387,19 @@ func (g *Gateway) setDiscovered(peers []discoveryclient.Entry) {
 		case b.unlisted.IsZero():
 			b.unlisted = now
 			unlisted = append(unlisted, b)
-			g.log.Info("node no longer listed by discovery", "url", u)
+			g.log.Info("node no longer listed by discovery; in rotation while it passes its checks for the listing grace",
+				"url", u, "grace", g.cfg.ListingGrace)
 		case now.Sub(b.unlisted) > g.cfg.KeyHomeGrace:
 			delete(g.backends, u)
 			g.log.Info("node forgotten", "url", u, "unlisted_for", now.Sub(b.unlisted).Round(time.Second))
 		default:
 			unlisted = append(unlisted, b)
+		}
+	}
+	for _, b := range unlisted {
+		if !b.retired && now.Sub(b.unlisted) >= g.cfg.ListingGrace {
+			b.retired = true
+			g.log.Info("node out of rotation: no longer listed by discovery", "url", b.url, "unlisted_for", now.Sub(b.unlisted).Round(time.Millisecond))
 		}
 	}
 	if len(unlisted) > g.cfg.MaxUnlisted {
@@ -515,7 +545,7 @@ func (g *Gateway) pick(tried []*backend) *backend {
 	n := len(g.ring)
 	for i := 0; i < n; i++ {
 		b := g.ring[(int(g.rr%uint64(n))+i)%n]
-		if !b.healthy || !b.unlisted.IsZero() || slices.Contains(tried, b) {
+		if !b.healthy || b.retired || slices.Contains(tried, b) {
 			continue
 		}
 		if load := b.outstanding.Load(); best == nil || load < bestLoad {
@@ -773,7 +803,7 @@ type NodeStatus struct {
 	URL         string `json:"url"`
 	ID          string `json:"id,omitempty"`
 	Name        string `json:"name,omitempty"`
-	Status      string `json:"status"`          // healthy, unhealthy, unproven (never proved membership), or unlisted (dropped by discovery, kept as a key home)
+	Status      string `json:"status"`          // healthy, unhealthy, unproven (never proved membership), or unlisted (dropped by discovery for longer than the listing grace, kept as a key home)
 	Error       string `json:"error,omitempty"` // coarse: unreachable, not a proven member, unhealthy, not checked yet
 	Value       *int64 `json:"value"`           // of "default"; null when unknown
 	Outstanding int64  `json:"outstanding"`
@@ -789,7 +819,7 @@ func (g *Gateway) Nodes() []NodeStatus {
 		s := NodeStatus{URL: b.url, ID: b.id, Name: b.name, Status: "unhealthy", Error: b.reason,
 			Value: b.value, Outstanding: b.outstanding.Load()}
 		switch {
-		case !b.unlisted.IsZero():
+		case b.retired:
 			s.Status = "unlisted" // kept only as the home of its idempotency keys
 		case b.healthy:
 			s.Status = "healthy"
@@ -824,7 +854,7 @@ func (g *Gateway) Health() (bool, Health) {
 	defer g.mu.Unlock()
 	h := Health{Status: "ok"}
 	for _, b := range g.backends {
-		if !b.unlisted.IsZero() {
+		if b.retired {
 			continue
 		}
 		h.Nodes++

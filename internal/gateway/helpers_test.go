@@ -339,6 +339,15 @@ func newTestGateway(t testing.TB, cfg Config, nodes ...*fakeNode) *testGateway {
 
 // refresh passes one health interval and waits until every node has been
 // checked at the new time.
+// passListingGrace runs health-check rounds until a node that discovery
+// stopped listing at the first of them is one round from leaving rotation.
+func (tg *testGateway) passListingGrace() {
+	tg.t.Helper()
+	for d := time.Duration(0); d < defaultListingGrace; d += tg.cfg.HealthInterval {
+		tg.refresh()
+	}
+}
+
 func (tg *testGateway) refresh() {
 	tg.t.Helper()
 	tg.refreshUntil("every node checked", func([]NodeStatus) bool { return true })

@@ -224,8 +224,12 @@ func TestNodesReportsNoRawErrors(t *testing.T) {
 			}
 			tg := newTestGateway(t, cfg)
 			resp := tg.do(http.MethodGet, "/nodes", nil)
+			body := string(resp.Body)
+			for _, st := range tg.Nodes() { // a port may well contain "404"
+				body = strings.ReplaceAll(body, st.URL, "")
+			}
 			for _, leak := range []string{"refused", "dial", "no such host", "404", "Not Found", "invalid character", "timeout", "lookup", "answered"} {
-				if strings.Contains(string(resp.Body), leak) {
+				if strings.Contains(body, leak) {
 					t.Errorf("/nodes mentions %q:\n%s", leak, resp.Body)
 				}
 			}

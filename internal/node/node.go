@@ -142,6 +142,13 @@ type Config struct {
 	// DiscoveryTLS, if set, verifies https:// discovery servers (a private
 	// CA). Default: the system's roots.
 	DiscoveryTLS *tls.Config
+	// ShutdownDrain bounds the drain Shutdown begins with: the client API
+	// keeps listening but answers every request 503 with "Connection:
+	// close" (drain.go), until no request has come for 100ms or this much
+	// time has passed. Gateways then move their traffic elsewhere without
+	// a write cut short on a kept-alive connection. Default 1s; negative:
+	// no drain.
+	ShutdownDrain time.Duration
 	// Transport, if set, builds the endpoint instead of a TCP listener on
 	// GossipAddr (tests use transport.MemNetwork).
 	Transport func(transport.Handler) (Endpoint, error)
@@ -193,6 +200,9 @@ func (c *Config) setDefaults() error {
 	if c.SnapshotInterval <= 0 {
 		c.SnapshotInterval = 5 * time.Minute
 	}
+	if c.ShutdownDrain == 0 {
+		c.ShutdownDrain = time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -207,13 +217,14 @@ func (c *Config) setDefaults() error {
 
 // Node is a running replica.
 type Node struct {
-	cfg  Config
-	id   crdt.ReplicaID
-	log  *slog.Logger
-	clk  clock.Clock
-	ep   Endpoint
-	http *http.Server
-	ln   net.Listener
+	cfg   Config
+	id    crdt.ReplicaID
+	log   *slog.Logger
+	clk   clock.Clock
+	ep    Endpoint
+	http  *http.Server
+	drain *drainer // in front of http's handler
+	ln    net.Listener
 
 	// Storage; all nil without a data dir.
 	dir         *datadir.Dir
@@ -356,7 +367,11 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		}
 		// The proof route has its own authentication (the cluster key), so
 		// it sits outside client authorisation.
-		n.http = api.NewServer(memberproof.Mount(h, n.prover(httpAddr)))
+		// A draining node is still a member: the proof route stays outside
+		// the drain, so a gateway sees it unhealthy (its /health answers
+		// 503), not failing its proof.
+		n.drain = &drainer{next: h, clk: n.clk}
+		n.http = api.NewServer(memberproof.Mount(n.drain, n.prover(httpAddr)))
 		// Failed TLS handshakes and malformed requests are anyone's to
 		// cause: debug level, not stderr.
 		n.http.ErrorLog = slog.NewLogLogger(n.log.With("component", "api").Handler(), slog.LevelDebug)
@@ -415,8 +430,9 @@ func (n *Node) HTTPAddr() string {
 	return n.ln.Addr().String()
 }
 
-// Shutdown stops serving clients (letting in-flight requests finish until
-// ctx ends), says goodbye to its peers, stops gossip, closes the transport
+// Shutdown drains the client API (Config.ShutdownDrain), stops serving
+// clients (letting in-flight requests finish until ctx ends), says goodbye
+// to its peers, stops gossip, closes the transport
 // and, with a data dir, writes a final snapshot and records a clean stop.
 // It returns every error met on the way, joined. It is idempotent and
 // waits for every goroutine the node started.
@@ -424,6 +440,10 @@ func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.once.Do(func() {
 		if n.http != nil {
+			if n.cfg.ShutdownDrain > 0 {
+				n.log.Info("draining the client API: every request is refused (503) until it goes quiet", "at_most", n.cfg.ShutdownDrain)
+				n.drain.drain(ctx, n.cfg.ShutdownDrain, drainQuiet)
+			}
 			err = n.http.Shutdown(ctx)
 		} else if n.ln != nil {
 			n.ln.Close()
