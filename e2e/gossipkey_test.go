@@ -312,7 +312,11 @@ func TestReplayedGossipIsRefused(t *testing.T) {
 	for _, s := range streams {
 		longest = max(longest, len(s))
 	}
-	if len(streams) == 0 || longest < 500 {
+	// n2 can only have learned "stolen" through the proxy (n1 sends
+	// everything, repairs included, to n2's advertised address), so the
+	// streams hold the writes; a stream no longer than a keyed handshake
+	// from the dialer (about 120 bytes) would mean the recording broke.
+	if len(streams) == 0 || longest < 200 {
 		t.Fatalf("recorded %d streams, longest %d bytes: nothing worth replaying", len(streams), longest)
 	}
 
