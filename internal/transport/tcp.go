@@ -323,13 +323,19 @@ func (t *TCP) warnInboundCap(remote string) {
 	}
 }
 
-// rateLimit reports whether a warning last logged at *last (unix nanos) may
-// be logged again, at most once every 10s, and if so records now.
+// rateLimit reports whether a warning last logged at *last may be logged
+// again, at most once every 10s, and if so records now. Times are
+// nanoseconds on the monotonic clock since the process started (offset by
+// the interval, so that the first warning is never held back): a wall-clock
+// step cannot silence the warning.
 func rateLimit(last *atomic.Int64) bool {
-	now := time.Now().UnixNano()
+	now := int64(time.Since(processStart) + 10*time.Second)
 	prev := last.Load()
 	return now-prev >= int64(10*time.Second) && last.CompareAndSwap(prev, now)
 }
+
+// processStart anchors rateLimit's monotonic readings.
+var processStart = time.Now()
 
 // inboundConn is what serving an inbound connection needs; net.Conn has it.
 type inboundConn interface {
