@@ -99,12 +99,25 @@
 // segment's removal persisted before an older one's), and the next segment
 // then starts after the snapshot's LSN.
 //
-// A record that is cut short, or fails its length or checksum test, is a torn
-// tail when it is in the last segment and no valid record follows it: it is
-// cut off, the cut synced before a new segment follows it, and the log says
-// how many bytes went. Anything else — a bad record
-// followed by good ones, a bad record in an older segment, a gap in the LSNs
-// that the snapshot does not cover, an unreadable snapshot — is corruption:
+// A record that is cut short, or fails its length, checksum, LSN or decoding
+// test, is a torn tail when it is in the last segment and no record that
+// continues the log follows it: it is cut off, the cut synced before a new
+// segment follows it, and the log says how many bytes went.
+//
+// A record at offset c after a bad record at offset b continues the log
+// when it is whole (length, checksum, entries and idempotency key decode)
+// and its LSN is between e and e + (c-b)/17, where e is the LSN the bad
+// record should have carried and 17 is the smallest record's size: the
+// LSNs the damaged bytes could have held, and no more. Every record the log
+// wrote after a damaged one passes this test, so a bad record followed by
+// records the log wrote is never mistaken for a torn tail, even when a torn
+// record ends the segment. A frame that a client placed inside a key fails
+// it unless it carries one of those few LSNs; if it does, recovery refuses
+// to start rather than cut, never the reverse.
+//
+// Anything else — a bad record followed by one that continues the log, a
+// bad record in an older segment, a gap in the LSNs that the snapshot does
+// not cover, an unreadable snapshot — is corruption:
 // Open fails naming the file and offset, unless DiscardCorrupt is set, in
 // which case the bad region is skipped (and reported in Recovery) and the
 // caller must take a new replica ID, since what was skipped may have included

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/dcounter/dcounter/internal/crdt"
 )
 
 type file struct {
@@ -128,7 +130,7 @@ func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 				last = max(last, r.lsn)
 				continue
 			}
-			next := nextValidRecord(data, off+1)
+			next := resyncPoint(data, off, expect)
 			if i == len(segs)-1 && next < 0 {
 				torn := int64(len(data) - off)
 				l.log.Warn("cutting a torn record off the end of the log", "file", seg.name, "offset", off, "bytes", torn, "reason", perr)
@@ -228,13 +230,38 @@ func prefetch(files []file) (next func() ([]byte, error), stop func()) {
 	return next, stop
 }
 
-// nextValidRecord returns the offset of the first valid record at or after
-// from, or -1. It is only used on the error path.
-func nextValidRecord(data []byte, from int) int {
-	for off := max(from, segHeader); off+recHeader < len(data); off++ {
-		if _, err := parseRecord(data[off:]); err == nil {
-			return off
+// minRecord is the size of the smallest record the format allows: a header
+// and a payload of an LSN and a one-byte entry count.
+const minRecord = recHeader + 9
+
+// resyncPoint returns the offset of the first record after the bad one at
+// bad that continues the log, or -1 if there is none. A candidate at offset
+// c continues the log when it is a whole record (length, checksum, entries
+// and idempotency key all decode) and its LSN could follow the last good
+// record given the bytes in between: at least expect (the LSN the bad
+// record should have carried; equal to it if the damage is bytes inserted
+// rather than a record overwritten) and at most expect + (c-bad)/minRecord
+// (no more records than fit in the damaged bytes).
+//
+// The LSN test is what keeps a client-chosen key from stopping recovery: a
+// torn record's surviving prefix may hold, inside its key, bytes that parse
+// as a record, but they pass only if their LSN falls in that narrow window,
+// and even then the result is a refusal to start, never a silent cut. The
+// test never rejects a record the log wrote after the damage, since every
+// such record's LSN lies in the window; so a bad record followed by records
+// the log wrote is always found to be corruption, whatever follows them.
+//
+// It is only used on the error path.
+func resyncPoint(data []byte, bad int, expect uint64) int {
+	for c := max(bad+1, segHeader); c+recHeader < len(data); c++ {
+		r, err := parseRecord(data[c:])
+		if err != nil || r.lsn < expect || r.lsn-expect > uint64(c-bad)/minRecord {
+			continue
 		}
+		if _, err := eachEntry(r.entries, r.count, func([]byte, crdt.ReplicaID, uint64, uint64) {}); err != nil {
+			continue
+		}
+		return c
 	}
 	return -1
 }

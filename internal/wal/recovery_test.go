@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"encoding/binary"
 	"errors"
-	"flag"
 	"fmt"
 	"hash/crc32"
 	"math/rand/v2"
@@ -17,16 +16,6 @@ import (
 
 	"github.com/dcounter/dcounter/internal/crdt"
 )
-
-var knownBugs = flag.Bool("knownbugs", false, "run the tests of known, unfixed bugs (they fail)")
-
-// knownBug skips t unless -knownbugs is given.
-func knownBug(t *testing.T, what string) {
-	t.Helper()
-	if !*knownBugs {
-		t.Skip("known bug: " + what + " (run with -knownbugs to see it fail)")
-	}
-}
 
 // tailFixture is a closed log of one segment holding records 1..10: the
 // first nine are seqEntry(0..8), the tenth is tailEntries.
@@ -664,20 +653,26 @@ func TestSnapshotBeyondWrittenRecords(t *testing.T) {
 	})
 }
 
-// recordLikeKey returns a valid UTF-8 key that contains a complete record
-// frame — length, matching CRC-32C, payload — as any client could send.
-func recordLikeKey(t *testing.T) (key string, frame []byte) {
+// recordLikeKey returns a valid key that holds a whole record frame with
+// the given LSN, and that frame. Every byte of the frame outside the LSN is
+// ASCII, so the key is valid UTF-8 whenever the LSN's bytes are.
+func recordLikeKey(t *testing.T, lsn uint64) (key string, frame []byte) {
+	t.Helper()
 	for p := byte(1); p < 0x80; p++ {
 		for c := byte('a'); c <= 'z'; c++ {
-			payload := []byte("AAAAAAAA")            // LSN
+			payload := binary.LittleEndian.AppendUint64(nil, lsn)
 			payload = append(payload, 1, 1, c)       // one entry, key of one byte
 			payload = append(payload, "BBBBBBBB"...) // replica
 			payload = append(payload, p, 0)          // P, N
 			frame := binary.LittleEndian.AppendUint32(nil, uint32(len(payload)))
 			frame = binary.LittleEndian.AppendUint32(frame, crc32.Checksum(payload, castagnoli))
 			frame = append(frame, payload...)
-			if !slices.ContainsFunc(frame, func(b byte) bool { return b >= 0x80 }) {
-				return "frame:" + string(frame) + ":end-of-key", frame
+			if !slices.ContainsFunc(frame[:8], func(b byte) bool { return b >= 0x80 }) {
+				key = "frame:" + string(frame) + ":end-of-key"
+				if err := crdt.ValidKey(key); err != nil {
+					t.Fatal(err)
+				}
+				return key, frame
 			}
 		}
 	}
@@ -685,16 +680,12 @@ func recordLikeKey(t *testing.T) (key string, frame []byte) {
 	return "", nil
 }
 
-// TestTornTailWithRecordLikeKey: a torn last record whose intact prefix holds
-// bytes that parse as a record must still be a torn tail, or any client can
-// make a node refuse to restart after a crash.
-func TestTornTailWithRecordLikeKey(t *testing.T) {
-	knownBug(t, "the resync after a bad record accepts a record frame found inside another record's key, so a torn tail is reported as corruption")
-	key, frame := recordLikeKey(t)
-	if err := crdt.ValidKey(key); err != nil {
-		t.Fatal(err)
-	}
-	opts := testOptions(t, t.TempDir())
+// recordLikeTail writes a log of records 1..3 (seqEntry 0..2) and a fourth
+// whose key is key, then cuts the fourth at the given number of bytes past
+// the end of frame. It returns the options and the offset of the fourth.
+func recordLikeTail(t *testing.T, key string, frame []byte, past int) (opts Options, start, cut int) {
+	t.Helper()
+	opts = testOptions(t, t.TempDir())
 	l, _ := openLog(t, opts, nil)
 	appendSeq(t, l, 0, 3)
 	if err := l.Append([]crdt.Entry{{Key: key, Replica: 9, P: 1}}); err != nil {
@@ -703,20 +694,97 @@ func TestTornTailWithRecordLikeKey(t *testing.T) {
 	l.Close()
 	name := filepath.Join(opts.Dir, segFile(1))
 	data := readFile(t, name)
-	start := recordOffsets(t, data)[3]
-	cut := bytes.Index(data, frame) + len(frame) + 1 // inside the key, after the frame
+	start = recordOffsets(t, data)[3]
+	cut = bytes.Index(data, frame) + len(frame) + past
 	writeFile(t, name, data[:cut])
+	return opts, start, cut
+}
 
-	ks := crdt.New()
-	l, rec, err := Open(opts, func(e crdt.Entry) { ks.Merge(e) })
-	if err != nil {
-		t.Fatalf("Open: %v", err)
+// TestTornTailWithRecordLikeKey: a torn last record whose intact prefix holds
+// bytes that parse as a record must still be a torn tail, or any client can
+// make a node refuse to restart after a crash.
+func TestTornTailWithRecordLikeKey(t *testing.T) {
+	for _, lsn := range []uint64{0x4141414141414141, 3, 100} { // far ahead, behind, beyond what fits
+		for _, past := range []int{0, 1, 9} { // the frame ends the file, or some of the key follows it
+			t.Run(fmt.Sprintf("lsn=%d/past=%d", lsn, past), func(t *testing.T) {
+				key, frame := recordLikeKey(t, lsn)
+				opts, start, cut := recordLikeTail(t, key, frame, past)
+				ks := crdt.New()
+				l, rec, err := Open(opts, func(e crdt.Entry) { ks.Merge(e) })
+				if err != nil {
+					t.Fatalf("Open: %v", err)
+				}
+				l.Close()
+				if rec.TornBytes != int64(cut-start) || len(rec.Discarded) != 0 {
+					t.Errorf("recovery %+v, want TornBytes %d and nothing discarded", rec, cut-start)
+				}
+				sameState(t, ks, seqState(0, 1, 2))
+			})
+		}
 	}
-	l.Close()
-	if rec.TornBytes != int64(cut-start) {
-		t.Errorf("TornBytes = %d, want %d", rec.TornBytes, cut-start)
+}
+
+// TestRecordLikeKeyWithContinuingLSN: a frame inside a key that carries the
+// LSN a record after the torn one would carry cannot be told from a record
+// the log wrote after a damaged one. Recovery must then refuse to start
+// rather than cut what may be acknowledged records; --discard-corrupt gets
+// past it.
+func TestRecordLikeKeyWithContinuingLSN(t *testing.T) {
+	key, frame := recordLikeKey(t, 5) // the torn record is LSN 4
+	opts, start, _ := recordLikeTail(t, key, frame, 0)
+	name := filepath.Join(opts.Dir, segFile(1))
+	_, _, err := Open(opts, func(crdt.Entry) {})
+	wantCorrupt(t, err, name, fmt.Sprintf("offset %d", start))
+
+	opts.DiscardCorrupt = true
+	got, rec := recoverState(t, opts)
+	wantDiscarded(t, rec, name, fmt.Sprintf("offset %d", start))
+	want := seqState(0, 1, 2)
+	want.Merge(crdt.Entry{Key: string(frame[recHeader+10 : recHeader+11]), Replica: crdt.ReplicaID(binary.LittleEndian.Uint64([]byte("BBBBBBBB"))), P: uint64(frame[len(frame)-2])})
+	sameState(t, got, want)
+}
+
+// TestDoubleCorruption: a damaged record followed by good records and then a
+// torn tail is corruption, not a torn tail to cut from the damaged record on:
+// the good records in between were acknowledged.
+func TestDoubleCorruption(t *testing.T) {
+	opts, data, offs := tailFixture(t)
+	bad := offs[4] // record 5, seqEntry(4)
+	for _, c := range []struct {
+		name   string
+		damage func(seg []byte)
+	}{
+		{"payload", func(seg []byte) { seg[bad+recHeader+9] ^= 0x55 }},
+		{"length", func(seg []byte) { seg[bad+2] ^= 0x10 }},
+		{"zeroed", func(seg []byte) { clear(seg[bad:offs[6]]) }}, // records 5 and 6
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			seg := slices.Clone(data[:offs[9]+(offs[10]-offs[9])/2]) // record 10 torn
+			c.damage(seg)
+			opts := opts
+			opts.Dir = t.TempDir()
+			name := filepath.Join(opts.Dir, segFile(1))
+			writeFile(t, name, seg)
+
+			_, _, err := Open(opts, func(crdt.Entry) {})
+			wantCorrupt(t, err, name, fmt.Sprintf("offset %d", bad))
+			if size := fileSize(t, name); size != int64(len(seg)) {
+				t.Fatalf("a refused recovery changed the segment: %d bytes, want %d", size, len(seg))
+			}
+
+			opts.DiscardCorrupt = true
+			got, rec := recoverState(t, opts)
+			wantDiscarded(t, rec, name, fmt.Sprintf("offset %d", bad))
+			if rec.TornBytes != int64(len(seg)-offs[9]) {
+				t.Errorf("TornBytes = %d, want %d", rec.TornBytes, len(seg)-offs[9])
+			}
+			keep := []int{0, 1, 2, 3, 5, 6, 7, 8}
+			if c.name == "zeroed" {
+				keep = []int{0, 1, 2, 3, 6, 7, 8}
+			}
+			sameState(t, got, seqState(keep...))
+		})
 	}
-	sameState(t, ks, seqState(0, 1, 2))
 }
 
 // TestAppendOfUnreadableEntry: the reader rejects keys that are empty or
