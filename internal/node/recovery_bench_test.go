@@ -79,7 +79,7 @@ func BenchmarkRecovery(b *testing.B) {
 }
 
 func openBenchLog(b *testing.B, dir string) *wal.Log {
-	l, _, err := wal.Open(wal.Options{Dir: filepath.Join(dir, "wal"), Sync: wal.SyncNone}, func(crdt.Entry) {})
+	l, _, err := wal.Open(wal.Options{Dir: filepath.Join(dir, "wal"), Sync: wal.SyncNone}, crdt.New())
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -26,7 +26,7 @@ func (n *Node) openStorage() error {
 	if err != nil {
 		return err
 	}
-	log, rec, err := wal.OpenInto(wal.Options{
+	log, rec, err := wal.Open(wal.Options{
 		Dir: filepath.Join(cfg.DataDir, "wal"), Sync: cfg.Fsync, SyncEvery: cfg.FsyncInterval,
 		SegmentSize: cfg.SegmentSize, DiscardCorrupt: cfg.DiscardCorrupt, OnSync: n.metrics.observeSync,
 		OnIdem: func(i wal.Idem) { recovered = append(recovered, i) },

@@ -4,14 +4,14 @@
 //
 // # Records and sequence numbers
 //
-// Every Append becomes one record with the next log sequence number (LSN).
+// Every Enqueue or AppendAsync becomes one record with the next log sequence number (LSN).
 // A record holds absolute CRDT entries (key, replica, P, N), so replaying a
 // record twice, or replaying records out of order, is harmless; recovery is
 // "merge everything".
 //
 // A snapshot taken at LSN X holds a state that includes every record with
 // LSN ≤ X. The caller makes that true by reading LastLSN and capturing its
-// state in one critical section that every Append also enters before it
+// state in one critical section that every Enqueue also enters before it
 // is called (see package node). Recovery loads the newest snapshot and
 // replays the records after its LSN; segments whose records are all ≤ X are
 // deleted once the snapshot is durable.
@@ -19,11 +19,11 @@
 // # Group commit
 //
 // One writer goroutine drains every queued record, writes them with one
-// write(2) and, under SyncAlways, one fdatasync(2); only then do the Appends
-// of that batch return. Under SyncInterval Append returns once the batch is
+// write(2) and, under SyncAlways, one fdatasync(2); only then do the records
+// of that batch complete. Under SyncInterval they complete once the batch is
 // written to the OS and a ticker syncs every interval; under SyncNone nothing
 // is synced except at snapshots and Close. A failed write or sync is sticky:
-// every later Append fails (an fsync error cannot be retried safely).
+// every later Enqueue fails (an fsync error cannot be retried safely).
 //
 // # Files
 //

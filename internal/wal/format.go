@@ -17,7 +17,7 @@ const (
 	snapHeader = 24
 	// MaxRecord is the largest record payload.
 	MaxRecord = 64 << 20
-	// maxRecordEntries bounds the entries Append packs into one record, so
+	// maxRecordBytes bounds the entries Enqueue packs into one record, so
 	// that a record stays far below MaxRecord.
 	maxRecordBytes = 16 << 20
 )

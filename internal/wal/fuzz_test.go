@@ -135,7 +135,7 @@ func FuzzRecovery(f *testing.F) {
 		opts := Options{Dir: dir, Sync: SyncNone, DiscardCorrupt: discard, Logger: slog.New(slog.DiscardHandler)}
 
 		ks := crdt.New()
-		l, rec, err := Open(opts, func(e crdt.Entry) { ks.Merge(e) })
+		l, rec, err := openApply(opts, func(e crdt.Entry) { ks.Merge(e) })
 		if err != nil {
 			if discard || !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Open (discard %v): %v", discard, err)
@@ -146,9 +146,9 @@ func FuzzRecovery(f *testing.F) {
 			t.Fatalf("Close: %v", err)
 		}
 
-		// The second time through OpenInto, which must agree with Open.
+		// The second time through Open, which must agree with openApply.
 		ks2 := crdt.New()
-		l, rec2, err := OpenInto(opts, ks2)
+		l, rec2, err := Open(opts, ks2)
 		if err != nil {
 			t.Fatalf("a log that opened once does not open again: %v (first recovery %+v)", err, rec)
 		}

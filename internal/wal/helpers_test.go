@@ -74,6 +74,30 @@ func testOptions(t testing.TB, dir string) Options {
 	return Options{Dir: dir, Logger: lg, Clock: clock.NewFake(time.Unix(1, 0))}
 }
 
+// openApply is Open calling apply for every recovered entry instead of
+// merging it into a keyspace, so that tests can see each entry.
+func openApply(opts Options, apply func(crdt.Entry)) (*Log, Recovery, error) {
+	return open(opts, func(key []byte, r crdt.ReplicaID, p, n uint64) {
+		apply(crdt.Entry{Key: string(key), Replica: r, P: p, N: n})
+	})
+}
+
+// Append logs entries and returns once they are durable under the policy.
+// If any entry is invalid it logs none of them and returns an error wrapping
+// ErrInvalidEntry.
+func (l *Log) Append(entries []crdt.Entry) error {
+	return l.AppendKeyed(entries, nil)
+}
+
+// AppendKeyed is Append for a write that carries an idempotency key.
+func (l *Log) AppendKeyed(entries []crdt.Entry, idem *Idem) error {
+	done, err := l.Enqueue(entries, idem)
+	if err != nil {
+		return err
+	}
+	return <-done
+}
+
 // openLog opens the log described by opts, merging what it recovers into ks
 // (which may be nil), and closes it when the test ends.
 func openLog(t testing.TB, opts Options, ks *crdt.Keyspace) (*Log, Recovery) {
@@ -82,9 +106,9 @@ func openLog(t testing.TB, opts Options, ks *crdt.Keyspace) (*Log, Recovery) {
 	if ks != nil {
 		apply = func(e crdt.Entry) { ks.Merge(e) }
 	}
-	l, rec, err := Open(opts, apply)
+	l, rec, err := openApply(opts, apply)
 	if err != nil {
-		t.Fatalf("Open(%s): %v", opts.Dir, err)
+		t.Fatalf("openApply(%s): %v", opts.Dir, err)
 	}
 	t.Cleanup(func() { l.Close() })
 	return l, rec
@@ -101,13 +125,13 @@ func recoverState(t testing.TB, opts Options) (*crdt.Keyspace, Recovery) {
 	return ks, rec
 }
 
-// recoverInto is recoverState through OpenInto.
+// recoverInto is recoverState through Open, the path production takes.
 func recoverInto(t testing.TB, opts Options) (*crdt.Keyspace, Recovery) {
 	t.Helper()
 	ks := crdt.New()
-	l, rec, err := OpenInto(opts, ks)
+	l, rec, err := Open(opts, ks)
 	if err != nil {
-		t.Fatalf("OpenInto(%s): %v", opts.Dir, err)
+		t.Fatalf("Open(%s): %v", opts.Dir, err)
 	}
 	if err := l.Close(); err != nil {
 		t.Fatalf("Close: %v", err)

@@ -19,7 +19,7 @@ func TestIdempotencyKeysSurviveRecovery(t *testing.T) {
 	dir := t.TempDir()
 	var got []Idem
 	opts := Options{Dir: dir, OnIdem: func(i Idem) { got = append(got, i) }}
-	l, _, err := Open(opts, func(crdt.Entry) {})
+	l, _, err := openApply(opts, func(crdt.Entry) {})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -42,7 +42,7 @@ func TestIdempotencyKeysSurviveRecovery(t *testing.T) {
 	l.Close()
 
 	ks := crdt.New()
-	l, _, err = OpenInto(opts, ks)
+	l, _, err = Open(opts, ks)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestIdempotencyKeysSurviveRecovery(t *testing.T) {
 
 	got = nil
 	ks2 := crdt.New()
-	l, rec, err := OpenInto(opts, ks2)
+	l, rec, err := Open(opts, ks2)
 	if err != nil {
 		t.Fatal(err)
 	}

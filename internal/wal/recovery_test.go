@@ -221,7 +221,7 @@ func TestTornTailCutIsSynced(t *testing.T) {
 
 	writeFile(t, name, data[:start+5])
 	failing = true
-	if _, _, err := Open(opts, func(crdt.Entry) {}); !errors.Is(err, fail) {
+	if _, _, err := openApply(opts, func(crdt.Entry) {}); !errors.Is(err, fail) {
 		t.Fatalf("Open with a failing sync of the cut: %v, want the sync error", err)
 	}
 	if segs, _ := files(t, opts.Dir); len(segs) != 1 {
@@ -333,7 +333,7 @@ func TestCorruptRecordInLastSegment(t *testing.T) {
 			name := filepath.Join(opts.Dir, segFile(1))
 			writeFile(t, name, seg)
 
-			_, _, err := Open(opts, func(crdt.Entry) {})
+			_, _, err := openApply(opts, func(crdt.Entry) {})
 			wantCorrupt(t, err, name, fmt.Sprintf("offset %d", start))
 
 			opts.DiscardCorrupt = true
@@ -367,7 +367,7 @@ func TestCorruptOlderSegment(t *testing.T) {
 			data[off+recHeader+3] ^= 1 // inside the LSN
 			writeFile(t, name, data)
 
-			_, _, err := Open(opts, func(crdt.Entry) {})
+			_, _, err := openApply(opts, func(crdt.Entry) {})
 			wantCorrupt(t, err, name, fmt.Sprintf("offset %d", off))
 
 			opts.DiscardCorrupt = true
@@ -389,7 +389,7 @@ func TestMissingSegment(t *testing.T) {
 		if err := os.Remove(filepath.Join(opts.Dir, segs[1])); err != nil {
 			t.Fatal(err)
 		}
-		_, _, err := Open(opts, func(crdt.Entry) {})
+		_, _, err := openApply(opts, func(crdt.Entry) {})
 		wantCorrupt(t, err, filepath.Join(opts.Dir, segs[2]), "missing")
 
 		opts.DiscardCorrupt = true
@@ -407,7 +407,7 @@ func TestMissingSegment(t *testing.T) {
 		if err := os.Remove(filepath.Join(opts.Dir, segs[0])); err != nil {
 			t.Fatal(err)
 		}
-		_, _, err := Open(opts, func(crdt.Entry) {})
+		_, _, err := openApply(opts, func(crdt.Entry) {})
 		wantCorrupt(t, err, filepath.Join(opts.Dir, segs[1]), "missing")
 
 		opts.DiscardCorrupt = true
@@ -436,7 +436,7 @@ func TestBadSegmentHeader(t *testing.T) {
 			opts.Dir = copyDir(t, opts.Dir)
 			name := filepath.Join(opts.Dir, segs[c.seg])
 			writeFile(t, name, c.edit(readFile(t, name)))
-			_, _, err := Open(opts, func(crdt.Entry) {})
+			_, _, err := openApply(opts, func(crdt.Entry) {})
 			wantCorrupt(t, err, name, "header")
 
 			opts.DiscardCorrupt = true
@@ -495,7 +495,7 @@ func TestCorruptSnapshot(t *testing.T) {
 			opts.Dir = copyDir(t, opts.Dir)
 			path := filepath.Join(opts.Dir, name)
 			writeFile(t, path, c.edit(readFile(t, path)))
-			_, _, err := Open(opts, func(crdt.Entry) {})
+			_, _, err := openApply(opts, func(crdt.Entry) {})
 			wantCorrupt(t, err, path)
 
 			// Without the snapshot, what is left is the segment it did
@@ -576,7 +576,7 @@ func TestSnapshotBeyondWrittenRecords(t *testing.T) {
 		l.Close()
 
 		ks := crdt.New()
-		l, _, err := Open(opts, func(e crdt.Entry) { ks.Merge(e) })
+		l, _, err := openApply(opts, func(e crdt.Entry) { ks.Merge(e) })
 		if err != nil {
 			t.Fatalf("second restart: %v", err)
 		}
@@ -594,7 +594,7 @@ func TestSnapshotBeyondWrittenRecords(t *testing.T) {
 		l.Close()
 		for restart := 1; restart <= 3; restart++ {
 			ks := crdt.New()
-			l, rec, err := Open(opts, func(e crdt.Entry) { ks.Merge(e) })
+			l, rec, err := openApply(opts, func(e crdt.Entry) { ks.Merge(e) })
 			if err != nil {
 				t.Fatalf("restart %d: %v", restart, err)
 			}
@@ -625,7 +625,7 @@ func TestSnapshotBeyondWrittenRecords(t *testing.T) {
 		seg = appendRecord(seg, 12, []crdt.Entry{seqEntry(11)}, nil)
 		name := filepath.Join(opts.Dir, segFile(12))
 		writeFile(t, name, seg)
-		_, _, err := Open(opts, func(crdt.Entry) {})
+		_, _, err := openApply(opts, func(crdt.Entry) {})
 		wantCorrupt(t, err, name, "missing")
 	})
 	t.Run("covered-segment-missing", func(t *testing.T) {
@@ -644,7 +644,7 @@ func TestSnapshotBeyondWrittenRecords(t *testing.T) {
 		writeFile(t, filepath.Join(opts.Dir, segs[0]), saved)
 
 		ks := crdt.New()
-		l, _, err := Open(opts, func(e crdt.Entry) { ks.Merge(e) })
+		l, _, err := openApply(opts, func(e crdt.Entry) { ks.Merge(e) })
 		if err != nil {
 			t.Fatalf("Open: %v", err)
 		}
@@ -710,7 +710,7 @@ func TestTornTailWithRecordLikeKey(t *testing.T) {
 				key, frame := recordLikeKey(t, lsn)
 				opts, start, cut := recordLikeTail(t, key, frame, past)
 				ks := crdt.New()
-				l, rec, err := Open(opts, func(e crdt.Entry) { ks.Merge(e) })
+				l, rec, err := openApply(opts, func(e crdt.Entry) { ks.Merge(e) })
 				if err != nil {
 					t.Fatalf("Open: %v", err)
 				}
@@ -733,7 +733,7 @@ func TestRecordLikeKeyWithContinuingLSN(t *testing.T) {
 	key, frame := recordLikeKey(t, 5) // the torn record is LSN 4
 	opts, start, _ := recordLikeTail(t, key, frame, 0)
 	name := filepath.Join(opts.Dir, segFile(1))
-	_, _, err := Open(opts, func(crdt.Entry) {})
+	_, _, err := openApply(opts, func(crdt.Entry) {})
 	wantCorrupt(t, err, name, fmt.Sprintf("offset %d", start))
 
 	opts.DiscardCorrupt = true
@@ -766,7 +766,7 @@ func TestDoubleCorruption(t *testing.T) {
 			name := filepath.Join(opts.Dir, segFile(1))
 			writeFile(t, name, seg)
 
-			_, _, err := Open(opts, func(crdt.Entry) {})
+			_, _, err := openApply(opts, func(crdt.Entry) {})
 			wantCorrupt(t, err, name, fmt.Sprintf("offset %d", bad))
 			if size := fileSize(t, name); size != int64(len(seg)) {
 				t.Fatalf("a refused recovery changed the segment: %d bytes, want %d", size, len(seg))
@@ -813,7 +813,7 @@ func TestAppendOfUnreadableEntry(t *testing.T) {
 					return // refused: fine
 				}
 				ks := crdt.New()
-				l, rec, err := Open(opts, func(e crdt.Entry) { ks.Merge(e) })
+				l, rec, err := openApply(opts, func(e crdt.Entry) { ks.Merge(e) })
 				if err != nil {
 					t.Fatalf("Append accepted %.40q but the log no longer opens: %v", c.entries[len(c.entries)-1].Key, err)
 				}
@@ -837,7 +837,7 @@ func TestCutRecordIsNotApplied(t *testing.T) {
 	writeFile(t, filepath.Join(dir, segFile(1)), seg)
 
 	ks := crdt.New()
-	l, rec, err := Open(testOptions(t, dir), func(e crdt.Entry) { ks.Merge(e) })
+	l, rec, err := openApply(testOptions(t, dir), func(e crdt.Entry) { ks.Merge(e) })
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ import (
 type SyncPolicy int
 
 const (
-	// SyncAlways fsyncs every batch before its Appends return (the default).
+	// SyncAlways fsyncs every batch before its records complete (the default).
 	SyncAlways SyncPolicy = iota
 	// SyncInterval returns once the batch is written to the OS and fsyncs
 	// every Options.SyncEvery: a machine crash can lose that much.
@@ -102,9 +102,9 @@ type Stats struct {
 }
 
 var (
-	// ErrClosed is returned by Append after Close.
+	// ErrClosed is returned by Enqueue after Close.
 	ErrClosed = errors.New("wal: closed")
-	// ErrInvalidEntry is returned by Append for an entry that recovery would
+	// ErrInvalidEntry is returned by Enqueue for an entry that recovery would
 	// not restore: a key that crdt.ValidKey refuses, or P and N both zero.
 	ErrInvalidEntry = errors.New("wal: invalid entry")
 )
@@ -112,7 +112,7 @@ var (
 type request struct {
 	lsn     uint64
 	entries []crdt.Entry
-	idem    *Idem      // set by AppendKeyed
+	idem    *Idem      // set by Enqueue
 	done    chan error // nil for AppendAsync
 }
 
@@ -142,19 +142,11 @@ type Log struct {
 	closeMu sync.Mutex
 }
 
-// Open recovers the log in opts.Dir, calling apply for every entry of the
-// newest snapshot and of every later record, and returns a log ready for
-// appends. apply may be called many times for one (key, replica); merging
-// is what makes that right.
-func Open(opts Options, apply func(crdt.Entry)) (*Log, Recovery, error) {
-	return open(opts, func(key []byte, r crdt.ReplicaID, p, n uint64) {
-		apply(crdt.Entry{Key: string(key), Replica: r, P: p, N: n})
-	})
-}
-
-// OpenInto is Open merging every recovered entry into ks, without
-// allocating for keys ks already holds: the fast path for large logs.
-func OpenInto(opts Options, ks *crdt.Keyspace) (*Log, Recovery, error) {
+// Open recovers the log in opts.Dir, merging every entry of the newest
+// snapshot and of every later record into ks (without allocating for keys
+// ks already holds), and returns a log ready for appends. An entry may be
+// merged many times; merging is what makes that right.
+func Open(opts Options, ks *crdt.Keyspace) (*Log, Recovery, error) {
 	return open(opts, func(key []byte, r crdt.ReplicaID, p, n uint64) { ks.MergeKey(key, r, p, n) })
 }
 
@@ -255,26 +247,11 @@ func fdatasync(f *os.File) error {
 	}
 }
 
-// Append logs entries and returns once they are durable under the policy.
-// If any entry is invalid it logs none of them and returns an error wrapping
-// ErrInvalidEntry.
-func (l *Log) Append(entries []crdt.Entry) error {
-	return l.AppendKeyed(entries, nil)
-}
-
-// AppendKeyed is Append for a write that carries an idempotency key: the
-// key and its answer go into the same record as the entries, so a crash
-// keeps both or neither.
-func (l *Log) AppendKeyed(entries []crdt.Entry, idem *Idem) error {
-	done, err := l.Enqueue(entries, idem)
-	if err != nil {
-		return err
-	}
-	return <-done
-}
-
-// Enqueue queues the record and returns at once; done yields its outcome
-// once it is durable under the policy. Records are written in the order
+// Enqueue queues one record of entries, and of idem if it is not nil, and
+// returns at once; done yields its outcome once it is durable under the
+// policy. The idempotency key and its answer go into the same record as the
+// entries, so a crash keeps both or neither. If any entry is invalid it
+// queues nothing and returns an error wrapping ErrInvalidEntry. Records are written in the order
 // they are enqueued, so a caller that enqueues while holding its own lock
 // gets records in its own order — and a later record never reaches the disk
 // before an earlier one.
@@ -295,14 +272,14 @@ func (l *Log) Enqueue(entries []crdt.Entry, idem *Idem) (done <-chan error, err 
 }
 
 // AppendAsync logs entries without waiting; a failure shows in Err and in
-// every later Append. Invalid entries (see ErrInvalidEntry) are dropped, and
+// every later Enqueue. Invalid entries (see ErrInvalidEntry) are dropped, and
 // logged as an error: a caller should never pass them.
 func (l *Log) AppendAsync(entries []crdt.Entry) {
 	l.enqueue(l.validOnly(entries), nil, nil)
 }
 
 // checkEntry returns an error wrapping ErrInvalidEntry for an entry that
-// recovery would refuse or ignore, so that whatever Append accepts reads back.
+// recovery would refuse or ignore, so that whatever Enqueue accepts reads back.
 func checkEntry(e crdt.Entry) error {
 	if err := crdt.ValidKey(e.Key); err != nil {
 		return fmt.Errorf("%w: key %.40q of %d bytes: %w", ErrInvalidEntry, e.Key, len(e.Key), err)

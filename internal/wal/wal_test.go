@@ -35,7 +35,7 @@ func TestParseSyncPolicy(t *testing.T) {
 }
 
 func TestOpenNeedsDir(t *testing.T) {
-	if _, _, err := Open(Options{}, func(crdt.Entry) {}); err == nil {
+	if _, _, err := openApply(Options{}, func(crdt.Entry) {}); err == nil {
 		t.Fatal("Open without a directory succeeded")
 	}
 }
@@ -155,7 +155,7 @@ func TestRoundTripConcurrent(t *testing.T) {
 			got, rec2 := recoverInto(t, opts)
 			sameState(t, got, want)
 			if rec2.Records != rec.Records || rec2.Entries != rec.Entries {
-				t.Errorf("OpenInto recovery %+v differs from Open's %+v", rec2, rec)
+				t.Errorf("Open recovery %+v differs from openApply's %+v", rec2, rec)
 			}
 			// The LSNs continue where the log left off.
 			l2, _ := openLog(t, opts, nil)
