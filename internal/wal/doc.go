@@ -125,4 +125,12 @@
 //
 // Reading never allocates in proportion to a length read from disk: lengths
 // are checked against the bytes actually present first.
+//
+// # Code
+//
+// The format above is encoded and decoded in format.go (records, entries,
+// idempotency keys, segment names and headers) and snapshot.go (snapshot
+// files), which know nothing of the writer. The writer — the group-commit
+// goroutine, the fsync policy and segment rotation — is in writer.go;
+// recovery is in recover.go; wal.go holds the API (Open, Log, Options).
 package wal

@@ -1,10 +1,15 @@
 package wal
 
+// The format: encoding and decoding of records, entries and idempotency
+// keys, and the names and header of segment files, as laid out in the
+// package comment. Nothing here does I/O.
+
 import (
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"path/filepath"
 
 	"github.com/dcounter/dcounter/internal/crdt"
 )
@@ -225,4 +230,12 @@ func eachEntry(b []byte, count uint64, f rawApply) (*Idem, error) {
 	}
 	applyEntries(entries, f)
 	return idem, nil
+}
+
+// rawApply receives one recovered entry; key is only valid during the call.
+type rawApply func(key []byte, replica crdt.ReplicaID, p, n uint64)
+
+// segmentName is the file of the segment whose first record is lsn.
+func segmentName(dir string, lsn uint64) string {
+	return filepath.Join(dir, fmt.Sprintf("%016x.wal", lsn))
 }

@@ -1,5 +1,8 @@
 package wal
 
+// Recovery: reading the snapshot and segments back at Open, cutting a torn
+// tail and telling it from corruption.
+
 import (
 	"encoding/binary"
 	"errors"

@@ -1,5 +1,8 @@
 package wal
 
+// The snapshot file: its layout, written atomically, and read back whole
+// before any of it is applied.
+
 import (
 	"bufio"
 	"encoding/binary"

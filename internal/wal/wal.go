@@ -1,58 +1,23 @@
 package wal
 
+// The API: Open, the Log and its Options, queueing records, snapshots and
+// Close. The writer goroutine is in writer.go, the format in format.go and
+// snapshot.go, recovery in recover.go.
+
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"os"
 	"path/filepath"
-	"runtime"
 	"slices"
-	"strconv"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/dcounter/dcounter/internal/atomicfile"
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/crdt"
 )
-
-// SyncPolicy says when appended records are forced to stable storage.
-type SyncPolicy int
-
-const (
-	// SyncAlways fsyncs every batch before its records complete (the default).
-	SyncAlways SyncPolicy = iota
-	// SyncInterval returns once the batch is written to the OS and fsyncs
-	// every Options.SyncEvery: a machine crash can lose that much.
-	SyncInterval
-	// SyncNone never fsyncs except at snapshots and Close.
-	SyncNone
-)
-
-func (p SyncPolicy) String() string {
-	switch p {
-	case SyncAlways:
-		return "always"
-	case SyncInterval:
-		return "interval"
-	case SyncNone:
-		return "none"
-	}
-	return "SyncPolicy(" + strconv.Itoa(int(p)) + ")"
-}
-
-// ParseSyncPolicy parses "always", "interval" or "none".
-func ParseSyncPolicy(s string) (SyncPolicy, error) {
-	for _, p := range []SyncPolicy{SyncAlways, SyncInterval, SyncNone} {
-		if s == p.String() {
-			return p, nil
-		}
-	}
-	return 0, fmt.Errorf("wal: fsync policy %q: want always, interval or none", s)
-}
 
 // Options configures a Log. Zero fields take the defaults stated.
 type Options struct {
@@ -150,9 +115,6 @@ func Open(opts Options, ks *crdt.Keyspace) (*Log, Recovery, error) {
 	return open(opts, func(key []byte, r crdt.ReplicaID, p, n uint64) { ks.MergeKey(key, r, p, n) })
 }
 
-// rawApply receives one recovered entry; key is only valid during the call.
-type rawApply func(key []byte, replica crdt.ReplicaID, p, n uint64)
-
 func open(opts Options, apply rawApply) (*Log, Recovery, error) {
 	if opts.Dir == "" {
 		return nil, Recovery{}, errors.New("wal: no directory")
@@ -194,67 +156,15 @@ func open(opts Options, apply rawApply) (*Log, Recovery, error) {
 	return l, rec, nil
 }
 
-// syncCut forces a cut segment to stable storage; tests replace it.
-var syncCut = (*os.File).Sync
-
-func segmentName(dir string, lsn uint64) string {
-	return filepath.Join(dir, fmt.Sprintf("%016x.wal", lsn))
-}
-
-// startSegment closes the active segment (synced) and starts a new one
-// whose first record will carry lsn. Writer goroutine (or Open) only.
-func (l *Log) startSegment(lsn uint64) error {
-	if l.f != nil {
-		if err := fdatasync(l.f); err != nil {
-			return fmt.Errorf("wal: sync before rotating: %w", err)
-		}
-		l.f.Close()
-		l.f = nil
-	}
-	name := segmentName(l.opts.Dir, lsn)
-	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return fmt.Errorf("wal: %w", err)
-	}
-	hdr := binary.LittleEndian.AppendUint64([]byte(segMagic), lsn)
-	if _, err := f.Write(hdr); err != nil {
-		f.Close()
-		return fmt.Errorf("wal: %w", err)
-	}
-	if err := fdatasync(f); err != nil {
-		f.Close()
-		return fmt.Errorf("wal: %w", err)
-	}
-	if err := atomicfile.SyncDir(l.opts.Dir); err != nil {
-		f.Close()
-		return err
-	}
-	l.f, l.size, l.dirty = f, segHeader, false
-	l.mu.Lock()
-	if n := len(l.segments); n == 0 || l.segments[n-1] != lsn {
-		l.segments = append(l.segments, lsn)
-	}
-	l.mu.Unlock()
-	return nil
-}
-
-func fdatasync(f *os.File) error {
-	for {
-		err := syscall.Fdatasync(int(f.Fd()))
-		if err != syscall.EINTR {
-			return err
-		}
-	}
-}
-
 // Enqueue queues one record of entries, and of idem if it is not nil, and
 // returns at once; done yields its outcome once it is durable under the
 // policy. The idempotency key and its answer go into the same record as the
 // entries, so a crash keeps both or neither. If any entry is invalid it
-// queues nothing and returns an error wrapping ErrInvalidEntry. Records are written in the order
-// they are enqueued, so a caller that enqueues while holding its own lock
-// gets records in its own order — and a later record never reaches the disk
-// before an earlier one.
+// queues nothing and returns an error wrapping ErrInvalidEntry.
+//
+// Records are written in the order they are enqueued, so a caller that
+// enqueues while holding its own lock gets records in its own order — and
+// a later record never reaches the disk before an earlier one.
 func (l *Log) Enqueue(entries []crdt.Entry, idem *Idem) (done <-chan error, err error) {
 	for _, e := range entries {
 		if err := checkEntry(e); err != nil {
@@ -377,128 +287,6 @@ func (l *Log) Stats() Stats {
 // SnapshotDue is signalled when a segment fills up, so the owner can write a
 // snapshot that lets the full segments go.
 func (l *Log) SnapshotDue() <-chan struct{} { return l.snapshotDue }
-
-func (l *Log) run() {
-	defer close(l.done)
-	var tick <-chan time.Time
-	if l.opts.Sync == SyncInterval {
-		t := l.opts.Clock.NewTicker(l.opts.SyncEvery)
-		defer t.Stop()
-		tick = t.C()
-	}
-	for {
-		select {
-		case <-l.kick:
-			// Let writers that are about to enqueue run first: on a busy
-			// node with few cores this turns a trickle of one-record
-			// batches into one batch per fsync.
-			runtime.Gosched()
-			l.drain()
-		case <-tick:
-			if l.dirty {
-				l.sync()
-			}
-		case <-l.stop:
-			l.drain()
-			if l.dirty {
-				l.sync()
-			}
-			return
-		}
-	}
-}
-
-// drain writes every queued request as one batch.
-func (l *Log) drain() {
-	l.mu.Lock()
-	batch := l.queue
-	l.queue = nil
-	failed := l.failed
-	l.mu.Unlock()
-	if len(batch) == 0 {
-		return
-	}
-	if failed != nil {
-		finish(batch, failed)
-		return
-	}
-	if l.size > segHeader && l.size >= l.opts.SegmentSize {
-		if err := l.startSegment(batch[0].lsn); err != nil {
-			l.fail(err)
-			finish(batch, err)
-			return
-		}
-		select {
-		case l.snapshotDue <- struct{}{}:
-		default:
-		}
-	}
-	l.buf = l.buf[:0]
-	for _, r := range batch {
-		l.buf = appendRecord(l.buf, r.lsn, r.entries, r.idem)
-	}
-	if _, err := l.f.Write(l.buf); err != nil {
-		err = fmt.Errorf("wal: write: %w", err)
-		l.fail(err)
-		finish(batch, err)
-		return
-	}
-	l.size += int64(len(l.buf))
-	l.dirty = true
-	l.mu.Lock()
-	l.stats.Records += uint64(len(batch))
-	l.stats.Batches++
-	l.stats.Bytes += uint64(len(l.buf))
-	l.mu.Unlock()
-	var err error
-	if l.opts.Sync == SyncAlways {
-		err = l.sync()
-	}
-	finish(batch, err)
-	if cap(l.buf) > 4<<20 {
-		l.buf = nil // don't pin a buffer sized for one huge repair
-	}
-}
-
-func (l *Log) sync() error {
-	start := l.opts.Clock.Now()
-	err := fdatasync(l.f)
-	took := l.opts.Clock.Now().Sub(start)
-	if err != nil {
-		err = fmt.Errorf("wal: fsync: %w", err)
-		l.fail(err)
-		return err
-	}
-	l.dirty = false
-	if l.opts.OnSync != nil {
-		l.opts.OnSync(took)
-	}
-	l.mu.Lock()
-	l.stats.Syncs++
-	l.stats.LastSyncDuration = took
-	l.mu.Unlock()
-	if took >= l.opts.SlowSync {
-		l.log.Warn("slow fsync", "took", took, "file", l.f.Name())
-	}
-	return nil
-}
-
-func (l *Log) fail(err error) {
-	l.mu.Lock()
-	if l.failed == nil {
-		l.failed = err
-		l.log.Error("write-ahead log failed; refusing further writes", "err", err)
-	}
-	l.mu.Unlock()
-}
-
-func finish(batch []request, err error) {
-	for _, r := range batch {
-		if r.done != nil {
-			r.done <- err
-		}
-	}
-}
 
 // WriteSnapshot durably stores entries (and the live idempotency keys) as
 // the state covering every record up to lsn, then deletes the snapshots and segments it makes redundant.

@@ -1,0 +1,223 @@
+package wal
+
+// The writer: one goroutine per Log drains the queue into group commits,
+// applies the fsync policy and starts a new segment when the active one is
+// full. It alone touches the active segment's file once Open returns.
+
+import (
+	"encoding/binary"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/dcounter/dcounter/internal/atomicfile"
+)
+
+// SyncPolicy says when appended records are forced to stable storage.
+type SyncPolicy int
+
+const (
+	// SyncAlways fsyncs every batch before its records complete (the default).
+	SyncAlways SyncPolicy = iota
+	// SyncInterval returns once the batch is written to the OS and fsyncs
+	// every Options.SyncEvery: a machine crash can lose that much.
+	SyncInterval
+	// SyncNone never fsyncs except at snapshots and Close.
+	SyncNone
+)
+
+func (p SyncPolicy) String() string {
+	switch p {
+	case SyncAlways:
+		return "always"
+	case SyncInterval:
+		return "interval"
+	case SyncNone:
+		return "none"
+	}
+	return "SyncPolicy(" + strconv.Itoa(int(p)) + ")"
+}
+
+// ParseSyncPolicy parses "always", "interval" or "none".
+func ParseSyncPolicy(s string) (SyncPolicy, error) {
+	for _, p := range []SyncPolicy{SyncAlways, SyncInterval, SyncNone} {
+		if s == p.String() {
+			return p, nil
+		}
+	}
+	return 0, fmt.Errorf("wal: fsync policy %q: want always, interval or none", s)
+}
+
+// syncCut forces a cut segment to stable storage; tests replace it.
+var syncCut = (*os.File).Sync
+
+// startSegment closes the active segment (synced) and starts a new one
+// whose first record will carry lsn. Writer goroutine (or Open) only.
+func (l *Log) startSegment(lsn uint64) error {
+	if l.f != nil {
+		if err := fdatasync(l.f); err != nil {
+			return fmt.Errorf("wal: sync before rotating: %w", err)
+		}
+		l.f.Close()
+		l.f = nil
+	}
+	name := segmentName(l.opts.Dir, lsn)
+	f, err := os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return fmt.Errorf("wal: %w", err)
+	}
+	hdr := binary.LittleEndian.AppendUint64([]byte(segMagic), lsn)
+	if _, err := f.Write(hdr); err != nil {
+		f.Close()
+		return fmt.Errorf("wal: %w", err)
+	}
+	if err := fdatasync(f); err != nil {
+		f.Close()
+		return fmt.Errorf("wal: %w", err)
+	}
+	if err := atomicfile.SyncDir(l.opts.Dir); err != nil {
+		f.Close()
+		return err
+	}
+	l.f, l.size, l.dirty = f, segHeader, false
+	l.mu.Lock()
+	if n := len(l.segments); n == 0 || l.segments[n-1] != lsn {
+		l.segments = append(l.segments, lsn)
+	}
+	l.mu.Unlock()
+	return nil
+}
+
+func fdatasync(f *os.File) error {
+	for {
+		err := syscall.Fdatasync(int(f.Fd()))
+		if err != syscall.EINTR {
+			return err
+		}
+	}
+}
+
+func (l *Log) run() {
+	defer close(l.done)
+	var tick <-chan time.Time
+	if l.opts.Sync == SyncInterval {
+		t := l.opts.Clock.NewTicker(l.opts.SyncEvery)
+		defer t.Stop()
+		tick = t.C()
+	}
+	for {
+		select {
+		case <-l.kick:
+			// Let writers that are about to enqueue run first: on a busy
+			// node with few cores this turns a trickle of one-record
+			// batches into one batch per fsync.
+			runtime.Gosched()
+			l.drain()
+		case <-tick:
+			if l.dirty {
+				l.sync()
+			}
+		case <-l.stop:
+			l.drain()
+			if l.dirty {
+				l.sync()
+			}
+			return
+		}
+	}
+}
+
+// drain writes every queued request as one batch.
+func (l *Log) drain() {
+	l.mu.Lock()
+	batch := l.queue
+	l.queue = nil
+	failed := l.failed
+	l.mu.Unlock()
+	if len(batch) == 0 {
+		return
+	}
+	if failed != nil {
+		finish(batch, failed)
+		return
+	}
+	if l.size > segHeader && l.size >= l.opts.SegmentSize {
+		if err := l.startSegment(batch[0].lsn); err != nil {
+			l.fail(err)
+			finish(batch, err)
+			return
+		}
+		select {
+		case l.snapshotDue <- struct{}{}:
+		default:
+		}
+	}
+	l.buf = l.buf[:0]
+	for _, r := range batch {
+		l.buf = appendRecord(l.buf, r.lsn, r.entries, r.idem)
+	}
+	if _, err := l.f.Write(l.buf); err != nil {
+		err = fmt.Errorf("wal: write: %w", err)
+		l.fail(err)
+		finish(batch, err)
+		return
+	}
+	l.size += int64(len(l.buf))
+	l.dirty = true
+	l.mu.Lock()
+	l.stats.Records += uint64(len(batch))
+	l.stats.Batches++
+	l.stats.Bytes += uint64(len(l.buf))
+	l.mu.Unlock()
+	var err error
+	if l.opts.Sync == SyncAlways {
+		err = l.sync()
+	}
+	finish(batch, err)
+	if cap(l.buf) > 4<<20 {
+		l.buf = nil // don't pin a buffer sized for one huge repair
+	}
+}
+
+func (l *Log) sync() error {
+	start := l.opts.Clock.Now()
+	err := fdatasync(l.f)
+	took := l.opts.Clock.Now().Sub(start)
+	if err != nil {
+		err = fmt.Errorf("wal: fsync: %w", err)
+		l.fail(err)
+		return err
+	}
+	l.dirty = false
+	if l.opts.OnSync != nil {
+		l.opts.OnSync(took)
+	}
+	l.mu.Lock()
+	l.stats.Syncs++
+	l.stats.LastSyncDuration = took
+	l.mu.Unlock()
+	if took >= l.opts.SlowSync {
+		l.log.Warn("slow fsync", "took", took, "file", l.f.Name())
+	}
+	return nil
+}
+
+func (l *Log) fail(err error) {
+	l.mu.Lock()
+	if l.failed == nil {
+		l.failed = err
+		l.log.Error("write-ahead log failed; refusing further writes", "err", err)
+	}
+	l.mu.Unlock()
+}
+
+func finish(batch []request, err error) {
+	for _, r := range batch {
+		if r.done != nil {
+			r.done <- err
+		}
+	}
+}
