@@ -45,7 +45,8 @@
 //	0       4     payload length n (1..MaxRecord)
 //	4       4     CRC-32C (Castagnoli) of the payload
 //	8       n     payload: u64 LSN, uvarint entry count, entries,
-//	              then optionally 0x02 and one idempotency key (below)
+//	              then optionally a tag (0x02, or 0x01 from older versions)
+//	              and one idempotency key (below)
 //
 // Entry (in records and snapshots):
 //
@@ -58,13 +59,15 @@
 //	8       8     LSN covered
 //	16      8     entry count
 //	24      ...   entries
-//	...     ...   optionally 0x02, uvarint key count, idempotency keys
+//	...     ...   optionally a tag (0x02, or 0x01 from older versions),
+//	              uvarint key count, idempotency keys
 //	end-4   4     CRC-32C of every byte before it
 //
 // Idempotency key (in records and snapshots):
 //
 //	uvarint key length (1..255), key bytes, u64 request fingerprint,
-//	varint value answered, varint At (remembered time, milliseconds)
+//	varint value answered (zigzag), varint At (zigzag; under 0x02 the
+//	remembered time in milliseconds, under 0x01 a Unix-millisecond expiry)
 //
 // Snapshots are written to a temporary file, synced, renamed into place and
 // the directory synced, so a snapshot file is either whole or absent.
@@ -87,8 +90,15 @@
 // Older versions wrote the section with the tag 0x01 and a wall-clock
 // expiry (Unix milliseconds) in place of At. Such keys are still read, with
 // Idem.Legacy set; the caller decides what they mean (package node keeps
-// them a full window from recovery). Logs written with the tag 0x02 cannot
-// be read by versions that predate it.
+// them a full window from recovery).
+//
+// Neither section changed the version byte in the magic, so an older build
+// cannot tell them from damage: a build without the section, or with only
+// the tag 0x01, sees bytes after the last entry: it cuts such a record as a
+// torn tail if it ends the log, and otherwise, as for a snapshot holding
+// keys, reports corruption. Going back to such a build is not supported. The testdata directory holds golden
+// files with and without the section, and with the tag 0x01 as an older
+// version wrote them.
 //
 // # Recovery
 //
