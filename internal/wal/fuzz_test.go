@@ -79,6 +79,24 @@ func fuzzSeeds(t testing.TB) (seeds []struct {
 	add(fuzzSegmentBody, []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1})
 	add(fuzzSegmentBody, append(binary.LittleEndian.AppendUint32(nil, MaxRecord), 0, 0, 0, 0, 1, 2))
 	add(fuzzSegmentBody, make([]byte, 64))
+	// Records with idempotency keys, current and legacy.
+	idem := Idem{Key: "req-1", Request: 7, Value: -3, At: 3_600_000}
+	keyed := appendRecord(nil, 1, entries[:1], &idem)
+	keyed = appendRecord(keyed, 2, entries, &idem)
+	add(fuzzSegmentBody, keyed)
+	legacy := slices.Clone(keyed)
+	legacy[recHeader+8+1+len(appendEntry(nil, entries[0]))] = legacyIdemTag // breaks the CRC: a bad record then a good one
+	add(fuzzSegmentBody, legacy)
+	// A torn record whose key holds a whole record frame, with an LSN in and
+	// out of the window recovery accepts.
+	for _, lsn := range []uint64{2, 3, 1 << 40} {
+		frame := appendRecord(nil, lsn, entries[:1], nil)
+		torn := appendRecord(nil, 1, entries[:1], nil)
+		torn = appendRecord(torn, 2, []crdt.Entry{{Key: "frame:" + string(frame) + ":end", Replica: 9, P: 1}}, nil)
+		end := len(torn) - 8 - 1 - 1 - len(":end") // the end of the frame inside the key
+		add(fuzzSegmentBody, torn[:end])
+		add(fuzzSegmentBody, torn[:end+2])
+	}
 
 	// Record payloads: LSN, entry count, entries.
 	payload := binary.LittleEndian.AppendUint64(nil, 1)
@@ -95,7 +113,7 @@ func fuzzSeeds(t testing.TB) (seeds []struct {
 	// Snapshots.
 	dir := t.TempDir()
 	name := filepath.Join(dir, snapFile(1))
-	if err := writeSnapshot(name, 1, entries, nil); err != nil {
+	if err := writeSnapshot(name, 1, entries, []Idem{idem, {Key: "k", At: 1}}); err != nil {
 		t.Fatal(err)
 	}
 	snap := readFile(t, name)
