@@ -37,26 +37,7 @@ func freeBlock(t *testing.T, n int) int {
 // start, three decrements and an increment, -2 on every node, consistency,
 // status, a short simulation, stop — and nothing keeps running afterwards.
 func TestRunClusterScript(t *testing.T) {
-	base := freeBlock(t, 16)
-	env := append(os.Environ(),
-		"DCOUNTER_CLUSTER_DIR="+t.TempDir(), "DCOUNTER_BIN="+dcounterBin,
-		fmt.Sprintf("DCOUNTER_HTTP_BASE_PORT=%d", base), fmt.Sprintf("DCOUNTER_GOSSIP_BASE_PORT=%d", base+5),
-		fmt.Sprintf("DCOUNTER_DISCOVERY_PORT=%d", base+10), fmt.Sprintf("DCOUNTER_GATEWAY_PORT=%d", base+11))
-	sh := func(script string, args ...string) (string, error) {
-		cmd := exec.Command("../"+script, args...)
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	must := func(script string, args ...string) string {
-		t.Helper()
-		out, err := sh(script, args...)
-		if err != nil {
-			t.Fatalf("%s %v: %v\n%s", script, args, err, out)
-		}
-		return out
-	}
-	t.Cleanup(func() { sh("run-cluster.sh", "stop") })
+	base, sh, must := scriptRunner(t, os.Environ())
 
 	must("run-cluster.sh", "start")
 	for i := 0; i < 3; i++ {
@@ -89,4 +70,35 @@ func TestRunClusterScript(t *testing.T) {
 	if out, err := sh("monitor.sh", "--once"); err == nil {
 		t.Fatalf("monitor.sh after stop exited 0:\n%s", out)
 	}
+}
+
+// scriptRunner prepares to run the repository's shell scripts against a
+// cluster of their own: a free block of 16 ports from base, a temporary
+// cluster dir, the test binary, and env (plus the test's own variables). It
+// returns the base port, a runner, a runner that fails the test on error, and
+// stops the cluster when the test ends.
+func scriptRunner(t *testing.T, env []string, extra ...string) (base int, sh func(string, ...string) (string, error), must func(string, ...string) string) {
+	t.Helper()
+	base = freeBlock(t, 16)
+	env = append(env,
+		"DCOUNTER_CLUSTER_DIR="+t.TempDir(), "DCOUNTER_BIN="+dcounterBin,
+		fmt.Sprintf("DCOUNTER_HTTP_BASE_PORT=%d", base), fmt.Sprintf("DCOUNTER_GOSSIP_BASE_PORT=%d", base+5),
+		fmt.Sprintf("DCOUNTER_DISCOVERY_PORT=%d", base+10), fmt.Sprintf("DCOUNTER_GATEWAY_PORT=%d", base+11))
+	env = append(env, extra...)
+	sh = func(script string, args ...string) (string, error) {
+		cmd := exec.Command("../"+script, args...)
+		cmd.Env = env
+		out, err := cmd.CombinedOutput()
+		return string(out), err
+	}
+	must = func(script string, args ...string) string {
+		t.Helper()
+		out, err := sh(script, args...)
+		if err != nil {
+			t.Fatalf("%s %v: %v\n%s", script, args, err, out)
+		}
+		return out
+	}
+	t.Cleanup(func() { sh("run-cluster.sh", "stop") })
+	return base, sh, must
 }

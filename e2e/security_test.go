@@ -434,28 +434,9 @@ func TestRunClusterScriptSecure(t *testing.T) {
 	pki := newPKI(t)
 	authFile := filepath.Join(t.TempDir(), "tokens")
 	writeAuthFile(t, authFile, secAdmin+" admin ops")
-	base := freeBlock(t, 16)
-	env := append(cleanEnv(),
-		"DCOUNTER_CLUSTER_DIR="+t.TempDir(), "DCOUNTER_BIN="+dcounterBin,
-		fmt.Sprintf("DCOUNTER_HTTP_BASE_PORT=%d", base), fmt.Sprintf("DCOUNTER_GOSSIP_BASE_PORT=%d", base+5),
-		fmt.Sprintf("DCOUNTER_DISCOVERY_PORT=%d", base+10), fmt.Sprintf("DCOUNTER_GATEWAY_PORT=%d", base+11),
+	base, sh, must := scriptRunner(t, cleanEnv(),
 		"DCOUNTER_TLS_CERT="+pki.Cert, "DCOUNTER_TLS_KEY="+pki.Key, "DCOUNTER_TLS_CA="+pki.CA, "DCOUNTER_CA="+pki.CA,
 		"DCOUNTER_AUTH_FILE="+authFile, "DCOUNTER_TOKEN="+secAdmin, "DCOUNTER_CLUSTER_KEY="+secKey)
-	sh := func(script string, args ...string) (string, error) {
-		cmd := exec.Command("../"+script, args...)
-		cmd.Env = env
-		out, err := cmd.CombinedOutput()
-		return string(out), err
-	}
-	must := func(script string, args ...string) string {
-		t.Helper()
-		out, err := sh(script, args...)
-		if err != nil {
-			t.Fatalf("%s %v: %v\n%s", script, args, err, out)
-		}
-		return out
-	}
-	t.Cleanup(func() { sh("run-cluster.sh", "stop") })
 	if out := must("run-cluster.sh", "start", "2"); !strings.Contains(out, fmt.Sprintf("https://127.0.0.1:%d", base+11)) {
 		t.Fatalf("start did not print https URLs:\n%s", out)
 	}
