@@ -15,7 +15,6 @@ import (
 	"github.com/dcounter/dcounter/internal/crdt"
 	"github.com/dcounter/dcounter/internal/datadir"
 	"github.com/dcounter/dcounter/internal/membership"
-	"github.com/dcounter/dcounter/internal/transport"
 	"github.com/dcounter/dcounter/internal/wal"
 	"github.com/dcounter/dcounter/internal/wire"
 )
@@ -119,32 +118,6 @@ func TestRefutedIncarnationIsKept(t *testing.T) {
 	}
 }
 
-// newSkewedCluster is newMemCluster with each node's wall clock shifted by
-// skews[i].
-func newSkewedCluster(t *testing.T, skews []time.Duration) *memCluster {
-	t.Helper()
-	c := &memCluster{t: t, clk: clock.NewFake(time.Unix(1_700_000_000, 0))}
-	c.net = transport.NewMemNetwork(c.clk, 1)
-	for i, d := range skews {
-		addr := fmt.Sprintf("10.0.0.%d:7946", i+1)
-		cfg := Config{
-			Name: fmt.Sprintf("n%d", i+1), Clock: clock.Offset{Clock: c.clk, D: d}, Logger: testLogger(t),
-			Transport: func(h transport.Handler) (Endpoint, error) { return c.net.Endpoint(addr, h), nil },
-		}
-		if i > 0 {
-			cfg.Join = []string{c.addrs[0]}
-		}
-		nd, err := New(context.Background(), cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { nd.Shutdown(context.Background()) })
-		c.nodes = append(c.nodes, nd)
-		c.addrs = append(c.addrs, addr)
-	}
-	return c
-}
-
 // allAlive checks that every node lists every node, alive.
 func (c *memCluster) allAlive() error {
 	for _, nd := range c.nodes {
@@ -165,7 +138,7 @@ func (c *memCluster) allAlive() error {
 }
 
 func TestSkewedClocksAreFullMembersAndReported(t *testing.T) {
-	c := newSkewedCluster(t, []time.Duration{0, 48 * time.Hour, -48 * time.Hour})
+	c := startMemCluster(t, []time.Duration{0, 48 * time.Hour, -48 * time.Hour})
 	c.runUntil(10*time.Second, c.allAlive)
 	// Still all alive a while later: nothing judges members by their clocks.
 	c.advance(5 * time.Second)

@@ -26,12 +26,34 @@ type memCluster struct {
 
 func newMemCluster(t *testing.T, n int) *memCluster {
 	t.Helper()
+	c := startMemCluster(t, make([]time.Duration, n))
+	// Let member gossip spread the full list.
+	c.runUntil(10*time.Second, func() error {
+		for _, nd := range c.nodes {
+			if got := nd.memberCount(); got != n {
+				return fmt.Errorf("%s knows %d members, want %d", nd.cfg.Name, got, n)
+			}
+		}
+		return nil
+	})
+	return c
+}
+
+// startMemCluster starts one node per entry of skews on an in-memory network
+// and a shared fake clock, each node's wall clock shifted by its skew, every
+// node after the first joining through the first. It does not wait for them.
+func startMemCluster(t *testing.T, skews []time.Duration) *memCluster {
+	t.Helper()
 	c := &memCluster{t: t, clk: clock.NewFake(time.Unix(1_700_000_000, 0))}
 	c.net = transport.NewMemNetwork(c.clk, 1)
-	for i := 0; i < n; i++ {
+	for i, d := range skews {
 		addr := fmt.Sprintf("10.0.0.%d:7946", i+1)
+		var clk clock.Clock = c.clk
+		if d != 0 {
+			clk = clock.Offset{Clock: c.clk, D: d}
+		}
 		cfg := Config{
-			Name: fmt.Sprintf("n%d", i+1), Clock: c.clk, Logger: testLogger(t),
+			Name: fmt.Sprintf("n%d", i+1), Clock: clk, Logger: testLogger(t),
 			Transport: func(h transport.Handler) (Endpoint, error) { return c.net.Endpoint(addr, h), nil },
 		}
 		if i > 0 {
@@ -45,15 +67,6 @@ func newMemCluster(t *testing.T, n int) *memCluster {
 		c.nodes = append(c.nodes, nd)
 		c.addrs = append(c.addrs, addr)
 	}
-	// Let member gossip spread the full list.
-	c.runUntil(10*time.Second, func() error {
-		for _, nd := range c.nodes {
-			if got := nd.memberCount(); got != n {
-				return fmt.Errorf("%s knows %d members, want %d", nd.cfg.Name, got, n)
-			}
-		}
-		return nil
-	})
 	return c
 }
 
