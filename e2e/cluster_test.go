@@ -92,20 +92,7 @@ func TestFiveNodesConvergeExactly(t *testing.T) {
 	if f := failed.Load(); f != 0 {
 		t.Errorf("%d of %d writes failed on a healthy cluster", f, ops)
 	}
-	err := waitFor(t, time.Second, func() error {
-		for _, p := range nodes {
-			for _, k := range keys {
-				v, err := p.value(k)
-				if err != nil {
-					return err
-				}
-				if v != expected[k] {
-					return fmt.Errorf("%s: %s = %d, want %d", p.name, k, v, expected[k])
-				}
-			}
-		}
-		return nil
-	}, false)
+	err := waitFor(t, time.Second, func() error { return allReport(nodes, keys, expected) }, false)
 	took := time.Since(lastAck)
 	if err != nil {
 		t.Fatalf("not converged within 1s of the last acknowledged write: %v", err)
@@ -183,6 +170,18 @@ func expectValue(p *proc, key string, want int64) error {
 	}
 	if v != want {
 		return fmt.Errorf("%s: %s = %d, want %d", p.name, key, v, want)
+	}
+	return nil
+}
+
+// allReport checks that every node reports expected[k] for every key k.
+func allReport(nodes []*proc, keys []string, expected map[string]int64) error {
+	for _, p := range nodes {
+		for _, k := range keys {
+			if err := expectValue(p, k, expected[k]); err != nil {
+				return err
+			}
+		}
 	}
 	return nil
 }

@@ -61,20 +61,7 @@ func BenchmarkClusterWrites(b *testing.B) {
 				}()
 			}
 			wg.Wait()
-			waitFor(b, 30*time.Second, func() error {
-				for _, p := range nodes {
-					for _, k := range keys {
-						v, err := p.value(k)
-						if err != nil {
-							return err
-						}
-						if v != expected[k] {
-							return fmt.Errorf("%s: %s = %d, want %d", p.name, k, v, expected[k])
-						}
-					}
-				}
-				return nil
-			}, true)
+			waitFor(b, 30*time.Second, func() error { return allReport(nodes, keys, expected) }, true)
 			b.StopTimer()
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "writes/s")
 		})
