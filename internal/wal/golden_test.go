@@ -190,21 +190,8 @@ func TestGoldenFilesRecover(t *testing.T) {
 // TestFormatLayout pins the layout documented in doc.go with bytes written
 // out by hand, independent of the encoder.
 func TestFormatLayout(t *testing.T) {
-	// unhex decodes hex digits, ignoring spaces and # comments.
-	unhex := func(s string) []byte {
-		var digits strings.Builder
-		for _, line := range strings.Split(s, "\n") {
-			line, _, _ = strings.Cut(line, "#")
-			digits.WriteString(strings.Join(strings.Fields(line), ""))
-		}
-		b, err := hex.DecodeString(digits.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
 	entry := crdt.Entry{Key: "a", Replica: 2, P: 300, N: 5}
-	wantSeg := unhex(`
+	wantSeg := unhex(t, `
 		4443 57414c 0000 01     # "DCWAL\0\0\1"
 		0100000000000000        # first LSN 1
 		16000000                # payload length 22
@@ -216,7 +203,7 @@ func TestFormatLayout(t *testing.T) {
 		ac02                    # P 300
 		05                      # N 5
 	`)
-	wantSnap := unhex(`
+	wantSnap := unhex(t, `
 		4443 534e 4150 0001     # "DCSNAP\0\1"
 		0100000000000000        # covers LSN 1
 		0100000000000000        # one entry
@@ -244,4 +231,20 @@ func TestFormatLayout(t *testing.T) {
 	if len(segs) != 1 || segs[0] != "0000000000000001.wal" || len(snaps) != 1 || snaps[0] != "0000000000000001.snap" {
 		t.Errorf("files %v %v", segs, snaps)
 	}
+}
+
+// unhex decodes hex digits written out by hand, ignoring spaces and
+// # comments.
+func unhex(t *testing.T, s string) []byte {
+	t.Helper()
+	var digits strings.Builder
+	for _, line := range strings.Split(s, "\n") {
+		line, _, _ = strings.Cut(line, "#")
+		digits.WriteString(strings.Join(strings.Fields(line), ""))
+	}
+	b, err := hex.DecodeString(digits.String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -7,7 +7,6 @@ import (
 	"hash/crc32"
 	"path/filepath"
 	"reflect"
-	"strings"
 	"testing"
 
 	"github.com/dcounter/dcounter/internal/crdt"
@@ -71,21 +70,9 @@ func TestIdempotencyKeysSurviveRecovery(t *testing.T) {
 // TestIdemLayout pins the idempotency sections documented in doc.go, in a
 // record and in a snapshot, with bytes written out by hand.
 func TestIdemLayout(t *testing.T) {
-	unhex := func(s string) []byte {
-		var digits strings.Builder
-		for _, line := range strings.Split(s, "\n") {
-			line, _, _ = strings.Cut(line, "#")
-			digits.WriteString(strings.Join(strings.Fields(line), ""))
-		}
-		b, err := hex.DecodeString(digits.String())
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
 	entry := crdt.Entry{Key: "a", Replica: 2, P: 300, N: 5}
 	idem := Idem{Key: "k", Request: 0x0102030405060708, Value: -5, At: 3_600_000}
-	wantSeg := unhex(`
+	wantSeg := unhex(t, `
 		4443 57414c 0000 01     # "DCWAL\0\0\1"
 		0100000000000000        # first LSN 1
 		26000000                # payload length 38
@@ -99,7 +86,7 @@ func TestIdemLayout(t *testing.T) {
 		09                      # value -5 (zigzag varint)
 		80bab703                # At 3,600,000 ms (zigzag varint)
 	`)
-	wantSnap := unhex(`
+	wantSnap := unhex(t, `
 		4443 534e 4150 0001     # "DCSNAP\0\1"
 		0100000000000000        # covers LSN 1
 		0100000000000000        # one entry
