@@ -52,17 +52,70 @@ const (
 
 // Backend is what the handlers serve.
 type Backend interface {
-	// Get returns key's value.
-	Get(ctx context.Context, key string) (int64, error)
+	// Get returns key as the backend sees it now.
+	Get(ctx context.Context, key string) (Counter, error)
 	// Add adds delta (never zero) to key and returns the value after the
-	// write. With a non-empty idem (an Idempotency-Key) a retry is not
-	// applied again: replayed is then true and value the first answer.
-	Add(ctx context.Context, key string, delta int64, idem string) (value int64, replayed bool, err error)
+	// write. With w.Idem (an Idempotency-Key) a retry is not applied again:
+	// replayed is then true and value the first answer. With w.TTL > 0 the
+	// write also sets the key's expiry (see WriteOptions).
+	Add(ctx context.Context, key string, delta int64, w WriteOptions) (value Counter, replayed bool, err error)
+	// Delete resets key to 0 and removes it from listings on every replica.
+	// existed reports whether it was live here.
+	Delete(ctx context.Context, key string, idem string) (existed bool, replayed bool, err error)
+	// SetTTL gives a live key an expiry ttl from now, or with ttl == 0
+	// removes its expiry. It returns ErrNotFound if the key is not live.
+	SetTTL(ctx context.Context, key string, ttl time.Duration, idem string) (c Counter, replayed bool, err error)
+	// List returns a page of live keys (see ListRequest).
+	List(ctx context.Context, req ListRequest) (ListPage, error)
 	// Nodes returns the JSON-encodable member list.
 	Nodes(ctx context.Context) (any, error)
 	// Health reports whether the backend serves, and a JSON-encodable body.
 	Health(ctx context.Context) (bool, any)
 }
+
+// WriteOptions qualify an Add.
+type WriteOptions struct {
+	// Idem is the request's Idempotency-Key ("" for none).
+	Idem string
+	// TTL, when positive, sets the key's expiry to TTL from now together
+	// with the write, in the same durable record: only if the key's
+	// generation has no expiry yet (the default, a fixed-window rate
+	// limiter's call), or always when TTLAlways is set.
+	TTL       time.Duration
+	TTLAlways bool
+}
+
+// Counter is a key as a reader sees it.
+type Counter struct {
+	Key   string
+	Value int64
+	// TTL is the time left before the key expires; 0 when it has no expiry
+	// (or is not live).
+	TTL time.Duration
+	// Live is false when the key is absent, deleted or expired (Value is 0).
+	Live bool
+}
+
+// ListRequest asks for a page of GET /counters.
+type ListRequest struct {
+	Prefix string
+	Cursor string // "" for the first page; else a previous page's Next
+	Limit  int    // 1..MaxListLimit
+}
+
+// ListPage is one page of live keys, in byte-wise key order. Next, when
+// not empty, is the cursor of the following page.
+type ListPage struct {
+	Items []Counter
+	Next  string
+}
+
+// MaxListLimit bounds a page of GET /counters; DefaultListLimit is used
+// when the request gives none.
+const (
+	MaxListLimit     = 1000
+	DefaultListLimit = 100
+)
 
 // Member is one entry of a node's GET /nodes answer.
 type Member struct {

@@ -55,7 +55,7 @@ func BenchmarkChange(b *testing.B) {
 	cur := PN{P: 1000, N: 10}
 	b.ReportAllocs()
 	for range b.N {
-		e, err := Change(DefaultKey, 1, cur, 990, 1)
+		e, err := Change(DefaultKey, 1, 0, cur, 990, 1)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -71,7 +71,7 @@ func BenchmarkValue(b *testing.B) {
 	b.ReportAllocs()
 	var sink int64
 	for range b.N {
-		v, _ := ks.Value(DefaultKey)
+		v, _ := ks.Value(DefaultKey, 0)
 		sink += v
 	}
 	_ = sink
@@ -152,7 +152,7 @@ func BenchmarkBucketEntries(b *testing.B) {
 	b.ReportAllocs()
 	b.ResetTimer()
 	for range b.N {
-		if len(bigA.BucketEntries(buckets)) == 0 {
+		if len(bigA.BucketContents(buckets).Entries) == 0 {
 			b.Fatal("no entries")
 		}
 	}

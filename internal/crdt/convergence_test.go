@@ -74,16 +74,16 @@ func runHistory(t *testing.T, seed uint64) {
 			if rng.IntN(2) == 0 {
 				delta = -delta
 			}
-			v, ok := r.ks.Value(key)
+			v, ok := r.ks.Value(key, 0)
 			if !ok {
 				t.Fatalf("Value(%q) out of range", key)
 			}
-			e, err := Change(key, r.id, r.ks.Get(key, r.id), v, delta)
+			e, err := Change(key, r.id, 0, r.ks.Get(key, r.id), v, delta)
 			if err != nil {
 				t.Fatalf("Change(%q, %d) at value %d: %v", key, delta, v, err)
 			}
 			deliver(r, e)
-			if got, _ := r.ks.Value(key); got != v+delta {
+			if got, _ := r.ks.Value(key, 0); got != v+delta {
 				t.Fatalf("after Change(%q, %d) from %d the writer sees %d", key, delta, v, got)
 			}
 			expected[key] += delta
@@ -123,7 +123,7 @@ func runHistory(t *testing.T, seed uint64) {
 	want := stateOf(reps[0].ks)
 	for i, r := range reps {
 		for _, key := range keys {
-			v, ok := r.ks.Value(key)
+			v, ok := r.ks.Value(key, 0)
 			if !ok || v != expected[key] {
 				t.Errorf("replica %d: Value(%q) = %d, %v; want %d", i, key, v, ok, expected[key])
 			}

@@ -70,10 +70,12 @@ type PN struct {
 	P, N uint64
 }
 
-// Entry is the unit of replication: one replica's absolute totals for one key.
+// Entry is the unit of replication: one replica's absolute totals for one
+// generation of one key.
 type Entry struct {
 	Key     string
 	Replica ReplicaID
+	Gen     uint64
 	P, N    uint64
 }
 
@@ -91,9 +93,11 @@ type slot struct {
 }
 
 type counter struct {
+	key   string
 	hash  uint64  // keyHash(key), cached
 	bkt   *bucket // the digest bucket the key hashes to
-	slots []slot  // few replicas in practice: a slice beats a map
+	life  life    // generation, expiry, tombstone time
+	slots []slot  // the current generation's entries; few replicas in practice: a slice beats a map
 }
 
 func (c *counter) find(r ReplicaID) int {
@@ -110,20 +114,23 @@ type Keyspace struct {
 	counters map[string]*counter
 	entries  int
 	digest
+	lifecycle
 }
 
 // New returns an empty keyspace.
 func New() *Keyspace {
-	return &Keyspace{counters: make(map[string]*counter), digest: newDigest()}
+	return &Keyspace{counters: make(map[string]*counter), digest: newDigest(), lifecycle: newLifecycle()}
 }
 
-// Len reports the number of keys.
+// Len reports the number of keys held, live or not (expired keys and
+// tombstones count until they are reclaimed).
 func (ks *Keyspace) Len() int { return len(ks.counters) }
 
 // Entries reports the number of (key, replica) entries.
 func (ks *Keyspace) Entries() int { return ks.entries }
 
-// Get returns replica's totals for key (zero if never written).
+// Get returns replica's totals in key's current generation (zero if it
+// never wrote to it).
 func (ks *Keyspace) Get(key string, replica ReplicaID) PN {
 	c := ks.counters[key]
 	if c == nil {
@@ -136,7 +143,10 @@ func (ks *Keyspace) Get(key string, replica ReplicaID) PN {
 }
 
 // Merge folds e into the keyspace and reports whether anything changed.
-// An entry with an invalid key is ignored (and reported as no change).
+// An entry of a generation older than the key's is ignored; one of a newer
+// generation first moves the key to it (dropping the older generation's
+// entries and expiry). An entry with an invalid key is ignored (and
+// reported as no change).
 func (ks *Keyspace) Merge(e Entry) bool {
 	if e.P == 0 && e.N == 0 {
 		return false
@@ -148,13 +158,13 @@ func (ks *Keyspace) Merge(e Entry) bool {
 		}
 		c = ks.newCounter(e.Key)
 	}
-	return ks.mergeInto(c, e.Replica, e.P, e.N)
+	return ks.mergeInto(c, e.Replica, e.Gen, e.P, e.N)
 }
 
 // MergeKey is Merge for a key held in a byte slice, as a log reader has it:
 // it allocates a string only for a key the keyspace does not hold yet. key
 // is not retained.
-func (ks *Keyspace) MergeKey(key []byte, replica ReplicaID, p, n uint64) bool {
+func (ks *Keyspace) MergeKey(key []byte, replica ReplicaID, gen, p, n uint64) bool {
 	if p == 0 && n == 0 {
 		return false
 	}
@@ -166,22 +176,29 @@ func (ks *Keyspace) MergeKey(key []byte, replica ReplicaID, p, n uint64) bool {
 		}
 		c = ks.newCounter(k)
 	}
-	return ks.mergeInto(c, replica, p, n)
+	return ks.mergeInto(c, replica, gen, p, n)
 }
 
 func (ks *Keyspace) newCounter(key string) *counter {
-	c := &counter{hash: keyHash(key)}
-	c.bkt = ks.addKey(key, c.hash)
+	c := &counter{key: key, hash: keyHash(key)}
+	c.bkt = ks.addKey(c)
 	ks.counters[key] = c
+	ks.index.ReplaceOrInsert(key)
 	return c
 }
 
-func (ks *Keyspace) mergeInto(c *counter, replica ReplicaID, p, n uint64) bool {
+func (ks *Keyspace) mergeInto(c *counter, replica ReplicaID, gen, p, n uint64) bool {
+	if gen < c.life.Gen {
+		return false
+	}
+	if gen > c.life.Gen {
+		ks.setLife(c, life{Gen: gen})
+	}
 	i := c.find(replica)
 	if i < 0 {
 		c.slots = append(c.slots, slot{replica: replica, PN: PN{P: p, N: n}})
 		ks.entries++
-		ks.update(c, 0, entryHash(c.hash, replica, p, n))
+		ks.update(c, 0, entryHash(c.hash, replica, gen, p, n))
 		return true
 	}
 	s := &c.slots[i]
@@ -189,19 +206,25 @@ func (ks *Keyspace) mergeInto(c *counter, replica ReplicaID, p, n uint64) bool {
 	if np == s.P && nn == s.N {
 		return false
 	}
-	ks.update(c, entryHash(c.hash, replica, s.P, s.N), entryHash(c.hash, replica, np, nn))
+	ks.update(c, entryHash(c.hash, replica, gen, s.P, s.N), entryHash(c.hash, replica, gen, np, nn))
 	s.P, s.N = np, nn
 	return true
 }
 
-// Value returns key's value, ΣP − ΣN. ok is false when the exact value lies
-// outside int64 (only possible when concurrent writes on different replicas
-// each stayed in range); the value is then clamped to the nearest bound.
-func (ks *Keyspace) Value(key string) (v int64, ok bool) {
+// Value returns key's value at time now (Unix milliseconds): ΣP − ΣN over
+// its current generation, or 0 if the key is absent, deleted or expired at
+// now. ok is false when the exact value lies outside int64 (only possible
+// when concurrent writes on different replicas each stayed in range); the
+// value is then clamped to the nearest bound.
+func (ks *Keyspace) Value(key string, now int64) (v int64, ok bool) {
 	c := ks.counters[key]
-	if c == nil {
+	if c == nil || c.life.expired(now) {
 		return 0, true
 	}
+	return c.value()
+}
+
+func (c *counter) value() (int64, bool) {
 	var s sum
 	for _, sl := range c.slots {
 		s.add(sl.PN)
@@ -209,11 +232,12 @@ func (ks *Keyspace) Value(key string) (v int64, ok bool) {
 	return s.value()
 }
 
-// Change computes the entry that replica must write to add delta to key,
-// given cur, replica's current totals, and value, the key's current value as
-// the writer sees it. It refuses (ErrOverflow) any change that would take the
-// value outside int64 or a running total beyond uint64, like Redis's INCRBY.
-func Change(key string, replica ReplicaID, cur PN, value, delta int64) (Entry, error) {
+// Change computes the entry that replica must write to add delta to key in
+// generation gen, given cur, replica's current totals in gen, and value,
+// the key's current value as the writer sees it. It refuses (ErrOverflow)
+// any change that would take the value outside int64 or a running total
+// beyond uint64, like Redis's INCRBY.
+func Change(key string, replica ReplicaID, gen uint64, cur PN, value, delta int64) (Entry, error) {
 	if err := ValidKey(key); err != nil {
 		return Entry{}, err
 	}
@@ -223,7 +247,7 @@ func Change(key string, replica ReplicaID, cur PN, value, delta int64) (Entry, e
 	if (delta > 0 && value > math.MaxInt64-delta) || (delta < 0 && value < math.MinInt64-delta) {
 		return Entry{}, ErrOverflow
 	}
-	e := Entry{Key: key, Replica: replica, P: cur.P, N: cur.N}
+	e := Entry{Key: key, Replica: replica, Gen: gen, P: cur.P, N: cur.N}
 	var carry uint64
 	if delta > 0 {
 		e.P, carry = bits.Add64(cur.P, uint64(delta), 0)
@@ -238,16 +262,16 @@ func Change(key string, replica ReplicaID, cur PN, value, delta int64) (Entry, e
 
 // ForEach calls f for every entry, in no particular order, until f returns false.
 func (ks *Keyspace) ForEach(f func(Entry) bool) {
-	for k, c := range ks.counters {
+	for _, c := range ks.counters {
 		for _, s := range c.slots {
-			if !f(Entry{Key: k, Replica: s.replica, P: s.P, N: s.N}) {
+			if !f(Entry{Key: c.key, Replica: s.replica, Gen: c.life.Gen, P: s.P, N: s.N}) {
 				return
 			}
 		}
 	}
 }
 
-// EntriesOf returns every replica's entry for key.
+// EntriesOf returns every replica's entry for key's current generation.
 func (ks *Keyspace) EntriesOf(key string) []Entry {
 	c := ks.counters[key]
 	if c == nil {
@@ -255,7 +279,7 @@ func (ks *Keyspace) EntriesOf(key string) []Entry {
 	}
 	out := make([]Entry, 0, len(c.slots))
 	for _, s := range c.slots {
-		out = append(out, Entry{Key: key, Replica: s.replica, P: s.P, N: s.N})
+		out = append(out, Entry{Key: key, Replica: s.replica, Gen: c.life.Gen, P: s.P, N: s.N})
 	}
 	return out
 }
@@ -289,12 +313,13 @@ func (s *sum) value() (int64, bool) {
 	}
 }
 
-// ValueWith returns key's value as it would be if replica's totals were
-// raised to pn (used by a writer whose own totals are not merged yet).
-func (ks *Keyspace) ValueWith(key string, replica ReplicaID, pn PN) (int64, bool) {
+// ValueWith returns key's value as it would be if replica's totals in
+// generation gen were raised to pn (used by a writer whose own totals are not
+// merged yet). A gen newer than the key's counts pn alone.
+func (ks *Keyspace) ValueWith(key string, replica ReplicaID, gen uint64, pn PN) (int64, bool) {
 	var s sum
 	s.add(pn)
-	if c := ks.counters[key]; c != nil {
+	if c := ks.counters[key]; c != nil && c.life.Gen == gen {
 		for _, sl := range c.slots {
 			if sl.replica != replica {
 				s.add(sl.PN)

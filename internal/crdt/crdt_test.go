@@ -98,7 +98,7 @@ func TestValidKey(t *testing.T) {
 				t.Fatalf("ValidKey error %v is not ErrBadKey", err)
 			}
 
-			_, err = Change(tc.key, 1, PN{}, 0, 1)
+			_, err = Change(tc.key, 1, 0, PN{}, 0, 1)
 			if tc.ok != (err == nil) {
 				t.Fatalf("Change: %v, want ok=%v", err, tc.ok)
 			}
@@ -117,7 +117,7 @@ func TestValidKey(t *testing.T) {
 				}
 				return
 			}
-			if v, ok := ks.Value(tc.key); v != 3 || !ok {
+			if v, ok := ks.Value(tc.key, 0); v != 3 || !ok {
 				t.Fatalf("Value = %d, %v; want 3, true", v, ok)
 			}
 		})
@@ -162,7 +162,7 @@ func TestMergeOldAfterNew(t *testing.T) {
 	if ks.Root() != root || !equalStates(stateOf(ks), st) {
 		t.Fatal("merging older entries changed the keyspace")
 	}
-	if v, _ := ks.Value("k"); v != 6 {
+	if v, _ := ks.Value("k", 0); v != 6 {
 		t.Fatalf("Value = %d, want 6", v)
 	}
 	// Component-wise max: an entry newer in N only still counts.
@@ -211,7 +211,7 @@ func TestChangeOverflow(t *testing.T) {
 		{"N MinInt64 exact", PN{1<<63 - 1, 1<<63 - 1}, 0, math.MinInt64, PN{1<<63 - 1, maxU}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e, err := Change("k", 9, tc.cur, tc.value, tc.delta)
+			e, err := Change("k", 9, 0, tc.cur, tc.value, tc.delta)
 			if tc.err != nil {
 				if !errors.Is(err, tc.err) {
 					t.Fatalf("Change = %+v, %v; want %v", e, err, tc.err)
@@ -250,7 +250,7 @@ func TestChangeProperty(t *testing.T) {
 	maxU := new(big.Int).SetUint64(math.MaxUint64)
 	for range 100000 {
 		cur, value, delta := PN{pickU(), pickU()}, pick(), pick()
-		e, err := Change("k", 1, cur, value, delta)
+		e, err := Change("k", 1, 0, cur, value, delta)
 		if delta == 0 {
 			if !errors.Is(err, ErrBadAmount) {
 				t.Fatalf("delta 0: err = %v", err)
@@ -267,12 +267,12 @@ func TestChangeProperty(t *testing.T) {
 		wantErr := nv.Cmp(maxI) > 0 || nv.Cmp(minI) < 0 || np.Cmp(maxU) > 0 || nn.Cmp(maxU) > 0
 		if wantErr {
 			if !errors.Is(err, ErrOverflow) {
-				t.Fatalf("Change(%+v, %d, %d) = %+v, %v; want ErrOverflow", cur, value, delta, e, err)
+				t.Fatalf("Change(%+v, %d, 0, %d) = %+v, %v; want ErrOverflow", cur, value, delta, e, err)
 			}
 			continue
 		}
 		if err != nil || e.P != np.Uint64() || e.N != nn.Uint64() {
-			t.Fatalf("Change(%+v, %d, %d) = %+v, %v; want P=%v N=%v", cur, value, delta, e, err, np, nn)
+			t.Fatalf("Change(%+v, %d, 0, %d) = %+v, %v; want P=%v N=%v", cur, value, delta, e, err, np, nn)
 		}
 	}
 }
@@ -301,7 +301,7 @@ func TestValueClamps(t *testing.T) {
 			for i, pn := range tc.slots {
 				ks.Merge(Entry{Key: "k", Replica: ReplicaID(i + 1), P: pn.P, N: pn.N})
 			}
-			v, ok := ks.Value("k")
+			v, ok := ks.Value("k", 0)
 			if v != tc.want || ok != tc.ok {
 				t.Fatalf("Value = %d, %v; want %d, %v", v, ok, tc.want, tc.ok)
 			}
@@ -320,15 +320,15 @@ func TestValueConcurrentOverflow(t *testing.T) {
 			ks *Keyspace
 			id ReplicaID
 		}{{a, 1}, {b, 2}} {
-			v, _ := w.ks.Value("k")
-			e, err := Change("k", w.id, w.ks.Get("k", w.id), v, step)
+			v, _ := w.ks.Value("k", 0)
+			e, err := Change("k", w.id, 0, w.ks.Get("k", w.id), v, step)
 			if err != nil {
 				t.Fatalf("dir %d: Change: %v", dir, err)
 			}
 			w.ks.Merge(e)
 		}
 		m := mergeAll(a, b)
-		v, ok := m.Value("k")
+		v, ok := m.Value("k", 0)
 		want := int64(math.MaxInt64)
 		if dir < 0 {
 			want = math.MinInt64
@@ -336,7 +336,7 @@ func TestValueConcurrentOverflow(t *testing.T) {
 		if ok || v != want {
 			t.Fatalf("dir %d: Value = %d, %v; want %d, false", dir, v, ok, want)
 		}
-		if _, err := Change("k", 3, PN{}, v, dir); !errors.Is(err, ErrOverflow) {
+		if _, err := Change("k", 3, 0, PN{}, v, dir); !errors.Is(err, ErrOverflow) {
 			t.Fatalf("dir %d: further change = %v, want ErrOverflow", dir, err)
 		}
 	}
@@ -369,7 +369,7 @@ func TestValueProperty(t *testing.T) {
 			exact.Add(exact, new(big.Int).SetUint64(p))
 			exact.Sub(exact, new(big.Int).SetUint64(q))
 		}
-		v, ok := ks.Value("k")
+		v, ok := ks.Value("k", 0)
 		switch {
 		case exact.Cmp(maxI) > 0:
 			if ok || v != math.MaxInt64 {

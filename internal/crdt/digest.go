@@ -20,7 +20,7 @@ type Hash struct {
 
 type bucket struct {
 	hash uint64
-	keys []string
+	keys []*counter
 }
 
 // digest is maintained by Keyspace.Merge: O(1) work per change.
@@ -36,14 +36,31 @@ func bucketOf(kh uint64) uint16 { return uint16(kh >> 48) }
 // GroupOf returns the group a bucket belongs to.
 func GroupOf(b uint16) uint16 { return b / BucketsPerGroup }
 
-func (d *digest) addKey(key string, kh uint64) *bucket {
-	b := d.buckets[bucketOf(kh)]
+func (d *digest) addKey(c *counter) *bucket {
+	b := d.buckets[bucketOf(c.hash)]
 	if b == nil {
 		b = &bucket{}
-		d.buckets[bucketOf(kh)] = b
+		d.buckets[bucketOf(c.hash)] = b
 	}
-	b.keys = append(b.keys, key)
+	b.keys = append(b.keys, c)
 	return b
+}
+
+// removeKey takes c, whose hash contributions must already be removed, out
+// of its bucket.
+func (d *digest) removeKey(c *counter) {
+	b := c.bkt
+	for i, o := range b.keys {
+		if o == c {
+			last := len(b.keys) - 1
+			b.keys[i], b.keys[last] = b.keys[last], nil
+			b.keys = b.keys[:last]
+			break
+		}
+	}
+	if len(b.keys) == 0 {
+		delete(d.buckets, bucketOf(c.hash))
+	}
 }
 
 func (d *digest) update(c *counter, old, new uint64) {
@@ -133,52 +150,87 @@ func (ks *Keyspace) DiffBuckets(groups []uint16, remote []Hash) []uint16 {
 	return out
 }
 
-// BucketEntries returns every entry whose key falls in one of buckets.
-func (ks *Keyspace) BucketEntries(buckets []uint16) []Entry {
-	var out []Entry
+// Contents is what a keyspace holds for some keys: their current
+// generations' entries and their non-zero lives.
+type Contents struct {
+	Entries []Entry
+	Metas   []Meta
+}
+
+// Len is the number of items (entries and metas).
+func (c Contents) Len() int { return len(c.Entries) + len(c.Metas) }
+
+func (c *Contents) add(k *counter) {
+	if !k.life.IsZero() {
+		c.Metas = append(c.Metas, Meta{Key: k.key, Life: k.life})
+	}
+	for _, s := range k.slots {
+		c.Entries = append(c.Entries, Entry{Key: k.key, Replica: s.replica, Gen: k.life.Gen, P: s.P, N: s.N})
+	}
+}
+
+// BucketContents returns everything held for the keys in buckets.
+func (ks *Keyspace) BucketContents(buckets []uint16) Contents {
+	var out Contents
 	for _, b := range dedupe(buckets) {
-		bk := ks.buckets[b]
-		if bk == nil {
-			continue
-		}
-		for _, k := range bk.keys {
-			out = append(out, ks.EntriesOf(k)...)
+		if bk := ks.buckets[b]; bk != nil {
+			for _, k := range bk.keys {
+				out.add(k)
+			}
 		}
 	}
 	return out
 }
 
-// Newer returns the entries this keyspace holds, within buckets, that are
-// missing from theirs or larger than theirs: what the other side lacks after
-// it sent theirs, its full contents of those buckets. Buckets are visited in
-// order and the result stops before the first entry fits rejects, so a reply
-// costs work in proportion to its size, not to the buckets asked for.
-func (ks *Keyspace) Newer(buckets []uint16, theirs []Entry, fits func(Entry) bool) []Entry {
+// Newer returns what this keyspace holds, within buckets, that theirs
+// lacks: lives that theirs does not already include, and entries of a
+// generation at least theirs that are missing from theirs or larger. theirs
+// is the other side's full contents of those buckets. Buckets are visited in
+// order and the result stops before the first item (entry or meta) fits
+// rejects, so a reply costs work in proportion to its size, not to the
+// buckets asked for.
+func (ks *Keyspace) Newer(buckets []uint16, theirs Contents, fits func(key string) bool) Contents {
 	type rk struct {
 		key string
 		r   ReplicaID
 	}
-	have := make(map[rk]PN, len(theirs))
-	for _, e := range theirs {
+	have := make(map[rk]PN, len(theirs.Entries))
+	gens := make(map[string]uint64, len(theirs.Entries))
+	for _, e := range theirs.Entries {
 		have[rk{e.Key, e.Replica}] = PN{e.P, e.N}
+		gens[e.Key] = max(gens[e.Key], e.Gen)
 	}
-	var out []Entry
+	lives := make(map[string]Life, len(theirs.Metas))
+	for _, m := range theirs.Metas {
+		lives[m.Key] = join(lives[m.Key], m.Life)
+		gens[m.Key] = max(gens[m.Key], m.Gen)
+	}
+	var out Contents
 	for _, b := range dedupe(buckets) {
 		bk := ks.buckets[b]
 		if bk == nil {
 			continue
 		}
-		for _, k := range bk.keys {
-			for _, s := range ks.counters[k].slots {
-				pn, ok := have[rk{k, s.replica}]
-				if ok && s.P <= pn.P && s.N <= pn.N {
-					continue
-				}
-				e := Entry{Key: k, Replica: s.replica, P: s.P, N: s.N}
-				if fits != nil && !fits(e) {
+		for _, c := range bk.keys {
+			k := c.key
+			theirGen := gens[k]
+			if theirGen > c.life.Gen {
+				continue // they are past this generation
+			}
+			if l := lives[k]; !c.life.IsZero() && join(l, c.life) != l {
+				if fits != nil && !fits(k) {
 					return out
 				}
-				out = append(out, e)
+				out.Metas = append(out.Metas, Meta{Key: k, Life: c.life})
+			}
+			for _, s := range c.slots {
+				if pn, ok := have[rk{k, s.replica}]; ok && theirGen == c.life.Gen && s.P <= pn.P && s.N <= pn.N {
+					continue
+				}
+				if fits != nil && !fits(k) {
+					return out
+				}
+				out.Entries = append(out.Entries, Entry{Key: k, Replica: s.replica, Gen: c.life.Gen, P: s.P, N: s.N})
 			}
 		}
 	}
@@ -223,8 +275,11 @@ func keyHash(key string) uint64 {
 	return mix(h)
 }
 
-func entryHash(kh uint64, r ReplicaID, p, n uint64) uint64 {
+func entryHash(kh uint64, r ReplicaID, gen, p, n uint64) uint64 {
 	h := mix(kh ^ uint64(r))
+	if gen != 0 {
+		h = mix(h ^ gen ^ 0x67656e0000000000)
+	}
 	h = mix(h ^ p)
 	return mix(h ^ n ^ 0x9e3779b97f4a7c15)
 }

@@ -16,12 +16,24 @@ func recompute(ks *Keyspace) (groups [NumGroups]uint64, buckets map[uint16]uint6
 	ks.ForEach(func(e Entry) bool {
 		kh := keyHash(e.Key)
 		b := bucketOf(kh)
-		h := entryHash(kh, e.Replica, e.P, e.N)
+		h := entryHash(kh, e.Replica, e.Gen, e.P, e.N)
 		buckets[b] ^= h
 		groups[GroupOf(b)] ^= h
 		if !seen[e.Key] {
 			seen[e.Key] = true
 			keys[b] = append(keys[b], e.Key)
+		}
+		return true
+	})
+	ks.ForEachMeta(func(m Meta) bool {
+		kh := keyHash(m.Key)
+		b := bucketOf(kh)
+		h := lifeHash(kh, m.Life)
+		buckets[b] ^= h
+		groups[GroupOf(b)] ^= h
+		if !seen[m.Key] {
+			seen[m.Key] = true
+			keys[b] = append(keys[b], m.Key)
 		}
 		return true
 	})
@@ -55,8 +67,12 @@ func checkDigest(t testing.TB, ks *Keyspace) {
 		if bk.hash != buckets[b] {
 			t.Fatalf("bucket %d: hash %x, recomputed %x", b, bk.hash, buckets[b])
 		}
-		if !sameSet(bk.keys, keys[b]) {
-			t.Fatalf("bucket %d: keys %q, recomputed %q", b, bk.keys, keys[b])
+		var names []string
+		for _, c := range bk.keys {
+			names = append(names, c.key)
+		}
+		if !sameSet(names, keys[b]) {
+			t.Fatalf("bucket %d: keys %q, recomputed %q", b, names, keys[b])
 		}
 	}
 	for b := range keys {
@@ -93,7 +109,7 @@ func checkDigest(t testing.TB, ks *Keyspace) {
 		}
 	}
 
-	if es := ks.BucketEntries(sortedKeys(keys)); len(es) != ks.Entries() {
+	if es := ks.BucketContents(sortedKeys(keys)).Entries; len(es) != ks.Entries() {
 		t.Fatalf("BucketEntries over all buckets returned %d entries, want %d", len(es), ks.Entries())
 	}
 }
@@ -205,8 +221,8 @@ func TestDiffOneKey(t *testing.T) {
 			key = fmt.Sprintf("key-%d", rng.IntN(5000))
 		}
 		writer := ReplicaID(rng.Uint64N(4)) // sometimes an existing replica of the key, sometimes not
-		v, _ := b.Value(key)
-		e, err := Change(key, writer, b.Get(key, writer), v, 1+rng.Int64N(10))
+		v, _ := b.Value(key, 0)
+		e, err := Change(key, writer, 0, b.Get(key, writer), v, 1+rng.Int64N(10))
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -214,8 +230,8 @@ func TestDiffOneKey(t *testing.T) {
 		// On odd rounds a also wrote to the same key, as another replica.
 		var ea Entry
 		if i%2 == 1 {
-			va, _ := a.Value(key)
-			ea, err = Change(key, 1000+writer, a.Get(key, 1000+writer), va, -1)
+			va, _ := a.Value(key, 0)
+			ea, err = Change(key, 1000+writer, 0, a.Get(key, 1000+writer), va, -1)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -235,10 +251,10 @@ func TestDiffOneKey(t *testing.T) {
 			}
 		}
 		buckets := []uint16{bucket}
-		if got := b.Newer(buckets, a.BucketEntries(buckets), nil); !reflect.DeepEqual(got, []Entry{e}) {
+		if got := b.Newer(buckets, Contents{Entries: a.BucketContents(buckets).Entries}, nil).Entries; !reflect.DeepEqual(got, []Entry{e}) {
 			t.Fatalf("round %d: b.Newer = %+v, want [%+v]", i, got, e)
 		}
-		gotA := a.Newer(buckets, b.BucketEntries(buckets), nil)
+		gotA := a.Newer(buckets, Contents{Entries: b.BucketContents(buckets).Entries}, nil).Entries
 		if i%2 == 1 {
 			if !reflect.DeepEqual(gotA, []Entry{ea}) {
 				t.Fatalf("round %d: a.Newer = %+v, want [%+v]", i, gotA, ea)
@@ -272,8 +288,8 @@ func TestRepairFlow(t *testing.T) {
 			x, id = b, 2
 		}
 		key := fmt.Sprintf("key-%d", rng.IntN(2500))
-		v, _ := x.Value(key)
-		e, err := Change(key, id, x.Get(key, id), v, 1)
+		v, _ := x.Value(key, 0)
+		e, err := Change(key, id, 0, x.Get(key, id), v, 1)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -290,8 +306,8 @@ func TestRepairFlow(t *testing.T) {
 	if len(buckets) != len(touched) {
 		t.Fatalf("DiffBuckets returned %d buckets, %d were touched", len(buckets), len(touched))
 	}
-	fromA := a.BucketEntries(buckets)
-	toA := b.Newer(buckets, fromA, nil)
+	fromA := a.BucketContents(buckets).Entries
+	toA := b.Newer(buckets, Contents{Entries: fromA}, nil).Entries
 	for _, e := range fromA {
 		b.Merge(e)
 	}
@@ -359,8 +375,8 @@ func TestDiffIgnoresOutOfRangeAndDuplicates(t *testing.T) {
 		t.Fatalf("DiffBuckets over out-of-range groups = %v", d)
 	}
 	bucket := BucketOf("key-17")
-	es := a.BucketEntries([]uint16{bucket, bucket, bucket})
-	if want := a.BucketEntries([]uint16{bucket}); !reflect.DeepEqual(es, want) {
+	es := a.BucketContents([]uint16{bucket, bucket, bucket}).Entries
+	if want := a.BucketContents([]uint16{bucket}).Entries; !reflect.DeepEqual(es, want) {
 		t.Fatalf("BucketEntries with duplicated buckets = %+v, want %+v", es, want)
 	}
 	for _, e := range es {
@@ -368,7 +384,7 @@ func TestDiffIgnoresOutOfRangeAndDuplicates(t *testing.T) {
 			t.Fatalf("BucketEntries(%d) returned key %q of bucket %d", bucket, e.Key, BucketOf(e.Key))
 		}
 	}
-	if got := a.Newer([]uint16{bucket, bucket}, nil, nil); len(got) != len(a.BucketEntries([]uint16{bucket})) {
+	if got := a.Newer([]uint16{bucket, bucket}, Contents{}, nil).Entries; len(got) != len(a.BucketContents([]uint16{bucket}).Entries) {
 		t.Fatalf("Newer with duplicated buckets returned %d entries", len(got))
 	}
 }
@@ -419,10 +435,10 @@ func TestBucketGeometry(t *testing.T) {
 			t.Errorf("BucketOf(%.10q…) = %d, want %d", tc.key, b, tc.bucket)
 		}
 	}
-	if h := entryHash(keyHash("default"), 0x0123456789abcdef, 5, 3); h != 0xa202eb616d536243 {
+	if h := entryHash(keyHash("default"), 0x0123456789abcdef, 0, 5, 3); h != 0xa202eb616d536243 {
 		t.Errorf("entryHash = %#016x", h)
 	}
-	if h := entryHash(keyHash("a"), 1, 0, 1); h != 0x7cf570b41cc53776 {
+	if h := entryHash(keyHash("a"), 1, 0, 0, 1); h != 0x7cf570b41cc53776 {
 		t.Errorf("entryHash = %#016x", h)
 	}
 }
@@ -449,12 +465,12 @@ func TestNewerComponentwise(t *testing.T) {
 		// replica 5 missing on their side
 		{Key: "other", Replica: 1, P: 1}, // a key I lack: not my business
 	}
-	got := ks.Newer([]uint16{BucketOf("k")}, theirs, nil)
+	got := ks.Newer([]uint16{BucketOf("k")}, Contents{Entries: theirs}, nil).Entries
 	slices.SortFunc(got, func(a, b Entry) int { return int(a.Replica) - int(b.Replica) })
 	if want := []Entry{mine[1], mine[2], mine[4]}; !reflect.DeepEqual(got, want) {
 		t.Fatalf("Newer = %+v, want %+v", got, want)
 	}
-	if got := ks.Newer([]uint16{BucketOf("k") + 1}, nil, nil); len(got) != 0 {
+	if got := ks.Newer([]uint16{BucketOf("k") + 1}, Contents{Entries: nil}, nil).Entries; len(got) != 0 {
 		t.Fatalf("Newer over another bucket = %+v", got)
 	}
 }
@@ -483,7 +499,7 @@ func TestNewerStopsAtTheBudget(t *testing.T) {
 		all = append(all, uint16(b))
 	}
 	n := 0
-	got := ks.Newer(all, nil, func(Entry) bool { n++; return n <= 10 })
+	got := ks.Newer(all, Contents{Entries: nil}, func(string) bool { n++; return n <= 10 }).Entries
 	if len(got) != 10 {
 		t.Fatalf("got %d entries with a budget of 10", len(got))
 	}

@@ -1,0 +1,422 @@
+package crdt
+
+import (
+	"container/heap"
+	"math"
+
+	"github.com/google/btree"
+)
+
+// A key's lifecycle: generations, expiry, tombstones.
+//
+// Every key has a generation number, starting at 0. Entries belong to one
+// generation (Entry.Gen) and a key holds only the entries of its highest
+// generation: merging anything of a higher generation drops the lower one.
+// Generations move on only by +1 steps and only in three ways:
+//
+//   - A delete: the deleting replica moves the key from its generation g to
+//     g+1 with no entries (a tombstone) and stamps it with its clock
+//     (Life.Deleted). Writes of generation g that the deleting replica had not
+//     seen are dropped everywhere: reset wins by generation. Concurrent
+//     deletes of the same generation are one delete.
+//   - Expiry: generation g carries an optional deadline (Life.TTL, Unix
+//     milliseconds). From the deadline on, on a replica whose clock has
+//     passed it, the key reads 0, is not listed, and a write goes to g+1,
+//     counting from 0 with no deadline.
+//   - Reclaim (see Reclaim): an expired generation is turned into a
+//     tombstone, and a tombstone is forgotten once it is older than the
+//     reclaim horizon.
+//
+// The deadline of a generation is a last-writer-wins register ordered by a
+// Lamport version, not by clocks: a replica that sets or clears the
+// deadline writes version v+1 over the v it holds; between equal versions
+// (concurrent sets) the earlier deadline wins, and any deadline wins over
+// none. So (Gen, TTL, Deleted) is itself a join-semilattice and merges in
+// any order to the same state on every replica.
+
+// TTL is a generation's expiry register.
+type TTL struct {
+	Ver      uint64 // Lamport version; 0 = never set
+	Deadline int64  // Unix milliseconds; 0 = none (persistent)
+}
+
+// Life is a key's lifecycle state, replicated alongside its entries.
+type Life struct {
+	Gen uint64
+	TTL TTL
+	// Deleted is when the generation began as a tombstone (Unix
+	// milliseconds): the deleting replica's clock, or the deadline of the
+	// expired generation it replaced. 0 for a generation begun by a write.
+	Deleted int64
+}
+
+// Meta is a key's Life on the wire and in the log.
+type Meta struct {
+	Key string
+	Life
+}
+
+type life = Life
+
+// IsZero reports whether l is a never-deleted key's first generation
+// without a deadline, the state every key starts in. Zero lives are not
+// replicated or logged: entries alone imply them.
+func (l Life) IsZero() bool { return l == Life{} }
+
+func (l Life) expired(now int64) bool { return l.TTL.Deadline != 0 && now >= l.TTL.Deadline }
+
+// effDeadline orders deadlines so that the earlier one is larger: none
+// (0) is the latest of all.
+func effDeadline(d int64) int64 {
+	if d == 0 {
+		return math.MinInt64
+	}
+	return -d
+}
+
+// joinTTL is the register's merge: higher version, then earlier deadline.
+func joinTTL(a, b TTL) TTL {
+	if a.Ver != b.Ver {
+		if a.Ver > b.Ver {
+			return a
+		}
+		return b
+	}
+	if effDeadline(b.Deadline) > effDeadline(a.Deadline) {
+		return b
+	}
+	return a
+}
+
+// join merges two lives of any generations.
+func join(a, b Life) Life {
+	switch {
+	case a.Gen > b.Gen:
+		return a
+	case b.Gen > a.Gen:
+		return b
+	}
+	return Life{Gen: a.Gen, TTL: joinTTL(a.TTL, b.TTL), Deleted: max(a.Deleted, b.Deleted)}
+}
+
+func lifeHash(kh uint64, l Life) uint64 {
+	if l.IsZero() {
+		return 0
+	}
+	h := mix(kh ^ 0x6c69666500000000 ^ l.Gen)
+	h = mix(h ^ l.TTL.Ver)
+	h = mix(h ^ uint64(l.TTL.Deadline))
+	return mix(h ^ uint64(l.Deleted) ^ 0x2545f4914f6cdd1d)
+}
+
+// lifecycle is the keyspace's bookkeeping for expiry, reclaim and listing.
+type lifecycle struct {
+	// expiring orders keys by deadline and tombs by deletion time, for
+	// Reclaim. Items may be stale (the key changed since); Reclaim checks.
+	expiring, tombs dueHeap
+	// floor: tombstones deleted before it are past the horizon; merging one
+	// for a key not held is a no-op (see Reclaim).
+	floor int64
+	// index holds every key in order, for listing.
+	index *btree.BTreeG[string]
+	stats ReclaimStats
+}
+
+func newLifecycle() lifecycle {
+	return lifecycle{floor: math.MinInt64, index: btree.NewG(32, func(a, b string) bool { return a < b })}
+}
+
+type dueItem struct {
+	at int64
+	c  *counter
+}
+
+type dueHeap []dueItem
+
+func (h dueHeap) Len() int           { return len(h) }
+func (h dueHeap) Less(i, j int) bool { return h[i].at < h[j].at }
+func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
+func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueItem)) }
+func (h *dueHeap) Pop() any {
+	old := *h
+	it := old[len(old)-1]
+	old[len(old)-1] = dueItem{}
+	*h = old[:len(old)-1]
+	return it
+}
+
+// setLife replaces c's life with l, dropping the entries of a generation
+// l leaves behind, and keeps the digest and the reclaim queue up to date.
+func (ks *Keyspace) setLife(c *counter, l Life) {
+	old := c.life
+	x := lifeHash(c.hash, old) ^ lifeHash(c.hash, l)
+	if l.Gen != old.Gen {
+		for _, s := range c.slots {
+			x ^= entryHash(c.hash, s.replica, old.Gen, s.P, s.N)
+		}
+		ks.entries -= len(c.slots)
+		ks.stats.DroppedEntries += uint64(len(c.slots))
+		c.slots = nil
+	}
+	if x != 0 {
+		ks.update(c, 0, x)
+	}
+	c.life = l
+	if l.TTL.Deadline != 0 && (l.TTL != old.TTL || l.Gen != old.Gen) {
+		heap.Push(&ks.expiring, dueItem{at: l.TTL.Deadline, c: c})
+	}
+	if l.Deleted != 0 && (l.Deleted != old.Deleted || l.Gen != old.Gen) {
+		heap.Push(&ks.tombs, dueItem{at: l.Deleted, c: c})
+	}
+}
+
+// MergeMeta folds a key's replicated lifecycle state into the keyspace and
+// reports whether anything changed. A tombstone already past the reclaim
+// horizon (see Reclaim) is not taken up for a key not held: it would only
+// be forgotten again.
+func (ks *Keyspace) MergeMeta(m Meta) bool {
+	if m.IsZero() {
+		return false
+	}
+	c := ks.counters[m.Key]
+	if c == nil {
+		if ValidKey(m.Key) != nil || (m.Deleted != 0 && m.Deleted <= ks.floor && m.TTL.Deadline == 0) {
+			return false
+		}
+		c = ks.newCounter(m.Key)
+	}
+	j := join(c.life, m.Life)
+	if j == c.life {
+		return false
+	}
+	ks.setLife(c, j)
+	return true
+}
+
+// LifeOf returns key's lifecycle state and whether the key is held at all.
+func (ks *Keyspace) LifeOf(key string) (Life, bool) {
+	c := ks.counters[key]
+	if c == nil {
+		return Life{}, false
+	}
+	return c.life, true
+}
+
+// MetaOf returns key's lifecycle state as a Meta; ok is false when there is
+// nothing to replicate (the key is absent or its life is zero).
+func (ks *Keyspace) MetaOf(key string) (m Meta, ok bool) {
+	c := ks.counters[key]
+	if c == nil || c.life.IsZero() {
+		return Meta{}, false
+	}
+	return Meta{Key: c.key, Life: c.life}, true
+}
+
+// ForEachMeta calls f for every key with a non-zero life, in no particular
+// order, until f returns false.
+func (ks *Keyspace) ForEachMeta(f func(Meta) bool) {
+	for _, c := range ks.counters {
+		if !c.life.IsZero() && !f(Meta{Key: c.key, Life: c.life}) {
+			return
+		}
+	}
+}
+
+// Status is what a reader sees of a key at some time.
+type Status struct {
+	Live     bool   // written in its current generation, and not expired
+	Value    int64  // 0 unless Live
+	Clamped  bool   // the exact value lies outside int64 (see Value)
+	Deadline int64  // Unix ms when the key expires; 0 = never (or not live)
+	Gen      uint64 // current generation
+}
+
+// StatusOf reports key as a reader at time now (Unix ms) sees it.
+func (ks *Keyspace) StatusOf(key string, now int64) Status {
+	c := ks.counters[key]
+	if c == nil {
+		return Status{}
+	}
+	return c.status(now)
+}
+
+func (c *counter) status(now int64) Status {
+	st := Status{Gen: c.life.Gen}
+	if len(c.slots) == 0 || c.life.expired(now) {
+		return st
+	}
+	v, ok := c.value()
+	st.Live, st.Value, st.Clamped, st.Deadline = true, v, !ok, c.life.TTL.Deadline
+	return st
+}
+
+// WriteGen returns the generation a write taken at now (Unix ms) belongs
+// to, and replica's totals in it: the key's current generation, or the next
+// one, starting from zero, if the current one has expired at now.
+func (ks *Keyspace) WriteGen(key string, replica ReplicaID, now int64) (gen uint64, cur PN) {
+	c := ks.counters[key]
+	if c == nil {
+		return 0, PN{}
+	}
+	if c.life.expired(now) {
+		return c.life.Gen + 1, PN{}
+	}
+	if i := c.find(replica); i >= 0 {
+		return c.life.Gen, c.slots[i].PN
+	}
+	return c.life.Gen, PN{}
+}
+
+// Deletion returns the Meta a replica writes to delete key at now, and
+// whether the key was live (something to delete) at now.
+func (ks *Keyspace) Deletion(key string, now int64) (m Meta, wasLive bool) {
+	var l Life
+	if c := ks.counters[key]; c != nil {
+		l = c.life
+		wasLive = c.status(now).Live
+	}
+	return Meta{Key: key, Life: Life{Gen: l.Gen + 1, Deleted: now}}, wasLive
+}
+
+// TTLMode says when SetTTL replaces a deadline.
+type TTLMode uint8
+
+// TTL modes. Always replaces any deadline; IfNone only sets one on a
+// generation without one (the fixed-window rate limiter's call: the
+// window is not extended by every hit).
+const (
+	TTLAlways TTLMode = iota
+	TTLIfNone
+)
+
+// Expiry returns the Meta a replica writes to give generation gen of key
+// the deadline (Unix ms; 0 clears it), given the key's state, and whether
+// anything is to be written: nothing when mode is TTLIfNone and gen already
+// has a deadline, or when the deadline is already the one asked for. gen
+// is the generation the caller wrote to or checked as live, which may be
+// the one after the key's current one (a write after expiry).
+func (ks *Keyspace) Expiry(key string, gen uint64, deadline int64, mode TTLMode) (Meta, bool) {
+	var cur TTL
+	if c := ks.counters[key]; c != nil && c.life.Gen == gen {
+		cur = c.life.TTL
+	} else if c != nil && c.life.Gen > gen {
+		return Meta{}, false // the generation is gone already
+	}
+	if (mode == TTLIfNone && cur.Deadline != 0) || cur.Deadline == deadline {
+		return Meta{}, false
+	}
+	l := Life{Gen: gen, TTL: TTL{Ver: cur.Ver + 1, Deadline: deadline}}
+	if c := ks.counters[key]; c != nil && c.life.Gen == gen {
+		l.Deleted = c.life.Deleted
+	}
+	return Meta{Key: key, Life: l}, true
+}
+
+// ReclaimStats counts what reclaim has done since the keyspace was made.
+type ReclaimStats struct {
+	Expired        uint64 // expired generations turned into tombstones
+	Forgotten      uint64 // tombstones forgotten after the horizon
+	DroppedEntries uint64 // entries dropped by a newer generation
+	ReclaimedBytes uint64 // estimated bytes freed by Expired and Forgotten
+}
+
+// Stats returns the reclaim counters.
+func (ks *Keyspace) Stats() ReclaimStats { return ks.stats }
+
+// Reclaim frees what expiry and deletion left behind, as of now (Unix ms):
+//
+//   - a generation whose deadline passed at least grace ago becomes a
+//     tombstone of the next generation, stamped with the deadline, so its
+//     entries are freed (grace covers clock skew: a replica whose clock is
+//     behind may still read the key until its own clock passes the deadline);
+//   - a tombstone stamped at least horizon ago is forgotten altogether, and
+//     tombstones that old are no longer taken up from peers (MergeMeta).
+//
+// Both results are what every replica reaches on its own once its clock
+// passes the same points, so replicas converge without exchanging them
+// (though exchanging them is harmless). It returns the metas of the keys it
+// turned into tombstones, which the caller may log. A write or a delete of a
+// forgotten key starts again from generation 0, so a replica that held an
+// older generation and was cut off for longer than the horizon can bring it
+// back; the horizon must exceed the longest partition tolerated.
+func (ks *Keyspace) Reclaim(now, grace, horizon int64) (tombstoned []Meta, forgotten int) {
+	ks.floor = max(ks.floor, now-horizon)
+	for len(ks.expiring) > 0 && ks.expiring[0].at <= now-grace {
+		it := heap.Pop(&ks.expiring).(dueItem)
+		c := it.c
+		if ks.counters[c.key] != c || c.life.TTL.Deadline != it.at {
+			continue // forgotten, or its deadline changed since
+		}
+		freed := ks.sizeOf(c)
+		l := Life{Gen: c.life.Gen + 1, Deleted: it.at}
+		ks.setLife(c, l)
+		ks.stats.Expired++
+		ks.stats.ReclaimedBytes += uint64(max(0, freed-ks.sizeOf(c)))
+		tombstoned = append(tombstoned, Meta{Key: c.key, Life: l})
+	}
+	for len(ks.tombs) > 0 && ks.tombs[0].at <= now-horizon {
+		it := heap.Pop(&ks.tombs).(dueItem)
+		c := it.c
+		if ks.counters[c.key] != c || c.life.Deleted != it.at || len(c.slots) > 0 || c.life.TTL.Deadline != 0 {
+			continue // forgotten, written to since, or expiring: not a tombstone
+		}
+		ks.stats.ReclaimedBytes += uint64(ks.sizeOf(c))
+		ks.forget(c)
+		ks.stats.Forgotten++
+		forgotten++
+	}
+	return tombstoned, forgotten
+}
+
+// Tracked reports how many reclaim items are queued (expiring keys and
+// tombstones, including items made stale by later changes).
+func (ks *Keyspace) Tracked() int { return len(ks.expiring) + len(ks.tombs) }
+
+// forget removes c, a tombstone, from the keyspace.
+func (ks *Keyspace) forget(c *counter) {
+	ks.update(c, lifeHash(c.hash, c.life), 0)
+	ks.removeKey(c)
+	delete(ks.counters, c.key)
+	ks.index.Delete(c.key)
+}
+
+// sizeOf estimates the memory c takes, for the reclaimed-bytes metric.
+func (ks *Keyspace) sizeOf(c *counter) int {
+	return 2*len(c.key) + 160 + 32*len(c.slots)
+}
+
+// Item is one key of a listing.
+type Item struct {
+	Key      string
+	Value    int64
+	Deadline int64 // Unix ms; 0 = none
+}
+
+// List returns up to limit live keys (at now) starting with prefix and
+// ordered after after (byte-wise), in byte-wise order, and whether more may
+// follow. It visits at most scan keys (live or not) so that a page over
+// many dead keys still costs bounded work; more is then true and the
+// caller continues after the last key visited, which is returned as next.
+func (ks *Keyspace) List(prefix, after string, limit, scan int, now int64) (items []Item, next string, more bool) {
+	start := max(prefix, after)
+	visited := 0
+	ks.index.AscendGreaterOrEqual(start, func(k string) bool {
+		if k == after {
+			return true
+		}
+		if len(k) < len(prefix) || k[:len(prefix)] != prefix {
+			return false
+		}
+		if len(items) == limit || visited == scan {
+			more = true
+			return false
+		}
+		visited++
+		next = k
+		if st := ks.counters[k].status(now); st.Live {
+			items = append(items, Item{Key: k, Value: st.Value, Deadline: st.Deadline})
+		}
+		return true
+	})
+	return items, next, more
+}
