@@ -183,6 +183,7 @@ func (ks *Keyspace) newCounter(key string) *counter {
 	c := &counter{key: key, hash: keyHash(key)}
 	c.bkt = ks.addKey(c)
 	ks.counters[key] = c
+	ks.empty++
 	ks.index.ReplaceOrInsert(key)
 	return c
 }
@@ -196,6 +197,9 @@ func (ks *Keyspace) mergeInto(c *counter, replica ReplicaID, gen, p, n uint64) b
 	}
 	i := c.find(replica)
 	if i < 0 {
+		if len(c.slots) == 0 {
+			ks.empty--
+		}
 		c.slots = append(c.slots, slot{replica: replica, PN: PN{P: p, N: n}})
 		ks.entries++
 		ks.update(c, 0, entryHash(c.hash, replica, gen, p, n))

@@ -120,6 +120,9 @@ type lifecycle struct {
 	// index holds every key in order, for listing.
 	index *btree.BTreeG[string]
 	stats ReclaimStats
+	// empty counts keys without entries (tombstones, or lives that came
+	// before their entries); expiringKeys counts keys with a deadline.
+	empty, expiringKeys int
 }
 
 func newLifecycle() lifecycle {
@@ -150,6 +153,16 @@ func (h *dueHeap) Pop() any {
 func (ks *Keyspace) setLife(c *counter, l Life) {
 	old := c.life
 	x := lifeHash(c.hash, old) ^ lifeHash(c.hash, l)
+	if (old.TTL.Deadline != 0) != (l.TTL.Deadline != 0) {
+		if l.TTL.Deadline != 0 {
+			ks.expiringKeys++
+		} else {
+			ks.expiringKeys--
+		}
+	}
+	if l.Gen != old.Gen && len(c.slots) > 0 {
+		ks.empty++
+	}
 	if l.Gen != old.Gen {
 		for _, s := range c.slots {
 			x ^= entryHash(c.hash, s.replica, old.Gen, s.P, s.N)
@@ -323,6 +336,13 @@ type ReclaimStats struct {
 // Stats returns the reclaim counters.
 func (ks *Keyspace) Stats() ReclaimStats { return ks.stats }
 
+// Counts tells apart the keys held: written (entries in the current
+// generation; live unless expired), empty (tombstones, awaiting the
+// horizon) and, among all, expiring (with a deadline).
+func (ks *Keyspace) Counts() (written, empty, expiring int) {
+	return len(ks.counters) - ks.empty, ks.empty, ks.expiringKeys
+}
+
 // Reclaim frees what expiry and deletion left behind, as of now (Unix ms):
 //
 //   - a generation whose deadline passed at least grace ago becomes a
@@ -340,8 +360,20 @@ func (ks *Keyspace) Stats() ReclaimStats { return ks.stats }
 // older generation and was cut off for longer than the horizon can bring it
 // back; the horizon must exceed the longest partition tolerated.
 func (ks *Keyspace) Reclaim(now, grace, horizon int64) (tombstoned []Meta, forgotten int) {
+	tombstoned, forgotten, _ = ks.ReclaimUpTo(now, grace, horizon, math.MaxInt)
+	return tombstoned, forgotten
+}
+
+// ReclaimUpTo is Reclaim doing at most limit steps (queue items looked
+// at); more reports whether work was left for another call.
+func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstoned []Meta, forgotten int, more bool) {
 	ks.floor = max(ks.floor, now-horizon)
+	steps := 0
 	for len(ks.expiring) > 0 && ks.expiring[0].at <= now-grace {
+		if steps == limit {
+			return tombstoned, forgotten, true
+		}
+		steps++
 		it := heap.Pop(&ks.expiring).(dueItem)
 		c := it.c
 		if ks.counters[c.key] != c || c.life.TTL.Deadline != it.at {
@@ -355,6 +387,10 @@ func (ks *Keyspace) Reclaim(now, grace, horizon int64) (tombstoned []Meta, forgo
 		tombstoned = append(tombstoned, Meta{Key: c.key, Life: l})
 	}
 	for len(ks.tombs) > 0 && ks.tombs[0].at <= now-horizon {
+		if steps == limit {
+			return tombstoned, forgotten, true
+		}
+		steps++
 		it := heap.Pop(&ks.tombs).(dueItem)
 		c := it.c
 		if ks.counters[c.key] != c || c.life.Deleted != it.at || len(c.slots) > 0 || c.life.TTL.Deadline != 0 {
@@ -365,7 +401,7 @@ func (ks *Keyspace) Reclaim(now, grace, horizon int64) (tombstoned []Meta, forgo
 		ks.stats.Forgotten++
 		forgotten++
 	}
-	return tombstoned, forgotten
+	return tombstoned, forgotten, false
 }
 
 // Tracked reports how many reclaim items are queued (expiring keys and
@@ -376,6 +412,7 @@ func (ks *Keyspace) Tracked() int { return len(ks.expiring) + len(ks.tombs) }
 func (ks *Keyspace) forget(c *counter) {
 	ks.update(c, lifeHash(c.hash, c.life), 0)
 	ks.removeKey(c)
+	ks.empty--
 	delete(ks.counters, c.key)
 	ks.index.Delete(c.key)
 }
