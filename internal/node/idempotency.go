@@ -45,12 +45,28 @@ import (
 // errIdemFull is returned when the table of live keys is full.
 var errIdemFull = errors.New("node: too many live idempotency keys; retry later")
 
-// requestFingerprint identifies a write for its idempotency key.
-func requestFingerprint(key string, delta int64) uint64 {
+// Operations a fingerprint tells apart.
+const (
+	opAdd    = "" // so that an add's fingerprint is what it was before TTLs
+	opDelete = "del"
+	opTTL    = "ttl"
+)
+
+// requestFingerprint identifies a write for its idempotency key: the
+// operation, the counter key and the operation's arguments. An add without
+// a TTL hashes as it did in versions without TTLs, so keys remembered across
+// an upgrade still match their retries.
+func requestFingerprint(op, key string, args ...int64) uint64 {
 	h := fnv.New64a()
+	if op != opAdd {
+		h.Write([]byte(op))
+		h.Write([]byte{0})
+	}
 	h.Write([]byte(key))
-	h.Write([]byte{0})
-	h.Write([]byte(strconv.FormatInt(delta, 10)))
+	for _, a := range args {
+		h.Write([]byte{0})
+		h.Write([]byte(strconv.FormatInt(a, 10)))
+	}
 	return h.Sum64()
 }
 
@@ -93,10 +109,9 @@ func (n *Node) claimIdem(key string, fp uint64) (first int64, done bool, err err
 	return 0, false, nil
 }
 
-// releaseIdem ends a keyed write, waking any retry waiting for it. It takes mu.
+// releaseIdem ends a keyed write, waking any retry waiting for it. Caller
+// holds mu.
 func (n *Node) releaseIdem(key string) {
-	n.mu.Lock()
-	defer n.mu.Unlock()
 	if ch, ok := n.idemWait[key]; ok {
 		close(ch)
 		delete(n.idemWait, key)

@@ -135,7 +135,7 @@ func (n *Node) receive(from string, payload []byte) {
 	now := n.clk.Now()
 	var (
 		out     []gossip.Outbound
-		changed []crdt.Entry
+		changed crdt.Contents
 	)
 	n.mu.Lock()
 	switch mout, ev, ok := n.memb.Handle(from, m, now); {
@@ -144,7 +144,7 @@ func (n *Node) receive(from string, payload []byte) {
 		n.memberEvents(ev, now)
 	default:
 		out, changed = n.eng.Handle(from, m)
-		for _, c := range changed {
+		for _, c := range changed.Entries {
 			if c.Replica == n.id {
 				// Only we raise our totals, and nothing leaves us before it
 				// is durable: a peer holding more of our replica than we do
@@ -154,19 +154,19 @@ func (n *Node) receive(from string, payload []byte) {
 				break
 			}
 		}
-		if len(changed) > 0 {
+		if changed.Len() > 0 {
 			via := "repair"
 			if m.Type() == wire.TypeDelta {
 				via = "delta"
 			}
-			n.metrics.merged.WithLabelValues(via).Add(float64(len(changed)))
+			n.metrics.merged.WithLabelValues(via).Add(float64(changed.Len()))
 		}
-		if len(changed) > 0 && n.eng.Pending() {
+		if changed.Len() > 0 && n.eng.Pending() {
 			n.scheduleFlush()
 		}
 	}
 	n.mu.Unlock()
-	if len(changed) > 0 && n.wal != nil {
+	if changed.Len() > 0 && n.wal != nil {
 		// Merged remote state is logged too, so a node (or a whole cluster)
 		// restarted at once comes back with everything it had. No need to
 		// wait: its owners hold it durably.

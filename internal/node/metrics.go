@@ -22,6 +22,7 @@ type metrics struct {
 	sendFails prometheus.Counter
 	merged    *prometheus.CounterVec
 	fsync     prometheus.Histogram
+	deletes   prometheus.Counter
 	reg       *prometheus.Registry
 	handler   http.Handler
 }
@@ -30,7 +31,7 @@ func newMetrics() *metrics {
 	m := &metrics{reg: prometheus.NewRegistry(),
 		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dcounter_operations_total",
-			Help: "Client operations by op (get, inc, dec), key type (default, named) and outcome (ok, bad_request, unavailable).",
+			Help: "Client operations by op (get, inc, dec, del, ttl, list), key type (default, named) and outcome (ok, bad_request, not_found, unavailable).",
 		}, []string{"op", "key_type", "outcome"}),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dcounter_gossip_messages_total",
@@ -48,13 +49,17 @@ func newMetrics() *metrics {
 			Name: "dcounter_merged_entries_total",
 			Help: "Remote entries that changed this replica, by how they came: delta (eager dissemination) or repair (anti-entropy).",
 		}, []string{"via"}),
+		deletes: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "dcounter_keys_deleted_total",
+			Help: "Deletes this node took from clients (each writes a tombstone, whether or not the key was live here).",
+		}),
 		fsync: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "dcounter_wal_fsync_duration_seconds",
 			Help:    "Write-ahead log fsync latency.",
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 	}
-	m.reg.MustRegister(m.ops, m.messages, m.bytes, m.sendFails, m.merged, m.fsync,
+	m.reg.MustRegister(m.ops, m.messages, m.bytes, m.sendFails, m.merged, m.fsync, m.deletes,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 	return m
@@ -113,6 +118,30 @@ func (m *metrics) attach(n *Node) {
 	reg.MustRegister(prometheus.NewGaugeFunc(prometheus.GaugeOpts{
 		Name: "dcounter_keys", Help: "Counters (keys) in the keyspace.",
 	}, func() float64 { n.mu.Lock(); defer n.mu.Unlock(); return float64(n.ks.Len()) }))
+	byState := prometheus.NewDesc("dcounter_keys_by_state",
+		"Keys held by state: written (entries in the current generation; live unless expired and not yet reclaimed), tombstone (deleted or expired, kept until the reclaim horizon), expiring (written keys with a deadline, a subset of written).", []string{"state"}, nil)
+	reclaim := map[string]*prometheus.Desc{
+		"expired":   prometheus.NewDesc("dcounter_keys_expired_total", "Expired generations turned into tombstones by reclaim on this node.", nil, nil),
+		"forgotten": prometheus.NewDesc("dcounter_keys_forgotten_total", "Tombstones forgotten after the reclaim horizon on this node.", nil, nil),
+		"dropped":   prometheus.NewDesc("dcounter_generation_dropped_entries_total", "Entries dropped because their key moved to a newer generation (delete, expiry).", nil, nil),
+		"bytes":     prometheus.NewDesc("dcounter_reclaimed_bytes_total", "Estimated memory freed by reclaim (expired entries and forgotten tombstones).", nil, nil),
+	}
+	reg.MustRegister(collectorFunc{
+		desc: []*prometheus.Desc{byState, reclaim["expired"], reclaim["forgotten"], reclaim["dropped"], reclaim["bytes"]},
+		collect: func(ch chan<- prometheus.Metric) {
+			n.mu.Lock()
+			written, empty, expiring := n.ks.Counts()
+			st := n.ks.Stats()
+			n.mu.Unlock()
+			ch <- prometheus.MustNewConstMetric(byState, prometheus.GaugeValue, float64(written), "written")
+			ch <- prometheus.MustNewConstMetric(byState, prometheus.GaugeValue, float64(empty), "tombstone")
+			ch <- prometheus.MustNewConstMetric(byState, prometheus.GaugeValue, float64(expiring), "expiring")
+			ch <- prometheus.MustNewConstMetric(reclaim["expired"], prometheus.CounterValue, float64(st.Expired))
+			ch <- prometheus.MustNewConstMetric(reclaim["forgotten"], prometheus.CounterValue, float64(st.Forgotten))
+			ch <- prometheus.MustNewConstMetric(reclaim["dropped"], prometheus.CounterValue, float64(st.DroppedEntries))
+			ch <- prometheus.MustNewConstMetric(reclaim["bytes"], prometheus.CounterValue, float64(st.ReclaimedBytes))
+		},
+	})
 	if tcp, ok := n.ep.(*transport.TCP); ok {
 		for name, f := range map[string]func(transport.Stats) uint64{
 			"dcounter_transport_frames_sent_total":     func(s transport.Stats) uint64 { return uint64(s.FramesSent) },
@@ -155,9 +184,13 @@ func (m *metrics) op(op, key string, err error) {
 	}
 	outcome := "ok"
 	if err != nil {
-		outcome = "bad_request"
-		if api.StatusOf(err) == http.StatusServiceUnavailable {
+		switch api.StatusOf(err) {
+		case http.StatusServiceUnavailable:
 			outcome = "unavailable"
+		case http.StatusNotFound:
+			outcome = "not_found"
+		default:
+			outcome = "bad_request"
 		}
 	}
 	m.ops.WithLabelValues(op, kt, outcome).Inc()

@@ -129,6 +129,18 @@ type Config struct {
 	// person would call "the right time". Clock offsets are measured and
 	// exported whatever this is; nothing but the log depends on it.
 	MaxClockSkew time.Duration
+	// ExpiryGrace is how long after its deadline an expired generation's
+	// entries are kept before it is turned into a tombstone (crdt.Reclaim):
+	// replicas whose clocks run behind by less than this still agree on
+	// what the key read before the deadline. Default 2×MaxClockSkew.
+	ExpiryGrace time.Duration
+	// ReclaimHorizon is how long a tombstone (a deleted or expired key) is
+	// kept before it is forgotten. It must exceed the longest time a
+	// replica may be cut off and come back: one that held an older
+	// generation of a forgotten key brings that generation back. Default 24h.
+	ReclaimHorizon time.Duration
+	// ReclaimInterval is how often reclaim runs. Default 1s.
+	ReclaimInterval time.Duration
 	// Logger receives the node's logs. Default: discard.
 	Logger *slog.Logger
 	// Clock drives timers. Default: the wall clock.
@@ -197,6 +209,18 @@ func (c *Config) setDefaults() error {
 	if c.MaxClockSkew <= 0 {
 		c.MaxClockSkew = 10 * time.Second
 	}
+	if c.ExpiryGrace <= 0 {
+		c.ExpiryGrace = 2 * c.MaxClockSkew
+	}
+	if c.ReclaimHorizon <= 0 {
+		c.ReclaimHorizon = 24 * time.Hour
+	}
+	if c.ReclaimHorizon <= c.ExpiryGrace {
+		return fmt.Errorf("%w: reclaim-horizon (%v) must be longer than expiry-grace (%v)", ErrConfig, c.ReclaimHorizon, c.ExpiryGrace)
+	}
+	if c.ReclaimInterval <= 0 {
+		c.ReclaimInterval = time.Second
+	}
 	if c.SnapshotInterval <= 0 {
 		c.SnapshotInterval = 5 * time.Minute
 	}
@@ -239,7 +263,10 @@ type Node struct {
 
 	mu      sync.Mutex
 	ks      *crdt.Keyspace
-	pending map[string]crdt.PN // own totals reserved by writes not yet durable
+	pending map[string]pendingPN // own totals reserved by writes not yet durable
+	// reclaimedSinceSnapshot makes the next snapshot due even if nothing
+	// was logged: reclaim freed keys the last snapshot still holds.
+	reclaimedSinceSnapshot bool
 	// Idempotency keys (see idempotency.go).
 	idem         map[string]wal.Idem
 	idemOrder    []idemSlot
@@ -274,7 +301,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		log:          cfg.Logger,
 		clk:          cfg.Clock,
 		ks:           crdt.New(),
-		pending:      make(map[string]crdt.PN),
+		pending:      make(map[string]pendingPN),
 		idem:         make(map[string]wal.Idem),
 		idemWait:     make(map[string]chan struct{}),
 		idemInFlight: make(map[string]wal.Idem),
@@ -346,8 +373,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 
 	n.metrics.attach(n)
-	n.wg.Add(1)
+	n.wg.Add(2)
 	go n.loop()
+	go n.reclaimLoop()
 	if n.wal != nil {
 		n.wg.Add(1)
 		go n.snapshotLoop()

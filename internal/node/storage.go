@@ -172,26 +172,38 @@ func (n *Node) snapshot() error {
 	}
 	n.mu.Lock()
 	lsn := n.wal.LastLSN()
-	entries := make([]crdt.Entry, 0, n.ks.Entries()+len(n.pending))
+	var state crdt.Contents
+	state.Entries = make([]crdt.Entry, 0, n.ks.Entries()+len(n.pending))
 	n.ks.ForEach(func(e crdt.Entry) bool {
-		entries = append(entries, e)
+		state.Entries = append(state.Entries, e)
+		return true
+	})
+	n.ks.ForEachMeta(func(m crdt.Meta) bool {
+		state.Metas = append(state.Metas, m)
 		return true
 	})
 	for key, pn := range n.pending {
-		entries = append(entries, crdt.Entry{Key: key, Replica: n.id, P: pn.P, N: pn.N})
+		state.Entries = append(state.Entries, crdt.Entry{Key: key, Replica: n.id, Gen: pn.gen, P: pn.P, N: pn.N})
 	}
 	// The keys of keyed writes in flight go with their reservations.
 	idems := n.snapshotIdems()
+	reclaimed := n.reclaimedSinceSnapshot
+	n.reclaimedSinceSnapshot = false
 	n.mu.Unlock()
-	if lsn == n.lastSnapshot {
+	if lsn == n.lastSnapshot && !reclaimed {
 		return nil
 	}
 	start := n.clk.Now()
-	if err := n.wal.WriteSnapshot(lsn, entries, idems...); err != nil {
+	if err := n.wal.WriteSnapshot(lsn, state, idems...); err != nil {
+		if reclaimed {
+			n.mu.Lock()
+			n.reclaimedSinceSnapshot = true
+			n.mu.Unlock()
+		}
 		return fmt.Errorf("node: snapshot: %w", err)
 	}
 	n.lastSnapshot = lsn
-	n.log.Debug("snapshot written", "lsn", lsn, "entries", len(entries), "took", n.clk.Now().Sub(start))
+	n.log.Debug("snapshot written", "lsn", lsn, "entries", len(state.Entries), "metas", len(state.Metas), "took", n.clk.Now().Sub(start))
 	return nil
 }
 
