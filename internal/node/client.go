@@ -70,6 +70,12 @@ func (n *Node) Add(ctx context.Context, key string, delta int64, w api.WriteOpti
 		return n.replayedCounter(key, first), done, err
 	}
 	now := n.nowMs()
+	if w.TTL > 0 || n.ks.StatusOf(key, now).Deadline != 0 || n.expiredHere(key, now) {
+		if err := n.clockSuspect(); err != nil {
+			n.endWrite(idem)
+			return api.Counter{}, false, err
+		}
+	}
 	gen, cur := n.ks.WriteGen(key, n.id, now)
 	if p, ok := n.pending[key]; ok && p.gen == gen {
 		cur = p.PN
@@ -100,6 +106,13 @@ func (n *Node) Add(ctx context.Context, key string, delta int64, w api.WriteOpti
 		c.Value, c.Live = view+delta, true
 	}
 	return c, false, nil
+}
+
+// expiredHere reports whether key's generation has a deadline that has
+// passed at now. Caller holds mu.
+func (n *Node) expiredHere(key string, now int64) bool {
+	l, ok := n.ks.LifeOf(key)
+	return ok && l.TTL.Deadline != 0 && now >= l.TTL.Deadline
 }
 
 // replayedCounter is the answer to a replayed keyed write: the value first

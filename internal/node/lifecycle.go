@@ -2,6 +2,7 @@ package node
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -61,6 +62,10 @@ func (n *Node) SetTTL(_ context.Context, key string, ttl time.Duration, idemKey 
 	if done {
 		return n.counter(key, n.nowMs()), true, nil
 	}
+	if err := n.clockSuspect(); err != nil {
+		n.endWrite(idem)
+		return api.Counter{}, false, err
+	}
 	now := n.nowMs()
 	st := n.ks.StatusOf(key, now)
 	if !st.Live {
@@ -80,6 +85,37 @@ func (n *Node) SetTTL(_ context.Context, key string, ttl time.Duration, idemKey 
 		return api.Counter{}, false, err
 	}
 	return n.counter(key, n.nowMs()), false, nil
+}
+
+// errClockOff refuses writes whose meaning depends on this node's clock
+// while that clock disagrees with most members' (clockSuspect).
+var errClockOff = errors.New("node: this node's wall clock differs from most members' by more than --max-clock-skew; writes that set or depend on an expiry are refused until it is fixed")
+
+// clockSuspect returns errClockOff when more than half of the alive
+// members' clocks, as measured from their member messages, differ from this
+// node's by more than MaxClockSkew in the same direction: then this node's
+// clock is the odd one out. A write that sets a deadline, or that decides
+// by the clock whether a key's generation has expired, could otherwise
+// expire windows early (a clock ahead: every write would open a new window
+// that replaces the current one on every node) or keep them forever. With
+// no member measured yet it trusts the clock. Caller holds mu.
+func (n *Node) clockSuspect() error {
+	offs := n.members.ClockOffsets()
+	ahead, behind := 0, 0
+	for _, d := range offs {
+		// A member's offset is its clock minus ours: members far behind
+		// us mean our clock is ahead.
+		switch {
+		case d < -n.cfg.MaxClockSkew:
+			ahead++
+		case d > n.cfg.MaxClockSkew:
+			behind++
+		}
+	}
+	if 2*ahead > len(offs) || 2*behind > len(offs) {
+		return api.Unavailable(errClockOff)
+	}
+	return nil
 }
 
 // listScan bounds the keys one page looks at, live or not.
