@@ -1,7 +1,6 @@
 package crdt
 
 import (
-	"container/heap"
 	"math"
 
 	"github.com/google/btree"
@@ -134,18 +133,46 @@ type dueItem struct {
 	c  *counter
 }
 
+// dueHeap is a min-heap of items by time (container/heap without the
+// boxing of every item in an interface).
 type dueHeap []dueItem
 
-func (h dueHeap) Len() int           { return len(h) }
-func (h dueHeap) Less(i, j int) bool { return h[i].at < h[j].at }
-func (h dueHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *dueHeap) Push(x any)        { *h = append(*h, x.(dueItem)) }
-func (h *dueHeap) Pop() any {
-	old := *h
-	it := old[len(old)-1]
-	old[len(old)-1] = dueItem{}
-	*h = old[:len(old)-1]
-	return it
+func (h *dueHeap) push(it dueItem) {
+	*h = append(*h, it)
+	q := *h
+	for i := len(q) - 1; i > 0; {
+		p := (i - 1) / 2
+		if q[p].at <= q[i].at {
+			break
+		}
+		q[p], q[i] = q[i], q[p]
+		i = p
+	}
+}
+
+func (h *dueHeap) pop() dueItem {
+	q := *h
+	top := q[0]
+	last := len(q) - 1
+	q[0] = q[last]
+	q[last] = dueItem{}
+	q = q[:last]
+	for i := 0; ; {
+		l, m := 2*i+1, i
+		if l < len(q) && q[l].at < q[m].at {
+			m = l
+		}
+		if r := l + 1; r < len(q) && q[r].at < q[m].at {
+			m = r
+		}
+		if m == i {
+			break
+		}
+		q[i], q[m] = q[m], q[i]
+		i = m
+	}
+	*h = q
+	return top
 }
 
 // setLife replaces c's life with l, dropping the entries of a generation
@@ -175,11 +202,13 @@ func (ks *Keyspace) setLife(c *counter, l Life) {
 		ks.update(c, 0, x)
 	}
 	c.life = l
-	if l.TTL.Deadline != 0 && (l.TTL != old.TTL || l.Gen != old.Gen) {
-		heap.Push(&ks.expiring, dueItem{at: l.TTL.Deadline, c: c})
+	if d := l.TTL.Deadline; d != 0 && (c.expiryDue == 0 || d < c.expiryDue) {
+		ks.expiring.push(dueItem{at: d, c: c})
+		c.expiryDue = d
 	}
-	if l.Deleted != 0 && (l.Deleted != old.Deleted || l.Gen != old.Gen) {
-		heap.Push(&ks.tombs, dueItem{at: l.Deleted, c: c})
+	if d := l.Deleted; d != 0 && (c.tombDue == 0 || d < c.tombDue) {
+		ks.tombs.push(dueItem{at: d, c: c})
+		c.tombDue = d
 	}
 }
 
@@ -374,10 +403,18 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 			return tombstoned, forgotten, true
 		}
 		steps++
-		it := heap.Pop(&ks.expiring).(dueItem)
+		it := ks.expiring.pop()
 		c := it.c
-		if ks.counters[c.key] != c || c.life.TTL.Deadline != it.at {
-			continue // forgotten, or its deadline changed since
+		if ks.counters[c.key] != c || it.at != c.expiryDue {
+			continue // forgotten, or superseded by an earlier deadline
+		}
+		c.expiryDue = 0
+		if d := c.life.TTL.Deadline; d != it.at {
+			if d != 0 { // pushed back (or moved) since: queue it again
+				ks.expiring.push(dueItem{at: d, c: c})
+				c.expiryDue = d
+			}
+			continue
 		}
 		freed := ks.sizeOf(c)
 		l := Life{Gen: c.life.Gen + 1, Deleted: it.at}
@@ -391,10 +428,23 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 			return tombstoned, forgotten, true
 		}
 		steps++
-		it := heap.Pop(&ks.tombs).(dueItem)
+		it := ks.tombs.pop()
 		c := it.c
-		if ks.counters[c.key] != c || c.life.Deleted != it.at || len(c.slots) > 0 || c.life.TTL.Deadline != 0 {
-			continue // forgotten, written to since, or expiring: not a tombstone
+		if ks.counters[c.key] != c || it.at != c.tombDue {
+			continue // forgotten, or superseded
+		}
+		c.tombDue = 0
+		if d := c.life.Deleted; d != it.at {
+			if d != 0 { // deleted again since: queue the new stamp
+				ks.tombs.push(dueItem{at: d, c: c})
+				c.tombDue = d
+			}
+			continue
+		}
+		if len(c.slots) > 0 || c.life.TTL.Deadline != 0 {
+			// Written since, or expiring: not a tombstone. If it becomes
+			// one again, setLife queues it.
+			continue
 		}
 		ks.stats.ReclaimedBytes += uint64(ks.sizeOf(c))
 		ks.forget(c)
