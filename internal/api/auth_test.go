@@ -12,7 +12,6 @@ import (
 
 	"github.com/dcounter/dcounter/internal/auth"
 	"github.com/dcounter/dcounter/internal/clusterkey"
-	"github.com/dcounter/dcounter/internal/crdt"
 )
 
 const (
@@ -29,7 +28,7 @@ func newAuthServer(t *testing.T, ring clusterkey.Keyring) *httptest.Server {
 		t.Fatal(err)
 	}
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "m 1\n") })
-	h := Authorize(NewHandler(&fakeBackend{ks: crdt.New()}, nil, metrics), auth.NewGuard(f, ring, nil))
+	h := Authorize(NewHandler(newFake(), nil, metrics), auth.NewGuard(f, ring, nil))
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
