@@ -25,14 +25,17 @@ const defaultAddr = "http://127.0.0.1:8080"
 const clientHelp = `
 Talks to a node's (or the gateway's) client API. KEY defaults to "default".
 Prints the counter's value after the operation (with --json, the server's
-answer, which also carries ttl_ms while the key has an expiry). Exits 1 if
-the server refused the request or could not be reached, 2 on bad usage.
+answer, which also carries ttl_ms while the key has an expiry). A key that
+is not live (never written, deleted or expired) reads 0. Exits 1 if the
+server refused the request or could not be reached, 2 on bad usage.
+`
 
+const writeTTLHelp = `
 --ttl gives the key an expiry together with the write (atomically): only if
 it has none yet, so that repeated writes within a window do not extend it
 (a fixed-window rate limiter), or always with --ttl-always. Once expired a
 key reads 0 and the next write counts from 0 again.
-` + connHelp
+`
 
 const connHelp = `
 Give an https:// URL for a server with --tls-cert (--ca names the CA its
@@ -97,7 +100,11 @@ func clientVerb(verb string) func(ctx context.Context, args []string, stdout, st
 		if verb == "get" {
 			syn = "get [KEY] [--addr URL]"
 		}
-		fs := newFlagSet(verb, syn, clientHelp, stderr)
+		help := clientHelp + writeTTLHelp + connHelp
+		if verb == "get" {
+			help = clientHelp + connHelp
+		}
+		fs := newFlagSet(verb, syn, help, stderr)
 		var c client
 		c.register(fs)
 		var (

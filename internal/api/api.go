@@ -212,7 +212,7 @@ var (
 	ErrNotFound       = errors.New("not found")
 	ErrMethod         = errors.New("method not allowed")
 	ErrBodyTooLarge   = fmt.Errorf("request body larger than %d bytes", MaxBody)
-	ErrBadJSON        = errors.New("request body is not valid JSON of the form {\"amount\":N}")
+	ErrBadJSON        = errors.New("request body is not valid JSON of the form {\"amount\":N} (optionally with \"ttl_seconds\" or \"ttl_ms\", and \"ttl_mode\")")
 	ErrBadAmount      = errors.New("amount must be a positive integer")
 	ErrAmountTooLarge = errors.New("amount exceeds the int64 range")
 	// ErrBadTTLJSON is a PUT .../ttl body that is not {"seconds":N} or
