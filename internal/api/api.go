@@ -1,14 +1,29 @@
 // Package api serves dcounter's client HTTP API; nodes and the gateway
 // serve the same routes over different backends.
 //
-//	GET  /counter                       value of key "default"
-//	POST /increment, /decrement         change "default" by {"amount":N} (no body: 1)
-//	GET  /counters/{key}                value of a named key
-//	POST /counters/{key}/increment      change a named key
-//	POST /counters/{key}/decrement
-//	GET  /nodes                         members as the backend sees them
-//	GET  /health                        200 when serving, 503 when not
-//	GET  /metrics                       Prometheus metrics
+//	GET    /counter                     value of key "default"
+//	POST   /increment, /decrement       change "default" by {"amount":N} (no body: 1)
+//	GET    /counters/{key}              value of a named key
+//	POST   /counters/{key}/increment    change a named key; the body may also
+//	POST   /counters/{key}/decrement    set its expiry (ttl_seconds or ttl_ms)
+//	DELETE /counters/{key}              reset a key to 0 and unlist it everywhere
+//	PUT    /counters/{key}/ttl          expire a live key {"seconds":N} from now
+//	DELETE /counters/{key}/ttl          remove a live key's expiry
+//	GET    /counters?prefix=&limit=&cursor=   a page of live keys, in byte order
+//	GET    /nodes                       members as the backend sees them
+//	GET    /health                      200 when serving, 503 when not
+//	GET    /metrics                     Prometheus metrics
+//
+// A counter answer is {"key":K,"value":V} plus "ttl_ms" (milliseconds left,
+// at least 1) when the key has an expiry. A key that is not live (never
+// written, deleted, or expired) reads 200 with value 0 and no ttl_ms, like
+// Redis's INCR over a missing key: the next increment counts from 0. Only
+// the listing and PUT/DELETE .../ttl (404) tell a live 0 from an absent key.
+//
+// A listing's cursor is opaque to clients (it is the base64url of the last
+// key visited, so that keys of any bytes survive a query string). A page
+// may hold fewer than limit items, even none, and still have a "next":
+// clients page until "next" is absent.
 //
 // With an Authenticator (Authorize), every route but /health needs a bearer
 // token whose role allows it (RequiredRole): 401 without a valid one, 403
@@ -23,6 +38,7 @@ package api
 import (
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -31,9 +47,11 @@ import (
 	"math"
 	"net/http"
 	"net/url"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dcounter/dcounter/internal/auth"
 	"github.com/dcounter/dcounter/internal/crdt"
@@ -99,12 +117,16 @@ type Counter struct {
 // ListRequest asks for a page of GET /counters.
 type ListRequest struct {
 	Prefix string
-	Cursor string // "" for the first page; else a previous page's Next
-	Limit  int    // 1..MaxListLimit
+	// Cursor is "" for the first page, else the key to continue after (a
+	// previous page's Next). Clients see it encoded (EncodeCursor).
+	Cursor string
+	Limit  int // 1..MaxListLimit
 }
 
 // ListPage is one page of live keys, in byte-wise key order. Next, when
-// not empty, is the cursor of the following page.
+// not empty, is the cursor of the following page: the last key visited,
+// which need not be in Items (a backend may stop early on a stretch of dead
+// keys and return a short or even empty page).
 type ListPage struct {
 	Items []Counter
 	Next  string
@@ -143,11 +165,42 @@ type NodeHealth struct {
 	Error      string `json:"error,omitempty"`
 }
 
-// CounterResponse answers every counter route.
+// CounterResponse answers the routes that read or write one counter.
 type CounterResponse struct {
 	Key   string `json:"key"`
 	Value int64  `json:"value"`
+	// TTLMillis is the time left before the key expires, in milliseconds
+	// (at least 1); absent when the key has no expiry.
+	TTLMillis int64 `json:"ttl_ms,omitempty"`
 }
+
+// CounterOf returns c as the API answers it.
+func CounterOf(c Counter) CounterResponse {
+	r := CounterResponse{Key: c.Key, Value: c.Value}
+	if c.TTL > 0 {
+		// Rounded up: a key with any time left never reads as persistent.
+		r.TTLMillis = int64((c.TTL + time.Millisecond - 1) / time.Millisecond)
+	}
+	return r
+}
+
+// DeleteResponse answers DELETE /counters/{key}. Deleted is false when the
+// key was not live on the node that took the delete; the delete is recorded
+// (and replicated) all the same.
+type DeleteResponse struct {
+	Key     string `json:"key"`
+	Deleted bool   `json:"deleted"`
+}
+
+// ListResponse answers GET /counters. Next, when present, is the cursor of
+// the following page.
+type ListResponse struct {
+	Items []CounterResponse `json:"items"`
+	Next  string            `json:"next,omitempty"`
+}
+
+// MaxTTL bounds an expiry: longer ones are refused rather than stored.
+const MaxTTL = 10 * 365 * 24 * time.Hour
 
 // ErrorResponse is the body of every error.
 type ErrorResponse struct {
@@ -159,9 +212,18 @@ var (
 	ErrNotFound       = errors.New("not found")
 	ErrMethod         = errors.New("method not allowed")
 	ErrBodyTooLarge   = fmt.Errorf("request body larger than %d bytes", MaxBody)
-	ErrBadJSON        = errors.New("request body is not valid JSON of the form {\"amount\":N}")
+	ErrBadJSON        = errors.New("request body is not valid JSON of the form {\"amount\":N} (optionally with \"ttl_seconds\" or \"ttl_ms\", and \"ttl_mode\")")
 	ErrBadAmount      = errors.New("amount must be a positive integer")
 	ErrAmountTooLarge = errors.New("amount exceeds the int64 range")
+	// ErrBadTTLJSON is a PUT .../ttl body that is not {"seconds":N} or
+	// {"milliseconds":N}.
+	ErrBadTTLJSON = errors.New("request body must be {\"seconds\":N} or {\"milliseconds\":N}")
+	ErrBadTTL     = fmt.Errorf("a TTL must be a positive integer of at most %d seconds", int64(MaxTTL/time.Second))
+	ErrBadQuery   = errors.New("bad query parameter")
+	ErrBadTTLMode = errors.New(`ttl_mode must be "if_none" or "always"`)
+	// ErrKeyNotFound answers a change of expiry for a key that is not
+	// live: absent, deleted or expired.
+	ErrKeyNotFound    = fmt.Errorf("key %w", ErrNotFound)
 	ErrBadIdempotency = fmt.Errorf("Idempotency-Key must be 1-%d printable ASCII characters", MaxIdempotencyKey)
 	// ErrIdempotencyReused is returned when an Idempotency-Key comes back
 	// with a different request than the one it was first used for.
@@ -198,6 +260,7 @@ func statusOf(err error) int {
 	case errors.Is(err, ErrBodyTooLarge):
 		return http.StatusRequestEntityTooLarge
 	case errors.Is(err, ErrBadJSON), errors.Is(err, ErrBadAmount), errors.Is(err, ErrAmountTooLarge), errors.Is(err, ErrBadIdempotency),
+		errors.Is(err, ErrBadTTLJSON), errors.Is(err, ErrBadTTL), errors.Is(err, ErrBadQuery), errors.Is(err, ErrBadTTLMode),
 		errors.Is(err, crdt.ErrBadKey), errors.Is(err, crdt.ErrOverflow), errors.Is(err, crdt.ErrBadAmount):
 		return http.StatusBadRequest
 	case errors.Is(err, errUnavailableClass), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
@@ -273,7 +336,15 @@ const (
 	RouteNodes
 	RouteHealth
 	RouteMetrics
+	RouteDelete // DELETE a counter
+	RouteTTL    // PUT (set) or DELETE (remove) a counter's expiry
+	RouteList   // GET a page of live keys
 )
+
+// Writes reports whether routes of kind k change counters: they need the
+// write role, take an Idempotency-Key, and the gateway handles them as
+// writes (never retried once they may have reached a node).
+func (k RouteKind) Writes() bool { return k == RouteAdd || k == RouteDelete || k == RouteTTL }
 
 // Route is a matched request: the route, and for counter routes the key
 // (already validated) and the sign of the change.
@@ -290,20 +361,27 @@ func Match(w http.ResponseWriter, r *http.Request) (Route, error) {
 	if err != nil {
 		return Route{}, err
 	}
-	var rt Route
+	var (
+		rt      Route
+		methods = methodsGet
+	)
 	switch {
 	case len(segs) == 1 && segs[0] == "counter":
 		rt = Route{Kind: RouteGet, Key: crdt.DefaultKey}
 	case len(segs) == 1 && segs[0] == "increment":
-		rt = Route{Kind: RouteAdd, Key: crdt.DefaultKey, Sign: 1}
+		rt, methods = Route{Kind: RouteAdd, Key: crdt.DefaultKey, Sign: 1}, methodsPost
 	case len(segs) == 1 && segs[0] == "decrement":
-		rt = Route{Kind: RouteAdd, Key: crdt.DefaultKey, Sign: -1}
+		rt, methods = Route{Kind: RouteAdd, Key: crdt.DefaultKey, Sign: -1}, methodsPost
+	case len(segs) == 1 && segs[0] == "counters":
+		rt = Route{Kind: RouteList}
 	case len(segs) == 2 && segs[0] == "counters":
-		rt = Route{Kind: RouteGet, Key: segs[1]}
+		rt, methods = Route{Kind: RouteGet, Key: segs[1]}, methodsKey
 	case len(segs) == 3 && segs[0] == "counters" && segs[2] == "increment":
-		rt = Route{Kind: RouteAdd, Key: segs[1], Sign: 1}
+		rt, methods = Route{Kind: RouteAdd, Key: segs[1], Sign: 1}, methodsPost
 	case len(segs) == 3 && segs[0] == "counters" && segs[2] == "decrement":
-		rt = Route{Kind: RouteAdd, Key: segs[1], Sign: -1}
+		rt, methods = Route{Kind: RouteAdd, Key: segs[1], Sign: -1}, methodsPost
+	case len(segs) == 3 && segs[0] == "counters" && segs[2] == "ttl":
+		rt, methods = Route{Kind: RouteTTL, Key: segs[1]}, methodsTTL
 	case len(segs) == 1 && segs[0] == "nodes":
 		rt = Route{Kind: RouteNodes}
 	case len(segs) == 1 && segs[0] == "health":
@@ -313,14 +391,16 @@ func Match(w http.ResponseWriter, r *http.Request) (Route, error) {
 	default:
 		return Route{}, fmt.Errorf("%w: %s", ErrNotFound, r.URL.Path)
 	}
-	method := http.MethodGet
-	if rt.Kind == RouteAdd {
-		method = http.MethodPost
+	if !slices.Contains(methods, r.Method) {
+		allowed := strings.Join(methods, ", ")
+		w.Header().Set("Allow", allowed)
+		return Route{}, fmt.Errorf("%w: %s %s (use %s)", ErrMethod, r.Method, r.URL.Path, allowed)
 	}
-	if err := allow(w, r, method); err != nil {
-		return Route{}, err
+	if rt.Kind == RouteGet && r.Method == http.MethodDelete {
+		rt.Kind = RouteDelete
 	}
-	if rt.Kind == RouteGet || rt.Kind == RouteAdd {
+	switch rt.Kind {
+	case RouteGet, RouteAdd, RouteDelete, RouteTTL:
 		if err := crdt.ValidKey(rt.Key); err != nil {
 			return Route{}, err
 		}
@@ -328,20 +408,29 @@ func Match(w http.ResponseWriter, r *http.Request) (Route, error) {
 	return rt, nil
 }
 
+// The methods each route answers, as its Allow header lists them.
+var (
+	methodsGet  = []string{http.MethodGet, http.MethodHead}
+	methodsPost = []string{http.MethodPost}
+	methodsKey  = []string{http.MethodGet, http.MethodHead, http.MethodDelete}
+	methodsTTL  = []string{http.MethodPut, http.MethodDelete}
+)
+
 func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 	rt, err := Match(w, r)
 	if err != nil {
 		return err
 	}
+	ctx := r.Context()
 	switch rt.Kind {
 	case RouteGet:
-		v, err := h.b.Get(r.Context(), rt.Key)
+		c, err := h.b.Get(ctx, rt.Key)
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, CounterResponse{Key: rt.Key, Value: v})
+		writeCounter(w, rt.Key, c, false)
 	case RouteAdd:
-		amount, err := ParseAmount(http.MaxBytesReader(w, r.Body, MaxBody))
+		wr, err := ParseWrite(http.MaxBytesReader(w, r.Body, MaxBody))
 		if err != nil {
 			return err
 		}
@@ -349,27 +438,73 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		v, replayed, err := h.b.Add(r.Context(), rt.Key, rt.Sign*amount, idem)
+		c, replayed, err := h.b.Add(ctx, rt.Key, rt.Sign*wr.Amount, WriteOptions{Idem: idem, TTL: wr.TTL, TTLAlways: wr.TTLAlways})
+		if err != nil {
+			return err
+		}
+		writeCounter(w, rt.Key, c, replayed)
+	case RouteDelete:
+		idem, err := IdempotencyKey(r)
+		if err != nil {
+			return err
+		}
+		existed, replayed, err := h.b.Delete(ctx, rt.Key, idem)
 		if err != nil {
 			return err
 		}
 		if replayed {
 			w.Header().Set(ReplayedHeader, "true")
 		}
-		writeJSON(w, http.StatusOK, CounterResponse{Key: rt.Key, Value: v})
+		writeJSON(w, http.StatusOK, DeleteResponse{Key: rt.Key, Deleted: existed})
+	case RouteTTL:
+		var ttl time.Duration // DELETE: remove the expiry
+		if r.Method == http.MethodPut {
+			if ttl, err = ParseTTL(http.MaxBytesReader(w, r.Body, MaxBody)); err != nil {
+				return err
+			}
+		}
+		idem, err := IdempotencyKey(r)
+		if err != nil {
+			return err
+		}
+		c, replayed, err := h.b.SetTTL(ctx, rt.Key, ttl, idem)
+		if errors.Is(err, ErrNotFound) {
+			return ErrKeyNotFound
+		}
+		if err != nil {
+			return err
+		}
+		writeCounter(w, rt.Key, c, replayed)
+	case RouteList:
+		req, err := ParseListQuery(r.URL.RawQuery)
+		if err != nil {
+			return err
+		}
+		page, err := h.b.List(ctx, req)
+		if err != nil {
+			return err
+		}
+		resp := ListResponse{Items: make([]CounterResponse, 0, len(page.Items))}
+		for _, c := range page.Items {
+			resp.Items = append(resp.Items, CounterOf(c))
+		}
+		if page.Next != "" {
+			resp.Next = EncodeCursor(page.Next)
+		}
+		writeJSON(w, http.StatusOK, resp)
 	case RouteNodes:
-		nodes, err := h.b.Nodes(r.Context())
+		nodes, err := h.b.Nodes(ctx)
 		if err != nil {
 			return err
 		}
 		writeJSON(w, http.StatusOK, nodes)
 	case RouteHealth:
-		ok, body := h.b.Health(r.Context())
+		ok, body := h.b.Health(ctx)
 		status := http.StatusOK
 		if !ok {
 			status = http.StatusServiceUnavailable
 		}
-		writeJSON(w, status, HealthFor(r.Context(), ok, body))
+		writeJSON(w, status, HealthFor(ctx, ok, body))
 	case RouteMetrics:
 		if h.metrics == nil {
 			return fmt.Errorf("%w: /metrics", ErrNotFound)
@@ -377,6 +512,16 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 		h.metrics.ServeHTTP(w, r)
 	}
 	return nil
+}
+
+// writeCounter answers with c under the key the client asked for.
+func writeCounter(w http.ResponseWriter, key string, c Counter, replayed bool) {
+	if replayed {
+		w.Header().Set(ReplayedHeader, "true")
+	}
+	resp := CounterOf(c)
+	resp.Key = key
+	writeJSON(w, http.StatusOK, resp)
 }
 
 // segments splits the escaped path and unescapes each segment, so that a
@@ -397,18 +542,6 @@ func segments(u *url.URL) ([]string, error) {
 	return parts, nil
 }
 
-func allow(w http.ResponseWriter, r *http.Request, method string) error {
-	if r.Method == method || (method == http.MethodGet && r.Method == http.MethodHead) {
-		return nil
-	}
-	if method == http.MethodGet {
-		w.Header().Set("Allow", "GET, HEAD")
-	} else {
-		w.Header().Set("Allow", method)
-	}
-	return fmt.Errorf("%w: %s %s (use %s)", ErrMethod, r.Method, r.URL.Path, method)
-}
-
 // IdempotencyKey returns the request's Idempotency-Key ("" if none),
 // refusing one that is too long or not printable ASCII.
 func IdempotencyKey(r *http.Request) (string, error) {
@@ -424,55 +557,199 @@ func IdempotencyKey(r *http.Request) (string, error) {
 	return k, nil
 }
 
-// ParseAmount reads a write's body: empty (or only white space) means 1;
-// otherwise exactly one JSON object {"amount":N} with N a positive integer in
-// int64 written without sign, fraction, exponent or quotes. {} also means 1.
-func ParseAmount(body io.Reader) (int64, error) {
+// WriteRequest is the body of an increment or decrement.
+type WriteRequest struct {
+	Amount    int64         // positive
+	TTL       time.Duration // 0: the write sets no expiry
+	TTLAlways bool          // "ttl_mode":"always"
+}
+
+// ParseWrite reads an increment's or decrement's body: empty (or only white
+// space) or {} means an amount of 1; otherwise exactly one JSON object
+// {"amount":N, "ttl_seconds":S | "ttl_ms":M, "ttl_mode":"if_none"|"always"},
+// every field optional, with N, S and M positive integers written without
+// sign, fraction, exponent or quotes. ttl_mode needs a TTL and defaults to
+// if_none.
+func ParseWrite(body io.Reader) (WriteRequest, error) {
+	wr := WriteRequest{Amount: 1}
+	var req struct {
+		Amount     json.RawMessage `json:"amount"`
+		TTLSeconds json.RawMessage `json:"ttl_seconds"`
+		TTLMillis  json.RawMessage `json:"ttl_ms"`
+		TTLMode    json.RawMessage `json:"ttl_mode"`
+	}
+	empty, err := decodeObject(body, &req, ErrBadJSON)
+	if err != nil || empty {
+		return wr, err
+	}
+	if req.Amount != nil {
+		n, err := parseCount(req.Amount)
+		switch {
+		case errors.Is(err, strconv.ErrRange) || n > math.MaxInt64:
+			return wr, fmt.Errorf("%w: %s", ErrAmountTooLarge, req.Amount)
+		case err != nil || n == 0:
+			return wr, fmt.Errorf("%w, got %s", ErrBadAmount, req.Amount)
+		}
+		wr.Amount = int64(n)
+	}
+	if wr.TTL, err = parseTTLFields("ttl_seconds", req.TTLSeconds, "ttl_ms", req.TTLMillis); err != nil {
+		return wr, err
+	}
+	if req.TTLMode != nil {
+		var mode string
+		if json.Unmarshal(req.TTLMode, &mode) != nil || (mode != "if_none" && mode != "always") {
+			return wr, fmt.Errorf("%w, got %s", ErrBadTTLMode, req.TTLMode)
+		}
+		if wr.TTL == 0 {
+			return wr, fmt.Errorf("%w: ttl_mode without ttl_seconds or ttl_ms", ErrBadTTLMode)
+		}
+		wr.TTLAlways = mode == "always"
+	}
+	return wr, nil
+}
+
+// ParseTTL reads a PUT .../ttl body: exactly one JSON object with exactly
+// one of {"seconds":N} or {"milliseconds":N}, N a positive integer (as
+// ParseWrite's amount) of at most MaxTTL.
+func ParseTTL(body io.Reader) (time.Duration, error) {
+	var req struct {
+		Seconds json.RawMessage `json:"seconds"`
+		Millis  json.RawMessage `json:"milliseconds"`
+	}
+	empty, err := decodeObject(body, &req, ErrBadTTLJSON)
+	if err != nil {
+		return 0, err
+	}
+	if empty || (req.Seconds == nil && req.Millis == nil) {
+		return 0, fmt.Errorf("%w: no TTL given", ErrBadTTLJSON)
+	}
+	return parseTTLFields("seconds", req.Seconds, "milliseconds", req.Millis)
+}
+
+// parseTTLFields reads a TTL given in seconds or in milliseconds, not both;
+// 0 if neither.
+func parseTTLFields(secName string, sec json.RawMessage, msName string, ms json.RawMessage) (time.Duration, error) {
+	if sec != nil && ms != nil {
+		return 0, fmt.Errorf("%w: give %s or %s, not both", ErrBadTTL, secName, msName)
+	}
+	raw, unit, name := sec, time.Second, secName
+	if ms != nil {
+		raw, unit, name = ms, time.Millisecond, msName
+	}
+	if raw == nil {
+		return 0, nil
+	}
+	n, err := parseCount(raw)
+	if err != nil || n == 0 || n > uint64(MaxTTL/unit) {
+		return 0, fmt.Errorf("%w; %s is %s", ErrBadTTL, name, raw)
+	}
+	return time.Duration(n) * unit, nil
+}
+
+// decodeObject reads body into v, which must be exactly one JSON object
+// with no unknown fields; empty reports a body of only white space (v
+// untouched). Syntax errors wrap bad.
+func decodeObject(body io.Reader, v any, bad error) (empty bool, err error) {
 	b, err := io.ReadAll(body)
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return 0, ErrBodyTooLarge
+			return false, ErrBodyTooLarge
 		}
-		return 0, fmt.Errorf("%w: %v", ErrBadJSON, err)
+		return false, fmt.Errorf("%w: %v", bad, err)
 	}
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
-		return 1, nil
+		return true, nil
 	}
 	if b[0] != '{' {
-		return 0, fmt.Errorf("%w: want a JSON object", ErrBadJSON)
-	}
-	var req struct {
-		Amount json.RawMessage `json:"amount"`
+		return false, fmt.Errorf("%w: want a JSON object", bad)
 	}
 	dec := json.NewDecoder(bytes.NewReader(b))
 	dec.DisallowUnknownFields()
-	if err := dec.Decode(&req); err != nil {
-		return 0, fmt.Errorf("%w: %v", ErrBadJSON, err)
+	if err := dec.Decode(v); err != nil {
+		return false, fmt.Errorf("%w: %v", bad, err)
 	}
 	if _, err := dec.Token(); err != io.EOF {
-		return 0, fmt.Errorf("%w: trailing data after the object", ErrBadJSON)
+		return false, fmt.Errorf("%w: trailing data after the object", bad)
 	}
-	if req.Amount == nil {
-		return 1, nil
+	return false, nil
+}
+
+// parseCount reads a JSON number token that must be a non-negative integer
+// in plain digits: the raw token, so that "5" (a string), 1.5, 1e3, -1 and
+// null are refused rather than coerced. Beyond uint64 it returns
+// strconv.ErrRange.
+func parseCount(raw json.RawMessage) (uint64, error) {
+	s := string(raw)
+	if s == "" {
+		return 0, strconv.ErrSyntax
 	}
-	// The raw token, so that "5" (a string), 1.5 and 1e3 are refused rather
-	// than coerced.
-	s := string(req.Amount)
 	for i := 0; i < len(s); i++ {
 		if s[i] < '0' || s[i] > '9' {
-			return 0, fmt.Errorf("%w, got %s", ErrBadAmount, s)
+			return 0, strconv.ErrSyntax
 		}
 	}
 	n, err := strconv.ParseUint(s, 10, 64)
-	if err != nil || n > math.MaxInt64 {
-		return 0, fmt.Errorf("%w: %s", ErrAmountTooLarge, s)
+	if err != nil {
+		return 0, strconv.ErrRange // digits only: the only way to fail
 	}
-	if n == 0 {
-		return 0, fmt.Errorf("%w, got 0", ErrBadAmount)
+	return n, nil
+}
+
+// ParseListQuery reads GET /counters's query: prefix (any key prefix),
+// limit (1..MaxListLimit, default DefaultListLimit) and cursor (a previous
+// page's next). Other parameters, and any given twice, are refused.
+func ParseListQuery(rawQuery string) (ListRequest, error) {
+	req := ListRequest{Limit: DefaultListLimit}
+	q, err := url.ParseQuery(rawQuery)
+	if err != nil {
+		return req, fmt.Errorf("%w: %v", ErrBadQuery, err)
 	}
-	return int64(n), nil
+	for name, vs := range q {
+		if len(vs) > 1 {
+			return req, fmt.Errorf("%w: %s given %d times", ErrBadQuery, name, len(vs))
+		}
+		v := vs[0]
+		switch name {
+		case "prefix":
+			if len(v) > crdt.MaxKeyLen || !utf8.ValidString(v) {
+				return req, fmt.Errorf("%w: prefix must be at most %d bytes of valid UTF-8", ErrBadQuery, crdt.MaxKeyLen)
+			}
+			req.Prefix = v
+		case "limit":
+			n, err := parseCount(json.RawMessage(v))
+			if err != nil || n == 0 || n > MaxListLimit {
+				return req, fmt.Errorf("%w: limit must be an integer from 1 to %d, got %q", ErrBadQuery, MaxListLimit, v)
+			}
+			req.Limit = int(n)
+		case "cursor":
+			if v == "" {
+				continue // as if absent: the first page
+			}
+			k, err := DecodeCursor(v)
+			if err != nil {
+				return req, err
+			}
+			req.Cursor = k
+		default:
+			return req, fmt.Errorf("%w: unknown parameter %q (want prefix, limit, cursor)", ErrBadQuery, name)
+		}
+	}
+	return req, nil
+}
+
+// EncodeCursor turns the key a page ended at into the cursor clients see.
+func EncodeCursor(key string) string { return base64.RawURLEncoding.EncodeToString([]byte(key)) }
+
+// DecodeCursor is EncodeCursor's inverse; it refuses anything that is not
+// the cursor of some key.
+func DecodeCursor(c string) (string, error) {
+	b, err := base64.RawURLEncoding.DecodeString(c)
+	if err != nil || crdt.ValidKey(string(b)) != nil {
+		return "", fmt.Errorf("%w: cursor is not one this API returned", ErrBadQuery)
+	}
+	return string(b), nil
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -499,9 +776,9 @@ func RequiredRole(k RouteKind) auth.Role {
 	switch k {
 	case RouteHealth:
 		return auth.RoleNone
-	case RouteGet:
+	case RouteGet, RouteList:
 		return auth.RoleRead
-	case RouteAdd:
+	case RouteAdd, RouteDelete, RouteTTL:
 		return auth.RoleWrite
 	}
 	return auth.RoleAdmin // /nodes, /metrics: the cluster's layout and internals

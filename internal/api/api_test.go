@@ -11,34 +11,158 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dcounter/dcounter/internal/crdt"
 )
 
-// fakeBackend is a one-replica backend using the real CRDT rules.
+// fakeBackend is a one-replica backend using the real CRDT rules, on a
+// clock the test sets (Unix ms).
 type fakeBackend struct {
-	mu sync.Mutex
-	ks *crdt.Keyspace
+	mu   sync.Mutex
+	ks   *crdt.Keyspace
+	now  int64
+	scan int // keys a listing visits per page; 0: no bound
+	idem map[string]idemAnswer
 }
 
-func (f *fakeBackend) Get(_ context.Context, key string) (int64, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	v, _ := f.ks.Value(key)
-	return v, nil
+type idemAnswer struct {
+	request string
+	answer  any
 }
 
-func (f *fakeBackend) Add(_ context.Context, key string, delta int64, _ string) (int64, bool, error) {
+func newFake() *fakeBackend {
+	return &fakeBackend{ks: crdt.New(), now: 1_700_000_000_000, idem: map[string]idemAnswer{}}
+}
+
+func (f *fakeBackend) advance(d time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	v, _ := f.ks.Value(key)
-	e, err := crdt.Change(key, 1, f.ks.Get(key, 1), v, delta)
+	f.now += d.Milliseconds()
+}
+
+// replay returns the first answer to idem for the same request. Caller
+// holds mu.
+func (f *fakeBackend) replay(idem, request string) (any, bool, error) {
+	if idem == "" {
+		return nil, false, nil
+	}
+	a, ok := f.idem[idem]
+	if !ok {
+		return nil, false, nil
+	}
+	if a.request != request {
+		return nil, false, ErrIdempotencyReused
+	}
+	return a.answer, true, nil
+}
+
+func (f *fakeBackend) remember(idem, request string, answer any) {
+	if idem != "" {
+		f.idem[idem] = idemAnswer{request, answer}
+	}
+}
+
+func (f *fakeBackend) counter(key string) Counter {
+	st := f.ks.StatusOf(key, f.now)
+	c := Counter{Key: key, Value: st.Value, Live: st.Live}
+	if st.Deadline != 0 {
+		c.TTL = time.Duration(st.Deadline-f.now) * time.Millisecond
+	}
+	return c
+}
+
+func (f *fakeBackend) Get(_ context.Context, key string) (Counter, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.counter(key), nil
+}
+
+func (f *fakeBackend) Add(_ context.Context, key string, delta int64, w WriteOptions) (Counter, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	request := fmt.Sprint("add", key, delta, w.TTL, w.TTLAlways)
+	if a, ok, err := f.replay(w.Idem, request); ok || err != nil {
+		c, _ := a.(Counter)
+		return c, ok, err
+	}
+	gen, cur := f.ks.WriteGen(key, 1, f.now)
+	e, err := crdt.Change(key, 1, gen, cur, f.counter(key).Value, delta)
 	if err != nil {
-		return 0, false, err
+		return Counter{}, false, err
 	}
 	f.ks.Merge(e)
-	v, _ = f.ks.Value(key)
-	return v, false, nil
+	if w.TTL > 0 {
+		mode := crdt.TTLIfNone
+		if w.TTLAlways {
+			mode = crdt.TTLAlways
+		}
+		if m, ok := f.ks.Expiry(key, gen, f.now+w.TTL.Milliseconds(), mode); ok {
+			f.ks.MergeMeta(m)
+		}
+	}
+	c := f.counter(key)
+	f.remember(w.Idem, request, c)
+	return c, false, nil
+}
+
+func (f *fakeBackend) Delete(_ context.Context, key string, idem string) (bool, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if a, ok, err := f.replay(idem, "delete "+key); ok || err != nil {
+		existed, _ := a.(bool)
+		return existed, ok, err
+	}
+	m, existed := f.ks.Deletion(key, f.now)
+	f.ks.MergeMeta(m)
+	f.remember(idem, "delete "+key, existed)
+	return existed, false, nil
+}
+
+func (f *fakeBackend) SetTTL(_ context.Context, key string, ttl time.Duration, idem string) (Counter, bool, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	request := fmt.Sprint("ttl", key, ttl)
+	if a, ok, err := f.replay(idem, request); ok || err != nil {
+		c, _ := a.(Counter)
+		return c, ok, err
+	}
+	st := f.ks.StatusOf(key, f.now)
+	if !st.Live {
+		return Counter{}, false, fmt.Errorf("fake: %w", ErrNotFound)
+	}
+	var deadline int64
+	if ttl > 0 {
+		deadline = f.now + ttl.Milliseconds()
+	}
+	if m, ok := f.ks.Expiry(key, st.Gen, deadline, crdt.TTLAlways); ok {
+		f.ks.MergeMeta(m)
+	}
+	c := f.counter(key)
+	f.remember(idem, request, c)
+	return c, false, nil
+}
+
+func (f *fakeBackend) List(_ context.Context, req ListRequest) (ListPage, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	scan := f.scan
+	if scan == 0 {
+		scan = math.MaxInt
+	}
+	items, next, more := f.ks.List(req.Prefix, req.Cursor, req.Limit, scan, f.now)
+	var page ListPage
+	for _, it := range items {
+		c := Counter{Key: it.Key, Value: it.Value, Live: true}
+		if it.Deadline != 0 {
+			c.TTL = time.Duration(it.Deadline-f.now) * time.Millisecond
+		}
+		page.Items = append(page.Items, c)
+	}
+	if more {
+		page.Next = next
+	}
+	return page, nil
 }
 
 func (f *fakeBackend) Nodes(context.Context) (any, error) {
@@ -47,10 +171,18 @@ func (f *fakeBackend) Nodes(context.Context) (any, error) {
 
 func (f *fakeBackend) Health(context.Context) (bool, any) { return true, NodeHealth{Status: "ok"} }
 
+var _ Backend = (*fakeBackend)(nil)
+
 func newTestServer(t *testing.T) *httptest.Server {
-	srv := httptest.NewServer(NewHandler(&fakeBackend{ks: crdt.New()}, nil, nil))
-	t.Cleanup(srv.Close)
+	srv, _ := newFakeServer(t)
 	return srv
+}
+
+func newFakeServer(t *testing.T) (*httptest.Server, *fakeBackend) {
+	f := newFake()
+	srv := httptest.NewServer(NewHandler(f, nil, nil))
+	t.Cleanup(srv.Close)
+	return srv, f
 }
 
 type result struct {
@@ -160,7 +292,7 @@ func TestBadInput(t *testing.T) {
 		{"empty key", "GET", "/counters/", "", 400, "1-512 bytes"},
 		{"wrong method write", "GET", "/increment", "", 405, "method not allowed"},
 		{"wrong method read", "POST", "/counter", "", 405, "method not allowed"},
-		{"delete", "DELETE", "/counters/x", "", 405, "method not allowed"},
+		{"patch", "PATCH", "/counters/x", "", 405, "method not allowed"},
 		{"put", "PUT", "/counters/x/increment", "", 405, "method not allowed"},
 		{"nodes write", "POST", "/nodes", "", 405, "method not allowed"},
 		{"unknown route", "GET", "/nope", "", 404, "not found"},
@@ -223,14 +355,27 @@ func TestServerHasTimeouts(t *testing.T) {
 	}
 }
 
-func FuzzParseAmount(f *testing.F) {
-	for _, s := range []string{"", `{"amount":5}`, `{"amount":-1}`, `{"amount":1.5}`, `{}`, `null`, `{"amount":9223372036854775807}`} {
+func FuzzParseWrite(f *testing.F) {
+	for _, s := range []string{"", `{"amount":5}`, `{"amount":-1}`, `{"amount":1.5}`, `{}`, `null`, `{"amount":9223372036854775807}`,
+		`{"ttl_seconds":60}`, `{"ttl_ms":1,"ttl_mode":"always"}`, `{"ttl_mode":"if_none"}`} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		n, err := ParseAmount(strings.NewReader(s))
-		if err == nil && n <= 0 {
-			t.Fatalf("ParseAmount(%q) = %d without error", s, n)
+		w, err := ParseWrite(strings.NewReader(s))
+		if err == nil && (w.Amount <= 0 || w.TTL < 0 || w.TTL > MaxTTL || (w.TTLAlways && w.TTL == 0)) {
+			t.Fatalf("ParseWrite(%q) = %+v without error", s, w)
+		}
+	})
+}
+
+func FuzzParseTTL(f *testing.F) {
+	for _, s := range []string{"", `{"seconds":5}`, `{"milliseconds":1}`, `{"seconds":0}`, `{"seconds":1,"milliseconds":1}`, `{"seconds":315360000}`} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		d, err := ParseTTL(strings.NewReader(s))
+		if err == nil && (d <= 0 || d > MaxTTL) {
+			t.Fatalf("ParseTTL(%q) = %v without error", s, d)
 		}
 	})
 }

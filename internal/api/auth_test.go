@@ -12,7 +12,6 @@ import (
 
 	"github.com/dcounter/dcounter/internal/auth"
 	"github.com/dcounter/dcounter/internal/clusterkey"
-	"github.com/dcounter/dcounter/internal/crdt"
 )
 
 const (
@@ -29,7 +28,7 @@ func newAuthServer(t *testing.T, ring clusterkey.Keyring) *httptest.Server {
 		t.Fatal(err)
 	}
 	metrics := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { io.WriteString(w, "m 1\n") })
-	h := Authorize(NewHandler(&fakeBackend{ks: crdt.New()}, nil, metrics), auth.NewGuard(f, ring, nil))
+	h := Authorize(NewHandler(newFake(), nil, metrics), auth.NewGuard(f, ring, nil))
 	srv := httptest.NewServer(h)
 	t.Cleanup(srv.Close)
 	return srv
@@ -37,7 +36,12 @@ func newAuthServer(t *testing.T, ring clusterkey.Keyring) *httptest.Server {
 
 func send(t *testing.T, srv *httptest.Server, method, path, token string, hdr map[string]string) (int, http.Header, string) {
 	t.Helper()
-	req, _ := http.NewRequest(method, srv.URL+path, nil)
+	return sendBody(t, srv, method, path, "", token, hdr)
+}
+
+func sendBody(t *testing.T, srv *httptest.Server, method, path, body, token string, hdr map[string]string) (int, http.Header, string) {
+	t.Helper()
+	req, _ := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
 	if token != "" {
 		req.Header.Set("Authorization", "Bearer "+token)
 	}
@@ -56,22 +60,29 @@ func send(t *testing.T, srv *httptest.Server, method, path, token string, hdr ma
 // TestAuthMatrix: every role against every route.
 func TestAuthMatrix(t *testing.T) {
 	srv := newAuthServer(t, clusterkey.Keyring{})
-	routes := []struct{ method, path string }{
-		{"GET", "/counter"}, {"GET", "/counters/a"}, {"HEAD", "/counters/a"},
-		{"POST", "/increment"}, {"POST", "/decrement"}, {"POST", "/counters/a/increment"}, {"POST", "/counters/a/decrement"},
-		{"GET", "/nodes"}, {"GET", "/metrics"}, {"GET", "/health"},
+	// "t" stays live for the TTL routes; "d" is deleted again and again.
+	if code, _, body := send(t, srv, "POST", "/counters/t/increment", tokWrite, nil); code != 200 {
+		t.Fatalf("setup: %d %s", code, body)
+	}
+	routes := []struct{ method, path, body string }{
+		{"GET", "/counter", ""}, {"GET", "/counters/a", ""}, {"HEAD", "/counters/a", ""},
+		{"POST", "/increment", ""}, {"POST", "/decrement", ""}, {"POST", "/counters/a/increment", ""}, {"POST", "/counters/a/decrement", ""},
+		{"GET", "/nodes", ""}, {"GET", "/metrics", ""}, {"GET", "/health", ""},
+		{"GET", "/counters", ""}, {"HEAD", "/counters?prefix=a", ""}, {"DELETE", "/counters/d", ""},
+		{"PUT", "/counters/t/ttl", `{"seconds":60}`}, {"DELETE", "/counters/t/ttl", ""},
+		{"POST", "/counters/a/increment", `{"ttl_seconds":60}`},
 	}
 	// want[token][route] = status
 	want := map[string][]int{
-		"":                  {401, 401, 401, 401, 401, 401, 401, 401, 401, 200},
-		"not-a-token-01234": {401, 401, 401, 401, 401, 401, 401, 401, 401, 200},
-		tokRead:             {200, 200, 200, 403, 403, 403, 403, 403, 403, 200},
-		tokWrite:            {200, 200, 200, 200, 200, 200, 200, 403, 403, 200},
-		tokAdmin:            {200, 200, 200, 200, 200, 200, 200, 200, 200, 200},
+		"":                  {401, 401, 401, 401, 401, 401, 401, 401, 401, 200, 401, 401, 401, 401, 401, 401},
+		"not-a-token-01234": {401, 401, 401, 401, 401, 401, 401, 401, 401, 200, 401, 401, 401, 401, 401, 401},
+		tokRead:             {200, 200, 200, 403, 403, 403, 403, 403, 403, 200, 200, 200, 403, 403, 403, 403},
+		tokWrite:            {200, 200, 200, 200, 200, 200, 200, 403, 403, 200, 200, 200, 200, 200, 200, 200},
+		tokAdmin:            {200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200, 200},
 	}
 	for tok, statuses := range want {
 		for i, rt := range routes {
-			code, h, body := send(t, srv, rt.method, rt.path, tok, nil)
+			code, h, body := sendBody(t, srv, rt.method, rt.path, rt.body, tok, nil)
 			if code != statuses[i] {
 				t.Errorf("token %q: %s %s = %d %s, want %d", tok, rt.method, rt.path, code, body, statuses[i])
 			}
@@ -101,6 +112,11 @@ func TestAuthMatrix(t *testing.T) {
 		{"GET", "/nope", "", 401}, {"GET", "/nope", tokRead, 404},
 		{"GET", "/increment", "", 401}, {"GET", "/increment", tokRead, 405},
 		{"POST", "/health", "", 401}, {"POST", "/health", tokRead, 405},
+		{"PUT", "/counters/t", "", 401}, {"PUT", "/counters/t", tokRead, 405},
+		{"GET", "/counters/t/ttl", "", 401}, {"GET", "/counters/t/ttl", tokRead, 405},
+		// Bad input is only judged for a caller with the role.
+		{"GET", "/counters?limit=0", "", 401}, {"GET", "/counters?limit=0", tokRead, 400},
+		{"DELETE", "/counters/nope/ttl", tokRead, 403}, {"DELETE", "/counters/nope/ttl", tokWrite, 404},
 	} {
 		if code, _, body := send(t, srv, c.method, c.path, c.tok, nil); code != c.want {
 			t.Errorf("%s %s token %q = %d %s, want %d", c.method, c.path, c.tok, code, body, c.want)

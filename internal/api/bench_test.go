@@ -10,7 +10,6 @@ import (
 
 	"github.com/dcounter/dcounter/internal/auth"
 	"github.com/dcounter/dcounter/internal/clusterkey"
-	"github.com/dcounter/dcounter/internal/crdt"
 )
 
 // BenchmarkAuthorize measures what Authorize adds to one POST /increment
@@ -27,7 +26,7 @@ func BenchmarkAuthorize(b *testing.B) {
 		b.Fatal(err)
 	}
 	ring, _ := clusterkey.Parse(clusterkey.Generate())
-	plain := NewHandler(&fakeBackend{ks: crdt.New()}, nil, nil)
+	plain := NewHandler(newFake(), nil, nil)
 	guarded := Authorize(plain, auth.NewGuard(f, ring, nil))
 	run := func(b *testing.B, h http.Handler, prep func(r *http.Request)) {
 		b.ReportAllocs()

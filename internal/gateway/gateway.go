@@ -9,6 +9,12 @@
 // the write may have been applied. A client that gives up never causes a
 // retry either.
 //
+// Writes are the routes that change counters (api.RouteKind.Writes):
+// increments and decrements, deletes, and changes of expiry; they all follow
+// the rules above and below. Reads (a counter, a page of the listing) go to
+// any healthy node; a listing's cursor is a key, so its pages may come from
+// different nodes.
+//
 // Writes carrying an Idempotency-Key header always go to the same node, the
 // key's home (rendezvous hashing over the proven nodes), which remembers the
 // key and replays its first answer to any retry. If the home node is down,
@@ -638,7 +644,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	default:
 		outcome := g.proxy(w, r, rt)
 		if m := g.cfg.Metrics; m != nil {
-			m.observe(rt.Kind == api.RouteAdd, outcome, g.clk.Now().Sub(start))
+			m.observe(rt.Kind.Writes(), outcome, g.clk.Now().Sub(start))
 		}
 	}
 }
@@ -646,8 +652,9 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // proxy forwards a counter request, failing over when that is safe, and
 // returns an outcome label for metrics.
 func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) string {
-	var body []byte
-	if rt.Kind == api.RouteAdd {
+	write := rt.Kind.Writes()
+	var body []byte // nil for reads, never nil for writes (see forward)
+	if write {
 		var err error
 		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxBody))
 		if err != nil {
@@ -659,16 +666,20 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) st
 			api.WriteError(w, fmt.Errorf("%w: %v", api.ErrBadJSON, err))
 			return "bad_request"
 		}
+		if body == nil {
+			body = []byte{}
+		}
 	}
 	idem, err := api.IdempotencyKey(r)
 	if err != nil {
 		api.WriteError(w, err)
 		return "bad_request"
 	}
+	keyed := idem != "" && write
 	var tried []*backend
 	for attempt := 0; attempt < g.cfg.MaxTries; attempt++ {
 		var b *backend
-		if idem != "" && rt.Kind == api.RouteAdd {
+		if keyed {
 			if attempt > 0 {
 				break // never move a keyed write to another node
 			}
@@ -694,7 +705,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) st
 			}
 			if notSent(err) {
 				g.markDown(b, err)
-				if idem != "" && rt.Kind == api.RouteAdd {
+				if keyed {
 					api.WriteError(w, errHomeDown(b))
 					return "unavailable"
 				}
@@ -705,7 +716,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) st
 				"node %s failed after the request was sent: the change may or may not have been applied; retry with an Idempotency-Key to be safe", b.url)})
 			return "unknown"
 		}
-		if resp.StatusCode == http.StatusServiceUnavailable && !(idem != "" && rt.Kind == api.RouteAdd) {
+		if resp.StatusCode == http.StatusServiceUnavailable && !keyed {
 			resp.Body.Close()
 			g.markDown(b, fmt.Errorf("answered 503"))
 			continue // the node refused before applying anything
@@ -731,10 +742,11 @@ func (g *Gateway) forward(r *http.Request, b *backend, body []byte) (*http.Respo
 		cancel()
 		return nil, err
 	}
-	if r.Method == http.MethodPost {
-		// Not replayable: net/http would otherwise resend a keyed write on a
-		// fresh connection by itself after a reused one failed, and a
-		// refusal of that resend would look like "never sent".
+	if body != nil {
+		// A write (even a bodiless DELETE) is not replayable: net/http would
+		// otherwise resend a keyed write on a fresh connection by itself
+		// after a reused one failed, and a refusal of that resend would look
+		// like "never sent".
 		req.Body, req.GetBody, req.ContentLength = io.NopCloser(bytes.NewReader(body)), nil, int64(len(body))
 	}
 	for _, h := range []string{"Content-Type", IdempotencyHeader} {

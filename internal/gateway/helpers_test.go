@@ -236,10 +236,10 @@ type nodeAnswer struct {
 	Node  string `json:"node"`
 }
 
-// answerOK applies writes and answers 200.
+// answerOK applies writes (any method but GET and HEAD) and answers 200.
 func answerOK(n *fakeNode, w http.ResponseWriter, r *http.Request, rec received) {
 	n.mu.Lock()
-	if r.Method == http.MethodPost {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead {
 		n.applied++
 	}
 	v := int64(n.applied)

@@ -142,12 +142,15 @@ func TestGatewayAnswersBadRequestsItself(t *testing.T) {
 	}{
 		{"GET", "/", nil, 404, ""},
 		{"GET", "/nope", nil, 404, ""},
-		{"GET", "/counters", nil, 404, ""},
 		{"GET", "/counters/a/b", nil, 404, ""},
 		{"POST", "/counters/a/reset", nil, 404, ""},
 		{"GET", "/counter/extra", nil, 404, ""},
 		{"POST", "/counter", nil, 405, "GET, HEAD"},
-		{"DELETE", "/counters/a", nil, 405, "GET, HEAD"},
+		{"PATCH", "/counters/a", nil, 405, "GET, HEAD, DELETE"},
+		{"POST", "/counters", nil, 405, "GET, HEAD"},
+		{"GET", "/counters/a/ttl", nil, 405, "PUT, DELETE"},
+		{"DELETE", "/counters//ttl", nil, 400, ""},                                    // empty key
+		{"PUT", "/counters/a/ttl", bytes.Repeat([]byte(" "), api.MaxBody+1), 413, ""}, // body bound for every write
 		{"GET", "/increment", nil, 405, "POST"},
 		{"PUT", "/counters/a/decrement", []byte(`{"amount":1}`), 405, "POST"},
 		{"POST", "/nodes", nil, 405, "GET, HEAD"},
