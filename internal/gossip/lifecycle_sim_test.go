@@ -189,12 +189,17 @@ const (
 )
 
 // newLifecycleSim is a sim whose nodes have skewed clocks (each its own
-// offset within ±simSkew/2, so any two differ by at most simSkew) and
+// offset within ±simSkew/2, so any two differ by at most simSkew; in half
+// the sims every offset is one of the two extremes) and
 // reclaim every tick, recording expired generations in o.
 func newLifecycleSim(t testing.TB, n, nkeys int, seed uint64, o oracle) *sim {
 	s := newSim(t, n, nkeys, seed)
+	extremes := s.rng.IntN(2) == 0 // half the sims put every clock at ±simSkew/2
 	for _, nd := range s.nodes {
 		nd.skew = s.rng.Int64N(simSkew+1) - simSkew/2
+		if extremes {
+			nd.skew = simSkew/2 - int64(s.rng.IntN(2))*simSkew
+		}
 	}
 	s.grace, s.horizon = simGrace, simHorizon
 	s.onReclaim = func(_ *simNode, tombs []crdt.Meta) {
