@@ -9,23 +9,45 @@
 //
 //   - Eager dissemination. Local changes are batched until the next Flush and
 //     pushed as a Delta to Fanout random peers. A peer that learns something
-//     new from a Delta queues the new entries for its own next Flush with one
-//     more hop, up to MaxHops, sending them to peers other than the ones it
-//     got them from (they have them), so a write reaches every node in a few
+//     new from a Delta queues the news for its own next Flush with one more
+//     hop, up to MaxHops, sending it to peers other than the ones it got it
+//     from (they have it), so a write reaches every node in a few
 //     milliseconds with high probability.
 //   - Anti-entropy. Every Sync the node opens a round with one random peer:
 //     DigestPull (our group hashes) → DigestAck if equal, else DigestBuckets
-//     (their bucket hashes in the groups that differ) → Push (our entries in
-//     the buckets that differ, wanting theirs) → Push (their entries that are
-//     newer than ours). The bytes moved are proportional to the number of
-//     differing buckets, not to the keyspace, and whatever dissemination lost
-//     is repaired within a few rounds. What a repair teaches a node is then
-//     disseminated eagerly like a forwarded delta, so news from the other
-//     side of a healed partition spreads in milliseconds, not rounds.
+//     (their bucket hashes in the groups that differ) → Push (our contents of
+//     the buckets that differ, wanting theirs) → Push (what they hold there
+//     that is newer than ours). The bytes moved are proportional to the
+//     number of differing buckets, not to the keyspace, and whatever
+//     dissemination lost is repaired within a few rounds. What a repair
+//     teaches a node is then disseminated eagerly like a forwarded delta, so
+//     news from the other side of a healed partition spreads in
+//     milliseconds, not rounds.
 //
-// Invariant: the owner must only pass durable entries to Local, and must only
-// have merged durable own-replica entries into the keyspace, because anything
-// in the keyspace may be sent to peers.
+// What travels is a key's entries (one per replica, of the key's current
+// generation) and its lifecycle state (crdt.Meta: generation, expiry
+// register, tombstone time; only when not zero). A receiver merges a
+// message's metas before its entries.
+//
+// Invariants:
+//
+//   - The owner must only pass durable changes to Local, and must only have
+//     merged durable own-replica changes into the keyspace, because anything
+//     in the keyspace may be sent to peers.
+//   - Whenever an entry is sent (Delta or Push), its key's non-zero life
+//     goes in the same message. So a generation that expires never travels
+//     without its deadline: a node that receives the entries of a
+//     generation it had forgotten (a message replayed or delayed past the
+//     reclaim horizon) takes them up already expired, never live.
+//   - Queued news is read at Flush: the key's current life and the queued
+//     replicas' totals in the key's current generation, so the freshest
+//     state goes out, and entries of a generation that has since been
+//     replaced are not sent at all.
+//
+// The engine knows nothing of time. Expiry, reclaim and the clock stay with
+// the owner: reclaim's results are reached by every replica on its own
+// (crdt.Keyspace.Reclaim), so they need not be passed to Local, though
+// passing them is harmless.
 package gossip
 
 import (
@@ -39,7 +61,7 @@ import (
 type Config struct {
 	// Fanout is how many random peers each Delta goes to. Default 3.
 	Fanout int
-	// MaxHops bounds how many times an entry is forwarded by peers that
+	// MaxHops bounds how many times news is forwarded by peers that
 	// learned it from a Delta. Default 3.
 	MaxHops int
 	// MaxPushBytes bounds the estimated encoded size of one repair Push; a
@@ -72,41 +94,63 @@ type Outbound struct {
 	Msg wire.Message
 }
 
-type entryKey struct {
-	key     string
-	replica crdt.ReplicaID
+// pending is news queued for one Flush: per key, the replicas whose
+// entries are to be sent (possibly none: a change of the key's life only).
+// Only names are kept; values are read at Flush.
+type pending map[string][]crdt.ReplicaID
+
+func (p pending) add(key string, r crdt.ReplicaID, entry bool) {
+	rs, ok := p[key]
+	if !entry {
+		if !ok {
+			p[key] = nil
+		}
+		return
+	}
+	for _, x := range rs {
+		if x == r {
+			return
+		}
+	}
+	p[key] = append(rs, r)
+}
+
+func (p pending) addContents(c crdt.Contents) {
+	for _, m := range c.Metas {
+		p.add(m.Key, 0, false)
+	}
+	for _, en := range c.Entries {
+		p.add(en.Key, en.Replica, true)
+	}
 }
 
 // Engine is the gossip state of one node. It is not safe for concurrent use.
 type Engine struct {
 	cfg Config
 	ks  *crdt.Keyspace
-	// queued[h] holds entries to disseminate with hop count h at the next
-	// Flush; only the (key, replica) is kept, the value is read at Flush so
-	// the freshest totals go out.
-	queued []map[entryKey]struct{}
-	// senders[h] are the peers that sent us the entries queued at hop h:
-	// they have them, so forwarding skips them.
+	// queued[h] holds the news to disseminate with hop count h at the
+	// next Flush.
+	queued []pending
+	// senders[h] are the peers that sent us the news queued at hop h:
+	// they have it, so forwarding skips them.
 	senders []map[string]struct{}
 }
 
 // New returns an engine replicating ks, which it merges into.
 func New(cfg Config, ks *crdt.Keyspace) *Engine {
 	cfg.setDefaults()
-	e := &Engine{cfg: cfg, ks: ks, queued: make([]map[entryKey]struct{}, cfg.MaxHops), senders: make([]map[string]struct{}, cfg.MaxHops)}
+	e := &Engine{cfg: cfg, ks: ks, queued: make([]pending, cfg.MaxHops), senders: make([]map[string]struct{}, cfg.MaxHops)}
 	for i := range e.queued {
-		e.queued[i] = make(map[entryKey]struct{})
+		e.queued[i] = make(pending)
 		e.senders[i] = make(map[string]struct{})
 	}
 	return e
 }
 
-// Local queues durable local changes, already merged into the keyspace, for
-// dissemination at the next Flush.
-func (e *Engine) Local(entries ...crdt.Entry) {
-	for _, en := range entries {
-		e.queued[0][entryKey{en.Key, en.Replica}] = struct{}{}
-	}
+// Local queues durable local changes (entries and metas), already merged
+// into the keyspace, for dissemination at the next Flush.
+func (e *Engine) Local(c crdt.Contents) {
+	e.queued[0].addContents(c)
 }
 
 // Pending reports whether Flush has anything to send.
@@ -126,12 +170,11 @@ func (e *Engine) Flush(peers []string) []Outbound {
 		if len(q) == 0 {
 			continue
 		}
-		entries := make([]wire.Entry, 0, len(q))
-		for k := range q {
-			pn := e.ks.Get(k.key, k.replica)
-			entries = append(entries, wire.Entry{Key: k.key, Replica: uint64(k.replica), P: pn.P, N: pn.N})
-			delete(q, k)
+		var b batcher
+		for key, rs := range q {
+			b.key(e.ks, key, rs, e.cfg.MaxPushBytes)
 		}
+		clear(q)
 		targets := peers
 		if from := e.senders[hops]; len(from) > 0 {
 			targets = make([]string, 0, len(peers))
@@ -145,8 +188,8 @@ func (e *Engine) Flush(peers []string) []Outbound {
 		if len(targets) == 0 {
 			continue // anti-entropy will carry them once there are peers
 		}
-		for _, entries := range chunk(entries, e.cfg.MaxPushBytes) {
-			msg := &wire.Delta{Entries: entries, Hops: uint8(hops)}
+		for _, d := range b.done() {
+			msg := &wire.Delta{Entries: d.Entries, Metas: d.Metas, Hops: uint8(hops)}
 			for _, p := range e.pick(targets, e.cfg.Fanout) {
 				out = append(out, Outbound{To: p, Msg: msg})
 			}
@@ -154,6 +197,48 @@ func (e *Engine) Flush(peers []string) []Outbound {
 	}
 	return out
 }
+
+// batcher splits a Flush into Deltas of at most MaxPushBytes (estimated),
+// never splitting a key: its entries and its life go in the same message.
+type batcher struct {
+	msgs []wire.Delta
+	size int
+}
+
+// key adds key's current life (if not zero) and the current-generation
+// entries of replicas rs.
+func (b *batcher) key(ks *crdt.Keyspace, key string, rs []crdt.ReplicaID, max int) {
+	var d wire.Delta
+	if m, ok := ks.MetaOf(key); ok {
+		d.Metas = append(d.Metas, wire.FromMeta(m))
+	}
+	gen := uint64(0)
+	if l, ok := ks.LifeOf(key); ok {
+		gen = l.Gen
+	}
+	for _, r := range rs {
+		pn := ks.Get(key, r)
+		if pn == (crdt.PN{}) {
+			continue // replaced by a newer generation since it was queued
+		}
+		d.Entries = append(d.Entries, wire.Entry{Key: key, Replica: uint64(r), Gen: gen, P: pn.P, N: pn.N})
+	}
+	n := len(d.Metas) + len(d.Entries)
+	if n == 0 {
+		return // forgotten since
+	}
+	s := n * itemSize(key)
+	if len(b.msgs) == 0 || (b.size > 0 && b.size+s > max) {
+		b.msgs = append(b.msgs, wire.Delta{})
+		b.size = 0
+	}
+	last := &b.msgs[len(b.msgs)-1]
+	last.Entries = append(last.Entries, d.Entries...)
+	last.Metas = append(last.Metas, d.Metas...)
+	b.size += s
+}
+
+func (b *batcher) done() []wire.Delta { return b.msgs }
 
 // Sync opens an anti-entropy round with one random peer.
 func (e *Engine) Sync(peers []string) []Outbound {
@@ -165,16 +250,15 @@ func (e *Engine) Sync(peers []string) []Outbound {
 }
 
 // Handle processes a message from peer from. It returns the messages to
-// send and the entries that changed the local keyspace (for the owner to
-// persist). Membership messages are not handled here and return nothing.
-func (e *Engine) Handle(from string, m wire.Message) (out []Outbound, changed []crdt.Entry) {
+// send and what changed the local keyspace (entries and metas, for the
+// owner to persist). Membership messages are not handled here and return
+// nothing.
+func (e *Engine) Handle(from string, m wire.Message) (out []Outbound, changed crdt.Contents) {
 	switch m := m.(type) {
 	case *wire.Delta:
-		changed = e.merge(m.Entries)
-		if next := int(m.Hops) + 1; next < e.cfg.MaxHops && len(changed) > 0 {
-			for _, c := range changed {
-				e.queued[next][entryKey{c.Key, c.Replica}] = struct{}{}
-			}
+		changed = e.merge(wire.ToContents(m.Entries, m.Metas))
+		if next := int(m.Hops) + 1; next < e.cfg.MaxHops && changed.Len() > 0 {
+			e.queued[next].addContents(changed)
 			e.senders[next][from] = struct{}{}
 		}
 	case *wire.DigestPull:
@@ -191,27 +275,22 @@ func (e *Engine) Handle(from string, m wire.Message) (out []Outbound, changed []
 		if len(buckets) == 0 {
 			break // converged since the peer answered
 		}
-		buckets, entries := e.bucketsWithin(buckets)
-		out = append(out, Outbound{To: from, Msg: &wire.Push{Entries: wire.FromCRDT(entries), Want: buckets}})
+		buckets, c := e.bucketsWithin(buckets)
+		entries, metas := wire.FromContents(c)
+		out = append(out, Outbound{To: from, Msg: &wire.Push{Entries: entries, Metas: metas, Want: buckets}})
 	case *wire.Push:
-		theirs := wire.ToCRDT(m.Entries)
-		changed = e.merge(m.Entries)
+		theirs := wire.ToContents(m.Entries, m.Metas)
+		changed = e.merge(theirs)
 		// News found by repair (typically after a partition heals) spreads
 		// eagerly too, instead of waiting for more sync rounds.
-		if e.cfg.MaxHops > 1 && len(changed) > 0 {
-			for _, c := range changed {
-				e.queued[1][entryKey{c.Key, c.Replica}] = struct{}{}
-			}
+		if e.cfg.MaxHops > 1 && changed.Len() > 0 {
+			e.queued[1].addContents(changed)
 			e.senders[1][from] = struct{}{}
 		}
 		if len(m.Want) > 0 {
-			size := 0
-			newer := e.ks.Newer(m.Want, theirs, func(en crdt.Entry) bool {
-				size += entrySize(en.Key)
-				return size <= e.cfg.MaxPushBytes
-			})
-			if len(newer) > 0 {
-				out = append(out, Outbound{To: from, Msg: &wire.Push{Entries: wire.FromCRDT(newer)}})
+			if newer := e.newer(m.Want, theirs); newer.Len() > 0 {
+				entries, metas := wire.FromContents(newer)
+				out = append(out, Outbound{To: from, Msg: &wire.Push{Entries: entries, Metas: metas}})
 			}
 		}
 	case *wire.DigestAck:
@@ -220,54 +299,79 @@ func (e *Engine) Handle(from string, m wire.Message) (out []Outbound, changed []
 	return out, changed
 }
 
-func (e *Engine) merge(es []wire.Entry) []crdt.Entry {
-	var changed []crdt.Entry
-	for _, w := range es {
-		en := crdt.Entry{Key: w.Key, Replica: crdt.ReplicaID(w.Replica), P: w.P, N: w.N}
+// merge folds c into the keyspace, metas first (so that entries of a new
+// generation find its deadline in place), and returns what changed it.
+func (e *Engine) merge(c crdt.Contents) crdt.Contents {
+	var changed crdt.Contents
+	for _, m := range c.Metas {
+		if e.ks.MergeMeta(m) {
+			changed.Metas = append(changed.Metas, m)
+		}
+	}
+	for _, en := range c.Entries {
 		if e.ks.Merge(en) {
-			changed = append(changed, en)
+			changed.Entries = append(changed.Entries, en)
 		}
 	}
 	return changed
 }
 
-// bucketsWithin returns a prefix of buckets (at least one) whose entries fit
-// in MaxPushBytes, and those entries.
-func (e *Engine) bucketsWithin(buckets []uint16) ([]uint16, []crdt.Entry) {
-	var entries []crdt.Entry
+// newer is what the keyspace holds in buckets that theirs (the peer's full
+// contents of them) lacks, within MaxPushBytes, plus the current life of
+// every key it sends entries of that the peer already had: an entry never
+// travels without its key's life.
+func (e *Engine) newer(buckets []uint16, theirs crdt.Contents) crdt.Contents {
+	size := 0
+	seen := make(map[string]struct{})
+	out := e.ks.Newer(buckets, theirs, func(key string) bool {
+		size += itemSize(key)
+		if _, ok := seen[key]; !ok {
+			seen[key] = struct{}{}
+			size += itemSize(key) // room for the key's life, added below
+		}
+		return size <= e.cfg.MaxPushBytes
+	})
+	withMeta := make(map[string]struct{}, len(out.Metas))
+	for _, m := range out.Metas {
+		withMeta[m.Key] = struct{}{}
+	}
+	for _, en := range out.Entries {
+		if _, ok := withMeta[en.Key]; ok {
+			continue
+		}
+		withMeta[en.Key] = struct{}{}
+		if m, ok := e.ks.MetaOf(en.Key); ok {
+			out.Metas = append(out.Metas, m)
+		}
+	}
+	return out
+}
+
+// bucketsWithin returns a prefix of buckets (at least one) whose contents
+// fit in MaxPushBytes, and those contents.
+func (e *Engine) bucketsWithin(buckets []uint16) ([]uint16, crdt.Contents) {
+	var out crdt.Contents
 	size := 0
 	for i, b := range buckets {
-		es := e.ks.BucketEntries([]uint16{b})
-		for _, en := range es {
-			size += entrySize(en.Key)
+		c := e.ks.BucketContents([]uint16{b})
+		for _, en := range c.Entries {
+			size += itemSize(en.Key)
+		}
+		for _, m := range c.Metas {
+			size += itemSize(m.Key)
 		}
 		if i > 0 && size > e.cfg.MaxPushBytes {
-			return buckets[:i], entries
+			return buckets[:i], out
 		}
-		entries = append(entries, es...)
+		out.Entries = append(out.Entries, c.Entries...)
+		out.Metas = append(out.Metas, c.Metas...)
 	}
-	return buckets, entries
+	return buckets, out
 }
 
-// entrySize over-estimates an entry's msgpack size: array header, key
-// header and bytes, three integers of at most 9 bytes.
-func entrySize(key string) int { return len(key) + 32 }
-
-// chunk splits entries into slices whose estimated size stays within max;
-// it always returns at least one (possibly empty) slice.
-func chunk(entries []wire.Entry, max int) [][]wire.Entry {
-	var out [][]wire.Entry
-	start, size := 0, 0
-	for i, en := range entries {
-		s := entrySize(en.Key)
-		if i > start && size+s > max {
-			out = append(out, entries[start:i])
-			start, size = i, 0
-		}
-		size += s
-	}
-	return append(out, entries[start:])
-}
+// itemSize over-estimates the msgpack size of an entry or a meta of key:
+// array header, key header and bytes, four integers of at most 9 bytes.
+func itemSize(key string) int { return len(key) + 48 }
 
 // pick returns up to n distinct random peers, in O(n) for n much smaller
 // than len(peers) (rejection sampling).

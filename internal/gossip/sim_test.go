@@ -9,10 +9,11 @@ import (
 	"github.com/dcounter/dcounter/internal/wire"
 )
 
-// sim drives engines in discrete ticks of one delta interval over a lossy,
-// duplicating, reordering, partitionable network. It is deterministic for a
-// given seed. Every message is encoded and decoded, so the wire codec is in
-// the loop and bytes are counted.
+// sim drives engines in discrete ticks of one delta interval (tickMS of
+// simulated time) over a lossy, duplicating, reordering, partitionable
+// network. It is deterministic for a given seed. Every message is encoded
+// and decoded, so the wire codec is in the loop and bytes are counted.
+// Each node has its own clock: simulated time plus a fixed skew.
 type sim struct {
 	t         testing.TB
 	rng       *rand.Rand
@@ -28,14 +29,29 @@ type sim struct {
 	keys      []string
 	bytes     map[wire.Type]int
 	sent      int
+	// base is the simulated time of tick 0 (Unix ms); jump moves it.
+	base int64
+	// reclaim, when grace > 0, makes every node call Reclaim each tick;
+	// onReclaim sees what it turned into tombstones.
+	grace, horizon int64
+	onReclaim      func(n *simNode, tombs []crdt.Meta)
+	// capture, when set, sees every message sent (before loss).
+	capture func(from, to string, payload []byte)
 }
+
+// tickMS is the simulated time of one tick: the default delta interval.
+const tickMS = 5
+
+// simEpoch is the simulated time at tick 0: 2026-11-28T00:00:00Z.
+const simEpoch = 1_764_288_000_000
 
 type simNode struct {
 	id     crdt.ReplicaID
 	addr   string
 	ks     *crdt.Keyspace
 	eng    *Engine
-	offset int // sync phase, so nodes do not all sync on the same tick
+	offset int   // sync phase, so nodes do not all sync on the same tick
+	skew   int64 // clock offset from simulated time, ms
 }
 
 type simMsg struct {
@@ -49,6 +65,7 @@ func newSim(t testing.TB, n, nkeys int, seed uint64) *sim {
 	s := &sim{
 		t: t, rng: rand.New(rand.NewPCG(seed, seed^0x5eed)), syncEvery: 100, maxDelay: 1,
 		inflight: map[int][]simMsg{}, expected: map[string]int64{}, bytes: map[wire.Type]int{},
+		base: simEpoch,
 	}
 	for i := 0; i < nkeys; i++ {
 		s.keys = append(s.keys, fmt.Sprintf("key-%d", i))
@@ -80,6 +97,12 @@ func (s *sim) node(addr string) *simNode {
 	return s.nodes[i]
 }
 
+// now is n's clock.
+func (s *sim) now(n *simNode) int64 { return s.base + int64(s.tick)*tickMS + n.skew }
+
+// trueNow is simulated time, which no node reads.
+func (s *sim) trueNow() int64 { return s.base + int64(s.tick)*tickMS }
+
 // write applies a random change at a random node, as a client write would.
 func (s *sim) write() {
 	n := s.nodes[s.rng.IntN(len(s.nodes))]
@@ -88,14 +111,29 @@ func (s *sim) write() {
 	if s.rng.IntN(2) == 0 {
 		delta = -delta
 	}
-	view, _ := n.ks.Value(key)
-	e, err := crdt.Change(key, n.id, n.ks.Get(key, n.id), view, delta)
+	s.add(n, key, delta)
+	s.expected[key] += delta
+}
+
+// add writes delta to key at n by a node's rules, and returns the entry
+// written: the generation a write belongs to at n's clock, n's totals in
+// it, the value n sees.
+func (s *sim) add(n *simNode, key string, delta int64) crdt.Entry {
+	gen, cur := n.ks.WriteGen(key, n.id, s.now(n))
+	view, _ := n.ks.ValueWith(key, n.id, gen, cur)
+	e, err := crdt.Change(key, n.id, gen, cur, view, delta)
 	if err != nil {
 		s.t.Fatal(err)
 	}
 	n.ks.Merge(e)
-	n.eng.Local(e)
-	s.expected[key] += delta
+	n.eng.Local(crdt.Contents{Entries: []crdt.Entry{e}})
+	return e
+}
+
+// meta merges a lifecycle change made at n and hands it to n's engine.
+func (s *sim) meta(n *simNode, m crdt.Meta) {
+	n.ks.MergeMeta(m)
+	n.eng.Local(crdt.Contents{Metas: []crdt.Meta{m}})
 }
 
 func (s *sim) canTalk(a, b string) bool {
@@ -110,6 +148,10 @@ func (s *sim) send(from string, out []Outbound) {
 		}
 		s.sent++
 		s.bytes[o.Msg.Type()] += len(b) + 4 // + frame length prefix
+		s.checkLivesTravel(s.node(from), o.Msg)
+		if s.capture != nil {
+			s.capture(from, o.To, b)
+		}
 		if !s.canTalk(from, o.To) || s.rng.Float64() < s.loss {
 			continue
 		}
@@ -143,11 +185,52 @@ func (s *sim) step() {
 		out, _ := n.eng.Handle(m.from, msg)
 		s.send(n.addr, out)
 	}
+	if s.grace > 0 {
+		for _, n := range s.nodes {
+			tombs, _ := n.ks.Reclaim(s.now(n), s.grace, s.horizon)
+			if s.onReclaim != nil && len(tombs) > 0 {
+				s.onReclaim(n, tombs)
+			}
+		}
+	}
 	for _, n := range s.nodes {
 		peers := s.peersOf(n)
 		s.send(n.addr, n.eng.Flush(peers))
 		if (s.tick+n.offset)%s.syncEvery == 0 {
 			s.send(n.addr, n.eng.Sync(peers))
+		}
+	}
+}
+
+// checkLivesTravel fails the test unless msg, sent by n, carries with every
+// entry its key's life as n holds it (when not zero): the engine's
+// invariant that an expiring generation never travels without its
+// deadline.
+func (s *sim) checkLivesTravel(n *simNode, msg wire.Message) {
+	var entries []wire.Entry
+	var metas []wire.Meta
+	switch m := msg.(type) {
+	case *wire.Delta:
+		entries, metas = m.Entries, m.Metas
+	case *wire.Push:
+		entries, metas = m.Entries, m.Metas
+	default:
+		return
+	}
+	for _, en := range entries {
+		want, ok := n.ks.MetaOf(en.Key)
+		if !ok {
+			continue
+		}
+		found := false
+		for _, m := range metas {
+			if m.Key == en.Key && m.ToMeta() == want {
+				found = true
+				break
+			}
+		}
+		if !found {
+			s.t.Fatalf("%s sent an entry of %q (generation %d) in a %v without the key's life %+v", n.addr, en.Key, en.Gen, msg.Type(), want.Life)
 		}
 	}
 }
@@ -162,7 +245,7 @@ func (s *sim) converged() bool {
 	}
 	for k, want := range s.expected {
 		for _, n := range s.nodes {
-			if v, _ := n.ks.Value(k); v != want {
+			if v, _ := n.ks.Value(k, s.now(n)); v != want {
 				return false
 			}
 		}

@@ -29,7 +29,8 @@ import (
 // Smallest encodings of slice elements: a fixarray header, then one byte per
 // field (nil, a fixint or an empty fixstr).
 const (
-	minEntrySize  = 1 + 4
+	minEntrySize  = 1 + 5
+	minMetaSize   = 1 + 5
 	minHashSize   = 1 + 2
 	minMemberSize = 1 + 7
 	minUint16Size = 1
@@ -46,10 +47,13 @@ type bodyDecoder struct {
 func (b *bodyDecoder) decode(m Message) (err error) {
 	switch m := m.(type) {
 	case *Push:
-		if err = b.header(2); err != nil {
+		if err = b.header(3); err != nil {
 			return err
 		}
 		if m.Entries, err = decodeSlice(b, minEntrySize, b.entry); err != nil {
+			return err
+		}
+		if m.Metas, err = decodeSlice(b, minMetaSize, b.meta); err != nil {
 			return err
 		}
 		m.Want, err = decodeSlice(b, minUint16Size, b.uint16)
@@ -72,10 +76,13 @@ func (b *bodyDecoder) decode(m Message) (err error) {
 		m.Buckets, err = decodeSlice(b, minHashSize, b.hash)
 		return err
 	case *Delta:
-		if err = b.header(2); err != nil {
+		if err = b.header(3); err != nil {
 			return err
 		}
 		if m.Entries, err = decodeSlice(b, minEntrySize, b.entry); err != nil {
+			return err
+		}
+		if m.Metas, err = decodeSlice(b, minMetaSize, b.meta); err != nil {
 			return err
 		}
 		m.Hops, err = b.d.DecodeUint8()
@@ -168,13 +175,22 @@ func decodeSlice[T any](b *bodyDecoder, minSize int, elem func(*T) error) ([]T, 
 }
 
 func (b *bodyDecoder) entry(e *Entry) error {
-	err := b.header(4)
-	if err == nil {
-		e.Key, err = b.d.DecodeString()
-	}
+	err := b.header(5)
+	e.Key, err = b.string(err)
 	e.Replica, err = b.uint64(err)
+	e.Gen, err = b.uint64(err)
 	e.P, err = b.uint64(err)
 	e.N, err = b.uint64(err)
+	return err
+}
+
+func (b *bodyDecoder) meta(m *Meta) error {
+	err := b.header(5)
+	m.Key, err = b.string(err)
+	m.Gen, err = b.uint64(err)
+	m.TTLVer, err = b.uint64(err)
+	m.Deadline, err = b.int64(err)
+	m.Deleted, err = b.int64(err)
 	return err
 }
 
@@ -206,13 +222,20 @@ func (b *bodyDecoder) uint16(x *uint16) (err error) {
 	return err
 }
 
-// uint64 and string read the next field unless an earlier one failed, so
+// uint64, int64 and string read the next field unless an earlier one failed, so
 // that a struct's fields read as a straight list.
 func (b *bodyDecoder) uint64(prev error) (uint64, error) {
 	if prev != nil {
 		return 0, prev
 	}
 	return b.d.DecodeUint64()
+}
+
+func (b *bodyDecoder) int64(prev error) (int64, error) {
+	if prev != nil {
+		return 0, prev
+	}
+	return b.d.DecodeInt64()
 }
 
 func (b *bodyDecoder) string(prev error) (string, error) {

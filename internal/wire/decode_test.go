@@ -28,22 +28,39 @@ func zstdAll(body []byte) []byte { return testZstd.EncodeAll(body, nil) }
 // decompress requires.
 var testZstd, _ = zstd.NewWriter(nil, zstd.WithSingleSegment(true))
 
-// Entry bodies (fixarray of 4) used to build Push and Delta bodies.
+// Entry bodies (fixarray of 5: key, replica, gen, P, N) and meta bodies
+// (fixarray of 5: key, gen, TTL version, deadline, deleted) used to build
+// Push and Delta bodies.
 var (
-	entryOK      = []byte{0x94, 0xa1, 'k', 0x01, 0x01, 0x00}
-	entryNoKey   = []byte{0x94, 0xa0, 0x01, 0x01, 0x00}
-	entryBadUTF8 = []byte{0x94, 0xa1, 0xff, 0x01, 0x01, 0x00}
-	entryZero    = []byte{0x94, 0xa1, 'k', 0x01, 0x00, 0x00}
-	entryLongKey = cat([]byte{0x94, 0xda, 0x02, 0x01}, bytes.Repeat([]byte{'k'}, 513), []byte{0x01, 0x01, 0x00})
-	entryMaxKey  = cat([]byte{0x94, 0xda, 0x02, 0x00}, bytes.Repeat([]byte{'k'}, 512), []byte{0x01, 0x01, 0x00})
+	entryOK      = []byte{0x95, 0xa1, 'k', 0x01, 0x00, 0x01, 0x00}
+	entryNoKey   = []byte{0x95, 0xa0, 0x01, 0x00, 0x01, 0x00}
+	entryBadUTF8 = []byte{0x95, 0xa1, 0xff, 0x01, 0x00, 0x01, 0x00}
+	entryZero    = []byte{0x95, 0xa1, 'k', 0x01, 0x07, 0x00, 0x00}
+	entryLongKey = cat([]byte{0x95, 0xda, 0x02, 0x01}, bytes.Repeat([]byte{'k'}, 513), []byte{0x01, 0x00, 0x01, 0x00})
+	entryMaxKey  = cat([]byte{0x95, 0xda, 0x02, 0x00}, bytes.Repeat([]byte{'k'}, 512), []byte{0x01, 0x00, 0x01, 0x00})
+
+	metaOK      = []byte{0x95, 0xa1, 'k', 0x01, 0x00, 0x00, 0x05} // a tombstone
+	metaTTLOnly = []byte{0x95, 0xa1, 'k', 0x00, 0x01, 0x05, 0x00} // generation 0 with a deadline
+	metaNoKey   = []byte{0x95, 0xa0, 0x01, 0x00, 0x00, 0x05}
+	metaBadUTF8 = []byte{0x95, 0xa1, 0xff, 0x01, 0x00, 0x00, 0x05}
+	metaZero    = []byte{0x95, 0xa1, 'k', 0x00, 0x00, 0x00, 0x00}
+	metaLongKey = cat([]byte{0x95, 0xda, 0x02, 0x01}, bytes.Repeat([]byte{'k'}, 513), []byte{0x01, 0x00, 0x00, 0x05})
 )
 
 func pushBody(entries ...[]byte) []byte {
-	return cat([]byte{0x92, 0x90 | byte(len(entries))}, cat(entries...), []byte{0xc0})
+	return cat([]byte{0x93, 0x90 | byte(len(entries))}, cat(entries...), []byte{0xc0, 0xc0})
 }
 
 func deltaBody(entries ...[]byte) []byte {
-	return cat([]byte{0x92, 0x90 | byte(len(entries))}, cat(entries...), []byte{0x00})
+	return cat([]byte{0x93, 0x90 | byte(len(entries))}, cat(entries...), []byte{0xc0, 0x00})
+}
+
+func pushMetasBody(metas ...[]byte) []byte {
+	return cat([]byte{0x93, 0xc0, 0x90 | byte(len(metas))}, cat(metas...), []byte{0xc0})
+}
+
+func deltaMetasBody(metas ...[]byte) []byte {
+	return cat([]byte{0x93, 0xc0, 0x90 | byte(len(metas))}, cat(metas...), []byte{0x00})
 }
 
 type decodeCase struct {
@@ -60,7 +77,8 @@ func decodeErrorCases() []decodeCase {
 		{"one byte", []byte{Version}, ErrShort},
 		{"three bytes", []byte{Version, byte(TypePush), 0}, ErrShort},
 		{"version 0", cat([]byte{0}, ack[1:]), ErrVersion},
-		{"version 2", cat([]byte{2}, ack[1:]), ErrVersion},
+		{"version 1", cat([]byte{1}, ack[1:]), ErrVersion},
+		{"version 3", cat([]byte{3}, ack[1:]), ErrVersion},
 		{"version 255", cat([]byte{255}, ack[1:]), ErrVersion},
 		{"type 0", frame(0, 0, 0x90), ErrUnknownType},
 		{"type 9", frame(9, 0, 0x90), ErrUnknownType},
@@ -85,21 +103,31 @@ func decodeErrorCases() []decodeCase {
 		{"never-used code 0xc1", frame(TypeDigestAck, 0, 0xc1), ErrBody},
 		{"string for struct", frame(TypePush, 0, 0xa1, 'x'), ErrBody},
 		{"int for struct", frame(TypeDelta, 0, 0x05), ErrBody},
-		{"wrong field count", frame(TypePush, 0, 0x93, 0xc0, 0xc0, 0xc0), ErrBody},
+		{"wrong field count", frame(TypePush, 0, 0x94, 0xc0, 0xc0, 0xc0, 0xc0), ErrBody},
+		{"push of version-1 shape", frame(TypePush, 0, 0x92, 0xc0, 0xc0), ErrBody},
 		{"too few fields", frame(TypeDelta, 0, 0x91, 0xc0), ErrBody},
-		{"string for uint16", frame(TypePush, 0, 0x92, 0xc0, 0x91, 0xa1, 'x'), ErrBody},
+		{"delta of version-1 shape", frame(TypeDelta, 0, 0x92, 0xc0, 0x00), ErrBody},
+		{"string for uint16", frame(TypePush, 0, 0x93, 0xc0, 0xc0, 0x91, 0xa1, 'x'), ErrBody},
 		{"float for uint64", frame(TypeDigestPull, 0, 0x91, 0x91, 0x92, 0x01, 0xcb, 0, 0, 0, 0, 0, 0, 0xf0, 0x3f), ErrBody},
 		{"truncated uint64", frame(TypeDigestPull, 0, 0x91, 0x91, 0x92, 0x01, 0xcf, 0, 0), ErrBody},
-		{"truncated array", frame(TypePush, 0, 0x92, 0x93, 0x94), ErrBody},
+		{"truncated array", frame(TypePush, 0, 0x93, 0x93, 0x95), ErrBody},
 		{"truncated string", frame(TypeJoin, 0, 0x91, 0x97, 0x00, 0xa5, 'a'), ErrBody},
 		{"push entry empty key", frame(TypePush, 0, pushBody(entryOK, entryNoKey)...), ErrBadEntry},
 		{"push entry invalid UTF-8", frame(TypePush, 0, pushBody(entryBadUTF8)...), ErrBadEntry},
 		{"push entry 513-byte key", frame(TypePush, 0, pushBody(entryLongKey)...), ErrBadEntry},
 		{"push entry all-zero totals", frame(TypePush, 0, pushBody(entryOK, entryZero)...), ErrBadEntry},
-		{"push entry nil", frame(TypePush, 0, pushBody([]byte{0xc0, 0xc0, 0xc0, 0xc0, 0xc0})...), ErrBody},
-		{"push entry empty array", frame(TypePush, 0, pushBody([]byte{0x90, 0xc0, 0xc0, 0xc0, 0xc0})...), ErrBody},
-		{"push entry of 5 fields", frame(TypePush, 0, pushBody([]byte{0x95, 0xa1, 'k', 0x01, 0x01, 0x00, 0x00})...), ErrBody},
-		{"push entry of 3 fields", frame(TypePush, 0, pushBody([]byte{0x93, 0xa1, 'k', 0x01, 0x01, 0x00})...), ErrBody},
+		{"push entry nil", frame(TypePush, 0, pushBody([]byte{0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0})...), ErrBody},
+		{"push entry empty array", frame(TypePush, 0, pushBody([]byte{0x90, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0})...), ErrBody},
+		{"push entry of 6 fields", frame(TypePush, 0, pushBody([]byte{0x96, 0xa1, 'k', 0x01, 0x00, 0x01, 0x00, 0x00})...), ErrBody},
+		{"push entry of 4 fields (version 1)", frame(TypePush, 0, pushBody([]byte{0x94, 0xa1, 'k', 0x01, 0x01, 0x00})...), ErrBody},
+		{"push meta empty key", frame(TypePush, 0, pushMetasBody(metaOK, metaNoKey)...), ErrBadMeta},
+		{"push meta invalid UTF-8", frame(TypePush, 0, pushMetasBody(metaBadUTF8)...), ErrBadMeta},
+		{"push meta 513-byte key", frame(TypePush, 0, pushMetasBody(metaLongKey)...), ErrBadMeta},
+		{"push meta zero life", frame(TypePush, 0, pushMetasBody(metaOK, metaZero)...), ErrBadMeta},
+		{"push meta nil", frame(TypePush, 0, pushMetasBody([]byte{0xc0, 0xc0, 0xc0, 0xc0, 0xc0, 0xc0})...), ErrBody},
+		{"push meta of 4 fields", frame(TypePush, 0, pushMetasBody([]byte{0x94, 0xa1, 'k', 0x01, 0x00, 0x00})...), ErrBody},
+		{"push meta string for deadline", frame(TypePush, 0, pushMetasBody([]byte{0x95, 0xa1, 'k', 0x01, 0x00, 0xa1, 'x', 0x05})...), ErrBody},
+		{"push meta as map", frame(TypePush, 0, pushMetasBody([]byte{0x81, 0xa3, 'K', 'e', 'y', 0xa1, 'k'})...), ErrBody},
 		{"push entry as map", frame(TypePush, 0, pushBody([]byte{0x81, 0xa3, 'K', 'e', 'y', 0xa1, 'k'})...), ErrBody},
 		{"member nil", frame(TypeMembers, 0, cat([]byte{0x91, 0x91, 0xc0}, bytes.Repeat([]byte{0xc0}, 7))...), ErrBody},
 		{"join member of 6 fields", frame(TypeJoin, 0, 0x91, 0x96, 0x01, 0xa0, 0xa0, 0xa0, 0x01, 0x01), ErrBody},
@@ -115,6 +143,9 @@ func decodeErrorCases() []decodeCase {
 		{"delta entry invalid UTF-8", frame(TypeDelta, 0, deltaBody(entryBadUTF8)...), ErrBadEntry},
 		{"delta entry 513-byte key", frame(TypeDelta, 0, deltaBody(entryLongKey)...), ErrBadEntry},
 		{"delta entry all-zero totals", frame(TypeDelta, 0, deltaBody(entryZero)...), ErrBadEntry},
+		{"delta meta empty key", frame(TypeDelta, 0, deltaMetasBody(metaNoKey)...), ErrBadMeta},
+		{"delta meta zero life", frame(TypeDelta, 0, deltaMetasBody(metaZero)...), ErrBadMeta},
+		{"compressed bad meta", frame(TypeDelta, flagZstd, zstdAll(deltaMetasBody(metaOK, metaZero))...), ErrBadMeta},
 		{"compressed bad entry", frame(TypeDelta, flagZstd, zstdAll(deltaBody(entryZero))...), ErrBadEntry},
 		{"zstd garbage", frame(TypePush, flagZstd, []byte("this is not zstd at all")...), ErrBody},
 		{"zstd magic then garbage", frame(TypePush, flagZstd, 0x28, 0xb5, 0x2f, 0xfd, 0xff, 0xff, 0xff, 0xff, 0xff), ErrBody},
@@ -150,16 +181,22 @@ func TestDecodeAccepts(t *testing.T) {
 		in   []byte
 	}{
 		{"512-byte key", frame(TypePush, 0, pushBody(entryMaxKey)...)},
-		{"multi-byte key", frame(TypeDelta, 0, deltaBody([]byte{0x94, 0xa4, 0xf0, 0x9f, 0x98, 0x80, 0x01, 0x00, 0x01})...)},
-		{"only N set", frame(TypeDelta, 0, deltaBody([]byte{0x94, 0xa1, 'k', 0x01, 0x00, 0x01})...)},
+		{"multi-byte key", frame(TypeDelta, 0, deltaBody([]byte{0x95, 0xa4, 0xf0, 0x9f, 0x98, 0x80, 0x01, 0x00, 0x00, 0x01})...)},
+		{"only N set", frame(TypeDelta, 0, deltaBody([]byte{0x95, 0xa1, 'k', 0x01, 0x00, 0x00, 0x01})...)},
+		{"meta: tombstone only", frame(TypeDelta, 0, deltaMetasBody(metaOK)...)},
+		{"meta: deadline only", frame(TypePush, 0, pushMetasBody(metaTTLOnly)...)},
+		{"meta: TTL version only", frame(TypePush, 0, pushMetasBody([]byte{0x95, 0xa1, 'k', 0x00, 0x01, 0x00, 0x00})...)},
+		{"meta: negative times", frame(TypePush, 0, pushMetasBody([]byte{0x95, 0xa1, 'k', 0x00, 0x00, 0xff, 0xd3, 0x80, 0, 0, 0, 0, 0, 0, 0})...)},
+		{"meta: 512-byte key", frame(TypePush, 0, pushMetasBody(cat([]byte{0x95, 0xda, 0x02, 0x00}, bytes.Repeat([]byte{'k'}, 512), []byte{0x01, 0x00, 0x00, 0x05}))...)},
+		{"entries and metas", frame(TypePush, 0, cat([]byte{0x93, 0x91}, entryOK, []byte{0x91}, metaOK, []byte{0x91, 0x07})...)},
 		{"nil slices and fields", frame(TypeJoinAck, 0, 0x91, 0x91, 0x97, 0x01, 0xc0, 0xa1, 'a', 0xc0, 0xc0, 0xc0, 0xc0)},
 		{"str8 for a short string", frame(TypeJoin, 0, 0x91, 0x97, 0x01, 0xd9, 0x01, 'n', 0xa1, 'a', 0xa0, 0x01, 0x01, 0x01)},
 		{"bin for a string", frame(TypeJoin, 0, 0x91, 0x97, 0x01, 0xc4, 0x01, 'n', 0xa1, 'a', 0xa0, 0x01, 0x01, 0x01)},
 		// msgpack/v5 truncates integers too large for the field.
-		{"300 for a uint8", frame(TypeDelta, 0, 0x92, 0xc0, 0xcd, 0x01, 0x2c)},
+		{"300 for a uint8", frame(TypeDelta, 0, 0x93, 0xc0, 0xc0, 0xcd, 0x01, 0x2c)},
 		{"compressed small body", frame(TypeDelta, flagZstd, zstdAll(deltaBody(entryOK))...)},
 		// msgpack/v5 converts a negative integer into an unsigned field.
-		{"negative for uint64", frame(TypePush, 0, pushBody([]byte{0x94, 0xa1, 'k', 0xff, 0x01, 0x00})...)},
+		{"negative for uint64", frame(TypePush, 0, pushBody([]byte{0x95, 0xa1, 'k', 0xff, 0xff, 0x01, 0x00})...)},
 		{"cluster of 64 bytes", nil},
 		{"non-compact ints", frame(TypeDigestPull, 0, 0x91, 0x91, 0x92, 0xcd, 0x00, 0x01, 0xcf, 0, 0, 0, 0, 0, 0, 0, 0x01)},
 	} {
@@ -202,22 +239,25 @@ func TestHugeLengthsFailFast(t *testing.T) {
 		name string
 		in   []byte
 	}{
-		{"push entries", frame(TypePush, 0, cat([]byte{0x92}, arr32, []byte{0x90, 0x90})...)},
-		{"push entries array16", frame(TypePush, 0, cat([]byte{0x92}, arr16, []byte{0x90, 0x90})...)},
-		{"push want", frame(TypePush, 0, cat([]byte{0x92, 0xc0}, arr32, []byte{0x01})...)},
-		{"delta entries", frame(TypeDelta, 0, cat([]byte{0x92}, arr32, []byte{0xc0})...)},
+		{"push entries", frame(TypePush, 0, cat([]byte{0x93}, arr32, []byte{0x90, 0x90, 0x90})...)},
+		{"push entries array16", frame(TypePush, 0, cat([]byte{0x93}, arr16, []byte{0x90, 0x90, 0x90})...)},
+		{"push metas", frame(TypePush, 0, cat([]byte{0x93, 0xc0}, arr32, []byte{0x90, 0x90})...)},
+		{"push want", frame(TypePush, 0, cat([]byte{0x93, 0xc0, 0xc0}, arr32, []byte{0x01})...)},
+		{"delta entries", frame(TypeDelta, 0, cat([]byte{0x93}, arr32, []byte{0xc0, 0xc0})...)},
+		{"delta metas", frame(TypeDelta, 0, cat([]byte{0x93, 0xc0}, arr32, []byte{0xc0})...)},
 		{"digest_pull groups", frame(TypeDigestPull, 0, cat([]byte{0x91}, arr32, []byte{0x90})...)},
 		{"digest_buckets groups", frame(TypeDigestBuckets, 0, cat([]byte{0x92}, arr32, []byte{0x01})...)},
 		{"digest_buckets buckets", frame(TypeDigestBuckets, 0, cat([]byte{0x92, 0xc0}, arr32, []byte{0x90})...)},
 		{"join_ack members", frame(TypeJoinAck, 0, cat([]byte{0x91}, arr32, []byte{0x90})...)},
 		{"members members", frame(TypeMembers, 0, cat([]byte{0x91}, arr32, []byte{0x90})...)},
 		{"struct as map32", frame(TypeMembers, 0, cat(map32, []byte{0xa1, 'x', 0x01})...)},
-		{"key str32", frame(TypePush, 0, cat([]byte{0x92, 0x91, 0x94}, str32, []byte{'k'})...)},
+		{"key str32", frame(TypePush, 0, cat([]byte{0x93, 0x91, 0x95}, str32, []byte{'k'})...)},
+		{"meta key str32", frame(TypePush, 0, cat([]byte{0x93, 0xc0, 0x91, 0x95}, str32, []byte{'k'})...)},
 		{"name str32", frame(TypeJoin, 0, cat([]byte{0x91, 0x97, 0x01}, str32, []byte{'n'})...)},
 		{"bin32 unknown field", frame(TypeDelta, 0, cat([]byte{0x81, 0xa1, 'x'}, bin32, []byte{0x01})...)},
 		{"ext32 unknown field", frame(TypeDelta, 0, cat([]byte{0x81, 0xa1, 'x'}, ext32, []byte{0x01})...)},
 		{"array32 inside skipped field", frame(TypeDelta, 0, cat([]byte{0x81, 0xa1, 'x'}, arr32, []byte{0x01})...)},
-		{"compressed push entries", frame(TypePush, flagZstd, zstdAll(cat([]byte{0x92}, arr32, []byte{0x90, 0x90}))...)},
+		{"compressed push entries", frame(TypePush, flagZstd, zstdAll(cat([]byte{0x93}, arr32, []byte{0x90, 0x90, 0x90}))...)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var err error
@@ -241,7 +281,8 @@ func TestHugeLengthsFailFast(t *testing.T) {
 func TestDecodeMemoryPerByte(t *testing.T) {
 	const n = 200_000
 	arr32 := func(n int) []byte { return binary.BigEndian.AppendUint32([]byte{0xdd}, uint32(n)) }
-	minEntry := []byte{0x94, 0xa1, 'k', 0x01, 0x00, 0x00}
+	minEntry := []byte{0x95, 0xa1, 'k', 0x01, 0x00, 0x00, 0x00}
+	minMeta := []byte{0x95, 0xa1, 'k', 0x00, 0x00, 0x00, 0x00}
 	minMember := []byte{0x97, 0x00, 0xa0, 0xa0, 0xa0, 0x00, 0x00, 0x00}
 	minHash := []byte{0x92, 0x00, 0x00}
 	for _, tc := range []struct {
@@ -253,11 +294,14 @@ func TestDecodeMemoryPerByte(t *testing.T) {
 		{"members of nils", TypeMembers, cat([]byte{0x91}, arr32(n), bytes.Repeat([]byte{0xc0}, n)), ErrBody},
 		{"members of empty arrays", TypeJoinAck, cat([]byte{0x91}, arr32(n), bytes.Repeat([]byte{0x90}, n)), ErrBody},
 		{"members, smallest well-formed", TypeMembers, cat([]byte{0x91}, arr32(n), bytes.Repeat(minMember, n)), ErrBadMember},
-		{"entries, smallest valid", TypeDelta, cat([]byte{0x92}, arr32(n), bytes.Repeat(minEntry, n), []byte{0x00}), ErrBadEntry},
-		{"entries, smallest valid, one short", TypeDelta, cat([]byte{0x92}, arr32(n), bytes.Repeat(minEntry, n-1), []byte{0x00}), ErrBody},
+		{"entries, smallest valid", TypeDelta, cat([]byte{0x93}, arr32(n), bytes.Repeat(minEntry, n), []byte{0xc0, 0x00}), ErrBadEntry},
+		{"entries, smallest valid, one short", TypeDelta, cat([]byte{0x93}, arr32(n), bytes.Repeat(minEntry, n-1), []byte{0xc0, 0x00}), ErrBody},
+		{"metas, smallest valid", TypeDelta, cat([]byte{0x93, 0xc0}, arr32(n), bytes.Repeat(minMeta, n), []byte{0x00}), ErrBadMeta},
+		{"metas of nils", TypePush, cat([]byte{0x93, 0xc0}, arr32(n), bytes.Repeat([]byte{0xc0}, n), []byte{0xc0}), ErrBody},
+		{"entries and metas, smallest valid", TypePush, cat([]byte{0x93}, arr32(n/2), bytes.Repeat(minEntry, n/2), arr32(n/2), bytes.Repeat(minMeta, n/2), []byte{0xc0}), ErrBadEntry},
 		{"hashes, more than the groups", TypeDigestPull, cat([]byte{0x91}, arr32(n), bytes.Repeat(minHash, n)), ErrBadDigest},
 		{"hashes of nils", TypeDigestPull, cat([]byte{0x91}, arr32(n), bytes.Repeat([]byte{0xc0}, n)), ErrBody},
-		{"want, more than the buckets", TypePush, cat([]byte{0x92, 0xc0}, arr32(n), bytes.Repeat([]byte{0x01}, n)), ErrBadDigest},
+		{"want, more than the buckets", TypePush, cat([]byte{0x93, 0xc0, 0xc0}, arr32(n), bytes.Repeat([]byte{0x01}, n)), ErrBadDigest},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			in := frame(tc.typ, flagZstd, zstdAll(tc.body)...)
@@ -287,7 +331,7 @@ func TestDeepNesting(t *testing.T) {
 	for _, in := range [][]byte{
 		frame(TypeDelta, flagZstd, zstdAll(body)...),
 		frame(TypeDelta, 0, small...),
-		frame(TypePush, 0, cat([]byte{0x92}, bytes.Repeat([]byte{0x91}, 1000), []byte{0x90, 0xc0})...),
+		frame(TypePush, 0, cat([]byte{0x93}, bytes.Repeat([]byte{0x91}, 1000), []byte{0x90, 0xc0, 0xc0})...),
 	} {
 		if _, err := Decode(testCluster, in); !errors.Is(err, ErrBody) {
 			t.Fatalf("Decode error = %v, want ErrBody", err)

@@ -99,11 +99,19 @@ func (g gen) str() string {
 }
 
 func (g gen) entry() Entry {
-	e := Entry{Key: g.key(), Replica: g.u64(), P: g.u64(), N: g.u64()}
+	e := Entry{Key: g.key(), Replica: g.u64(), Gen: g.u64(), P: g.u64(), N: g.u64()}
 	if e.P == 0 && e.N == 0 {
 		e.N = 1
 	}
 	return e
+}
+
+func (g gen) meta() Meta {
+	m := Meta{Key: g.key(), Gen: g.u64(), TTLVer: g.u64(), Deadline: int64(g.u64()), Deleted: int64(g.u64())}
+	if m.isZero() {
+		m.Gen = 1
+	}
+	return m
 }
 
 func (g gen) hash() Hash { return Hash{Index: uint16(g.u64()), Hash: g.u64()} }
@@ -118,7 +126,7 @@ func (g gen) member() Member {
 func (g gen) message(typ Type) Message {
 	switch typ {
 	case TypePush:
-		return &Push{Entries: slice(g, g.count(), g.entry), Want: slice(g, g.count(), g.u16)}
+		return &Push{Entries: slice(g, g.count(), g.entry), Metas: slice(g, g.count(), g.meta), Want: slice(g, g.count(), g.u16)}
 	case TypeDigestPull:
 		return &DigestPull{Groups: slice(g, min(g.count(), 256), func() Hash { h := g.hash(); h.Index %= 256; return h })}
 	case TypeDigestAck:
@@ -126,7 +134,7 @@ func (g gen) message(typ Type) Message {
 	case TypeDigestBuckets:
 		return &DigestBuckets{Groups: slice(g, min(g.count(), 256), func() uint16 { return g.u16() % 256 }), Buckets: slice(g, g.count(), g.hash)}
 	case TypeDelta:
-		return &Delta{Entries: slice(g, g.count(), g.entry), Hops: uint8(g.u64())}
+		return &Delta{Entries: slice(g, g.count(), g.entry), Metas: slice(g, g.count(), g.meta), Hops: uint8(g.u64())}
 	case TypeJoin:
 		return &Join{Self: g.member()}
 	case TypeJoinAck:

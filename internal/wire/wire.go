@@ -6,7 +6,7 @@
 // transport for framing, handshake and encryption). Its bytes are:
 //
 //	offset  size  field
-//	0       1     protocol version (Version, currently 1)
+//	0       1     protocol version (Version, currently 2)
 //	1       1     message type (Type; an append-only list)
 //	2       1     flags: bit 0 set = body is zstd-compressed; other bits must be 0
 //	3       1     cluster name length L (1..MaxClusterLen)
@@ -25,8 +25,47 @@
 // every length in the body must fit in the bytes that follow it, and the
 // decoded message takes at most about ten bytes of memory per body byte.
 // Unknown types, versions and flags are errors, as are bodies that nest
-// containers more than 16 deep; entries with invalid keys or all-zero totals
-// make the whole message invalid.
+// containers more than 16 deep; entries with invalid keys or all-zero totals,
+// and metas with invalid keys or zero lives, make the whole message invalid.
+//
+// # Messages
+//
+// Bodies, by type (structs are msgpack arrays of their fields in this order):
+//
+//	1 Push           [Entries []Entry, Metas []Meta, Want []uint16]
+//	2 DigestPull     [Groups []Hash]
+//	3 DigestAck      []
+//	4 Delta          [Entries []Entry, Metas []Meta, Hops uint8]
+//	5 DigestBuckets  [Groups []uint16, Buckets []Hash]
+//	6 Join           [Self Member, SentAt int64]
+//	7 JoinAck        [Members []Member, SentAt int64]
+//	8 Members        [Members []Member, SentAt int64]
+//
+//	Entry   [Key string, Replica uint64, Gen uint64, P uint64, N uint64]
+//	Meta    [Key string, Gen uint64, TTLVer uint64, Deadline int64, Deleted int64]
+//	Hash    [Index uint16, Hash uint64]
+//	Member  [ID uint64, Name string, GossipAddr string, HTTPAddr string,
+//	         Incarnation uint64, Heartbeat uint64, State uint8]
+//
+// An Entry is one replica's totals in one generation of a key; a Meta is a
+// key's lifecycle state (crdt.Life: generation, expiry register, tombstone
+// time), sent only when it is not zero. A receiver merges a message's metas
+// before its entries, so an entry of a new generation finds that
+// generation's deadline already in place. Senders keep one more rule (see
+// package gossip): an entry travels with its key's non-zero meta in the
+// same message.
+//
+// # Versions
+//
+// Version 2 (counter lifecycle) added Entry.Gen, the Meta element and the
+// Metas field of Push and Delta. Version 1 and version 2 nodes refuse each
+// other's messages (ErrVersion, in both directions): a version-1 node
+// would otherwise merge entries of every generation into one, bringing
+// deleted and expired counts back. A cluster moves to version 2 by a full
+// restart: stop every node, upgrade, start them again (as for the transport
+// handshake version 2). Nodes of different versions keep serving clients
+// from their own state but do not converge until all speak the same
+// version.
 //
 // A struct is always an array of exactly as many elements as it has fields
 // (never nil, never a map), so changing a message's fields needs a new
@@ -55,18 +94,19 @@ import (
 	"github.com/dcounter/dcounter/internal/crdt"
 )
 
-// Version is the protocol version written in every message.
-const Version = 1
+// Version is the protocol version written in every message. Decode refuses
+// any other (ErrVersion); see the package doc for what changed.
+const Version = 2
 
 // Type identifies a message's body.
 type Type uint8
 
 // Message types. ONLY APPEND TO THIS LIST: the numbers are on the wire.
 const (
-	TypePush          Type = 1 // entries, optionally asking for the peer's newer entries back
+	TypePush          Type = 1 // entries and metas, optionally asking for the peer's newer ones back
 	TypeDigestPull    Type = 2 // anti-entropy round: sender's group hashes
 	TypeDigestAck     Type = 3 // digests are equal; nothing to repair
-	TypeDelta         Type = 4 // eager dissemination of fresh entries
+	TypeDelta         Type = 4 // eager dissemination of fresh entries and metas
 	TypeDigestBuckets Type = 5 // bucket hashes of the groups that differ
 	TypeJoin          Type = 6 // a new node asks a member for the member list
 	TypeJoinAck       Type = 7 // the member list, answering Join
@@ -117,6 +157,7 @@ var (
 	ErrBody          = errors.New("wire: malformed body")
 	ErrTooLarge      = errors.New("wire: body too large")
 	ErrBadEntry      = errors.New("wire: invalid entry")
+	ErrBadMeta       = errors.New("wire: invalid meta")
 	ErrBadClusterLen = errors.New("wire: invalid cluster name length")
 )
 
@@ -131,15 +172,30 @@ type Entry struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Key      string
 	Replica  uint64
+	Gen      uint64
 	P, N     uint64
 }
 
-// Push carries entries. When Want is non-empty the receiver answers with a
-// Push of its entries in those buckets that are newer than the ones carried
-// here (which are the sender's full contents of those buckets).
+// Meta is crdt.Meta on the wire: a key's non-zero lifecycle state.
+type Meta struct {
+	_msgpack struct{} `msgpack:",as_array"`
+	Key      string
+	Gen      uint64
+	TTLVer   uint64
+	Deadline int64 // Unix ms; 0 = none
+	Deleted  int64 // Unix ms; 0 = not a tombstone
+}
+
+func (m *Meta) isZero() bool { return m.Gen == 0 && m.TTLVer == 0 && m.Deadline == 0 && m.Deleted == 0 }
+
+// Push carries entries and metas. When Want is non-empty the receiver
+// answers with a Push of what it holds in those buckets that is newer than
+// what is carried here (which is the sender's full contents of those
+// buckets).
 type Push struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Entries  []Entry
+	Metas    []Meta
 	Want     []uint16
 }
 
@@ -187,10 +243,12 @@ type DigestBuckets struct {
 	Buckets  []Hash
 }
 
-// Delta disseminates fresh entries eagerly. Hops counts forwards so far.
+// Delta disseminates fresh entries and metas eagerly. Hops counts forwards
+// so far.
 type Delta struct {
 	_msgpack struct{} `msgpack:",as_array"`
 	Entries  []Entry
+	Metas    []Meta
 	Hops     uint8
 }
 
@@ -269,13 +327,30 @@ func validEntries(es []Entry) error {
 	return nil
 }
 
+func validMetas(ms []Meta) error {
+	for i := range ms {
+		if crdt.ValidKey(ms[i].Key) != nil || ms[i].isZero() {
+			return ErrBadMeta
+		}
+	}
+	return nil
+}
+
 func (m *Push) validate() error {
 	if len(m.Want) > crdt.NumBuckets {
 		return ErrBadDigest
 	}
-	return validEntries(m.Entries)
+	if err := validEntries(m.Entries); err != nil {
+		return err
+	}
+	return validMetas(m.Metas)
 }
-func (m *Delta) validate() error { return validEntries(m.Entries) }
+func (m *Delta) validate() error {
+	if err := validEntries(m.Entries); err != nil {
+		return err
+	}
+	return validMetas(m.Metas)
+}
 func (m *DigestPull) validate() error {
 	return validHashes(m.Groups, crdt.NumGroups)
 }
@@ -335,22 +410,51 @@ func validMembers(ms []Member) error {
 	return nil
 }
 
-// FromCRDT converts entries for the wire.
-func FromCRDT(es []crdt.Entry) []Entry {
-	out := make([]Entry, len(es))
-	for i, e := range es {
-		out[i] = Entry{Key: e.Key, Replica: uint64(e.Replica), P: e.P, N: e.N}
-	}
-	return out
+// FromEntry converts an entry for the wire.
+func FromEntry(e crdt.Entry) Entry {
+	return Entry{Key: e.Key, Replica: uint64(e.Replica), Gen: e.Gen, P: e.P, N: e.N}
 }
 
-// ToCRDT converts entries from the wire.
-func ToCRDT(es []Entry) []crdt.Entry {
-	out := make([]crdt.Entry, len(es))
-	for i, e := range es {
-		out[i] = crdt.Entry{Key: e.Key, Replica: crdt.ReplicaID(e.Replica), P: e.P, N: e.N}
+// ToEntry converts an entry from the wire.
+func (e Entry) ToEntry() crdt.Entry {
+	return crdt.Entry{Key: e.Key, Replica: crdt.ReplicaID(e.Replica), Gen: e.Gen, P: e.P, N: e.N}
+}
+
+// FromMeta converts a meta for the wire.
+func FromMeta(m crdt.Meta) Meta {
+	return Meta{Key: m.Key, Gen: m.Gen, TTLVer: m.TTL.Ver, Deadline: m.TTL.Deadline, Deleted: m.Deleted}
+}
+
+// ToMeta converts a meta from the wire.
+func (m Meta) ToMeta() crdt.Meta {
+	return crdt.Meta{Key: m.Key, Life: crdt.Life{Gen: m.Gen, TTL: crdt.TTL{Ver: m.TTLVer, Deadline: m.Deadline}, Deleted: m.Deleted}}
+}
+
+// FromContents converts a batch of entries and metas for the wire (the
+// Entries and Metas fields of Push and Delta).
+func FromContents(c crdt.Contents) (entries []Entry, metas []Meta) {
+	entries = make([]Entry, len(c.Entries))
+	for i, e := range c.Entries {
+		entries[i] = FromEntry(e)
 	}
-	return out
+	metas = make([]Meta, len(c.Metas))
+	for i, m := range c.Metas {
+		metas[i] = FromMeta(m)
+	}
+	return entries, metas
+}
+
+// ToContents converts the Entries and Metas fields of Push and Delta from
+// the wire.
+func ToContents(entries []Entry, metas []Meta) crdt.Contents {
+	c := crdt.Contents{Entries: make([]crdt.Entry, len(entries)), Metas: make([]crdt.Meta, len(metas))}
+	for i, e := range entries {
+		c.Entries[i] = e.ToEntry()
+	}
+	for i, m := range metas {
+		c.Metas[i] = m.ToMeta()
+	}
+	return c
 }
 
 var (
