@@ -119,7 +119,7 @@ func BenchmarkRecover(b *testing.B) {
 					b.Fatal(err)
 				}
 				for i := range n {
-					l.AppendAsync([]crdt.Entry{recoverEntry(i)})
+					l.AppendAsync(ents(recoverEntry(i)))
 				}
 				if err := l.Close(); err != nil {
 					b.Fatal(err)
@@ -202,7 +202,7 @@ func BenchmarkRecoverSnapshot(b *testing.B) {
 			if err := l.Append(entries[:1]); err != nil {
 				b.Fatal(err)
 			}
-			if err := l.WriteSnapshot(l.LastLSN(), entries); err != nil {
+			if err := l.WriteSnapshot(l.LastLSN(), ents(entries...)); err != nil {
 				b.Fatal(err)
 			}
 			if err := l.Close(); err != nil {
