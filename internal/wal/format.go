@@ -336,7 +336,7 @@ func splitContents(b []byte, count uint64, version byte) (c contents, rest []byt
 		return c, rest, nil
 	}
 	n, k := binary.Uvarint(rest[1:])
-	if k <= 0 || n == 0 || n > uint64(len(rest)/minMeta) {
+	if k <= 0 || n == 0 || n > uint64(len(rest)-1-k)/minMeta {
 		return contents{}, nil, fmt.Errorf("bad meta count")
 	}
 	metas := rest[1+k:]
