@@ -119,7 +119,7 @@ func BenchmarkRecover(b *testing.B) {
 					b.Fatal(err)
 				}
 				for i := range n {
-					l.AppendAsync([]crdt.Entry{recoverEntry(i)})
+					l.AppendAsync(ents(recoverEntry(i)))
 				}
 				if err := l.Close(); err != nil {
 					b.Fatal(err)
@@ -202,7 +202,7 @@ func BenchmarkRecoverSnapshot(b *testing.B) {
 			if err := l.Append(entries[:1]); err != nil {
 				b.Fatal(err)
 			}
-			if err := l.WriteSnapshot(l.LastLSN(), entries); err != nil {
+			if err := l.WriteSnapshot(l.LastLSN(), ents(entries...)); err != nil {
 				b.Fatal(err)
 			}
 			if err := l.Close(); err != nil {
@@ -241,6 +241,103 @@ func BenchmarkRecoverSnapshot(b *testing.B) {
 			}
 		}
 		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
+	})
+}
+
+// lifecycleContents is 1M keys of one entry each, where every other key
+// also has a meta: an expired TTL (past deadline, as after a restart long
+// after it) on generation 1, so its entry is of generation 1 too.
+func lifecycleContents(n int) crdt.Contents {
+	c := crdt.Contents{Entries: make([]crdt.Entry, n), Metas: make([]crdt.Meta, 0, n/2)}
+	for i := range n {
+		key := fmt.Sprintf("page:%07d", i)
+		c.Entries[i] = crdt.Entry{Key: key, Replica: crdt.ReplicaID(i%3 + 1), P: uint64(i) + 1}
+		if i%2 == 0 {
+			c.Entries[i].Gen = 1
+			c.Metas = append(c.Metas, crdt.Meta{Key: key, Life: crdt.Life{Gen: 1, TTL: crdt.TTL{Ver: 1, Deadline: 1_600_000_000_000 + int64(i)}}})
+		}
+	}
+	return c
+}
+
+// BenchmarkRecoverLifecycle times Open (merging into a crdt.Keyspace) of
+// 1M keys, half of them with an expired TTL: as one snapshot, and as
+// records of one change each (an entry, or an entry and its meta, as a
+// write with a TTL logs them). merge-only merges the same contents from
+// memory: the baseline for what reading and checking adds.
+//
+//	go test -run '^$' -bench RecoverLifecycle -benchtime 3x ./internal/wal/
+func BenchmarkRecoverLifecycle(b *testing.B) {
+	defer removeFixtures()
+	const n = 1_000_000
+	c := lifecycleContents(n)
+	check := func(b *testing.B, ks *crdt.Keyspace) {
+		if ks.Len() != n || ks.Entries() != n {
+			b.Fatalf("recovered %d keys, %d entries", ks.Len(), ks.Entries())
+		}
+		if st := ks.StatusOf("page:0000000", 1_700_000_000_000); st.Live || st.Gen != 1 {
+			b.Fatalf("an expired key reads %+v", st)
+		}
+	}
+	for _, kind := range []string{"snapshot", "log"} {
+		b.Run("1M/"+kind, func(b *testing.B) {
+			dir := fixtureDir(b, "lifecycle-"+kind, func(dir string) {
+				l, _, err := openApply(benchOptions(dir, SyncNone), func(crdt.Entry) {})
+				if err != nil {
+					b.Fatal(err)
+				}
+				if kind == "snapshot" {
+					if err := l.Append(c.Entries[:1]); err != nil {
+						b.Fatal(err)
+					}
+					if err := l.WriteSnapshot(l.LastLSN(), c); err != nil {
+						b.Fatal(err)
+					}
+				} else {
+					for i := range n {
+						ch := ents(c.Entries[i])
+						if i%2 == 0 {
+							ch.Metas = c.Metas[i/2 : i/2+1]
+						}
+						l.AppendAsync(ch)
+					}
+				}
+				if err := l.Close(); err != nil {
+					b.Fatal(err)
+				}
+			})
+			b.SetBytes(dirSize(b, dir))
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				ks := crdt.New()
+				l, _, err := Open(benchOptions(dir, SyncNone), ks)
+				if err != nil {
+					b.Fatal(err)
+				}
+				b.StopTimer()
+				check(b, ks)
+				l.Close()
+				b.StartTimer()
+			}
+			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "keys/s")
+		})
+	}
+	b.Run("1M/merge-only", func(b *testing.B) {
+		b.ReportAllocs()
+		for range b.N {
+			ks := crdt.New()
+			for _, m := range c.Metas {
+				ks.MergeMeta(m)
+			}
+			for _, e := range c.Entries {
+				ks.Merge(e)
+			}
+			b.StopTimer()
+			check(b, ks)
+			b.StartTimer()
+		}
+		b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "keys/s")
 	})
 }
 

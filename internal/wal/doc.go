@@ -4,10 +4,15 @@
 //
 // # Records and sequence numbers
 //
-// Every Enqueue or AppendAsync becomes one record with the next log sequence number (LSN).
-// A record holds absolute CRDT entries (key, replica, P, N), so replaying a
-// record twice, or replaying records out of order, is harmless; recovery is
-// "merge everything".
+// Every Enqueue or AppendAsync becomes one record with the next log
+// sequence number (LSN); a batch too big for one record is split. A record
+// holds one change's contents (crdt.Contents): absolute CRDT entries (key,
+// replica, generation, P, N) and metas, a key's replicated lifecycle
+// (generation, expiry register, deletion time). A write with a TTL is one
+// entry and one meta in one record, a delete one meta. Replaying a record
+// twice, or replaying records out of order, is harmless: recovery is
+// "merge everything" (crdt.Keyspace.MergeKey and MergeMeta), and a
+// tombstone drops the older generations' entries whichever is read first.
 //
 // A snapshot taken at LSN X holds a state that includes every record with
 // LSN ≤ X. The caller makes that true by reading LastLSN and capturing its
@@ -30,12 +35,16 @@
 // Under the log's directory, segments are named by their first LSN and
 // snapshots by the LSN they cover, both as 16 hex digits:
 // 0000000000000001.wal, 00000000000a2c4f.snap. Integers are little-endian;
-// uvarint is encoding/binary's.
+// uvarint and varint are encoding/binary's (varint is zigzag).
+//
+// The last byte of each file's magic is its format version. This build
+// writes version 2 and reads versions 1 and 2; the layouts below are
+// version 2, and the differences of version 1 follow them.
 //
 // Segment:
 //
 //	offset  size  field
-//	0       8     magic "DCWAL\x00\x00\x01" (the last byte is the format version)
+//	0       8     magic "DCWAL\x00\x00\x02" (the last byte is the format version)
 //	8       8     LSN of the first record
 //	16      ...   records
 //
@@ -44,33 +53,78 @@
 //	offset  size  field
 //	0       4     payload length n (1..MaxRecord)
 //	4       4     CRC-32C (Castagnoli) of the payload
-//	8       n     payload: u64 LSN, uvarint entry count, entries,
-//	              then optionally a tag (0x02, or 0x01 from older versions)
-//	              and one idempotency key (below)
+//	8       n     payload:
+//	                u64 LSN
+//	                uvarint entry count, entries
+//	                optional meta section: 0x03, uvarint meta count (≥ 1), metas
+//	                optional idempotency section: 0x02, one idempotency key
 //
 // Entry (in records and snapshots):
 //
-//	uvarint key length (1..512), key bytes, u64 replica ID, uvarint P, uvarint N
+//	uvarint key length (1..512), key bytes, u64 replica ID,
+//	uvarint generation, uvarint P, uvarint N
+//
+// Meta (in records and snapshots):
+//
+//	uvarint key length, key bytes (a key crdt.ValidKey accepts),
+//	uvarint generation, uvarint TTL version,
+//	varint deadline (Unix ms; 0 = none), varint deleted (Unix ms; 0 = not a tombstone)
+//
+// A meta is never the zero life (generation 0, no TTL, not deleted):
+// entries imply that one, and recovery refuses it.
 //
 // Snapshot:
 //
 //	offset  size  field
-//	0       8     magic "DCSNAP\x00\x01" (the last byte is the format version)
+//	0       8     magic "DCSNAP\x00\x02" (the last byte is the format version)
 //	8       8     LSN covered
 //	16      8     entry count
 //	24      ...   entries
-//	...     ...   optionally a tag (0x02, or 0x01 from older versions),
-//	              uvarint key count, idempotency keys
+//	...     ...   optional meta section: 0x03, uvarint meta count (≥ 1), metas
+//	...     ...   optional idempotency section: 0x02, uvarint key count,
+//	              idempotency keys
 //	end-4   4     CRC-32C of every byte before it
 //
 // Idempotency key (in records and snapshots):
 //
 //	uvarint key length (1..255), key bytes, u64 request fingerprint,
-//	varint value answered (zigzag), varint At (zigzag; under 0x02 the
-//	remembered time in milliseconds, under 0x01 a Unix-millisecond expiry)
+//	varint value answered, varint At (under 0x02 the remembered time in
+//	milliseconds, under 0x01 a Unix-millisecond expiry)
+//
+// The optional sections follow the entries in the order shown, each at
+// most once, and nothing follows the last one. Anything else — another
+// tag, a section twice or out of order, a count larger than the bytes
+// after it could hold, a key that is not valid, bytes left over — is
+// corruption (or a torn tail, see Recovery). Entries of a key that does
+// not decode to valid UTF-8 are read and ignored, as version 1 did.
+//
+// Version 1 (magics "DCWAL\x00\x00\x01" and "DCSNAP\x00\x01") differs in
+// three ways: an entry has no generation (uvarint key length, key, u64
+// replica, uvarint P, uvarint N; it reads as generation 0); there is no
+// meta section; and the idempotency section may carry the tag 0x01 instead
+// of 0x02 (below). Version 2 refuses the tag 0x01.
 //
 // Snapshots are written to a temporary file, synced, renamed into place and
 // the directory synced, so a snapshot file is either whole or absent.
+//
+// # Upgrade, and no downgrade
+//
+// A data dir written by version 1 opens as it is: its snapshot and
+// segments are read as version 1, and Open starts a new segment, in
+// version 2, for what follows, so a data dir may hold version 1 segments
+// followed by version 2 ones. Nothing is rewritten in place; the version 1
+// files go as usual, once a snapshot (written in version 2) covers them.
+//
+// There is no downgrade. A build that reads only version 1 refuses a
+// version 2 segment or snapshot: it finds an unknown magic and reports
+// "segment ...: bad header" or "snapshot ...: not a snapshot (bad header)"
+// as corruption and refuses to start; its --discard-corrupt would throw
+// the version 2 data away. This build and later ones name the problem: a
+// file whose version byte is above what they read fails Open with
+// ErrNewerFormat ("written by a newer version: format version N ..."),
+// and that is never skipped, even under DiscardCorrupt. To go back, restore
+// a copy of the data dir taken before the upgrade, or start the older
+// build on an empty data dir and let it catch up from its peers.
 //
 // # Idempotency keys
 //
@@ -87,18 +141,12 @@
 // remembered, whatever the system clock did meanwhile. The log stores it
 // and never interprets it.
 //
-// Older versions wrote the section with the tag 0x01 and a wall-clock
-// expiry (Unix milliseconds) in place of At. Such keys are still read, with
-// Idem.Legacy set; the caller decides what they mean (package node keeps
-// them a full window from recovery).
-//
-// Neither section changed the version byte in the magic, so an older build
-// cannot tell them from damage: a build without the section, or with only
-// the tag 0x01, sees bytes after the last entry: it cuts such a record as a
-// torn tail if it ends the log, and otherwise, as for a snapshot holding
-// keys, reports corruption. Going back to such a build is not supported. The testdata directory holds golden
-// files with and without the section, and with the tag 0x01 as an older
-// version wrote them.
+// Older builds wrote the section with the tag 0x01 and a wall-clock
+// expiry (Unix milliseconds) in place of At, in version 1 files. Such keys
+// are still read, with Idem.Legacy set; the caller decides what they mean
+// (package node keeps them a full window from recovery). The testdata
+// directory holds golden files of version 1 with and without the section,
+// and with the tag 0x01 (read only), and of version 2 (written and read).
 //
 // # Recovery
 //
@@ -115,10 +163,14 @@
 // segment follows it, and the log says how many bytes went.
 //
 // A record at offset c after a bad record at offset b continues the log
-// when it is whole (length, checksum, entries and idempotency key decode)
-// and its LSN is between e and e + (c-b)/17, where e is the LSN the bad
-// record should have carried and 17 is the smallest record's size: the
-// LSNs the damaged bytes could have held, and no more. Every record the log
+// when it is whole (length, checksum, and, as its segment's version says,
+// entries, metas and idempotency key decode) and its LSN is between e and
+// e + (c-b)/17, where e is the LSN the bad record should have carried and
+// 17 is the smallest size a record can have (header, LSN, a one-byte
+// count): the LSNs the damaged bytes could have held, and no more. Every
+// record the log writes is at least that big (version 1: 29 bytes, one
+// entry; version 2: 25 bytes, one meta alone, or 30, one entry), so the
+// bound holds for both versions. Every record the log
 // wrote after a damaged one passes this test, so a bad record followed by
 // records the log wrote is never mistaken for a torn tail, even when a torn
 // record ends the segment. A frame that a client placed inside a key fails
@@ -138,9 +190,9 @@
 //
 // # Code
 //
-// The format above is encoded and decoded in format.go (records, entries,
-// idempotency keys, segment names and headers) and snapshot.go (snapshot
-// files), which know nothing of the writer. The writer — the group-commit
+// The format above is encoded and decoded in format.go (versions, records,
+// entries, metas, idempotency keys, segment names) and snapshot.go
+// (snapshot files), which know nothing of the writer. The writer — the group-commit
 // goroutine, the fsync policy and segment rotation — is in writer.go;
 // recovery is in recover.go; wal.go holds the API (Open, Log, Options).
 package wal

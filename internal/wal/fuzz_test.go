@@ -15,28 +15,39 @@ import (
 
 // Fuzz modes: what the input becomes on disk.
 const (
-	fuzzSegmentBody  = iota // the bytes after a valid segment header
-	fuzzRecordBody          // the payload of one record with a valid length and CRC
-	fuzzSnapshotFile        // a whole snapshot file
-	fuzzSnapshotBody        // a snapshot's bytes after its magic and LSN, with a valid CRC
+	fuzzSegmentBody    = iota // the bytes after a valid segment header
+	fuzzRecordBody            // the payload of one record with a valid length and CRC
+	fuzzSnapshotFile          // a whole snapshot file
+	fuzzSnapshotBody          // a snapshot's bytes after its magic and LSN, with a valid CRC
+	fuzzSegmentBodyV1         // fuzzSegmentBody under a version 1 header
+	fuzzRecordBodyV1          // fuzzRecordBody under a version 1 header
+	fuzzSnapshotBodyV1        // fuzzSnapshotBody under a version 1 magic
 	fuzzModes
 )
+
+// fuzzVersion is the format version of mode's segment or snapshot magic.
+func fuzzVersion(mode uint8) byte {
+	if mode >= fuzzSegmentBodyV1 {
+		return version1
+	}
+	return version2
+}
 
 // fuzzFiles lays out input as mode says, in a fresh directory.
 func fuzzFiles(t *testing.T, mode uint8, input []byte) string {
 	dir := t.TempDir()
 	switch mode {
-	case fuzzSegmentBody, fuzzRecordBody:
-		seg := binary.LittleEndian.AppendUint64([]byte(segMagic), 1)
-		if mode == fuzzRecordBody {
+	case fuzzSegmentBody, fuzzRecordBody, fuzzSegmentBodyV1, fuzzRecordBodyV1:
+		seg := binary.LittleEndian.AppendUint64([]byte(segMagicPrefix+string(rune(fuzzVersion(mode)))), 1)
+		if mode == fuzzRecordBody || mode == fuzzRecordBodyV1 {
 			seg = binary.LittleEndian.AppendUint32(seg, uint32(len(input)))
 			seg = binary.LittleEndian.AppendUint32(seg, crc32.Checksum(input, castagnoli))
 		}
 		writeFile(t, filepath.Join(dir, segFile(1)), append(seg, input...))
 	case fuzzSnapshotFile:
 		writeFile(t, filepath.Join(dir, snapFile(1)), input)
-	case fuzzSnapshotBody:
-		snap := binary.LittleEndian.AppendUint64([]byte(snapMagic), 1)
+	case fuzzSnapshotBody, fuzzSnapshotBodyV1:
+		snap := binary.LittleEndian.AppendUint64([]byte(snapMagicPrefix+string(rune(fuzzVersion(mode)))), 1)
 		snap = append(snap, input...)
 		snap = binary.LittleEndian.AppendUint32(snap, crc32.Checksum(snap, castagnoli))
 		writeFile(t, filepath.Join(dir, snapFile(1)), snap)
@@ -58,84 +69,114 @@ func fuzzSeeds(t testing.TB) (seeds []struct {
 	}
 	entries := []crdt.Entry{
 		{Key: "default", Replica: 1, P: 5, N: 2},
-		{Key: "счётчик", Replica: 1 << 63, P: 1 << 62, N: 0},
+		{Key: "счётчик", Replica: 1 << 63, Gen: 3, P: 1 << 62, N: 0},
 	}
-	// Segment bodies: three valid records, then damaged copies.
-	var body []byte
-	for lsn := uint64(1); lsn <= 3; lsn++ {
-		body = appendRecord(body, lsn, entries[:1+lsn%2], nil)
+	metas := []crdt.Meta{
+		{Key: "default", Life: crdt.Life{Gen: 1, Deleted: 1_700_000_000_000}},
+		{Key: "счётчик", Life: crdt.Life{Gen: 3, TTL: crdt.TTL{Ver: 2, Deadline: -1}}},
 	}
-	add(fuzzSegmentBody, body)
-	add(fuzzSegmentBody, nil)
-	for _, cut := range []int{1, 7, 8, 9, len(body) / 2, len(body) - 1} {
-		add(fuzzSegmentBody, body[:cut])
-	}
-	for _, i := range []int{0, 4, 9, len(body) / 2, len(body) - 1} {
-		b := slices.Clone(body)
-		b[i] ^= 0x10
-		add(fuzzSegmentBody, b)
-	}
-	add(fuzzSegmentBody, append(slices.Clone(body), 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5))
-	add(fuzzSegmentBody, []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1})
-	add(fuzzSegmentBody, append(binary.LittleEndian.AppendUint32(nil, MaxRecord), 0, 0, 0, 0, 1, 2))
-	add(fuzzSegmentBody, make([]byte, 64))
-	// Records with idempotency keys, current and legacy.
 	idem := Idem{Key: "req-1", Request: 7, Value: -3, At: 3_600_000}
-	keyed := appendRecord(nil, 1, entries[:1], &idem)
-	keyed = appendRecord(keyed, 2, entries, &idem)
-	add(fuzzSegmentBody, keyed)
-	legacy := slices.Clone(keyed)
-	legacy[recHeader+8+1+len(appendEntry(nil, entries[0]))] = legacyIdemTag // breaks the CRC: a bad record then a good one
-	add(fuzzSegmentBody, legacy)
-	// A torn record whose key holds a whole record frame, with an LSN in and
-	// out of the window recovery accepts.
-	for _, lsn := range []uint64{2, 3, 1 << 40} {
-		frame := appendRecord(nil, lsn, entries[:1], nil)
-		torn := appendRecord(nil, 1, entries[:1], nil)
-		torn = appendRecord(torn, 2, []crdt.Entry{{Key: "frame:" + string(frame) + ":end", Replica: 9, P: 1}}, nil)
-		end := len(torn) - 8 - 1 - 1 - len(":end") // the end of the frame inside the key
-		add(fuzzSegmentBody, torn[:end])
-		add(fuzzSegmentBody, torn[:end+2])
-	}
+	for _, v := range []byte{version2, version1} {
+		segBody, recBody, snapBody := uint8(fuzzSegmentBody), uint8(fuzzRecordBody), uint8(fuzzSnapshotBody)
+		if v == version1 {
+			segBody, recBody, snapBody = fuzzSegmentBodyV1, fuzzRecordBodyV1, fuzzSnapshotBodyV1
+		}
+		record := func(b []byte, lsn uint64, c crdt.Contents, idem *Idem) []byte {
+			if v == version1 {
+				return appendRecordV1(b, lsn, c.Entries, idem, idemTag)
+			}
+			return appendRecord(b, lsn, c, idem)
+		}
+		// Segment bodies: three valid records, then damaged copies.
+		var body []byte
+		for lsn := uint64(1); lsn <= 3; lsn++ {
+			body = record(body, lsn, crdt.Contents{Entries: entries[:1+lsn%2], Metas: metas[:lsn%3]}, nil)
+		}
+		add(segBody, body)
+		add(segBody, nil)
+		for _, cut := range []int{1, 7, 8, 9, len(body) / 2, len(body) - 1} {
+			add(segBody, body[:cut])
+		}
+		for _, i := range []int{0, 4, 9, len(body) / 2, len(body) - 1} {
+			b := slices.Clone(body)
+			b[i] ^= 0x10
+			add(segBody, b)
+		}
+		add(segBody, append(slices.Clone(body), 0xff, 0xff, 0xff, 0xff, 1, 2, 3, 4, 5))
+		add(segBody, []byte{0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 1})
+		add(segBody, append(binary.LittleEndian.AppendUint32(nil, MaxRecord), 0, 0, 0, 0, 1, 2))
+		add(segBody, make([]byte, 64))
+		// Records with idempotency keys.
+		keyed := record(nil, 1, ents(entries[:1]...), &idem)
+		keyed = record(keyed, 2, crdt.Contents{Entries: entries, Metas: metas}, &idem)
+		add(segBody, keyed)
+		// A torn record whose key holds a whole record frame, with an LSN in and
+		// out of the window recovery accepts.
+		for _, lsn := range []uint64{2, 3, 1 << 40} {
+			frame := record(nil, lsn, ents(entries[:1]...), nil)
+			torn := record(nil, 1, ents(entries[:1]...), nil)
+			torn = record(torn, 2, ents(crdt.Entry{Key: "frame:" + string(frame) + ":end", Replica: 9, P: 1}), nil)
+			end := len(torn) - 8 - 1 - 1 - len(":end") // the end of the frame inside the key
+			if v == version2 {
+				end-- // the generation
+			}
+			add(segBody, torn[:end])
+			add(segBody, torn[:end+2])
+		}
 
-	// Record payloads: LSN, entry count, entries.
-	payload := binary.LittleEndian.AppendUint64(nil, 1)
-	payload = binary.AppendUvarint(payload, uint64(len(entries)))
-	for _, e := range entries {
-		payload = appendEntry(payload, e)
-	}
-	add(fuzzRecordBody, payload)
-	add(fuzzRecordBody, payload[:len(payload)-1])
-	add(fuzzRecordBody, append(slices.Clone(payload[:8]), 0xff, 0xff, 0xff, 0xff, 0x0f))      // huge count
-	add(fuzzRecordBody, append(slices.Clone(payload[:9]), 0xff, 0xff, 0xff, 0xff, 0x0f, 'k')) // huge key length
-	add(fuzzRecordBody, append(slices.Clone(payload), 0))                                     // trailing byte
+		// Record payloads: LSN, entry count, entries, sections.
+		r := record(nil, 1, crdt.Contents{Entries: entries, Metas: metas}, &idem)
+		payload := r[recHeader:]
+		add(recBody, payload)
+		add(recBody, payload[:len(payload)-1])
+		add(recBody, append(slices.Clone(payload[:8]), 0xff, 0xff, 0xff, 0xff, 0x0f))      // huge count
+		add(recBody, append(slices.Clone(payload[:9]), 0xff, 0xff, 0xff, 0xff, 0x0f, 'k')) // huge key length
+		add(recBody, append(slices.Clone(payload), 0))                                     // trailing byte
+		// Sections: every tag after the entries, a huge meta count, a
+		// repeated section, the wrong order.
+		noSections := record(nil, 1, ents(entries...), nil)[recHeader:]
+		for _, tag := range []byte{0, legacyIdemTag, idemTag, metaTag, 4, 0xff} {
+			add(recBody, append(slices.Clone(noSections), tag))
+			add(recBody, append(append(slices.Clone(noSections), tag), 1, 1, 'k', 1, 0, 0, 0))
+		}
+		add(recBody, append(append(slices.Clone(noSections), metaTag), 0xff, 0xff, 0xff, 0xff, 0x0f, 1, 'k'))
+		meta := appendMeta(nil, metas[0])
+		twice := append(append(slices.Clone(noSections), metaTag, 1), meta...)
+		add(recBody, append(append(slices.Clone(twice), metaTag, 1), meta...))
+		idemFirst := append(slices.Clone(noSections), idemTag)
+		idemFirst = append(append(appendIdem(idemFirst, idem), metaTag, 1), meta...)
+		add(recBody, idemFirst)
 
-	// Snapshots.
-	dir := t.TempDir()
-	name := filepath.Join(dir, snapFile(1))
-	if err := writeSnapshot(name, 1, entries, []Idem{idem, {Key: "k", At: 1}}); err != nil {
-		t.Fatal(err)
+		// Snapshots.
+		name := filepath.Join(t.TempDir(), snapFile(1))
+		if v == version1 {
+			writeFile(t, name, snapshotV1(1, entries, []Idem{idem, {Key: "k", At: 1}}, idemTag))
+		} else if err := writeSnapshot(name, 1, crdt.Contents{Entries: entries, Metas: metas}, []Idem{idem, {Key: "k", At: 1}}); err != nil {
+			t.Fatal(err)
+		}
+		snap := readFile(t, name)
+		add(fuzzSnapshotFile, snap)
+		add(fuzzSnapshotFile, snap[:len(snap)-1])
+		add(fuzzSnapshotFile, snap[:snapHeader])
+		b := slices.Clone(snap)
+		b[snapHeader+2] ^= 4
+		add(fuzzSnapshotFile, b)
+		sbody := snap[16 : len(snap)-4] // count, entries and sections
+		add(snapBody, sbody)
+		add(snapBody, sbody[:len(sbody)-2])
+		huge := slices.Clone(sbody)
+		binary.LittleEndian.PutUint64(huge, 1<<62)
+		add(snapBody, huge)
+		add(snapBody, append(binary.LittleEndian.AppendUint64(nil, 1), 0xff, 0xff, 0xff, 0xff, 0x0f))
 	}
-	snap := readFile(t, name)
-	add(fuzzSnapshotFile, snap)
-	add(fuzzSnapshotFile, snap[:len(snap)-1])
-	add(fuzzSnapshotFile, snap[:snapHeader])
-	b := slices.Clone(snap)
-	b[snapHeader+2] ^= 4
-	add(fuzzSnapshotFile, b)
-	sbody := snap[16 : len(snap)-4] // count and entries
-	add(fuzzSnapshotBody, sbody)
-	add(fuzzSnapshotBody, sbody[:len(sbody)-2])
-	huge := slices.Clone(sbody)
-	binary.LittleEndian.PutUint64(huge, 1<<62)
-	add(fuzzSnapshotBody, huge)
-	add(fuzzSnapshotBody, append(binary.LittleEndian.AppendUint64(nil, 1), 0xff, 0xff, 0xff, 0xff, 0x0f))
 	return seeds
 }
 
-// FuzzRecovery writes the input as part of a segment or a snapshot and opens
-// the log, with and without DiscardCorrupt. Open must not panic, must fail
-// only with ErrCorrupt, must always succeed when discarding, and a log it
+// FuzzRecovery writes the input as part of a segment or a snapshot, of
+// either format version, and opens the log, with and without
+// DiscardCorrupt. Open must not panic, must fail only with ErrCorrupt (or
+// ErrNewerFormat for a snapshot file whose magic claims a newer version),
+// must otherwise always succeed when discarding, and a log it
 // opened must open again to the same state with nothing left to cut.
 //
 // Open fsyncs, so on a real disk the fuzzer manages a few hundred inputs a
@@ -153,7 +194,10 @@ func FuzzRecovery(f *testing.F) {
 		opts := Options{Dir: dir, Sync: SyncNone, DiscardCorrupt: discard, Logger: slog.New(slog.DiscardHandler)}
 
 		ks := crdt.New()
-		l, rec, err := openApply(opts, func(e crdt.Entry) { ks.Merge(e) })
+		l, rec, err := openApplyAll(opts, func(e crdt.Entry) { ks.Merge(e) }, func(m crdt.Meta) { ks.MergeMeta(m) })
+		if errors.Is(err, ErrNewerFormat) && mode == fuzzSnapshotFile {
+			return // a whole snapshot file may claim any version
+		}
 		if err != nil {
 			if discard || !errors.Is(err, ErrCorrupt) {
 				t.Fatalf("Open (discard %v): %v", discard, err)

@@ -2,8 +2,10 @@ package wal
 
 import (
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -75,10 +77,19 @@ func testOptions(t testing.TB, dir string) Options {
 }
 
 // openApply is Open calling apply for every recovered entry instead of
-// merging it into a keyspace, so that tests can see each entry.
+// merging it into a keyspace, so that tests can see each entry; metas are
+// ignored.
 func openApply(opts Options, apply func(crdt.Entry)) (*Log, Recovery, error) {
-	return open(opts, func(key []byte, r crdt.ReplicaID, p, n uint64) {
-		apply(crdt.Entry{Key: string(key), Replica: r, P: p, N: n})
+	return openApplyAll(opts, apply, func(crdt.Meta) {})
+}
+
+// openApplyAll is openApply that also sees every recovered meta.
+func openApplyAll(opts Options, entry func(crdt.Entry), meta func(crdt.Meta)) (*Log, Recovery, error) {
+	return open(opts, rawApply{
+		entry: func(key []byte, r crdt.ReplicaID, gen, p, n uint64) {
+			entry(crdt.Entry{Key: string(key), Replica: r, Gen: gen, P: p, N: n})
+		},
+		meta: func(key []byte, l crdt.Life) { meta(crdt.Meta{Key: string(key), Life: l}) },
 	})
 }
 
@@ -91,22 +102,31 @@ func (l *Log) Append(entries []crdt.Entry) error {
 
 // AppendKeyed is Append for a write that carries an idempotency key.
 func (l *Log) AppendKeyed(entries []crdt.Entry, idem *Idem) error {
-	done, err := l.Enqueue(entries, idem)
+	return l.AppendContents(crdt.Contents{Entries: entries}, idem)
+}
+
+// AppendContents is Append for entries and metas.
+func (l *Log) AppendContents(c crdt.Contents, idem *Idem) error {
+	done, err := l.Enqueue(c, idem)
 	if err != nil {
 		return err
 	}
 	return <-done
 }
 
+// ents wraps entries as contents.
+func ents(es ...crdt.Entry) crdt.Contents { return crdt.Contents{Entries: es} }
+
 // openLog opens the log described by opts, merging what it recovers into ks
 // (which may be nil), and closes it when the test ends.
 func openLog(t testing.TB, opts Options, ks *crdt.Keyspace) (*Log, Recovery) {
 	t.Helper()
-	apply := func(crdt.Entry) {}
+	entry, meta := func(crdt.Entry) {}, func(crdt.Meta) {}
 	if ks != nil {
-		apply = func(e crdt.Entry) { ks.Merge(e) }
+		entry = func(e crdt.Entry) { ks.Merge(e) }
+		meta = func(m crdt.Meta) { ks.MergeMeta(m) }
 	}
-	l, rec, err := openApply(opts, apply)
+	l, rec, err := openApplyAll(opts, entry, meta)
 	if err != nil {
 		t.Fatalf("openApply(%s): %v", opts.Dir, err)
 	}
@@ -139,16 +159,29 @@ func recoverInto(t testing.TB, opts Options) (*crdt.Keyspace, Recovery) {
 	return ks, rec
 }
 
+// slotKey names one item of a keyspace: an entry (key, replica), or with
+// meta set a key's life.
 type slotKey struct {
 	key     string
 	replica crdt.ReplicaID
+	meta    bool
 }
 
-// dump flattens ks for comparison.
-func dump(ks *crdt.Keyspace) map[slotKey]crdt.PN {
-	m := make(map[slotKey]crdt.PN)
+// slotValue is an entry's generation and totals, or a key's life.
+type slotValue struct {
+	Gen, P, N uint64
+	Life      crdt.Life
+}
+
+// dump flattens ks for comparison: every entry and every non-zero life.
+func dump(ks *crdt.Keyspace) map[slotKey]slotValue {
+	m := make(map[slotKey]slotValue)
 	ks.ForEach(func(e crdt.Entry) bool {
-		m[slotKey{e.Key, e.Replica}] = crdt.PN{P: e.P, N: e.N}
+		m[slotKey{key: e.Key, replica: e.Replica}] = slotValue{Gen: e.Gen, P: e.P, N: e.N}
+		return true
+	})
+	ks.ForEachMeta(func(x crdt.Meta) bool {
+		m[slotKey{key: x.Key, meta: true}] = slotValue{Life: x.Life}
 		return true
 	})
 	return m
@@ -167,7 +200,15 @@ func entriesOf(ks *crdt.Keyspace) []crdt.Entry {
 	return out
 }
 
-// sameState fails t unless got and want hold the same entries.
+// contentsOf is everything ks holds, in a fixed order.
+func contentsOf(ks *crdt.Keyspace) crdt.Contents {
+	c := crdt.Contents{Entries: entriesOf(ks)}
+	ks.ForEachMeta(func(m crdt.Meta) bool { c.Metas = append(c.Metas, m); return true })
+	sort.Slice(c.Metas, func(i, j int) bool { return c.Metas[i].Key < c.Metas[j].Key })
+	return c
+}
+
+// sameState fails t unless got and want hold the same entries and lives.
 func sameState(t testing.TB, got, want *crdt.Keyspace) {
 	t.Helper()
 	g, w := dump(got), dump(want)
@@ -178,7 +219,7 @@ func sameState(t testing.TB, got, want *crdt.Keyspace) {
 	for k, wv := range w {
 		if gv, ok := g[k]; !ok || gv != wv {
 			if n < 10 {
-				t.Errorf("%q/%v: got %+v (present %v), want %+v", k.key, k.replica, gv, ok, wv)
+				t.Errorf("%+v: got %+v (present %v), want %+v", k, gv, ok, wv)
 			}
 			n++
 		}
@@ -186,12 +227,12 @@ func sameState(t testing.TB, got, want *crdt.Keyspace) {
 	for k, gv := range g {
 		if _, ok := w[k]; !ok {
 			if n < 10 {
-				t.Errorf("%q/%v: got %+v, want absent", k.key, k.replica, gv)
+				t.Errorf("%+v: got %+v, want absent", k, gv)
 			}
 			n++
 		}
 	}
-	t.Fatalf("recovered state differs from the expected one in %d entries (got %d entries, want %d)", n, len(g), len(w))
+	t.Fatalf("recovered state differs from the expected one in %d items (got %d, want %d)", n, len(g), len(w))
 }
 
 // keyspaceOf merges every entry of every batch.
@@ -199,6 +240,20 @@ func keyspaceOf(batches ...[]crdt.Entry) *crdt.Keyspace {
 	ks := crdt.New()
 	for _, b := range batches {
 		for _, e := range b {
+			ks.Merge(e)
+		}
+	}
+	return ks
+}
+
+// keyspaceOfContents merges everything in cs.
+func keyspaceOfContents(cs ...crdt.Contents) *crdt.Keyspace {
+	ks := crdt.New()
+	for _, c := range cs {
+		for _, m := range c.Metas {
+			ks.MergeMeta(m)
+		}
+		for _, e := range c.Entries {
 			ks.Merge(e)
 		}
 	}
@@ -362,4 +417,52 @@ next:
 		return
 	}
 	t.Fatalf("Recovery.Discarded = %q, want a line mentioning %q", rec.Discarded, subs)
+}
+
+// Version 1 encoders: the current code only reads version 1, so tests
+// build such files with these.
+
+// appendEntryV1 encodes e without its generation.
+func appendEntryV1(b []byte, e crdt.Entry) []byte {
+	b = binary.AppendUvarint(b, uint64(len(e.Key)))
+	b = append(b, e.Key...)
+	b = binary.LittleEndian.AppendUint64(b, uint64(e.Replica))
+	b = binary.AppendUvarint(b, e.P)
+	return binary.AppendUvarint(b, e.N)
+}
+
+// appendRecordV1 encodes a version 1 record, with idem under tag if not nil.
+func appendRecordV1(b []byte, lsn uint64, entries []crdt.Entry, idem *Idem, tag byte) []byte {
+	payload := binary.LittleEndian.AppendUint64(nil, lsn)
+	payload = binary.AppendUvarint(payload, uint64(len(entries)))
+	for _, e := range entries {
+		payload = appendEntryV1(payload, e)
+	}
+	if idem != nil {
+		payload = appendIdem(append(payload, tag), *idem)
+	}
+	b = binary.LittleEndian.AppendUint32(b, uint32(len(payload)))
+	b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(payload, castagnoli))
+	return append(b, payload...)
+}
+
+// segmentV1 is a version 1 segment starting at lsn.
+func segmentV1(lsn uint64) []byte {
+	return binary.LittleEndian.AppendUint64([]byte(segMagicPrefix+"\x01"), lsn)
+}
+
+// snapshotV1 is a version 1 snapshot file, with idems under tag if any.
+func snapshotV1(lsn uint64, entries []crdt.Entry, idems []Idem, tag byte) []byte {
+	b := binary.LittleEndian.AppendUint64([]byte(snapMagicPrefix+"\x01"), lsn)
+	b = binary.LittleEndian.AppendUint64(b, uint64(len(entries)))
+	for _, e := range entries {
+		b = appendEntryV1(b, e)
+	}
+	if len(idems) > 0 {
+		b = binary.AppendUvarint(append(b, tag), uint64(len(idems)))
+		for _, i := range idems {
+			b = appendIdem(b, i)
+		}
+	}
+	return binary.LittleEndian.AppendUint32(b, crc32.Checksum(b, castagnoli))
 }

@@ -13,8 +13,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-
-	"github.com/dcounter/dcounter/internal/crdt"
 )
 
 type file struct {
@@ -62,10 +60,13 @@ func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 		return rec, 0, err
 	}
 	for i := len(snaps) - 1; i >= 0; i-- {
-		n, err := readSnapshot(snaps[i].name, snaps[i].lsn, apply, l.opts.OnIdem)
+		n, m, err := readSnapshot(snaps[i].name, snaps[i].lsn, apply, l.opts.OnIdem)
 		if err == nil {
-			rec.SnapshotLSN, rec.SnapshotEntries = snaps[i].lsn, n
+			rec.SnapshotLSN, rec.SnapshotEntries, rec.SnapshotMetas = snaps[i].lsn, n, m
 			break
+		}
+		if errors.Is(err, ErrNewerFormat) {
+			return rec, 0, fmt.Errorf("snapshot %s: %w", snaps[i].name, err)
 		}
 		if cerr := l.corrupt(&rec, fmt.Sprintf("snapshot %s: %v", snaps[i].name, err)); cerr != nil {
 			return rec, 0, cerr
@@ -85,7 +86,11 @@ func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 		if err != nil {
 			return rec, 0, fmt.Errorf("wal: %w", err)
 		}
-		if len(data) < segHeader || string(data[:8]) != segMagic || binary.LittleEndian.Uint64(data[8:]) != seg.lsn {
+		version, verr := fileVersion(data, segMagicPrefix)
+		if errors.Is(verr, ErrNewerFormat) {
+			return rec, 0, fmt.Errorf("segment %s: %w", seg.name, verr)
+		}
+		if verr != nil || len(data) < segHeader || binary.LittleEndian.Uint64(data[8:]) != seg.lsn {
 			if i == len(segs)-1 && len(data) < segHeader {
 				// Crashed while creating the segment: nothing in it was acknowledged.
 				l.log.Warn("removing a segment cut short in its header", "file", seg.name, "bytes", len(data))
@@ -117,11 +122,14 @@ func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 				perr = fmt.Errorf("LSN %d, want %d", r.lsn, expect)
 			}
 			if perr == nil && r.lsn > rec.SnapshotLSN {
+				var c contents
 				var idem *Idem
-				idem, perr = eachEntry(r.entries, r.count, apply)
+				c, idem, perr = checkRecord(r, version)
 				if perr == nil {
+					c.apply(apply)
 					rec.Records++
 					rec.Entries += int(r.count)
+					rec.Metas += c.nMetas
 					if idem != nil && l.opts.OnIdem != nil {
 						l.opts.OnIdem(*idem)
 					}
@@ -133,7 +141,7 @@ func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 				last = max(last, r.lsn)
 				continue
 			}
-			next := resyncPoint(data, off, expect)
+			next := resyncPoint(data, off, expect, version)
 			if i == len(segs)-1 && next < 0 {
 				torn := int64(len(data) - off)
 				l.log.Warn("cutting a torn record off the end of the log", "file", seg.name, "offset", off, "bytes", torn, "reason", perr)
@@ -169,7 +177,8 @@ func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 	}
 	if len(rec.Discarded) > 0 || rec.TornBytes > 0 || rec.Records > 0 || rec.SnapshotLSN > 0 {
 		l.log.Info("recovered the log", "snapshot_lsn", rec.SnapshotLSN, "snapshot_entries", rec.SnapshotEntries,
-			"records_replayed", rec.Records, "entries_replayed", rec.Entries, "torn_bytes", rec.TornBytes, "discarded", len(rec.Discarded))
+			"snapshot_metas", rec.SnapshotMetas, "records_replayed", rec.Records, "entries_replayed", rec.Entries,
+			"metas_replayed", rec.Metas, "torn_bytes", rec.TornBytes, "discarded", len(rec.Discarded))
 	}
 	return rec, last, nil
 }
@@ -233,18 +242,27 @@ func prefetch(files []file) (next func() ([]byte, error), stop func()) {
 	return next, stop
 }
 
-// minRecord is the size of the smallest record the format allows: a header
-// and a payload of an LSN and a one-byte entry count.
+// minRecord is the size of the smallest record parseRecord accepts: a
+// header and a payload of an LSN and a one-byte entry count. It bounds how
+// many records the damaged bytes before a candidate could have held, so it
+// must not exceed the smallest record the log writes, in any version: one
+// entry of a one-byte key (29 bytes in version 1, 30 in version 2), or in
+// version 2 a meta alone (25 bytes: the count, the tag, the meta count and
+// a 6-byte meta). It does not depend on the entry layout, so the version 2
+// entry's generation and the meta section leave it unchanged; a tighter
+// bound would only narrow a window whose worst case is already a refusal
+// to start, never a silent cut.
 const minRecord = recHeader + 9
 
 // resyncPoint returns the offset of the first record after the bad one at
 // bad that continues the log, or -1 if there is none. A candidate at offset
-// c continues the log when it is a whole record (length, checksum, entries
-// and idempotency key all decode) and its LSN could follow the last good
-// record given the bytes in between: at least expect (the LSN the bad
-// record should have carried; equal to it if the damage is bytes inserted
-// rather than a record overwritten) and at most expect + (c-bad)/minRecord
-// (no more records than fit in the damaged bytes).
+// c continues the log when it is a whole record of the segment's format
+// version (length, checksum, entries, metas and idempotency key all
+// decode) and its LSN could follow the last good record given the bytes in
+// between: at least expect (the LSN the bad record should have carried;
+// equal to it if the damage is bytes inserted rather than a record
+// overwritten) and at most expect + (c-bad)/minRecord (no more records than
+// fit in the damaged bytes).
 //
 // The LSN test is what keeps a client-chosen key from stopping recovery: a
 // torn record's surviving prefix may hold, inside its key, bytes that parse
@@ -255,13 +273,13 @@ const minRecord = recHeader + 9
 // the log wrote is always found to be corruption, whatever follows them.
 //
 // It is only used on the error path.
-func resyncPoint(data []byte, bad int, expect uint64) int {
+func resyncPoint(data []byte, bad int, expect uint64, version byte) int {
 	for c := max(bad+1, segHeader); c+recHeader < len(data); c++ {
 		r, err := parseRecord(data[c:])
 		if err != nil || r.lsn < expect || r.lsn-expect > uint64(c-bad)/minRecord {
 			continue
 		}
-		if _, err := eachEntry(r.entries, r.count, func([]byte, crdt.ReplicaID, uint64, uint64) {}); err != nil {
+		if _, _, err := checkRecord(r, version); err != nil {
 			continue
 		}
 		return c

@@ -425,7 +425,7 @@ func TestBadSegmentHeader(t *testing.T) {
 		edit func([]byte) []byte
 	}{
 		{"bad-magic", 1, func(b []byte) []byte { b[0] = 'X'; return b }},
-		{"bad-version", 1, func(b []byte) []byte { b[7] = 2; return b }},
+		{"bad-version", 1, func(b []byte) []byte { b[7] = 0; return b }},
 		{"lsn-not-name", 1, func(b []byte) []byte { b[8]++; return b }},
 		{"cut-in-header-not-last", 1, func(b []byte) []byte { return b[:10] }},
 		{"bad-magic-last", len(segs) - 1, func(b []byte) []byte { b[3] = 0; return b }},
@@ -460,7 +460,7 @@ func snapshotFixture(t *testing.T) (opts Options, active int) {
 	opts.SegmentSize, opts.Sync = 512, SyncNone
 	l, _ := openLog(t, opts, nil)
 	appendSeq(t, l, 0, 40)
-	if err := l.WriteSnapshot(40, entriesOf(seqState(span(0, 40)...))); err != nil {
+	if err := l.WriteSnapshot(40, contentsOf(seqState(span(0, 40)...))); err != nil {
 		t.Fatal(err)
 	}
 	segs, _ := files(t, opts.Dir)
@@ -525,7 +525,7 @@ func TestOlderSnapshotUsedWhenNewestIsCorrupt(t *testing.T) {
 	saved := copyDir(t, opts.Dir) // snapshot 40 and the segment after it
 	l, _ := openLog(t, opts, nil)
 	appendSeq(t, l, 50, 55)
-	if err := l.WriteSnapshot(55, entriesOf(seqState(span(0, 55)...))); err != nil {
+	if err := l.WriteSnapshot(55, contentsOf(seqState(span(0, 55)...))); err != nil {
 		t.Fatal(err)
 	}
 	l.Close()
@@ -559,7 +559,7 @@ func TestSnapshotBeyondWrittenRecords(t *testing.T) {
 		opts.Sync = SyncNone
 		l, _ := openLog(t, opts, nil)
 		appendSeq(t, l, 0, 8)
-		if err := l.WriteSnapshot(8, entriesOf(seqState(span(0, 8)...))); err != nil {
+		if err := l.WriteSnapshot(8, contentsOf(seqState(span(0, 8)...))); err != nil {
 			t.Fatal(err)
 		}
 		l.Close()
@@ -588,7 +588,7 @@ func TestSnapshotBeyondWrittenRecords(t *testing.T) {
 		opts := testOptions(t, t.TempDir())
 		l, _ := openLog(t, opts, nil)
 		appendSeq(t, l, 0, 5)
-		if err := l.WriteSnapshot(8, entriesOf(seqState(span(0, 8)...))); err != nil {
+		if err := l.WriteSnapshot(8, contentsOf(seqState(span(0, 8)...))); err != nil {
 			t.Fatal(err)
 		}
 		l.Close()
@@ -617,12 +617,12 @@ func TestSnapshotBeyondWrittenRecords(t *testing.T) {
 		opts := testOptions(t, t.TempDir())
 		l, _ := openLog(t, opts, nil)
 		appendSeq(t, l, 0, 5)
-		if err := l.WriteSnapshot(8, entriesOf(seqState(span(0, 8)...))); err != nil {
+		if err := l.WriteSnapshot(8, contentsOf(seqState(span(0, 8)...))); err != nil {
 			t.Fatal(err)
 		}
 		l.Close()
 		seg := binary.LittleEndian.AppendUint64([]byte(segMagic), 12)
-		seg = appendRecord(seg, 12, []crdt.Entry{seqEntry(11)}, nil)
+		seg = appendRecord(seg, 12, ents(seqEntry(11)), nil)
 		name := filepath.Join(opts.Dir, segFile(12))
 		writeFile(t, name, seg)
 		_, _, err := openApply(opts, func(crdt.Entry) {})
@@ -635,7 +635,7 @@ func TestSnapshotBeyondWrittenRecords(t *testing.T) {
 		opts, segs, _ := multiSegment(t)
 		saved := readFile(t, filepath.Join(opts.Dir, segs[0]))
 		l, _ := openLog(t, opts, nil)
-		if err := l.WriteSnapshot(60, entriesOf(seqState(span(0, 60)...))); err != nil {
+		if err := l.WriteSnapshot(60, contentsOf(seqState(span(0, 60)...))); err != nil {
 			t.Fatal(err)
 		}
 		appendSeq(t, l, 60, 62)
@@ -663,7 +663,7 @@ func recordLikeKey(t *testing.T, lsn uint64) (key string, frame []byte) {
 			payload := binary.LittleEndian.AppendUint64(nil, lsn)
 			payload = append(payload, 1, 1, c)       // one entry, key of one byte
 			payload = append(payload, "BBBBBBBB"...) // replica
-			payload = append(payload, p, 0)          // P, N
+			payload = append(payload, 0, p, 0)       // generation, P, N
 			frame := binary.LittleEndian.AppendUint32(nil, uint32(len(payload)))
 			frame = binary.LittleEndian.AppendUint32(frame, crc32.Checksum(payload, castagnoli))
 			frame = append(frame, payload...)
@@ -831,9 +831,9 @@ func TestAppendOfUnreadableEntry(t *testing.T) {
 func TestCutRecordIsNotApplied(t *testing.T) {
 	dir := t.TempDir()
 	seg := binary.LittleEndian.AppendUint64([]byte(segMagic), 1)
-	seg = appendRecord(seg, 1, []crdt.Entry{seqEntry(0)}, nil)
+	seg = appendRecord(seg, 1, ents(seqEntry(0)), nil)
 	// A checksummed record whose second entry does not decode.
-	seg = appendRecord(seg, 2, []crdt.Entry{seqEntry(1), {Key: "", Replica: 1, P: 1}}, nil)
+	seg = appendRecord(seg, 2, ents(seqEntry(1), crdt.Entry{Key: "", Replica: 1, P: 1}), nil)
 	writeFile(t, filepath.Join(dir, segFile(1)), seg)
 
 	ks := crdt.New()

@@ -15,9 +15,10 @@ import (
 	"github.com/dcounter/dcounter/internal/crdt"
 )
 
-// writeSnapshot writes entries to name atomically (temp file, fsync, rename;
-// the caller syncs the directory).
-func writeSnapshot(name string, lsn uint64, entries []crdt.Entry, idems []Idem) error {
+// writeSnapshot writes c to name atomically (temp file, fsync, rename; the
+// caller syncs the directory). c must hold only what checkEntry and
+// checkMeta accept.
+func writeSnapshot(name string, lsn uint64, c crdt.Contents, idems []Idem) error {
 	tmp := name + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
@@ -28,12 +29,19 @@ func writeSnapshot(name string, lsn uint64, entries []crdt.Entry, idems []Idem) 
 	w := bufio.NewWriterSize(io.MultiWriter(f, crc), 1<<20)
 	hdr := []byte(snapMagic)
 	hdr = binary.LittleEndian.AppendUint64(hdr, lsn)
-	hdr = binary.LittleEndian.AppendUint64(hdr, uint64(len(entries)))
+	hdr = binary.LittleEndian.AppendUint64(hdr, uint64(len(c.Entries)))
 	w.Write(hdr)
 	var buf []byte
-	for _, e := range entries {
+	for _, e := range c.Entries {
 		buf = appendEntry(buf[:0], e)
 		w.Write(buf)
+	}
+	if len(c.Metas) > 0 {
+		w.Write(binary.AppendUvarint(append(buf[:0], metaTag), uint64(len(c.Metas))))
+		for _, m := range c.Metas {
+			buf = appendMeta(buf[:0], m)
+			w.Write(buf)
+		}
 	}
 	if len(idems) > 0 {
 		buf = binary.AppendUvarint(append(buf[:0], idemTag), uint64(len(idems)))
@@ -63,62 +71,62 @@ func writeSnapshot(name string, lsn uint64, entries []crdt.Entry, idems []Idem) 
 	return nil
 }
 
-// readSnapshot checks the snapshot in name and calls apply for each entry.
-func readSnapshot(name string, lsn uint64, apply rawApply, onIdem func(Idem)) (int, error) {
+// readSnapshot checks the snapshot in name, in full, and only then applies
+// its metas and entries. It returns how many entries and metas it held.
+func readSnapshot(name string, lsn uint64, apply rawApply, onIdem func(Idem)) (entries, metas int, err error) {
 	data, err := os.ReadFile(name)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
-	if len(data) < snapHeader+4 || string(data[:8]) != snapMagic {
-		return 0, fmt.Errorf("not a snapshot (bad header)")
+	version, err := fileVersion(data, snapMagicPrefix)
+	if err != nil {
+		return 0, 0, err
+	}
+	if len(data) < snapHeader+4 {
+		return 0, 0, fmt.Errorf("not a snapshot (%d bytes)", len(data))
 	}
 	body, sum := data[:len(data)-4], binary.LittleEndian.Uint32(data[len(data)-4:])
 	var h hash.Hash32 = crc32.New(castagnoli)
 	h.Write(body)
 	if h.Sum32() != sum {
-		return 0, fmt.Errorf("checksum mismatch")
+		return 0, 0, fmt.Errorf("checksum mismatch")
 	}
 	if got := binary.LittleEndian.Uint64(data[8:]); got != lsn {
-		return 0, fmt.Errorf("covers LSN %d but is named for %d", got, lsn)
+		return 0, 0, fmt.Errorf("covers LSN %d but is named for %d", got, lsn)
 	}
 	count := binary.LittleEndian.Uint64(data[16:])
-	if count > uint64(len(body)) {
-		return 0, fmt.Errorf("entry count %d exceeds the file", count)
-	}
-	// The checksum matched, so these are the bytes we wrote; a decode error
-	// here would be a bug, and what was applied before it is still valid state.
-	entries, rest, err := splitEntries(body[snapHeader:], count)
+	c, rest, err := splitContents(body[snapHeader:], count, version)
 	if err != nil {
-		return 0, err
+		return 0, 0, err
 	}
 	var idems []Idem
 	if len(rest) > 0 {
-		if rest[0] != idemTag && rest[0] != legacyIdemTag {
-			return 0, fmt.Errorf("%d bytes after the last entry", len(rest))
+		if rest[0] != idemTag && (rest[0] != legacyIdemTag || version != version1) {
+			return 0, 0, fmt.Errorf("%d bytes after the last entry or meta", len(rest))
 		}
 		legacy := rest[0] == legacyIdemTag
 		n, k := binary.Uvarint(rest[1:])
 		if k <= 0 || n > uint64(len(rest)) {
-			return 0, fmt.Errorf("bad idempotency key count")
+			return 0, 0, fmt.Errorf("bad idempotency key count")
 		}
 		for rest = rest[1+k:]; n > 0; n-- {
 			i, size, err := readIdem(rest)
 			if err != nil {
-				return 0, err
+				return 0, 0, err
 			}
 			i.Legacy = legacy
 			idems = append(idems, i)
 			rest = rest[size:]
 		}
 		if len(rest) != 0 {
-			return 0, fmt.Errorf("%d bytes after the idempotency keys", len(rest))
+			return 0, 0, fmt.Errorf("%d bytes after the idempotency keys", len(rest))
 		}
 	}
-	applyEntries(entries, apply)
+	c.apply(apply)
 	if onIdem != nil {
 		for _, i := range idems {
 			onIdem(i)
 		}
 	}
-	return int(count), nil
+	return int(count), c.nMetas, nil
 }

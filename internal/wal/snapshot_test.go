@@ -68,7 +68,7 @@ func TestSnapshotDropsCoveredFiles(t *testing.T) {
 	}
 
 	lsn := l.LastLSN()
-	if err := l.WriteSnapshot(lsn, entriesOf(seqState(span(0, 60)...))); err != nil {
+	if err := l.WriteSnapshot(lsn, contentsOf(seqState(span(0, 60)...))); err != nil {
 		t.Fatal(err)
 	}
 	segs, snaps := files(t, dir)
@@ -93,7 +93,7 @@ func TestSnapshotDropsCoveredFiles(t *testing.T) {
 	l, _ = openLog(t, opts, nil)
 	appendSeq(t, l, 70, 100)
 	lsn2 := l.LastLSN()
-	if err := l.WriteSnapshot(lsn2, entriesOf(seqState(span(0, 100)...))); err != nil {
+	if err := l.WriteSnapshot(lsn2, contentsOf(seqState(span(0, 100)...))); err != nil {
 		t.Fatal(err)
 	}
 	segs, snaps = files(t, dir)
@@ -118,7 +118,7 @@ func TestSnapshotThenSegments(t *testing.T) {
 	appendSeq(t, l, 0, 25)
 	// Snapshot at an LSN inside the active segment, not at its end: the
 	// records of that segment up to the LSN must not be replayed again.
-	if err := l.WriteSnapshot(20, entriesOf(seqState(span(0, 20)...))); err != nil {
+	if err := l.WriteSnapshot(20, contentsOf(seqState(span(0, 20)...))); err != nil {
 		t.Fatal(err)
 	}
 	appendSeq(t, l, 25, 80)
@@ -143,7 +143,7 @@ func TestRecoveryRemovesCoveredSegments(t *testing.T) {
 	saved := copyDir(t, dir)
 	oldSegs, _ := files(t, dir)
 	lsn := l.LastLSN()
-	if err := l.WriteSnapshot(lsn, entriesOf(seqState(span(0, 40)...))); err != nil {
+	if err := l.WriteSnapshot(lsn, contentsOf(seqState(span(0, 40)...))); err != nil {
 		t.Fatal(err)
 	}
 	appendSeq(t, l, 40, 45)
@@ -181,7 +181,7 @@ func TestDiskUseIsBounded(t *testing.T) {
 			t.Fatal(err)
 		}
 		if snapshotDue(l) {
-			if err := l.WriteSnapshot(l.LastLSN(), entriesOf(want)); err != nil {
+			if err := l.WriteSnapshot(l.LastLSN(), contentsOf(want)); err != nil {
 				t.Fatal(err)
 			}
 			snapshots++
@@ -226,7 +226,7 @@ func TestConcurrentSnapshots(t *testing.T) {
 				lsn := l.LastLSN()
 				es := entriesOf(state)
 				mu.Unlock()
-				if err := l.WriteSnapshot(lsn, es); err != nil {
+				if err := l.WriteSnapshot(lsn, ents(es...)); err != nil {
 					t.Error(err)
 					return
 				}

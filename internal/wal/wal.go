@@ -49,9 +49,11 @@ type Options struct {
 type Recovery struct {
 	SnapshotLSN     uint64 // 0: no snapshot
 	SnapshotEntries int
+	SnapshotMetas   int
 	Segments        int
 	Records         int // replayed after the snapshot
 	Entries         int // replayed after the snapshot
+	Metas           int // replayed after the snapshot
 	TornBytes       int64
 	// Discarded describes the corrupt regions skipped under DiscardCorrupt;
 	// when non-empty the caller must take a new replica ID.
@@ -69,16 +71,17 @@ type Stats struct {
 var (
 	// ErrClosed is returned by Enqueue after Close.
 	ErrClosed = errors.New("wal: closed")
-	// ErrInvalidEntry is returned by Enqueue for an entry that recovery would
-	// not restore: a key that crdt.ValidKey refuses, or P and N both zero.
+	// ErrInvalidEntry is returned by Enqueue for an entry or a meta that
+	// recovery would not restore: a key that crdt.ValidKey refuses, an
+	// entry with P and N both zero, or a meta with a zero life.
 	ErrInvalidEntry = errors.New("wal: invalid entry")
 )
 
 type request struct {
-	lsn     uint64
-	entries []crdt.Entry
-	idem    *Idem      // set by Enqueue
-	done    chan error // nil for AppendAsync
+	lsn  uint64
+	c    crdt.Contents
+	idem *Idem      // set by Enqueue
+	done chan error // nil for AppendAsync
 }
 
 // Log is an open write-ahead log. Its methods are safe for concurrent use.
@@ -107,12 +110,22 @@ type Log struct {
 	closeMu sync.Mutex
 }
 
-// Open recovers the log in opts.Dir, merging every entry of the newest
-// snapshot and of every later record into ks (without allocating for keys
-// ks already holds), and returns a log ready for appends. An entry may be
-// merged many times; merging is what makes that right.
+// Open recovers the log in opts.Dir, merging every entry (ks.MergeKey)
+// and every meta (ks.MergeMeta) of the newest snapshot and of every later
+// record into ks, and returns a log ready for appends. Entries of keys ks
+// already holds cost no allocation; a meta costs one string for its key.
+// Anything may be merged many times and in any order; merging is what
+// makes that right: a tombstone drops the older generations' entries
+// whether it is read before or after them.
+//
+// Open reads format versions 1 and 2 and writes only version 2. It fails
+// with an error wrapping ErrNewerFormat, even under DiscardCorrupt, for a
+// file of a newer version.
 func Open(opts Options, ks *crdt.Keyspace) (*Log, Recovery, error) {
-	return open(opts, func(key []byte, r crdt.ReplicaID, p, n uint64) { ks.MergeKey(key, r, p, n) })
+	return open(opts, rawApply{
+		entry: func(key []byte, r crdt.ReplicaID, gen, p, n uint64) { ks.MergeKey(key, r, gen, p, n) },
+		meta:  func(key []byte, l crdt.Life) { ks.MergeMeta(crdt.Meta{Key: string(key), Life: l}) },
+	})
 }
 
 func open(opts Options, apply rawApply) (*Log, Recovery, error) {
@@ -156,18 +169,25 @@ func open(opts Options, apply rawApply) (*Log, Recovery, error) {
 	return l, rec, nil
 }
 
-// Enqueue queues one record of entries, and of idem if it is not nil, and
-// returns at once; done yields its outcome once it is durable under the
-// policy. The idempotency key and its answer go into the same record as the
-// entries, so a crash keeps both or neither. If any entry is invalid it
-// queues nothing and returns an error wrapping ErrInvalidEntry.
+// Enqueue queues one record holding c — the entries and metas of one
+// change, such as a write with a TTL (an entry and a meta) or a delete (a
+// meta) — and idem if it is not nil, and returns at once; done yields its
+// outcome once it is durable under the policy. The idempotency key and its
+// answer go into the same record as the change, so a crash keeps both or
+// neither. If anything in c is invalid it queues nothing and returns an
+// error wrapping ErrInvalidEntry. An empty c queues nothing, idem included.
 //
 // Records are written in the order they are enqueued, so a caller that
 // enqueues while holding its own lock gets records in its own order — and
 // a later record never reaches the disk before an earlier one.
-func (l *Log) Enqueue(entries []crdt.Entry, idem *Idem) (done <-chan error, err error) {
-	for _, e := range entries {
+func (l *Log) Enqueue(c crdt.Contents, idem *Idem) (done <-chan error, err error) {
+	for _, e := range c.Entries {
 		if err := checkEntry(e); err != nil {
+			return nil, err
+		}
+	}
+	for _, m := range c.Metas {
+		if err := checkMeta(m); err != nil {
 			return nil, err
 		}
 	}
@@ -175,17 +195,18 @@ func (l *Log) Enqueue(entries []crdt.Entry, idem *Idem) (done <-chan error, err 
 		return nil, fmt.Errorf("%w: idempotency key of %d bytes", ErrInvalidEntry, len(idem.Key))
 	}
 	ch := make(chan error, 1)
-	if err := l.enqueue(entries, idem, ch); err != nil {
+	if err := l.enqueue(c, idem, ch); err != nil {
 		return nil, err
 	}
 	return ch, nil
 }
 
-// AppendAsync logs entries without waiting; a failure shows in Err and in
-// every later Enqueue. Invalid entries (see ErrInvalidEntry) are dropped, and
-// logged as an error: a caller should never pass them.
-func (l *Log) AppendAsync(entries []crdt.Entry) {
-	l.enqueue(l.validOnly(entries), nil, nil)
+// AppendAsync logs c (changes learned from peers) without waiting; a
+// failure shows in Err and in every later Enqueue. Invalid entries and
+// metas (see ErrInvalidEntry) are dropped, and logged as an error: a
+// caller should never pass them.
+func (l *Log) AppendAsync(c crdt.Contents) {
+	l.enqueue(l.validOnly(c), nil, nil)
 }
 
 // checkEntry returns an error wrapping ErrInvalidEntry for an entry that
@@ -200,30 +221,54 @@ func checkEntry(e crdt.Entry) error {
 	return nil
 }
 
-// validOnly returns entries without the invalid ones, copying only if there
-// are any.
-func (l *Log) validOnly(entries []crdt.Entry) []crdt.Entry {
-	for i := range entries {
-		if checkEntry(entries[i]) == nil {
+// checkMeta is checkEntry for a meta: recovery refuses a zero life (never
+// logged: entries imply it) as corrupt.
+func checkMeta(m crdt.Meta) error {
+	if err := crdt.ValidKey(m.Key); err != nil {
+		return fmt.Errorf("%w: meta key %.40q of %d bytes: %w", ErrInvalidEntry, m.Key, len(m.Key), err)
+	}
+	if m.IsZero() {
+		return fmt.Errorf("%w: meta of key %.40q has a zero life", ErrInvalidEntry, m.Key)
+	}
+	return nil
+}
+
+// validOnly returns c without its invalid entries and metas, copying only
+// if there are any, and logs what it drops.
+func (l *Log) validOnly(c crdt.Contents) crdt.Contents {
+	entries, dropped, first := keepValid(c.Entries, checkEntry)
+	metas, droppedMetas, firstMeta := keepValid(c.Metas, checkMeta)
+	if dropped+droppedMetas > 0 {
+		if first == nil {
+			first = firstMeta
+		}
+		l.log.Error("not logging invalid entries", "dropped", dropped, "dropped_metas", droppedMetas, "err", first)
+	}
+	return crdt.Contents{Entries: entries, Metas: metas}
+}
+
+// keepValid returns the items that check accepts, copying only if it
+// refuses any, how many it refused, and the first refusal.
+func keepValid[T any](items []T, check func(T) error) (kept []T, dropped int, first error) {
+	for i := range items {
+		if check(items[i]) == nil {
 			continue
 		}
-		kept := slices.Clone(entries[:i])
-		var first error
-		for _, e := range entries[i:] {
-			if err := checkEntry(e); err == nil {
-				kept = append(kept, e)
+		kept = slices.Clone(items[:i])
+		for _, it := range items[i:] {
+			if err := check(it); err == nil {
+				kept = append(kept, it)
 			} else if first == nil {
 				first = err
 			}
 		}
-		l.log.Error("not logging invalid entries", "dropped", len(entries)-len(kept), "err", first)
-		return kept
+		return kept, len(items) - len(kept), first
 	}
-	return entries
+	return items, 0, nil
 }
 
-func (l *Log) enqueue(entries []crdt.Entry, idem *Idem, done chan error) error {
-	if len(entries) == 0 {
+func (l *Log) enqueue(c crdt.Contents, idem *Idem, done chan error) error {
+	if c.Len() == 0 {
 		if done != nil {
 			done <- nil
 		}
@@ -240,20 +285,25 @@ func (l *Log) enqueue(entries []crdt.Entry, idem *Idem, done chan error) error {
 		return err
 	}
 	// Split big batches so every record stays well under MaxRecord; only
-	// the last part carries done, and the writer handles them in order.
-	for len(entries) > 0 {
-		n, size := 0, 0
-		for n < len(entries) && (n == 0 || size+entrySize(entries[n]) <= maxRecordBytes) {
-			size += entrySize(entries[n])
-			n++
+	// the last part carries done and idem, and the writer handles them in
+	// order. A change of a few items always fits one record.
+	for c.Len() > 0 {
+		ne, nm, size := 0, 0, 0
+		for ne < len(c.Entries) && (ne == 0 || size+entrySize(c.Entries[ne]) <= maxRecordBytes) {
+			size += entrySize(c.Entries[ne])
+			ne++
 		}
-		r := request{lsn: l.nextLSN, entries: entries[:n]}
-		if n == len(entries) {
+		for nm < len(c.Metas) && (ne+nm == 0 || size+metaSize(c.Metas[nm]) <= maxRecordBytes) {
+			size += metaSize(c.Metas[nm])
+			nm++
+		}
+		r := request{lsn: l.nextLSN, c: crdt.Contents{Entries: c.Entries[:ne:ne], Metas: c.Metas[:nm:nm]}}
+		c.Entries, c.Metas = c.Entries[ne:], c.Metas[nm:]
+		if c.Len() == 0 {
 			r.done, r.idem = done, idem
 		}
 		l.nextLSN++
 		l.queue = append(l.queue, r)
-		entries = entries[n:]
 	}
 	l.mu.Unlock()
 	select {
@@ -288,11 +338,14 @@ func (l *Log) Stats() Stats {
 // snapshot that lets the full segments go.
 func (l *Log) SnapshotDue() <-chan struct{} { return l.snapshotDue }
 
-// WriteSnapshot durably stores entries (and the live idempotency keys) as
-// the state covering every record up to lsn, then deletes the snapshots and segments it makes redundant.
-func (l *Log) WriteSnapshot(lsn uint64, entries []crdt.Entry, idems ...Idem) error {
+// WriteSnapshot durably stores c (and the live idempotency keys) as the
+// state covering every record up to lsn, then deletes the snapshots and
+// segments it makes redundant. Invalid entries and metas (see
+// ErrInvalidEntry; a keyspace never holds them) are left out and logged
+// as an error, so that the snapshot always reads back.
+func (l *Log) WriteSnapshot(lsn uint64, c crdt.Contents, idems ...Idem) error {
 	name := filepath.Join(l.opts.Dir, fmt.Sprintf("%016x.snap", lsn))
-	if err := writeSnapshot(name, lsn, entries, idems); err != nil {
+	if err := writeSnapshot(name, lsn, l.validOnly(c), idems); err != nil {
 		return err
 	}
 	if err := atomicfile.SyncDir(l.opts.Dir); err != nil {

@@ -125,7 +125,7 @@ func TestRoundTripConcurrent(t *testing.T) {
 			var async []crdt.Entry
 			for i := range 50 {
 				e := crdt.Entry{Key: fmt.Sprintf("async-%d", i%10), Replica: 99, P: uint64(i + 1)}
-				l.AppendAsync([]crdt.Entry{e})
+				l.AppendAsync(ents(e))
 				async = append(async, e)
 			}
 			if err := l.Close(); err != nil {
@@ -141,7 +141,7 @@ func TestRoundTripConcurrent(t *testing.T) {
 			if err := l.Append(async[:1]); !errors.Is(err, ErrClosed) {
 				t.Errorf("Append after Close: %v, want ErrClosed", err)
 			}
-			l.AppendAsync(async[:1]) // must not panic or block
+			l.AppendAsync(ents(async[:1]...)) // must not panic or block
 			if err := l.Close(); err != nil {
 				t.Errorf("second Close: %v", err)
 			}
@@ -282,7 +282,7 @@ func TestEmptyAppend(t *testing.T) {
 	if err := l.Append(nil); err != nil {
 		t.Fatal(err)
 	}
-	l.AppendAsync(nil)
+	l.AppendAsync(crdt.Contents{})
 	if got := l.LastLSN(); got != 0 {
 		t.Errorf("LastLSN after empty appends = %d", got)
 	}
@@ -344,7 +344,7 @@ func TestWriteFailureIsSticky(t *testing.T) {
 					t.Errorf("later Append: %v, want the sticky error %v", err, l.Err())
 				}
 			}
-			l.AppendAsync([]crdt.Entry{seqEntry(6)}) // dropped, must not panic
+			l.AppendAsync(ents(seqEntry(6))) // dropped, must not panic
 			if err := l.Close(); err == nil {
 				t.Error("Close of a failed log returned nil")
 			}
@@ -429,14 +429,14 @@ func TestInvalidEntriesAreRefused(t *testing.T) {
 		t.Errorf("LastLSN = %d after refused Appends, want 2: something was queued", got)
 	}
 	for _, e := range invalid {
-		l.AppendAsync([]crdt.Entry{e}) // nothing left to log
+		l.AppendAsync(ents(e)) // nothing left to log
 	}
 	if got := l.LastLSN(); got != 2 {
 		t.Errorf("LastLSN = %d after AppendAsync of invalid entries only, want 2", got)
 	}
 	mixed := []crdt.Entry{seqEntry(2), invalid["empty-key"], seqEntry(3), invalid["zero-totals"]}
 	keep := append([]crdt.Entry(nil), mixed...)
-	l.AppendAsync(mixed)
+	l.AppendAsync(ents(mixed...))
 	if !reflect.DeepEqual(mixed, keep) {
 		t.Error("AppendAsync modified the caller's slice")
 	}

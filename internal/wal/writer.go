@@ -157,7 +157,7 @@ func (l *Log) drain() {
 	}
 	l.buf = l.buf[:0]
 	for _, r := range batch {
-		l.buf = appendRecord(l.buf, r.lsn, r.entries, r.idem)
+		l.buf = appendRecord(l.buf, r.lsn, r.c, r.idem)
 	}
 	if _, err := l.f.Write(l.buf); err != nil {
 		err = fmt.Errorf("wal: write: %w", err)
