@@ -93,15 +93,15 @@ type slot struct {
 }
 
 type counter struct {
-	key   string
-	hash  uint64  // keyHash(key), cached
-	bkt   *bucket // the digest bucket the key hashes to
-	life  life    // generation, expiry, tombstone time
+	key  string
+	hash uint64  // keyHash(key), cached
+	bkt  *bucket // the digest bucket the key hashes to
+	life life    // generation, expiry, tombstone time
 	// The times of the key's queued reclaim items (0: none): at most one
 	// of each kind per key, a later time is picked up when the queued one
 	// comes due (see Reclaim).
 	expiryDue, tombDue int64
-	slots []slot  // the current generation's entries; few replicas in practice: a slice beats a map
+	slots              []slot // the current generation's entries; few replicas in practice: a slice beats a map
 }
 
 func (c *counter) find(r ReplicaID) int {

@@ -82,7 +82,7 @@ func TestSnapshotKeepsInFlightIdempotencyKeys(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				if _, _, err := nd.Add(ctx, "c", 1, fmt.Sprintf("k%d", i)); err != nil {
+				if _, _, err := nd.Add(ctx, "c", 1, api.WriteOptions{Idem: fmt.Sprintf("k%d", i)}); err != nil {
 					t.Error(err)
 				}
 			}()
@@ -98,7 +98,7 @@ func TestSnapshotKeepsInFlightIdempotencyKeys(t *testing.T) {
 		nd2 := startDiskNode(t, crashed, nil)
 		lost := 0
 		for i := 0; i < W; i++ {
-			if _, replayed, _ := nd2.Add(ctx, "c", 1, fmt.Sprintf("k%d", i)); !replayed {
+			if _, replayed, _ := nd2.Add(ctx, "c", 1, api.WriteOptions{Idem: fmt.Sprintf("k%d", i)}); !replayed {
 				lost++
 			}
 		}
@@ -106,7 +106,7 @@ func TestSnapshotKeepsInFlightIdempotencyKeys(t *testing.T) {
 		nd2.Shutdown(ctx)
 		if lost > 0 {
 			t.Fatalf("iteration %d: %d of %d acknowledged keys forgotten after snapshot+crash; counter = %d after retries, want %d",
-				iter, lost, W, got, W)
+				iter, lost, W, got.Value, W)
 		}
 	}
 }
@@ -126,7 +126,7 @@ func TestReusedIdempotencyKeyDoesNotPinExpiry(t *testing.T) {
 		c.MaxIdempotencyKeys = 100
 	})
 	mustAdd := func(key string) error {
-		_, _, err := nd.Add(ctx, "c", 1, key)
+		_, _, err := nd.Add(ctx, "c", 1, api.WriteOptions{Idem: key})
 		return err
 	}
 	if err := mustAdd("K"); err != nil {

@@ -145,11 +145,13 @@ func (n *Node) receive(from string, payload []byte) {
 	default:
 		out, changed = n.eng.Handle(from, m)
 		for _, c := range changed.Entries {
-			if c.Replica == n.id {
+			if c.Replica == n.id && n.ks.StatusOf(c.Key, n.nowMs()).Live {
 				// Only we raise our totals, and nothing leaves us before it
 				// is durable: a peer holding more of our replica than we do
 				// means our history was lost (a restored backup, a copied
-				// data dir) while we kept the ID.
+				// data dir) while we kept the ID. Our entries of a key that
+				// is not live (an expired generation come back from a peer
+				// after this node forgot it) are dead either way.
 				n.replicaConflict(fmt.Sprintf("peer %s holds higher totals for this node's replica than this node", from))
 				break
 			}

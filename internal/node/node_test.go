@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/dcounter/dcounter/internal/api"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -101,8 +102,8 @@ func (c *memCluster) exact(expected map[string]int64) func() error {
 	return func() error {
 		for _, nd := range c.nodes {
 			for k, want := range expected {
-				if got, _ := nd.Get(context.Background(), k); got != want {
-					return fmt.Errorf("%s: %s = %d, want %d", nd.cfg.Name, k, got, want)
+				if got, _ := nd.Get(context.Background(), k); got.Value != want {
+					return fmt.Errorf("%s: %s = %d, want %d", nd.cfg.Name, k, got.Value, want)
 				}
 			}
 		}
@@ -135,7 +136,7 @@ func TestNodesConvergeOverFaultyNetworkAndPartition(t *testing.T) {
 		if rng.IntN(2) == 0 {
 			delta = -delta
 		}
-		if _, _, err := nd.Add(context.Background(), key, delta, ""); err != nil {
+		if _, _, err := nd.Add(context.Background(), key, delta, api.WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		expected[key] += delta
@@ -168,16 +169,16 @@ func TestWriteValidation(t *testing.T) {
 	c := newMemCluster(t, 1)
 	nd := c.nodes[0]
 	ctx := context.Background()
-	if _, _, err := nd.Add(ctx, "k", 1<<62, ""); err != nil {
+	if _, _, err := nd.Add(ctx, "k", 1<<62, api.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := nd.Add(ctx, "k", 1<<62, ""); !errors.Is(err, crdt.ErrOverflow) {
+	if _, _, err := nd.Add(ctx, "k", 1<<62, api.WriteOptions{}); !errors.Is(err, crdt.ErrOverflow) {
 		t.Fatalf("overflowing add: err = %v, want ErrOverflow", err)
 	}
-	if v, _ := nd.Get(ctx, "k"); v != 1<<62 {
-		t.Fatalf("refused write changed the value to %d", v)
+	if v, _ := nd.Get(ctx, "k"); v.Value != 1<<62 {
+		t.Fatalf("refused write changed the value to %d", v.Value)
 	}
-	if _, _, err := nd.Add(ctx, "", 1, ""); !errors.Is(err, crdt.ErrBadKey) {
+	if _, _, err := nd.Add(ctx, "", 1, api.WriteOptions{}); !errors.Is(err, crdt.ErrBadKey) {
 		t.Fatalf("empty key: %v", err)
 	}
 }
@@ -191,7 +192,7 @@ func TestShutdownIsIdempotentAndRefusesWrites(t *testing.T) {
 	if err := nd.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := nd.Add(context.Background(), "k", 1, ""); err == nil {
+	if _, _, err := nd.Add(context.Background(), "k", 1, api.WriteOptions{}); err == nil {
 		t.Fatal("write accepted after shutdown")
 	}
 	if ok, _ := nd.Health(context.Background()); ok {

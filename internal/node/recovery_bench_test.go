@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"github.com/dcounter/dcounter/internal/api"
 	"os"
 	"path/filepath"
 	"sync"
@@ -17,6 +18,7 @@ import (
 // from snapshot and log, join-free start) on data dirs built beforehand:
 //
 //	snapshot-1M-keys     one snapshot of 1,000,000 keys written by 3 replicas
+//	snapshot-1M-keys-half-expired  the same, every other key with an expired deadline
 //	log-10M-records      10,000,000 one-entry records over 100,000 keys, no snapshot
 //
 //	go test -run '^$' -bench Recovery -benchtime 1x ./internal/node/
@@ -33,7 +35,27 @@ func BenchmarkRecovery(b *testing.B) {
 				}
 			}
 			l := openBenchLog(b, dir)
-			if err := l.WriteSnapshot(1, entries); err != nil {
+			if err := l.WriteSnapshot(1, crdt.Contents{Entries: entries}); err != nil {
+				b.Fatal(err)
+			}
+			l.Close()
+		}},
+		{"snapshot-1M-keys-half-expired", func(b *testing.B, dir string) {
+			// Every other key carries a deadline in the past (expired, not
+			// yet reclaimed), the rest none.
+			var state crdt.Contents
+			state.Entries = make([]crdt.Entry, 0, 3_000_000)
+			for k := 0; k < 1_000_000; k++ {
+				key := fmt.Sprintf("page:%d", k)
+				for r := 1; r <= 3; r++ {
+					state.Entries = append(state.Entries, crdt.Entry{Key: key, Replica: crdt.ReplicaID(r), P: uint64(k + r), N: uint64(r)})
+				}
+				if k%2 == 0 {
+					state.Metas = append(state.Metas, crdt.Meta{Key: key, Life: crdt.Life{TTL: crdt.TTL{Ver: 1, Deadline: 1_000_000_000_000}}})
+				}
+			}
+			l := openBenchLog(b, dir)
+			if err := l.WriteSnapshot(1, state); err != nil {
 				b.Fatal(err)
 			}
 			l.Close()
@@ -45,7 +67,7 @@ func BenchmarkRecovery(b *testing.B) {
 				keys[i] = fmt.Sprintf("page:%d", i)
 			}
 			for i := 0; i < 10_000_000; i++ {
-				l.AppendAsync([]crdt.Entry{{Key: keys[i%len(keys)], Replica: crdt.ReplicaID(i%3 + 1), P: uint64(i/len(keys) + 1)}})
+				l.AppendAsync(crdt.Contents{Entries: []crdt.Entry{{Key: keys[i%len(keys)], Replica: crdt.ReplicaID(i%3 + 1), P: uint64(i/len(keys) + 1)}}})
 			}
 			l.Close()
 		}},
@@ -117,7 +139,7 @@ func BenchmarkDiskUse(b *testing.B) {
 			go func(w int) {
 				defer wg.Done()
 				for j := w; j < writes; j += writers {
-					if _, _, err := n.Add(context.Background(), fmt.Sprintf("page:%d", j%10_000), 1, ""); err != nil {
+					if _, _, err := n.Add(context.Background(), fmt.Sprintf("page:%d", j%10_000), 1, api.WriteOptions{}); err != nil {
 						b.Error(err)
 						return
 					}
