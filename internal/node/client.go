@@ -70,7 +70,8 @@ func (n *Node) Add(ctx context.Context, key string, delta int64, w api.WriteOpti
 		return n.replayedCounter(key, first), done, err
 	}
 	now := n.nowMs()
-	if w.TTL > 0 || n.ks.StatusOf(key, now).Deadline != 0 || n.expiredHere(key, now) {
+	if l, _ := n.ks.LifeOf(key); w.TTL > 0 || l.TTL.Deadline != 0 {
+		// The clock decides this write's generation, or its deadline.
 		if err := n.clockSuspect(); err != nil {
 			n.endWrite(idem)
 			return api.Counter{}, false, err
@@ -106,13 +107,6 @@ func (n *Node) Add(ctx context.Context, key string, delta int64, w api.WriteOpti
 		c.Value, c.Live = view+delta, true
 	}
 	return c, false, nil
-}
-
-// expiredHere reports whether key's generation has a deadline that has
-// passed at now. Caller holds mu.
-func (n *Node) expiredHere(key string, now int64) bool {
-	l, ok := n.ks.LifeOf(key)
-	return ok && l.TTL.Deadline != 0 && now >= l.TTL.Deadline
 }
 
 // replayedCounter is the answer to a replayed keyed write: the value first
