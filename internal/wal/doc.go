@@ -122,9 +122,9 @@
 // the version 2 data away. This build and later ones name the problem: a
 // file whose version byte is above what they read fails Open with
 // ErrNewerFormat ("written by a newer version: format version N ..."),
-// and that is never skipped, even under DiscardCorrupt. To go back, restore
-// a copy of the data dir taken before the upgrade, or start the older
-// build on an empty data dir and let it catch up from its peers.
+// and that is never skipped, even under DiscardCorrupt. The only way back
+// is a copy of the data dir taken before the upgrade, which lacks what was
+// written since.
 //
 // # Idempotency keys
 //

@@ -228,8 +228,7 @@ func readEntry(b []byte, version byte) (key []byte, replica crdt.ReplicaID, gen,
 }
 
 // readMeta decodes one meta from b, returning the bytes it used. The key
-// aliases b. A meta whose key crdt.ValidKey refuses, or whose life is zero
-// (never logged: entries imply it), is an error.
+// aliases b. It does not check the key or the life: checkMeta does.
 func readMeta(b []byte) (key []byte, l crdt.Life, size int, err error) {
 	klen, k := binary.Uvarint(b)
 	if k <= 0 || klen == 0 || klen > crdt.MaxKeyLen || uint64(len(b)-k) < klen {
@@ -238,9 +237,6 @@ func readMeta(b []byte) (key []byte, l crdt.Life, size int, err error) {
 	off := k
 	key = b[off : off+int(klen)]
 	off += int(klen)
-	if validKey(key) != nil {
-		return nil, crdt.Life{}, 0, fmt.Errorf("bad meta key %.40q", key)
-	}
 	if l.Gen, k = binary.Uvarint(b[off:]); k <= 0 {
 		return nil, crdt.Life{}, 0, fmt.Errorf("bad meta generation")
 	}
@@ -256,11 +252,19 @@ func readMeta(b []byte) (key []byte, l crdt.Life, size int, err error) {
 	if l.Deleted, k = binary.Varint(b[off:]); k <= 0 {
 		return nil, crdt.Life{}, 0, fmt.Errorf("bad meta deletion time")
 	}
-	off += k
-	if l.IsZero() {
-		return nil, crdt.Life{}, 0, fmt.Errorf("empty meta for key %.40q", key)
+	return key, l, off + k, nil
+}
+
+// checkReadMeta refuses a meta read back whose key crdt.ValidKey refuses,
+// or whose life is zero (never logged: entries imply it).
+func checkReadMeta(key []byte, l crdt.Life) error {
+	if validKey(key) != nil {
+		return fmt.Errorf("bad meta key %.40q", key)
 	}
-	return key, l, off, nil
+	if l.IsZero() {
+		return fmt.Errorf("empty meta for key %.40q", key)
+	}
+	return nil
 }
 
 // validKey is crdt.ValidKey for a key in a byte slice. Converting to a
@@ -342,7 +346,10 @@ func splitContents(b []byte, count uint64, version byte) (c contents, rest []byt
 	metas := rest[1+k:]
 	rest = metas
 	for i := uint64(0); i < n; i++ {
-		_, _, size, err := readMeta(rest)
+		key, l, size, err := readMeta(rest)
+		if err == nil {
+			err = checkReadMeta(key, l)
+		}
 		if err != nil {
 			return contents{}, nil, err
 		}

@@ -359,3 +359,37 @@ func TestNewerFormatRefused(t *testing.T) {
 		})
 	}
 }
+
+// TestLargeContentsAreSplit: contents too big for one record are split
+// into several, metas included, and all of them read back.
+func TestLargeContentsAreSplit(t *testing.T) {
+	opts := testOptions(t, t.TempDir())
+	opts.Sync = SyncNone
+	l, _ := openLog(t, opts, nil)
+	prefix := strings.Repeat("k", 490)
+	var c crdt.Contents
+	for i := range 30000 { // about 16 MB of entries and as much of metas: more than maxRecordBytes
+		key := fmt.Sprintf("%s%06d", prefix, i)
+		c.Entries = append(c.Entries, crdt.Entry{Key: key, Replica: 7, Gen: 1, P: uint64(i) + 1})
+		c.Metas = append(c.Metas, crdt.Meta{Key: key, Life: crdt.Life{Gen: 1, TTL: crdt.TTL{Ver: 1, Deadline: int64(i) + 1}}})
+	}
+	idem := Idem{Key: "big", Request: 1, Value: 1, At: 1}
+	if err := l.AppendContents(c, &idem); err != nil {
+		t.Fatal(err)
+	}
+	records := l.LastLSN()
+	if records < 2 {
+		t.Errorf("%d record for about 32 MB, want it split", records)
+	}
+	l.Close()
+	var keys []Idem
+	opts.OnIdem = func(i Idem) { keys = append(keys, i) }
+	got, rec := recoverInto(t, opts)
+	if uint64(rec.Records) != records || rec.Entries != len(c.Entries) || rec.Metas != len(c.Metas) {
+		t.Errorf("recovered %+v, want %d records, %d entries, %d metas", rec, records, len(c.Entries), len(c.Metas))
+	}
+	if !reflect.DeepEqual(keys, []Idem{idem}) {
+		t.Errorf("idempotency keys %+v, want the one, once", keys)
+	}
+	sameState(t, got, keyspaceOfContents(c))
+}
