@@ -437,6 +437,13 @@ func (n *Node) memberCount() int {
 
 // closeStorageOnError releases the data dir when New fails before the
 // node ran; the dir is not marked clean.
+// keyCount reports the keys held, live or not.
+func (n *Node) keyCount() int {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	return n.ks.Len()
+}
+
 func (n *Node) closeStorageOnError() {
 	if n.wal != nil {
 		n.wal.Close()

@@ -4,13 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/dcounter/dcounter/internal/api"
 	"log/slog"
 	"math/rand/v2"
 	"net"
 	"testing"
 	"time"
 
+	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/crdt"
 	"github.com/dcounter/dcounter/internal/transport"
@@ -45,6 +45,13 @@ func newMemCluster(t *testing.T, n int) *memCluster {
 // node after the first joining through the first. It does not wait for them.
 func startMemCluster(t *testing.T, skews []time.Duration) *memCluster {
 	t.Helper()
+	return startMemClusterWith(t, skews, nil)
+}
+
+// startMemClusterWith is startMemCluster with each node's Config passed
+// through configure (if not nil) before the node starts.
+func startMemClusterWith(t *testing.T, skews []time.Duration, configure func(*Config)) *memCluster {
+	t.Helper()
 	c := &memCluster{t: t, clk: clock.NewFake(time.Unix(1_700_000_000, 0))}
 	c.net = transport.NewMemNetwork(c.clk, 1)
 	for i, d := range skews {
@@ -59,6 +66,9 @@ func startMemCluster(t *testing.T, skews []time.Duration) *memCluster {
 		}
 		if i > 0 {
 			cfg.Join = []string{c.addrs[0]}
+		}
+		if configure != nil {
+			configure(&cfg)
 		}
 		nd, err := New(context.Background(), cfg)
 		if err != nil {

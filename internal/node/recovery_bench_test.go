@@ -3,12 +3,12 @@ package node
 import (
 	"context"
 	"fmt"
-	"github.com/dcounter/dcounter/internal/api"
 	"os"
 	"path/filepath"
 	"sync"
 	"testing"
 
+	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/crdt"
 	"github.com/dcounter/dcounter/internal/datadir"
 	"github.com/dcounter/dcounter/internal/wal"
