@@ -220,6 +220,21 @@ func keyArg(verb string, pos []string, max int, stderr io.Writer) (string, bool)
 	return pos[0], true
 }
 
+// keyVerbArgs parses the arguments of a verb that takes KEY and at most
+// maxArgs positional arguments in all: the client, the positional
+// arguments (KEY first) and, when ok is false, the exit code.
+func keyVerbArgs(fs *flagSet, verb string, maxArgs int, args []string, stdout, stderr io.Writer) (c client, pos []string, code int, ok bool) {
+	c.register(fs)
+	pos, code, ok = fs.parseOrExit(args, stdout)
+	if !ok {
+		return c, nil, code, false
+	}
+	if _, ok := keyArg(verb, pos, maxArgs, stderr); !ok {
+		return c, nil, exitUsage, false
+	}
+	return c, pos, 0, true
+}
+
 func runDel(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("del", "del KEY [--addr URL]", `
 Deletes a counter: it reads 0 and is no longer listed, on every node, and
@@ -228,16 +243,11 @@ found" when the key was not live (absent, deleted or expired) on the node
 that took the delete; both exit 0, and the delete is recorded either way, so
 that it also reaches replicas that have not yet seen the key's last writes.
 `+connHelp, stderr)
-	var c client
-	c.register(fs)
-	pos, code, ok := fs.parseOrExit(args, stdout)
+	c, pos, code, ok := keyVerbArgs(fs, "del", 1, args, stdout, stderr)
 	if !ok {
 		return code
 	}
-	key, ok := keyArg("del", pos, 1, stderr)
-	if !ok {
-		return exitUsage
-	}
+	key := pos[0]
 	return c.counterVerb(ctx, "del", http.MethodDelete, counterPath(key), "", stdout, stderr, func(a counterAnswer) string {
 		if a.Deleted != nil && *a.Deleted {
 			return "deleted"
@@ -256,16 +266,11 @@ expire that long from now, replacing any expiry it had, and prints the time
 left. Exits 1 if the key is not live: only a live key can be given an
 expiry. "dcounter persist KEY" removes it.
 `+connHelp, stderr)
-	var c client
-	c.register(fs)
-	pos, code, ok := fs.parseOrExit(args, stdout)
+	c, pos, code, ok := keyVerbArgs(fs, "ttl", 2, args, stdout, stderr)
 	if !ok {
 		return code
 	}
-	key, ok := keyArg("ttl", pos, 2, stderr)
-	if !ok {
-		return exitUsage
-	}
+	key := pos[0]
 	show := func(a counterAnswer) string { return ttlText(a.TTLMs) }
 	if len(pos) == 1 {
 		return c.counterVerb(ctx, "ttl", http.MethodGet, counterPath(key), "", stdout, stderr, show)
@@ -287,16 +292,11 @@ func runPersist(ctx context.Context, args []string, stdout, stderr io.Writer) in
 Removes a counter's expiry, so that it lives until deleted, and prints its
 value. Exits 1 if the key is not live (absent, deleted or expired).
 `+connHelp, stderr)
-	var c client
-	c.register(fs)
-	pos, code, ok := fs.parseOrExit(args, stdout)
+	c, pos, code, ok := keyVerbArgs(fs, "persist", 1, args, stdout, stderr)
 	if !ok {
 		return code
 	}
-	key, ok := keyArg("persist", pos, 1, stderr)
-	if !ok {
-		return exitUsage
-	}
+	key := pos[0]
 	return c.counterVerb(ctx, "persist", http.MethodDelete, counterPath(key)+"/ttl", "", stdout, stderr, func(a counterAnswer) string {
 		return strconv.FormatInt(a.Value, 10)
 	})

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"fmt"
 	"net/http"
 	"testing"
@@ -22,49 +21,6 @@ var lifecycleWrites = []struct {
 	{"persist", func(tg *testGateway, key string, hdr ...string) response {
 		return tg.do(http.MethodDelete, "/counters/"+key+"/ttl", nil, hdr...)
 	}},
-}
-
-func TestLifecycleRoutesAreProxiedAsSent(t *testing.T) {
-	n := newFakeNode(t, "a")
-	tg := newTestGateway(t, Config{}, n)
-	for _, tc := range []struct {
-		name, method, uri, key string
-		body                   []byte
-		hdr                    []string
-		wantIdm                string
-	}{
-		{name: "delete", method: "DELETE", uri: "/counters/d", key: "d"},
-		{name: "delete escaped, keyed", method: "DELETE", uri: "/counters/a%2Fb%20c", key: "a/b c", hdr: []string{IdempotencyHeader, "del-1"}, wantIdm: "del-1"},
-		{name: "set ttl", method: "PUT", uri: "/counters/t/ttl", key: "t", body: []byte(`{"seconds":5}`)},
-		{name: "set ttl keyed", method: "PUT", uri: "/counters/t/ttl", key: "t", body: []byte(`{"milliseconds":1500}`), hdr: []string{IdempotencyHeader, "ttl-1"}, wantIdm: "ttl-1"},
-		{name: "persist", method: "DELETE", uri: "/counters/t/ttl", key: "t"},
-		{name: "write with ttl", method: "POST", uri: "/counters/r/increment", key: "r", body: []byte(`{"ttl_seconds":60,"ttl_mode":"always"}`)},
-		{name: "list", method: "GET", uri: "/counters"},
-		{name: "list with query", method: "GET", uri: "/counters?prefix=a%2F%20&limit=2&cursor=YS9i"},
-		{name: "list head", method: "HEAD", uri: "/counters?limit=1"},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			before := len(n.requests())
-			resp := tg.do(tc.method, tc.uri, tc.body, tc.hdr...)
-			if resp.Status != http.StatusOK {
-				t.Fatalf("status %d, body %s", resp.Status, resp.Body)
-			}
-			reqs := n.requests()[before:]
-			if len(reqs) != 1 {
-				t.Fatalf("node received %d requests, want 1: %+v", len(reqs), reqs)
-			}
-			got := reqs[0]
-			if got.Method != tc.method || got.URI != tc.uri || got.Key != tc.key {
-				t.Errorf("node got %s %s (key %q), want %s %s (key %q)", got.Method, got.URI, got.Key, tc.method, tc.uri, tc.key)
-			}
-			if !bytes.Equal(got.Body, tc.body) {
-				t.Errorf("node got body %q, want %q", got.Body, tc.body)
-			}
-			if got.IdemKey != tc.wantIdm {
-				t.Errorf("node got Idempotency-Key %q, want %q", got.IdemKey, tc.wantIdm)
-			}
-		})
-	}
 }
 
 func TestKeyedLifecycleWritesGoToTheKeysHome(t *testing.T) {

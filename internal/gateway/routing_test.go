@@ -58,6 +58,15 @@ func TestCounterRoutesAreProxiedAsSent(t *testing.T) {
 		{name: "keyed named write", method: "POST", uri: "/counters/k/increment", key: "k",
 			body: []byte(" \n"), hdr: []string{IdempotencyHeader, "7f0c-9a1e_B~!"}, wantIdm: "7f0c-9a1e_B~!"},
 		{name: "head", method: "HEAD", uri: "/counters/h", key: "h"},
+		{name: "delete", method: "DELETE", uri: "/counters/d", key: "d"},
+		{name: "delete escaped, keyed", method: "DELETE", uri: "/counters/a%2Fb%20c", key: "a/b c", hdr: []string{IdempotencyHeader, "del-1"}, wantIdm: "del-1"},
+		{name: "set ttl", method: "PUT", uri: "/counters/t/ttl", key: "t", body: []byte(`{"seconds":5}`)},
+		{name: "set ttl keyed", method: "PUT", uri: "/counters/t/ttl", key: "t", body: []byte(`{"milliseconds":1500}`), hdr: []string{IdempotencyHeader, "ttl-1"}, wantIdm: "ttl-1"},
+		{name: "persist", method: "DELETE", uri: "/counters/t/ttl", key: "t"},
+		{name: "write with ttl", method: "POST", uri: "/counters/r/increment", key: "r", body: []byte(`{"ttl_seconds":60,"ttl_mode":"always"}`)},
+		{name: "list", method: "GET", uri: "/counters"},
+		{name: "list with query", method: "GET", uri: "/counters?prefix=a%2F%20&limit=2&cursor=YS9i"},
+		{name: "list head", method: "HEAD", uri: "/counters?limit=1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			before := len(n.requests())
