@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -18,21 +17,9 @@ import (
 // doH is do with request headers.
 func doH(t *testing.T, srv *httptest.Server, method, path, body string, hdr map[string]string) result {
 	t.Helper()
-	req, err := http.NewRequest(method, srv.URL+path, strings.NewReader(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for k, v := range hdr {
-		req.Header.Set(k, v)
-	}
-	resp, err := srv.Client().Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	b, _ := io.ReadAll(resp.Body)
-	r := result{status: resp.StatusCode, header: resp.Header}
-	if err := json.Unmarshal(b, &r.body); err != nil {
+	status, header, b := sendBody(t, srv, method, path, body, "", hdr)
+	r := result{status: status, header: header}
+	if err := json.Unmarshal([]byte(b), &r.body); err != nil {
 		t.Fatalf("%s %s: body %q: %v", method, path, b, err)
 	}
 	return r
