@@ -164,14 +164,17 @@ func TestRateLimiterFiveNodes(t *testing.T) {
 	cutAt := time.Now()
 	t.Logf("%v: %s cut off from the others", cutAt.Sub(start).Round(time.Millisecond), nodes[cut].name)
 	at(9*time.Second + 5*time.Second)
-	// Evidence that the cut cut: the isolated node's count of the current
-	// window differs from the rest's.
-	cur := fmt.Sprintf("rl:w%d", int(time.Since(start)/window))
-	vCut, _ := nodes[cut].value(cur)
-	v0, _ := nodes[0].value(cur)
+	// Evidence that the cut cut: the isolated node counts only its own
+	// clients' hits of the window that lay wholly inside the cut.
+	inside := fmt.Sprintf("rl:w%d", int((time.Since(start)-window)/window))
+	vCut, err1 := nodes[cut].value(inside)
+	v0, err0 := nodes[0].value(inside)
 	lab.heal()
-	t.Logf("%v: healed after %v (%s: %s = %d on %s, %d on %s)", time.Since(start).Round(time.Millisecond),
-		time.Since(cutAt).Round(time.Millisecond), "just before healing", cur, vCut, nodes[cut].name, v0, nodes[0].name)
+	t.Logf("%v: healed after %v; just before, %s = %d on %s, %d on %s", time.Since(start).Round(time.Millisecond),
+		time.Since(cutAt).Round(time.Millisecond), inside, vCut, nodes[cut].name, v0, nodes[0].name)
+	if err1 != nil || err0 != nil || vCut >= v0 {
+		t.Fatalf("the isolated node counted %d (%v) of %s, the others %d (%v): the cut cut nothing", vCut, err1, inside, v0, err0)
+	}
 	wg.Wait()
 	done := time.Now()
 	t.Logf("%v: clients stopped", done.Sub(start).Round(time.Millisecond))
