@@ -10,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -299,5 +300,76 @@ func (p *proc) stop(t testing.TB) {
 	}
 	if p.exitCode != 0 {
 		t.Fatalf("%s exited with %d after SIGTERM:\n%s", p.name, p.exitCode, p.log.String())
+	}
+}
+
+// call sends one request to p's API and returns the status, the body and
+// the response headers. A transport error (no answer) is err.
+func (p *proc) call(ctx context.Context, method, path, body string, hdr http.Header) (int, []byte, http.Header, error) {
+	var rd io.Reader
+	if body != "" {
+		rd = strings.NewReader(body)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, p.HTTP+path, rd)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	for k, vs := range hdr {
+		req.Header[k] = vs
+	}
+	resp, err := p.httpClient().Do(req)
+	if err != nil {
+		return 0, nil, nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return resp.StatusCode, b, resp.Header, err
+	}
+	return resp.StatusCode, b, resp.Header, nil
+}
+
+// counterAnswer is a counter as the API answers it.
+type counterAnswer struct {
+	Key   string `json:"key"`
+	Value int64  `json:"value"`
+	TTLMs int64  `json:"ttl_ms"`
+}
+
+// counter reads key's value and time left (TTLMs 0: no expiry).
+func (p *proc) counter(key string) (counterAnswer, error) {
+	var c counterAnswer
+	b, err := p.get("/counters/" + url.PathEscape(key))
+	if err != nil {
+		return c, err
+	}
+	return c, json.Unmarshal(b, &c)
+}
+
+// listAll pages through GET /counters?prefix= with pages of limit and
+// returns every item and the number of pages read.
+func (p *proc) listAll(prefix string, limit int) ([]counterAnswer, int, error) {
+	var all []counterAnswer
+	q := url.Values{"prefix": {prefix}, "limit": {itoa(limit)}}
+	for pages := 1; ; pages++ {
+		b, err := p.get("/counters?" + q.Encode())
+		if err != nil {
+			return all, pages, err
+		}
+		var page struct {
+			Items []counterAnswer `json:"items"`
+			Next  string          `json:"next"`
+		}
+		if err := json.Unmarshal(b, &page); err != nil {
+			return all, pages, err
+		}
+		all = append(all, page.Items...)
+		if page.Next == "" {
+			return all, pages, nil
+		}
+		if pages > 10_000 {
+			return all, pages, fmt.Errorf("listing of %q does not end", prefix)
+		}
+		q.Set("cursor", page.Next)
 	}
 }

@@ -192,6 +192,14 @@ func (n *Node) commit(batch crdt.Contents, idem *wal.Idem, value int64, res *res
 		defer n.endWrite(idem)
 	}
 	if n.wal != nil {
+		if len(batch.Metas) > 0 {
+			// Until merged, the metas travel with the record: a snapshot
+			// taken meanwhile covers it, so it must hold them.
+			n.metaSeq++
+			seq := n.metaSeq
+			n.pendingMetas[seq] = batch.Metas
+			defer delete(n.pendingMetas, seq) // mu is held again on return
+		}
 		done, err := n.wal.Enqueue(batch, idem)
 		if err != nil {
 			n.release(res) // nothing was queued

@@ -152,7 +152,8 @@ const reclaimBatch = 4096
 // reclaimLoop frees expired generations and old tombstones (crdt.Reclaim)
 // every ReclaimInterval, in passes short enough not to stall writes. When
 // it frees anything, the next snapshot is written even if nothing was
-// logged since the last, so the data dir shrinks too.
+// logged since the last, so the data dir shrinks too. It pauses while this
+// node's clock is suspect (clockSuspect).
 func (n *Node) reclaimLoop() {
 	defer n.wg.Done()
 	t := n.clk.NewTicker(n.cfg.ReclaimInterval)
@@ -166,6 +167,13 @@ func (n *Node) reclaimLoop() {
 		}
 		for more := true; more; {
 			n.mu.Lock()
+			if n.clockSuspect() != nil {
+				// Our clock is the odd one out: a deadline it has passed
+				// may not have come, and the tombstone that frees an
+				// expired generation ends the key on every replica.
+				n.mu.Unlock()
+				break
+			}
 			var tomb []crdt.Meta
 			var forgot int
 			tomb, forgot, more = n.ks.ReclaimUpTo(n.nowMs(), grace, horizon, reclaimBatch)

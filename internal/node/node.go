@@ -264,6 +264,11 @@ type Node struct {
 	mu      sync.Mutex
 	ks      *crdt.Keyspace
 	pending map[string]pendingPN // own totals reserved by writes not yet durable
+	// pendingMetas are the metas (expiries, deletes) of logged records not
+	// yet durable, by commit: a snapshot covers every queued record, so it
+	// must hold them as it holds pending.
+	pendingMetas map[uint64][]crdt.Meta
+	metaSeq      uint64
 	// reclaimedSinceSnapshot makes the next snapshot due even if nothing
 	// was logged: reclaim freed keys the last snapshot still holds.
 	reclaimedSinceSnapshot bool
@@ -302,6 +307,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		clk:          cfg.Clock,
 		ks:           crdt.New(),
 		pending:      make(map[string]pendingPN),
+		pendingMetas: make(map[uint64][]crdt.Meta),
 		idem:         make(map[string]wal.Idem),
 		idemWait:     make(map[string]chan struct{}),
 		idemInFlight: make(map[string]wal.Idem),

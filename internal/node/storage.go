@@ -163,7 +163,8 @@ func (n *Node) keepIncarnation(inc uint64) {
 // snapshot writes a snapshot covering every record logged so far. The LSN
 // and the state are captured under mu, which every write path holds while
 // it changes the state it will log: merged entries are in the keyspace,
-// and reserved local ones in pending.
+// reserved local ones in pending, and the metas of records not yet
+// durable in pendingMetas.
 func (n *Node) snapshot() error {
 	if err := n.wal.Err(); err != nil {
 		// Nothing more is persisted after a log failure: a snapshot would
@@ -184,6 +185,9 @@ func (n *Node) snapshot() error {
 	})
 	for key, pn := range n.pending {
 		state.Entries = append(state.Entries, crdt.Entry{Key: key, Replica: n.id, Gen: pn.gen, P: pn.P, N: pn.N})
+	}
+	for _, ms := range n.pendingMetas {
+		state.Metas = append(state.Metas, ms...)
 	}
 	// The keys of keyed writes in flight go with their reservations.
 	idems := n.snapshotIdems()
