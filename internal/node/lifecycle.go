@@ -167,10 +167,11 @@ func (n *Node) reclaimLoop() {
 		}
 		for more := true; more; {
 			n.mu.Lock()
-			if n.clockSuspect() != nil {
-				// Our clock is the odd one out: a deadline it has passed
-				// may not have come, and the tombstone that frees an
-				// expired generation ends the key on every replica.
+			if n.clockSuspect() != nil || (len(n.members.Peers()) > 0 && len(n.members.ClockOffsets()) == 0) {
+				// Our clock is the odd one out (or, with peers, not yet
+				// compared with any): a deadline it has passed may not
+				// have come, and the tombstone that frees an expired
+				// generation ends the key on every replica.
 				n.mu.Unlock()
 				break
 			}
