@@ -2,8 +2,10 @@ package wal
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 
@@ -285,4 +287,72 @@ func TestStrayFilesIgnored(t *testing.T) {
 		t.Errorf("recovery %+v", rec)
 	}
 	sameState(t, got, seqState(span(0, 5)...))
+}
+
+// TestSnapshotClosesLargeCoveredSegment: a snapshot that covers every
+// record of a large active segment closes it, so that it is deleted; a
+// node that stops writing after a burst does not keep the burst on disk.
+func TestSnapshotClosesLargeCoveredSegment(t *testing.T) {
+	dir := t.TempDir()
+	opts := testOptions(t, dir)
+	l, _ := openLog(t, opts, nil)
+	big := func(i int) crdt.Entry {
+		return crdt.Entry{Key: fmt.Sprintf("%05d-%s", i, strings.Repeat("k", 400)), Replica: 1, P: uint64(i) + 1}
+	}
+	want := crdt.New()
+	for i := 0; i < 3000; i++ { // ≈ 1.2 MiB, one segment
+		if err := l.Append([]crdt.Entry{big(i)}); err != nil {
+			t.Fatal(err)
+		}
+		want.Merge(big(i))
+	}
+	small := contentsOf(crdt.New()) // the state after reclaim: nothing left
+	lsn := l.LastLSN()
+	if err := l.WriteSnapshot(lsn, small); err != nil {
+		t.Fatal(err)
+	}
+	segs, snaps := files(t, dir)
+	if !slices.Equal(segs, []string{segFile(lsn + 1)}) || !slices.Equal(snaps, []string{snapFile(lsn)}) {
+		t.Fatalf("after the snapshot: segments %v, snapshots %v; want only a new empty segment %s and %s", segs, snaps, segFile(lsn+1), snapFile(lsn))
+	}
+	if size := dirBytes(t, dir); size > 1024 {
+		t.Fatalf("data left on disk: %d bytes", size)
+	}
+	if err := l.Append([]crdt.Entry{seqEntry(1)}); err != nil {
+		t.Fatal(err)
+	}
+	l.Close()
+	got, rec := recoverState(t, opts)
+	sameState(t, got, seqState(1))
+	if rec.SnapshotLSN != lsn || rec.Records != 1 {
+		t.Errorf("recovery: %+v, want snapshot %d and one record", rec, lsn)
+	}
+
+	// A small active segment stays: rotating it would only make files.
+	l, _ = openLog(t, opts, nil)
+	appendSeq(t, l, 2, 5)
+	lsn = l.LastLSN()
+	if err := l.WriteSnapshot(lsn, contentsOf(seqState(1, 2, 3, 4))); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ = files(t, dir)
+	if len(segs) != 1 || segs[0] == segFile(lsn+1) {
+		t.Fatalf("a small covered segment was rotated: %v", segs)
+	}
+	l.Close()
+}
+
+func dirBytes(t *testing.T, dir string) int64 {
+	t.Helper()
+	des, err := os.ReadDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var n int64
+	for _, de := range des {
+		if fi, err := de.Info(); err == nil {
+			n += fi.Size()
+		}
+	}
+	return n
 }

@@ -101,12 +101,14 @@ type Log struct {
 	stop        chan struct{}
 	done        chan struct{}
 	snapshotDue chan struct{}
+	rotate      chan rotateRequest
 
 	// Owned by the writer goroutine.
 	f       *os.File
 	size    int64
 	dirty   bool
 	buf     []byte
+	written uint64 // LSN of the last record written to f (0: none)
 	closeMu sync.Mutex
 }
 
@@ -153,7 +155,7 @@ func open(opts Options, apply rawApply) (*Log, Recovery, error) {
 	l := &Log{
 		opts: opts, log: opts.Logger,
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
-		snapshotDue: make(chan struct{}, 1),
+		snapshotDue: make(chan struct{}, 1), rotate: make(chan rotateRequest),
 	}
 	start := opts.Clock.Now()
 	rec, last, err := l.recover(apply)
@@ -361,7 +363,10 @@ func (l *Log) WriteSnapshot(lsn uint64, c crdt.Contents, idems ...Idem) error {
 		}
 	}
 	// A segment may go when the next one starts at or before lsn+1: all of
-	// its records are ≤ lsn. The active (last) segment always stays.
+	// its records are ≤ lsn. The active (last) segment always stays, so a
+	// large one that the snapshot covers entirely is closed first (a node
+	// that stopped writing after a churn would otherwise keep it forever).
+	l.rotateCovered(lsn)
 	l.mu.Lock()
 	var drop []uint64
 	keep := l.segments[:0]
@@ -378,6 +383,27 @@ func (l *Log) WriteSnapshot(lsn uint64, c crdt.Contents, idems ...Idem) error {
 		os.Remove(segmentName(l.opts.Dir, s))
 	}
 	return nil
+}
+
+// rotateMin is the size from which an active segment that a snapshot
+// covers entirely is closed so that it can be deleted.
+const rotateMin = 1 << 20
+
+type rotateRequest struct {
+	lsn  uint64
+	done chan struct{}
+}
+
+// rotateCovered asks the writer to start a new segment if every record of
+// the active one is ≤ lsn and it holds at least rotateMin bytes. A failure
+// to rotate fails the log, as any failure to start a segment does.
+func (l *Log) rotateCovered(lsn uint64) {
+	r := rotateRequest{lsn: lsn, done: make(chan struct{})}
+	select {
+	case l.rotate <- r:
+		<-r.done
+	case <-l.done:
+	}
 }
 
 // Close writes what is queued, syncs, and closes the log. It is idempotent.

@@ -120,6 +120,13 @@ func (l *Log) run() {
 			if l.dirty {
 				l.sync()
 			}
+		case r := <-l.rotate:
+			if l.Err() == nil && l.written != 0 && l.written <= r.lsn && l.size >= rotateMin {
+				if err := l.startSegment(l.written + 1); err != nil {
+					l.fail(err)
+				}
+			}
+			close(r.done)
 		case <-l.stop:
 			l.drain()
 			if l.dirty {
@@ -166,6 +173,7 @@ func (l *Log) drain() {
 		return
 	}
 	l.size += int64(len(l.buf))
+	l.written = batch[len(batch)-1].lsn
 	l.dirty = true
 	l.mu.Lock()
 	l.stats.Records += uint64(len(batch))
