@@ -19,7 +19,10 @@
 // state in one critical section that every Enqueue also enters before it
 // is called (see package node). Recovery loads the newest snapshot and
 // replays the records after its LSN; segments whose records are all ≤ X are
-// deleted once the snapshot is durable.
+// deleted once the snapshot is durable. The active segment is kept, unless
+// it holds at least 1 MiB and the snapshot covers all of it: it is then
+// closed (the next record starts a new segment) and deleted too, so that a
+// log that stops growing after a burst of writes does not keep the burst.
 //
 // # Group commit
 //
