@@ -27,6 +27,7 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
+	"strings"
 	"unicode/utf8"
 )
 
@@ -94,9 +95,8 @@ type slot struct {
 
 type counter struct {
 	key  string
-	hash uint64  // keyHash(key), cached
-	bkt  *bucket // the digest bucket the key hashes to
-	life life    // generation, expiry, tombstone time
+	hash uint64 // keyHash(key), cached
+	life life   // generation, expiry, tombstone time
 	// The times of the key's queued reclaim items (0: none): at most one
 	// of each kind per key, a later time is picked up when the queued one
 	// comes due (see Reclaim).
@@ -160,7 +160,7 @@ func (ks *Keyspace) Merge(e Entry) bool {
 		if ValidKey(e.Key) != nil {
 			return false
 		}
-		c = ks.newCounter(e.Key)
+		c = ks.newCounter(strings.Clone(e.Key)) // not a slice of some larger buffer
 	}
 	return ks.mergeInto(c, e.Replica, e.Gen, e.P, e.N)
 }
@@ -183,12 +183,14 @@ func (ks *Keyspace) MergeKey(key []byte, replica ReplicaID, gen, p, n uint64) bo
 	return ks.mergeInto(c, replica, gen, p, n)
 }
 
+// newCounter adds key, which it keeps (the caller must not pass a string
+// that pins a larger buffer), with no entries.
 func (ks *Keyspace) newCounter(key string) *counter {
 	c := &counter{key: key, hash: keyHash(key)}
-	c.bkt = ks.addKey(c)
+	ks.addKey(c)
 	ks.counters[key] = c
 	ks.empty++
-	ks.index.ReplaceOrInsert(key)
+	ks.peak = max(ks.peak, len(ks.counters))
 	return c
 }
 
@@ -203,6 +205,7 @@ func (ks *Keyspace) mergeInto(c *counter, replica ReplicaID, gen, p, n uint64) b
 	if i < 0 {
 		if len(c.slots) == 0 {
 			ks.empty--
+			ks.index.ReplaceOrInsert(c.key) // listed from its first entry on
 		}
 		c.slots = append(c.slots, slot{replica: replica, PN: PN{P: p, N: n}})
 		ks.entries++

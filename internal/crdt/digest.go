@@ -36,20 +36,19 @@ func bucketOf(kh uint64) uint16 { return uint16(kh >> 48) }
 // GroupOf returns the group a bucket belongs to.
 func GroupOf(b uint16) uint16 { return b / BucketsPerGroup }
 
-func (d *digest) addKey(c *counter) *bucket {
+func (d *digest) addKey(c *counter) {
 	b := d.buckets[bucketOf(c.hash)]
 	if b == nil {
 		b = &bucket{}
 		d.buckets[bucketOf(c.hash)] = b
 	}
 	b.keys = append(b.keys, c)
-	return b
 }
 
 // removeKey takes c, whose hash contributions must already be removed, out
 // of its bucket.
 func (d *digest) removeKey(c *counter) {
-	b := c.bkt
+	b := d.buckets[bucketOf(c.hash)]
 	for i, o := range b.keys {
 		if o == c {
 			last := len(b.keys) - 1
@@ -58,14 +57,17 @@ func (d *digest) removeKey(c *counter) {
 			break
 		}
 	}
-	if len(b.keys) == 0 {
+	switch {
+	case len(b.keys) == 0:
 		delete(d.buckets, bucketOf(c.hash))
+	case cap(b.keys) >= 16 && len(b.keys) < cap(b.keys)/4:
+		b.keys = append([]*counter(nil), b.keys...) // give back what churn grew
 	}
 }
 
 func (d *digest) update(c *counter, old, new uint64) {
 	x := old ^ new
-	c.bkt.hash ^= x
+	d.buckets[bucketOf(c.hash)].hash ^= x
 	d.groups[GroupOf(bucketOf(c.hash))] ^= x
 }
 

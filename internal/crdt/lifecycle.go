@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"math"
+	"strings"
 
 	"github.com/google/btree"
 )
@@ -116,8 +117,11 @@ type lifecycle struct {
 	// floor: tombstones deleted before it are past the horizon; merging one
 	// for a key not held is a no-op (see Reclaim).
 	floor int64
-	// index holds every key in order, for listing.
+	// index holds, in order, the keys with entries in their current
+	// generation (the only ones a listing can show).
 	index *btree.BTreeG[string]
+	// peak is the most keys held since the last compaction (see compact).
+	peak  int
 	stats ReclaimStats
 	// empty counts keys without entries (tombstones, or lives that came
 	// before their entries); expiringKeys counts keys with a deadline.
@@ -189,6 +193,7 @@ func (ks *Keyspace) setLife(c *counter, l Life) {
 	}
 	if l.Gen != old.Gen && len(c.slots) > 0 {
 		ks.empty++
+		ks.index.Delete(c.key) // not listed without entries
 	}
 	if l.Gen != old.Gen {
 		for _, s := range c.slots {
@@ -225,7 +230,7 @@ func (ks *Keyspace) MergeMeta(m Meta) bool {
 		if ValidKey(m.Key) != nil || (m.Deleted != 0 && m.Deleted <= ks.floor && m.TTL.Deadline == 0) {
 			return false
 		}
-		c = ks.newCounter(m.Key)
+		c = ks.newCounter(strings.Clone(m.Key))
 	}
 	j := join(c.life, m.Life)
 	if j == c.life {
@@ -360,6 +365,7 @@ type ReclaimStats struct {
 	Forgotten      uint64 // tombstones forgotten after the horizon
 	DroppedEntries uint64 // entries dropped by a newer generation
 	ReclaimedBytes uint64 // estimated bytes freed by Expired and Forgotten
+	Compactions    uint64 // rebuilds of the key map after most keys left (see Reclaim)
 }
 
 // Stats returns the reclaim counters.
@@ -451,7 +457,31 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 		ks.stats.Forgotten++
 		forgotten++
 	}
+	ks.compact()
 	return tombstoned, forgotten, false
+}
+
+// compact gives back the memory a churn grew once most of it is free: Go
+// maps never shrink, nor do the slices behind the reclaim queues, so after
+// a million keys come and go they would hold their peak size forever.
+// Rebuilding costs O(keys held), and happens only when they fell below a
+// quarter of the peak since the last rebuild, so it is amortised over the
+// keys freed.
+func (ks *Keyspace) compact() {
+	if ks.peak >= 1024 && len(ks.counters) < ks.peak/4 {
+		m := make(map[string]*counter, len(ks.counters))
+		for k, c := range ks.counters {
+			m[k] = c
+		}
+		ks.counters = m
+		ks.peak = len(m)
+		ks.stats.Compactions++
+	}
+	for _, q := range []*dueHeap{&ks.expiring, &ks.tombs} {
+		if cap(*q) >= 1024 && len(*q) < cap(*q)/4 {
+			*q = append(dueHeap(nil), *q...)
+		}
+	}
 }
 
 // Tracked reports how many reclaim items are queued (expiring keys and
@@ -464,7 +494,6 @@ func (ks *Keyspace) forget(c *counter) {
 	ks.removeKey(c)
 	ks.empty--
 	delete(ks.counters, c.key)
-	ks.index.Delete(c.key)
 }
 
 // sizeOf estimates the memory c takes, for the reclaimed-bytes metric.

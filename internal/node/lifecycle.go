@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"runtime/debug"
 	"time"
 
 	"github.com/dcounter/dcounter/internal/api"
@@ -159,6 +160,7 @@ func (n *Node) reclaimLoop() {
 	t := n.clk.NewTicker(n.cfg.ReclaimInterval)
 	defer t.Stop()
 	grace, horizon := n.cfg.ExpiryGrace.Milliseconds(), n.cfg.ReclaimHorizon.Milliseconds()
+	var compactions uint64
 	for {
 		select {
 		case <-n.stop:
@@ -181,7 +183,14 @@ func (n *Node) reclaimLoop() {
 			if len(tomb) > 0 || forgot > 0 {
 				n.reclaimedSinceSnapshot = true
 			}
+			compacted := n.ks.Stats().Compactions != compactions
+			compactions = n.ks.Stats().Compactions
 			n.mu.Unlock()
+			if compacted {
+				// Most keys just left: hand their memory back to the OS now
+				// rather than over the scavenger's minutes.
+				debug.FreeOSMemory()
+			}
 			select {
 			case <-n.stop:
 				return
