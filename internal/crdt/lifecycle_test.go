@@ -559,8 +559,11 @@ func TestTrackedBoundedUnderChurn(t *testing.T) {
 		t.Fatalf("after forgetting: forgotten %d Len %d Tracked %d Entries %d Root %x buckets %d index %d",
 			f, ks.Len(), ks.Tracked(), ks.Entries(), ks.Root(), len(ks.buckets), ks.index.Len())
 	}
-	if st := ks.Stats(); st.Forgotten != uint64(n) {
-		t.Fatalf("Stats = %+v", st)
+	if st := ks.Stats(); st.Forgotten != uint64(n) || st.Compactions == 0 {
+		t.Fatalf("Stats = %+v; want every key forgotten and the emptied map rebuilt", st)
+	}
+	if cap(ks.expiring) > 1024 || cap(ks.tombs) > 1024 || ks.peak != 0 {
+		t.Fatalf("after the churn: queues of capacity %d and %d, peak %d; want them given back", cap(ks.expiring), cap(ks.tombs), ks.peak)
 	}
 }
 
