@@ -26,10 +26,45 @@ type bucket struct {
 // digest is maintained by Keyspace.Merge: O(1) work per change.
 type digest struct {
 	groups  [NumGroups]uint64
-	buckets map[uint16]*bucket
+	// buckets[g][i] is bucket g*BucketsPerGroup+i: a lookup per merge
+	// costs two indexings, and a group's table (2 KiB) exists only once one
+	// of its buckets holds a key.
+	buckets  [NumGroups]*[BucketsPerGroup]*bucket
+	nbuckets int // buckets holding keys
 }
 
-func newDigest() digest { return digest{buckets: make(map[uint16]*bucket)} }
+func newDigest() digest { return digest{} }
+
+// bucket returns bucket b, or nil if no key hashes to it.
+func (d *digest) bucket(b uint16) *bucket {
+	if g := d.buckets[GroupOf(b)]; g != nil {
+		return g[b%BucketsPerGroup]
+	}
+	return nil
+}
+
+func (d *digest) setBucket(b uint16, bk *bucket) {
+	g := d.buckets[GroupOf(b)]
+	if g == nil {
+		g = new([BucketsPerGroup]*bucket)
+		d.buckets[GroupOf(b)] = g
+	}
+	g[b%BucketsPerGroup] = bk
+}
+
+// eachBucket calls f for every bucket holding keys, in order.
+func (d *digest) eachBucket(f func(b uint16, bk *bucket)) {
+	for gi, g := range d.buckets {
+		if g == nil {
+			continue
+		}
+		for i, bk := range g {
+			if bk != nil {
+				f(uint16(gi*BucketsPerGroup+i), bk)
+			}
+		}
+	}
+}
 
 func bucketOf(kh uint64) uint16 { return uint16(kh >> 48) }
 
@@ -37,10 +72,11 @@ func bucketOf(kh uint64) uint16 { return uint16(kh >> 48) }
 func GroupOf(b uint16) uint16 { return b / BucketsPerGroup }
 
 func (d *digest) addKey(c *counter) {
-	b := d.buckets[bucketOf(c.hash)]
+	b := d.bucket(bucketOf(c.hash))
 	if b == nil {
 		b = &bucket{}
-		d.buckets[bucketOf(c.hash)] = b
+		d.setBucket(bucketOf(c.hash), b)
+		d.nbuckets++
 	}
 	b.keys = append(b.keys, c)
 }
@@ -48,7 +84,7 @@ func (d *digest) addKey(c *counter) {
 // removeKey takes c, whose hash contributions must already be removed, out
 // of its bucket.
 func (d *digest) removeKey(c *counter) {
-	b := d.buckets[bucketOf(c.hash)]
+	b := d.bucket(bucketOf(c.hash))
 	for i, o := range b.keys {
 		if o == c {
 			last := len(b.keys) - 1
@@ -59,7 +95,8 @@ func (d *digest) removeKey(c *counter) {
 	}
 	switch {
 	case len(b.keys) == 0:
-		delete(d.buckets, bucketOf(c.hash))
+		d.setBucket(bucketOf(c.hash), nil)
+		d.nbuckets--
 	case cap(b.keys) >= 16 && len(b.keys) < cap(b.keys)/4:
 		b.keys = append([]*counter(nil), b.keys...) // give back what churn grew
 	}
@@ -67,7 +104,7 @@ func (d *digest) removeKey(c *counter) {
 
 func (d *digest) update(c *counter, old, new uint64) {
 	x := old ^ new
-	d.buckets[bucketOf(c.hash)].hash ^= x
+	d.bucket(bucketOf(c.hash)).hash ^= x
 	d.groups[GroupOf(bucketOf(c.hash))] ^= x
 }
 
@@ -118,7 +155,7 @@ func (ks *Keyspace) Buckets(groups []uint16) []Hash {
 			continue
 		}
 		for b := int(g) * BucketsPerGroup; b < int(g+1)*BucketsPerGroup; b++ {
-			if bk := ks.buckets[uint16(b)]; bk != nil && bk.hash != 0 {
+			if bk := ks.bucket(uint16(b)); bk != nil && bk.hash != 0 {
 				out = append(out, Hash{Index: uint16(b), Hash: bk.hash})
 			}
 		}
@@ -141,7 +178,7 @@ func (ks *Keyspace) DiffBuckets(groups []uint16, remote []Hash) []uint16 {
 		}
 		for b := int(g) * BucketsPerGroup; b < int(g+1)*BucketsPerGroup; b++ {
 			var mine uint64
-			if bk := ks.buckets[uint16(b)]; bk != nil {
+			if bk := ks.bucket(uint16(b)); bk != nil {
 				mine = bk.hash
 			}
 			if mine != theirs[uint16(b)] {
@@ -175,7 +212,7 @@ func (c *Contents) add(k *counter) {
 func (ks *Keyspace) BucketContents(buckets []uint16) Contents {
 	var out Contents
 	for _, b := range dedupe(buckets) {
-		if bk := ks.buckets[b]; bk != nil {
+		if bk := ks.bucket(b); bk != nil {
 			for _, k := range bk.keys {
 				out.add(k)
 			}
@@ -209,7 +246,7 @@ func (ks *Keyspace) Newer(buckets []uint16, theirs Contents, fits func(key strin
 	}
 	var out Contents
 	for _, b := range dedupe(buckets) {
-		bk := ks.buckets[b]
+		bk := ks.bucket(b)
 		if bk == nil {
 			continue
 		}

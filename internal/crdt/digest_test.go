@@ -63,7 +63,7 @@ func checkDigest(t testing.TB, ks *Keyspace) {
 	if ks.Root() != root {
 		t.Fatalf("Root = %x, recomputed %x", ks.Root(), root)
 	}
-	for b, bk := range ks.buckets {
+	ks.eachBucket(func(b uint16, bk *bucket) {
 		if bk.hash != buckets[b] {
 			t.Fatalf("bucket %d: hash %x, recomputed %x", b, bk.hash, buckets[b])
 		}
@@ -74,9 +74,9 @@ func checkDigest(t testing.TB, ks *Keyspace) {
 		if !sameSet(names, keys[b]) {
 			t.Fatalf("bucket %d: keys %q, recomputed %q", b, names, keys[b])
 		}
-	}
+	})
 	for b := range keys {
-		if ks.buckets[b] == nil {
+		if ks.bucket(b) == nil {
 			t.Fatalf("bucket %d holds keys but is missing", b)
 		}
 	}
@@ -483,7 +483,7 @@ func TestBucketsSkipZeroHashes(t *testing.T) {
 	b := BucketOf("k")
 	g := GroupOf(b)
 	other := uint16(int(g)*BucketsPerGroup + (int(b)+1)%BucketsPerGroup)
-	ks.buckets[other] = &bucket{}
+	ks.setBucket(other, &bucket{})
 	if got := ks.Buckets([]uint16{g}); len(got) != 1 || got[0].Index != b {
 		t.Fatalf("Buckets = %+v, want only bucket %d", got, b)
 	}

@@ -10,11 +10,11 @@ import (
 // checkBuckets checks that no bucket outlives its last key.
 func checkBuckets(t testing.TB, ks *Keyspace) {
 	t.Helper()
-	for b, bk := range ks.buckets {
+	ks.eachBucket(func(b uint16, bk *bucket) {
 		if len(bk.keys) == 0 {
 			t.Fatalf("bucket %d is held with no keys (hash %x)", b, bk.hash)
 		}
-	}
+	})
 }
 
 func mustApply(t *testing.T, ks *Keyspace, m Meta, ok bool) {
@@ -555,9 +555,9 @@ func TestTrackedBoundedUnderChurn(t *testing.T) {
 	}
 	checkDigest(t, ks)
 	_, f := ks.Reclaim(maxDeadline+horizon, grace, horizon)
-	if f != n || ks.Len() != 0 || ks.Tracked() != 0 || ks.Entries() != 0 || ks.Root() != 0 || len(ks.buckets) != 0 || ks.index.Len() != 0 {
+	if f != n || ks.Len() != 0 || ks.Tracked() != 0 || ks.Entries() != 0 || ks.Root() != 0 || ks.nbuckets != 0 || ks.index.Len() != 0 {
 		t.Fatalf("after forgetting: forgotten %d Len %d Tracked %d Entries %d Root %x buckets %d index %d",
-			f, ks.Len(), ks.Tracked(), ks.Entries(), ks.Root(), len(ks.buckets), ks.index.Len())
+			f, ks.Len(), ks.Tracked(), ks.Entries(), ks.Root(), ks.nbuckets, ks.index.Len())
 	}
 	if st := ks.Stats(); st.Forgotten != uint64(n) || st.Compactions == 0 {
 		t.Fatalf("Stats = %+v; want every key forgotten and the emptied map rebuilt", st)
