@@ -25,7 +25,7 @@ type bucket struct {
 
 // digest is maintained by Keyspace.Merge: O(1) work per change.
 type digest struct {
-	groups  [NumGroups]uint64
+	groups [NumGroups]uint64
 	// buckets[g][i] is bucket g*BucketsPerGroup+i: a lookup per merge
 	// costs two indexings, and a group's table (2 KiB) exists only once one
 	// of its buckets holds a key.
