@@ -95,13 +95,14 @@ type slot struct {
 
 type counter struct {
 	key  string
-	hash uint64 // keyHash(key), cached
-	life life   // generation, expiry, tombstone time
-	// The times of the key's queued reclaim items (0: none): at most one
-	// of each kind per key, a later time is picked up when the queued one
-	// comes due (see Reclaim).
-	expiryDue, tombDue int64
-	slots              []slot // the current generation's entries; few replicas in practice: a slice beats a map
+	hash uint64  // keyHash(key), cached
+	bkt  *bucket // the digest bucket the key hashes to: no lookup per merge
+	life life    // generation, expiry, tombstone time
+	// expiryDue is the deadline of the key's queued expiry item (0: none):
+	// at most one per key, a later deadline is picked up when the queued
+	// one comes due (see Reclaim).
+	expiryDue int64
+	slots     []slot // the current generation's entries; few replicas in practice: a slice beats a map
 }
 
 func (c *counter) find(r ReplicaID) int {
@@ -187,7 +188,7 @@ func (ks *Keyspace) MergeKey(key []byte, replica ReplicaID, gen, p, n uint64) bo
 // that pins a larger buffer), with no entries.
 func (ks *Keyspace) newCounter(key string) *counter {
 	c := &counter{key: key, hash: keyHash(key)}
-	ks.addKey(c)
+	c.bkt = ks.addKey(c)
 	ks.counters[key] = c
 	ks.empty++
 	ks.peak = max(ks.peak, len(ks.counters))

@@ -26,9 +26,8 @@ type bucket struct {
 // digest is maintained by Keyspace.Merge: O(1) work per change.
 type digest struct {
 	groups [NumGroups]uint64
-	// buckets[g][i] is bucket g*BucketsPerGroup+i: a lookup per merge
-	// costs two indexings, and a group's table (2 KiB) exists only once one
-	// of its buckets holds a key.
+	// buckets[g][i] is bucket g*BucketsPerGroup+i; a group's table
+	// (2 KiB) exists only once one of its buckets holds a key.
 	buckets  [NumGroups]*[BucketsPerGroup]*bucket
 	nbuckets int // buckets holding keys
 }
@@ -71,7 +70,7 @@ func bucketOf(kh uint64) uint16 { return uint16(kh >> 48) }
 // GroupOf returns the group a bucket belongs to.
 func GroupOf(b uint16) uint16 { return b / BucketsPerGroup }
 
-func (d *digest) addKey(c *counter) {
+func (d *digest) addKey(c *counter) *bucket {
 	b := d.bucket(bucketOf(c.hash))
 	if b == nil {
 		b = &bucket{}
@@ -79,12 +78,13 @@ func (d *digest) addKey(c *counter) {
 		d.nbuckets++
 	}
 	b.keys = append(b.keys, c)
+	return b
 }
 
 // removeKey takes c, whose hash contributions must already be removed, out
 // of its bucket.
 func (d *digest) removeKey(c *counter) {
-	b := d.bucket(bucketOf(c.hash))
+	b := c.bkt
 	for i, o := range b.keys {
 		if o == c {
 			last := len(b.keys) - 1
@@ -104,7 +104,7 @@ func (d *digest) removeKey(c *counter) {
 
 func (d *digest) update(c *counter, old, new uint64) {
 	x := old ^ new
-	d.bucket(bucketOf(c.hash)).hash ^= x
+	c.bkt.hash ^= x
 	d.groups[GroupOf(bucketOf(c.hash))] ^= x
 }
 

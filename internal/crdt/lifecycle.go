@@ -211,9 +211,12 @@ func (ks *Keyspace) setLife(c *counter, l Life) {
 		ks.expiring.push(dueItem{at: d, c: c})
 		c.expiryDue = d
 	}
-	if d := l.Deleted; d != 0 && (c.tombDue == 0 || d < c.tombDue) {
+	// A tombstone item per new stamp, and again when a deadline that kept
+	// an empty generation from being forgotten goes. Each is a replicated
+	// lifecycle change, so their number is bounded by the changes within
+	// the horizon; stale ones are dropped when they come due.
+	if d := l.Deleted; d != 0 && (d != old.Deleted || l.Gen != old.Gen || (old.TTL.Deadline != 0 && l.TTL.Deadline == 0)) {
 		ks.tombs.push(dueItem{at: d, c: c})
-		c.tombDue = d
 	}
 }
 
@@ -436,16 +439,8 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 		steps++
 		it := ks.tombs.pop()
 		c := it.c
-		if ks.counters[c.key] != c || it.at != c.tombDue {
-			continue // forgotten, or superseded
-		}
-		c.tombDue = 0
-		if d := c.life.Deleted; d != it.at {
-			if d != 0 { // deleted again since: queue the new stamp
-				ks.tombs.push(dueItem{at: d, c: c})
-				c.tombDue = d
-			}
-			continue
+		if ks.counters[c.key] != c || c.life.Deleted != it.at {
+			continue // forgotten, or deleted again since (its own item is queued)
 		}
 		if len(c.slots) > 0 || c.life.TTL.Deadline != 0 {
 			// Written since, or expiring: not a tombstone. If it becomes
