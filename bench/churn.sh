@@ -32,12 +32,7 @@ settle=${SETTLE:-150}
 for c in wrk redis-server redis-cli curl; do
   command -v $c >/dev/null || { echo "bench/churn.sh needs $c (apt-get install wrk redis-server redis-tools curl)" >&2; exit 1; }
 done
-tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
-CGO_ENABLED=0 go build -o "$tmp/dcounter" ./cmd/dcounter
-pin_srv=() pin_wrk=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin_srv=(taskset -c 0) pin_wrk=(taskset -c 1); fi
-wait_up() { for _ in $(seq 100); do curl -fs "$1" >/dev/null && return; sleep 0.05; done; echo "no server at $1" >&2; exit 1; }
+. bench/lib.sh
 mib() { awk -v b="$1" 'BEGIN { printf "%.1f MiB", b / 1048576 }'; }
 div() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f", b ? a / b : 0 }'; }
 pct() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%+.1f%%", (a / b - 1) * 100 }'; }

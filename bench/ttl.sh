@@ -17,13 +17,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-10s} conns=${2:-64} rounds=${3:-3}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
-CGO_ENABLED=0 go build -o "$tmp/dcounter" ./cmd/dcounter
-pin_srv=() pin_wrk=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin_srv=(taskset -c 0) pin_wrk=(taskset -c 1); fi
-wait_up() { for _ in $(seq 100); do curl -fs "$1" >/dev/null && return; sleep 0.05; done; echo "no server at $1" >&2; exit 1; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
+. bench/lib.sh
 cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 variants=(plain ttl always)
