@@ -20,36 +20,20 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/testutil"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
 
 const testTTL = 5 * time.Second
 
-// waitFor polls cond until it holds, failing the test after 10s. The
-// deadline is a failure bound, not a delay: it returns as soon as cond holds.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+// waitFor polls until cond holds (testutil.WaitFor).
+var waitFor = testutil.WaitFor
 
 // testLogger routes the server's warnings and errors to t.Log; the info
 // lines (one per registration) would drown the output of the bulk tests.
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return testutil.Logger(t, slog.LevelWarn)
 }
 
 // newServer returns a running Server on clk (TTL testTTL unless cfg says

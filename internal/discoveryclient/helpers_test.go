@@ -14,6 +14,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/discovery"
+	"github.com/dcounter/dcounter/internal/testutil"
 )
 
 var t0 = time.Date(2025, 3, 1, 12, 0, 0, 0, time.UTC)
@@ -24,30 +25,15 @@ type (
 	serverConfig = discovery.Config
 )
 
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
+// waitFor polls until cond holds (testutil.WaitFor).
+var waitFor = testutil.WaitFor
 
 // newServer returns a running discovery server on clk, closed when the test
 // ends, once its expiry ticker is armed.
 func newServer(t testing.TB, clk *clock.Fake, cfg serverConfig) *Server {
 	t.Helper()
 	if cfg.Logger == nil {
-		cfg.Logger = slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		cfg.Logger = testutil.Logger(t, slog.LevelWarn)
 	}
 	cfg.Clock = clk
 	armed := clk.Waiters() + 1

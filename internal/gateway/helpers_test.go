@@ -19,6 +19,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/testutil"
 )
 
 var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
@@ -27,18 +28,8 @@ var t0 = time.Date(2025, 6, 1, 12, 0, 0, 0, time.UTC)
 // clock is fake, so it only passes when a test advances it.
 const testHealthInterval = time.Second
 
-// waitFor polls cond until it holds, failing the test after 10s. The
-// deadline is a failure bound, not a delay: it returns as soon as cond holds.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+// waitFor polls until cond holds (testutil.WaitFor).
+var waitFor = testutil.WaitFor
 
 // recv takes one value from ch, failing the test after 10s.
 func recv[T any](t testing.TB, ch <-chan T, what string) T {
@@ -54,14 +45,7 @@ func recv[T any](t testing.TB, ch <-chan T, what string) T {
 
 // testLogger routes warnings and errors to t.Log.
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	return testutil.Logger(t, slog.LevelWarn)
 }
 
 // received is one request as a fake node saw it.

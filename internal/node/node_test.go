@@ -13,6 +13,7 @@ import (
 	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/crdt"
+	"github.com/dcounter/dcounter/internal/testutil"
 	"github.com/dcounter/dcounter/internal/transport"
 )
 
@@ -121,16 +122,7 @@ func (c *memCluster) exact(expected map[string]int64) func() error {
 	}
 }
 
-func testLogger(t *testing.T) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelWarn}))
-}
-
-type tWriter struct{ t *testing.T }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(string(p))
-	return len(p), nil
-}
+func testLogger(t *testing.T) *slog.Logger { return testutil.Logger(t, slog.LevelWarn) }
 
 func TestNodesConvergeOverFaultyNetworkAndPartition(t *testing.T) {
 	c := newMemCluster(t, 6)

@@ -14,20 +14,11 @@ import (
 
 	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/clusterkey/clusterkeytest"
+	"github.com/dcounter/dcounter/internal/testutil"
 )
 
-// waitFor polls cond until it holds, failing the test after 10s. Tests use
-// it instead of sleeping.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
+// waitFor polls until cond holds (testutil.WaitFor).
+var waitFor = testutil.WaitFor
 
 // logRecorder is a slog.Handler that sends records to t.Log and keeps them
 // for assertions.

@@ -18,6 +18,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/crdt"
+	"github.com/dcounter/dcounter/internal/testutil"
 )
 
 // logRecorder is a slog.Handler that sends records to t.Log and keeps them
@@ -379,17 +380,8 @@ func fileSize(t testing.TB, name string) int64 {
 	return fi.Size()
 }
 
-// waitFor polls cond until it holds, failing t after a generous deadline.
-func waitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
+// waitFor polls until cond holds (testutil.WaitFor).
+var waitFor = testutil.WaitFor
 
 // wantCorrupt fails t unless err is ErrCorrupt and names every one of subs.
 func wantCorrupt(t testing.TB, err error, subs ...string) {
