@@ -97,7 +97,7 @@ type counter struct {
 	key  string
 	hash uint64  // keyHash(key), cached
 	bkt  *bucket // the digest bucket the key hashes to: no lookup per merge
-	life life    // generation, expiry, tombstone time
+	life Life    // generation, expiry, tombstone time
 	// expiryDue is the deadline of the key's queued expiry item (0: none):
 	// at most one per key, a later deadline is picked up when the queued
 	// one comes due (see Reclaim).
@@ -200,7 +200,7 @@ func (ks *Keyspace) mergeInto(c *counter, replica ReplicaID, gen, p, n uint64) b
 		return false
 	}
 	if gen > c.life.Gen {
-		ks.setLife(c, life{Gen: gen})
+		ks.setLife(c, Life{Gen: gen})
 	}
 	i := c.find(replica)
 	if i < 0 {

@@ -56,8 +56,6 @@ type Meta struct {
 	Life
 }
 
-type life = Life
-
 // IsZero reports whether l is a never-deleted key's first generation
 // without a deadline, the state every key starts in. Zero lives are not
 // replicated or logged: entries alone imply them.
@@ -346,19 +344,19 @@ const (
 // is the generation the caller wrote to or checked as live, which may be
 // the one after the key's current one (a write after expiry).
 func (ks *Keyspace) Expiry(key string, gen uint64, deadline int64, mode TTLMode) (Meta, bool) {
-	var cur TTL
-	if c := ks.counters[key]; c != nil && c.life.Gen == gen {
-		cur = c.life.TTL
-	} else if c != nil && c.life.Gen > gen {
-		return Meta{}, false // the generation is gone already
+	var cur Life // the generation's life if the key holds it; else a new generation's
+	if c := ks.counters[key]; c != nil {
+		switch {
+		case c.life.Gen > gen:
+			return Meta{}, false // the generation is gone already
+		case c.life.Gen == gen:
+			cur = c.life
+		}
 	}
-	if (mode == TTLIfNone && cur.Deadline != 0) || cur.Deadline == deadline {
+	if (mode == TTLIfNone && cur.TTL.Deadline != 0) || cur.TTL.Deadline == deadline {
 		return Meta{}, false
 	}
-	l := Life{Gen: gen, TTL: TTL{Ver: cur.Ver + 1, Deadline: deadline}}
-	if c := ks.counters[key]; c != nil && c.life.Gen == gen {
-		l.Deleted = c.life.Deleted
-	}
+	l := Life{Gen: gen, TTL: TTL{Ver: cur.TTL.Ver + 1, Deadline: deadline}, Deleted: cur.Deleted}
 	return Meta{Key: key, Life: l}, true
 }
 

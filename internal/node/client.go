@@ -29,12 +29,26 @@ func (n *Node) Get(_ context.Context, key string) (c api.Counter, err error) {
 
 // counter reports key at now (Unix ms). Caller holds mu.
 func (n *Node) counter(key string, now int64) api.Counter {
+	c, _ := n.counterGen(key, now)
+	return c
+}
+
+// counterGen is counter, with the key's current generation. Caller holds mu.
+func (n *Node) counterGen(key string, now int64) (api.Counter, uint64) {
 	st := n.ks.StatusOf(key, now)
 	c := api.Counter{Key: key, Value: st.Value, Live: st.Live}
-	if st.Live && st.Deadline != 0 {
-		c.TTL = time.Duration(st.Deadline-now) * time.Millisecond
+	if st.Live {
+		c.TTL = ttlLeft(st.Deadline, now)
 	}
-	return c
+	return c, st.Gen
+}
+
+// ttlLeft is the time from now to deadline (Unix ms); 0 for no deadline.
+func ttlLeft(deadline, now int64) time.Duration {
+	if deadline == 0 {
+		return 0
+	}
+	return time.Duration(deadline-now) * time.Millisecond
 }
 
 // nowMs is the node's wall clock in Unix milliseconds, the time expiry
@@ -98,8 +112,8 @@ func (n *Node) Add(ctx context.Context, key string, delta int64, w api.WriteOpti
 	if err := n.commit(batch, idem, view+delta, &res); err != nil {
 		return api.Counter{}, false, err
 	}
-	c = n.counter(key, n.nowMs())
-	if idem != nil || n.ks.StatusOf(key, now).Gen != gen || !c.Live {
+	c, nowGen := n.counterGen(key, n.nowMs())
+	if idem != nil || nowGen != gen || !c.Live {
 		// A keyed write answers what its retries will get: the value
 		// right after it. So does a write whose generation ended (a
 		// concurrent delete, or expiry) while it was made durable: it

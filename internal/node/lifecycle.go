@@ -136,10 +136,7 @@ func (n *Node) List(_ context.Context, req api.ListRequest) (page api.ListPage, 
 	n.mu.Unlock()
 	page.Items = make([]api.Counter, len(items))
 	for i, it := range items {
-		page.Items[i] = api.Counter{Key: it.Key, Value: it.Value, Live: true}
-		if it.Deadline != 0 {
-			page.Items[i].TTL = time.Duration(it.Deadline-now) * time.Millisecond
-		}
+		page.Items[i] = api.Counter{Key: it.Key, Value: it.Value, Live: true, TTL: ttlLeft(it.Deadline, now)}
 	}
 	if more {
 		page.Next = next
