@@ -229,11 +229,8 @@ func (ks *Keyspace) mergeInto(c *counter, replica ReplicaID, gen, p, n uint64) b
 // when concurrent writes on different replicas each stayed in range); the
 // value is then clamped to the nearest bound.
 func (ks *Keyspace) Value(key string, now int64) (v int64, ok bool) {
-	c := ks.counters[key]
-	if c == nil || c.life.expired(now) {
-		return 0, true
-	}
-	return c.value()
+	st := ks.StatusOf(key, now)
+	return st.Value, !st.Clamped
 }
 
 func (c *counter) value() (int64, bool) {

@@ -477,10 +477,6 @@ func (ks *Keyspace) compact() {
 	}
 }
 
-// Tracked reports how many reclaim items are queued (expiring keys and
-// tombstones, including items made stale by later changes).
-func (ks *Keyspace) Tracked() int { return len(ks.expiring) + len(ks.tombs) }
-
 // forget removes c, a tombstone, from the keyspace.
 func (ks *Keyspace) forget(c *counter) {
 	ks.update(c, lifeHash(c.hash, c.life), 0)

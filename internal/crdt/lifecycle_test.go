@@ -625,3 +625,7 @@ func TestDigestThroughLifecycle(t *testing.T) {
 		}
 	}
 }
+
+// Tracked reports how many reclaim items are queued (expiring keys and
+// tombstones, including items made stale by later changes).
+func (ks *Keyspace) Tracked() int { return len(ks.expiring) + len(ks.tombs) }
