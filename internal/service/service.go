@@ -172,7 +172,11 @@ type Health struct {
 	Cluster string `json:"cluster"`
 	Members int    `json:"members"`
 	Peers   int    `json:"peers"`
-	Keys    int    `json:"keys"`
+	// Keys counts every key held, tombstones included; LiveKeys those
+	// with a value (which may count keys that expired less than
+	// --expiry-grace ago and are not reclaimed yet).
+	Keys     int `json:"keys"`
+	LiveKeys int `json:"live_keys"`
 	// Durability is "memory" or "fsync=<policy>".
 	Durability string `json:"durability"`
 	// PendingKeys counts keys with changes queued for the next gossip
