@@ -22,8 +22,8 @@ func TestNodeMetrics(t *testing.T) {
 	}
 	text := string(b)
 	for _, want := range []string{
-		`dcounter_operations_total{key_type="default",op="inc",outcome="ok"} 1`,
-		`dcounter_operations_total{key_type="named",op="dec",outcome="ok"} 1`,
+		`dcounter_operations_total{key_type="default",op="inc",outcome="ok",protocol="http"} 1`,
+		`dcounter_operations_total{key_type="named",op="dec",outcome="ok",protocol="http"} 1`,
 		`dcounter_gossip_messages_total{direction="out",type="delta"}`,
 		`dcounter_gossip_bytes_total{direction="in",type="join"}`,
 		`dcounter_members{state="alive"} 2`,

@@ -15,9 +15,11 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/api"
+	"github.com/dcounter/dcounter/internal/service"
+	"github.com/dcounter/dcounter/internal/testutil"
 )
 
-// memBackend is an in-memory api.Backend on a clock that stands still, so
+// memBackend is an in-memory service.Service on a clock that stands still, so
 // that the time left before an expiry prints exactly.
 type memBackend struct {
 	mu       sync.Mutex
@@ -33,7 +35,11 @@ type memKey struct {
 	deadline time.Time // zero: none
 }
 
-var _ api.Backend = (*memBackend)(nil)
+var _ service.Service = (*memBackend)(nil)
+
+func (m *memBackend) Writes(ctx context.Context, ws []service.Write, out []service.WriteResult) {
+	testutil.WriteEach(ctx, m, ws, out)
+}
 
 func newMemBackend() *memBackend {
 	return &memBackend{now: time.Unix(1_700_000_000, 0), keys: map[string]*memKey{}, pageSize: 1000}
@@ -47,8 +53,8 @@ func (m *memBackend) live(key string) *memKey {
 	return k
 }
 
-func (m *memBackend) counter(key string) api.Counter {
-	c := api.Counter{Key: key}
+func (m *memBackend) counter(key string) service.Counter {
+	c := service.Counter{Key: key}
 	if k := m.live(key); k != nil {
 		c.Value, c.Live = k.value, true
 		if !k.deadline.IsZero() {
@@ -58,13 +64,13 @@ func (m *memBackend) counter(key string) api.Counter {
 	return c
 }
 
-func (m *memBackend) Get(_ context.Context, key string) (api.Counter, error) {
+func (m *memBackend) Get(_ context.Context, key string) (service.Counter, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.counter(key), nil
 }
 
-func (m *memBackend) Add(_ context.Context, key string, delta int64, w api.WriteOptions) (api.Counter, bool, error) {
+func (m *memBackend) Add(_ context.Context, key string, delta int64, w service.WriteOptions) (service.Counter, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := m.live(key)
@@ -87,12 +93,12 @@ func (m *memBackend) Delete(_ context.Context, key string, _ string) (bool, bool
 	return existed, false, nil
 }
 
-func (m *memBackend) SetTTL(_ context.Context, key string, ttl time.Duration, _ string) (api.Counter, bool, error) {
+func (m *memBackend) SetTTL(_ context.Context, key string, ttl time.Duration, _ string) (service.Counter, bool, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	k := m.live(key)
 	if k == nil {
-		return api.Counter{}, false, api.ErrNotFound
+		return service.Counter{}, false, api.ErrNotFound
 	}
 	k.deadline = time.Time{}
 	if ttl > 0 {
@@ -101,12 +107,12 @@ func (m *memBackend) SetTTL(_ context.Context, key string, ttl time.Duration, _ 
 	return m.counter(key), false, nil
 }
 
-func (m *memBackend) List(_ context.Context, req api.ListRequest) (api.ListPage, error) {
+func (m *memBackend) List(_ context.Context, req service.ListRequest) (service.ListPage, error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.lists++
 	if m.lists == m.failPage {
-		return api.ListPage{}, api.Unavailable(errors.New("test: page refused"))
+		return service.ListPage{}, service.Unavailable(errors.New("test: page refused"))
 	}
 	var keys []string
 	for k := range m.keys {
@@ -115,7 +121,7 @@ func (m *memBackend) List(_ context.Context, req api.ListRequest) (api.ListPage,
 		}
 	}
 	slices.Sort(keys)
-	var page api.ListPage
+	var page service.ListPage
 	n := min(req.Limit, m.pageSize)
 	for i, k := range keys {
 		if i == n {
@@ -127,9 +133,11 @@ func (m *memBackend) List(_ context.Context, req api.ListRequest) (api.ListPage,
 	return page, nil
 }
 
-func (m *memBackend) Nodes(context.Context) (any, error) { return []api.Member{}, nil }
+func (m *memBackend) Nodes(context.Context) ([]service.Member, error) { return []service.Member{}, nil }
 
-func (m *memBackend) Health(context.Context) (bool, any) { return true, api.NodeHealth{Status: "ok"} }
+func (m *memBackend) Health(context.Context) (bool, service.Health) {
+	return true, service.Health{Status: "ok"}
+}
 
 // sentRequest is one request as the test server received it.
 type sentRequest struct{ method, uri, body string }

@@ -32,7 +32,7 @@
 //
 // Keys are path segments: a key containing "/" (or any byte that is not safe
 // in a path) must be percent-encoded. Every response is JSON; every error is
-// {"error":"..."} with the status chosen by one table (statusOf).
+// {"error":"..."} with the status chosen by one table (service.HTTPStatus).
 package api
 
 import (
@@ -55,6 +55,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/auth"
 	"github.com/dcounter/dcounter/internal/crdt"
+	"github.com/dcounter/dcounter/internal/service"
 )
 
 // MaxBody is the largest request body accepted.
@@ -65,105 +66,14 @@ const MaxBody = 64 << 10
 const (
 	IdempotencyHeader = "Idempotency-Key"
 	ReplayedHeader    = "Idempotent-Replayed"
-	MaxIdempotencyKey = 255
 )
-
-// Backend is what the handlers serve.
-type Backend interface {
-	// Get returns key as the backend sees it now.
-	Get(ctx context.Context, key string) (Counter, error)
-	// Add adds delta (never zero) to key and returns the value after the
-	// write. With w.Idem (an Idempotency-Key) a retry is not applied again:
-	// replayed is then true and value the first answer. With w.TTL > 0 the
-	// write also sets the key's expiry (see WriteOptions).
-	Add(ctx context.Context, key string, delta int64, w WriteOptions) (value Counter, replayed bool, err error)
-	// Delete resets key to 0 and removes it from listings on every replica.
-	// existed reports whether it was live here.
-	Delete(ctx context.Context, key string, idem string) (existed bool, replayed bool, err error)
-	// SetTTL gives a live key an expiry ttl from now, or with ttl == 0
-	// removes its expiry. It returns ErrNotFound if the key is not live.
-	SetTTL(ctx context.Context, key string, ttl time.Duration, idem string) (c Counter, replayed bool, err error)
-	// List returns a page of live keys (see ListRequest).
-	List(ctx context.Context, req ListRequest) (ListPage, error)
-	// Nodes returns the JSON-encodable member list.
-	Nodes(ctx context.Context) (any, error)
-	// Health reports whether the backend serves, and a JSON-encodable body.
-	Health(ctx context.Context) (bool, any)
-}
-
-// WriteOptions qualify an Add.
-type WriteOptions struct {
-	// Idem is the request's Idempotency-Key ("" for none).
-	Idem string
-	// TTL, when positive, sets the key's expiry to TTL from now together
-	// with the write, in the same durable record: only if the key's
-	// generation has no expiry yet (the default, a fixed-window rate
-	// limiter's call), or always when TTLAlways is set.
-	TTL       time.Duration
-	TTLAlways bool
-}
-
-// Counter is a key as a reader sees it.
-type Counter struct {
-	Key   string
-	Value int64
-	// TTL is the time left before the key expires; 0 when it has no expiry
-	// (or is not live).
-	TTL time.Duration
-	// Live is false when the key is absent, deleted or expired (Value is 0).
-	Live bool
-}
-
-// ListRequest asks for a page of GET /counters.
-type ListRequest struct {
-	Prefix string
-	// Cursor is "" for the first page, else the key to continue after (a
-	// previous page's Next). Clients see it encoded (EncodeCursor).
-	Cursor string
-	Limit  int // 1..MaxListLimit
-}
-
-// ListPage is one page of live keys, in byte-wise key order. Next, when
-// not empty, is the cursor of the following page: the last key visited,
-// which need not be in Items (a backend may stop early on a stretch of dead
-// keys and return a short or even empty page).
-type ListPage struct {
-	Items []Counter
-	Next  string
-}
 
 // MaxListLimit bounds a page of GET /counters; DefaultListLimit is used
 // when the request gives none.
 const (
-	MaxListLimit     = 1000
-	DefaultListLimit = 100
+	MaxListLimit     = service.MaxListLimit
+	DefaultListLimit = service.DefaultListLimit
 )
-
-// Member is one entry of a node's GET /nodes answer.
-type Member struct {
-	ID          string `json:"id"`
-	Name        string `json:"name"`
-	GossipAddr  string `json:"gossip_addr"`
-	HTTPAddr    string `json:"http_addr"`
-	Status      string `json:"status"`
-	Incarnation uint64 `json:"incarnation"`
-	LastSeen    string `json:"last_seen"`
-	Self        bool   `json:"self,omitempty"`
-}
-
-// NodeHealth is a node's GET /health answer.
-type NodeHealth struct {
-	Status  string `json:"status"`
-	ID      string `json:"id"`
-	Name    string `json:"name"`
-	Cluster string `json:"cluster"`
-	Members int    `json:"members"`
-	Peers   int    `json:"peers"`
-	Keys    int    `json:"keys"`
-	// Durability is "memory" or "fsync=<policy>".
-	Durability string `json:"durability"`
-	Error      string `json:"error,omitempty"`
-}
 
 // CounterResponse answers the routes that read or write one counter.
 type CounterResponse struct {
@@ -175,7 +85,7 @@ type CounterResponse struct {
 }
 
 // CounterOf returns c as the API answers it.
-func CounterOf(c Counter) CounterResponse {
+func CounterOf(c service.Counter) CounterResponse {
 	r := CounterResponse{Key: c.Key, Value: c.Value}
 	if c.TTL > 0 {
 		// Rounded up: a key with any time left never reads as persistent.
@@ -199,87 +109,34 @@ type ListResponse struct {
 	Next  string            `json:"next,omitempty"`
 }
 
-// MaxTTL bounds an expiry: longer ones are refused rather than stored.
-const MaxTTL = 10 * 365 * 24 * time.Hour
-
 // ErrorResponse is the body of every error.
 type ErrorResponse struct {
 	Error string `json:"error"`
 }
 
-// Errors the handlers produce themselves.
+// Errors the handlers produce themselves, in the service's classes (so
+// that one table, service.HTTPStatus, answers them).
 var (
-	ErrNotFound       = errors.New("not found")
-	ErrMethod         = errors.New("method not allowed")
-	ErrBodyTooLarge   = fmt.Errorf("request body larger than %d bytes", MaxBody)
-	ErrBadJSON        = errors.New("request body is not valid JSON of the form {\"amount\":N} (optionally with \"ttl_seconds\" or \"ttl_ms\", and \"ttl_mode\")")
-	ErrBadAmount      = errors.New("amount must be a positive integer")
-	ErrAmountTooLarge = errors.New("amount exceeds the int64 range")
+	ErrNotFound       = service.ErrNotFound
+	ErrMethod         = service.WithClass(errors.New("method not allowed"), service.ClassMethod)
+	ErrBodyTooLarge   = service.WithClass(fmt.Errorf("request body larger than %d bytes", MaxBody), service.ClassTooLarge)
+	ErrBadJSON        = service.Invalid(errors.New("request body is not valid JSON of the form {\"amount\":N} (optionally with \"ttl_seconds\" or \"ttl_ms\", and \"ttl_mode\")"))
+	ErrBadAmount      = service.Invalid(errors.New("amount must be a positive integer"))
+	ErrAmountTooLarge = service.Invalid(errors.New("amount exceeds the int64 range"))
 	// ErrBadTTLJSON is a PUT .../ttl body that is not {"seconds":N} or
 	// {"milliseconds":N}.
-	ErrBadTTLJSON = errors.New("request body must be {\"seconds\":N} or {\"milliseconds\":N}")
-	ErrBadTTL     = fmt.Errorf("a TTL must be a positive integer of at most %d seconds", int64(MaxTTL/time.Second))
-	ErrBadQuery   = errors.New("bad query parameter")
-	ErrBadTTLMode = errors.New(`ttl_mode must be "if_none" or "always"`)
+	ErrBadTTLJSON = service.Invalid(errors.New("request body must be {\"seconds\":N} or {\"milliseconds\":N}"))
+	ErrBadTTL     = service.Invalid(fmt.Errorf("a TTL must be a positive integer of at most %d seconds", int64(service.MaxTTL/time.Second)))
+	ErrBadQuery   = service.Invalid(errors.New("bad query parameter"))
+	ErrBadTTLMode = service.Invalid(errors.New(`ttl_mode must be "if_none" or "always"`))
 	// ErrKeyNotFound answers a change of expiry for a key that is not
 	// live: absent, deleted or expired.
 	ErrKeyNotFound    = fmt.Errorf("key %w", ErrNotFound)
-	ErrBadIdempotency = fmt.Errorf("Idempotency-Key must be 1-%d printable ASCII characters", MaxIdempotencyKey)
+	ErrBadIdempotency = service.Invalid(fmt.Errorf("Idempotency-Key must be 1-%d printable ASCII characters", service.MaxIdempotencyKey))
 	// ErrIdempotencyReused is returned when an Idempotency-Key comes back
 	// with a different request than the one it was first used for.
-	ErrIdempotencyReused = errors.New("this Idempotency-Key was already used for a different request")
-	errUnavailableClass  = errors.New("unavailable")
+	ErrIdempotencyReused = service.ErrIdempotencyReused
 )
-
-// Unavailable marks err as a temporary refusal to serve (HTTP 503); its
-// message is err's.
-func Unavailable(err error) error { return unavailableError{err} }
-
-type unavailableError struct{ err error }
-
-func (e unavailableError) Error() string        { return e.err.Error() }
-func (e unavailableError) Unwrap() error        { return e.err }
-func (e unavailableError) Is(target error) bool { return target == errUnavailableClass }
-
-// StatusOf returns the HTTP status the API answers err with.
-func StatusOf(err error) int { return statusOf(err) }
-
-// statusOf is the one table from errors to HTTP statuses.
-func statusOf(err error) int {
-	switch {
-	case errors.Is(err, auth.ErrUnauthenticated):
-		return http.StatusUnauthorized
-	case errors.Is(err, auth.ErrForbidden):
-		return http.StatusForbidden
-	case errors.Is(err, ErrNotFound):
-		return http.StatusNotFound
-	case errors.Is(err, ErrMethod):
-		return http.StatusMethodNotAllowed
-	case errors.Is(err, ErrIdempotencyReused):
-		return http.StatusUnprocessableEntity
-	case errors.Is(err, ErrBodyTooLarge):
-		return http.StatusRequestEntityTooLarge
-	case errors.Is(err, ErrBadJSON), errors.Is(err, ErrBadAmount), errors.Is(err, ErrAmountTooLarge), errors.Is(err, ErrBadIdempotency),
-		errors.Is(err, ErrBadTTLJSON), errors.Is(err, ErrBadTTL), errors.Is(err, ErrBadQuery), errors.Is(err, ErrBadTTLMode),
-		errors.Is(err, crdt.ErrBadKey), errors.Is(err, crdt.ErrOverflow), errors.Is(err, crdt.ErrBadAmount):
-		return http.StatusBadRequest
-	case errors.Is(err, errUnavailableClass), errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
-		return http.StatusServiceUnavailable
-	}
-	return http.StatusInternalServerError
-}
-
-// message is what the client reads for err: the sentinel's text without
-// package prefixes, which are for logs.
-func message(err error) string {
-	switch {
-	case errors.Is(err, crdt.ErrOverflow):
-		return "increment or decrement would overflow"
-	case errors.Is(err, crdt.ErrBadKey):
-		return "key must be 1-512 bytes of valid UTF-8"
-	}
-	return strings.TrimPrefix(err.Error(), "auth: ")
-}
 
 // NewServer returns an http.Server for h with timeouts suited to a public
 // API: slow or idle clients cannot hold connections forever.
@@ -295,14 +152,14 @@ func NewServer(h http.Handler) *http.Server {
 }
 
 type handler struct {
-	b       Backend
+	b       service.Service
 	log     *slog.Logger
 	metrics http.Handler
 }
 
 // NewHandler returns the client API over b; metrics, if not nil, serves
 // GET /metrics.
-func NewHandler(b Backend, log *slog.Logger, metrics http.Handler) http.Handler {
+func NewHandler(b service.Service, log *slog.Logger, metrics http.Handler) http.Handler {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
@@ -311,7 +168,7 @@ func NewHandler(b Backend, log *slog.Logger, metrics http.Handler) http.Handler 
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := h.serve(w, r); err != nil {
-		if statusOf(err) == http.StatusInternalServerError {
+		if service.ClassOf(err) == service.ClassInternal {
 			h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
 		}
 		WriteError(w, err)
@@ -320,7 +177,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // WriteError answers with err's status from the one table and {"error":…}.
 func WriteError(w http.ResponseWriter, err error) {
-	writeJSON(w, statusOf(err), ErrorResponse{Error: message(err)})
+	writeJSON(w, service.HTTPStatus(err), ErrorResponse{Error: service.Message(err)})
 }
 
 // WriteJSON answers with status and v as JSON.
@@ -438,7 +295,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		c, replayed, err := h.b.Add(ctx, rt.Key, rt.Sign*wr.Amount, WriteOptions{Idem: idem, TTL: wr.TTL, TTLAlways: wr.TTLAlways})
+		c, replayed, err := h.b.Add(ctx, rt.Key, rt.Sign*wr.Amount, service.WriteOptions{Idem: idem, TTL: wr.TTL, TTLAlways: wr.TTLAlways})
 		if err != nil {
 			return err
 		}
@@ -515,7 +372,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 }
 
 // writeCounter answers with c under the key the client asked for.
-func writeCounter(w http.ResponseWriter, key string, c Counter, replayed bool) {
+func writeCounter(w http.ResponseWriter, key string, c service.Counter, replayed bool) {
 	if replayed {
 		w.Header().Set(ReplayedHeader, "true")
 	}
@@ -546,7 +403,7 @@ func segments(u *url.URL) ([]string, error) {
 // refusing one that is too long or not printable ASCII.
 func IdempotencyKey(r *http.Request) (string, error) {
 	k := r.Header.Get(IdempotencyHeader)
-	if len(k) > MaxIdempotencyKey {
+	if len(k) > service.MaxIdempotencyKey {
 		return "", ErrBadIdempotency
 	}
 	for i := 0; i < len(k); i++ {
@@ -640,7 +497,7 @@ func parseTTLFields(secName string, sec json.RawMessage, msName string, ms json.
 		return 0, nil
 	}
 	n, err := parseCount(raw)
-	if err != nil || n == 0 || n > uint64(MaxTTL/unit) {
+	if err != nil || n == 0 || n > uint64(service.MaxTTL/unit) {
 		return 0, fmt.Errorf("%w; %s is %s", ErrBadTTL, name, raw)
 	}
 	return time.Duration(n) * unit, nil
@@ -700,8 +557,8 @@ func parseCount(raw json.RawMessage) (uint64, error) {
 // ParseListQuery reads GET /counters's query: prefix (any key prefix),
 // limit (1..MaxListLimit, default DefaultListLimit) and cursor (a previous
 // page's next). Other parameters, and any given twice, are refused.
-func ParseListQuery(rawQuery string) (ListRequest, error) {
-	req := ListRequest{Limit: DefaultListLimit}
+func ParseListQuery(rawQuery string) (service.ListRequest, error) {
+	req := service.ListRequest{Limit: DefaultListLimit}
 	q, err := url.ParseQuery(rawQuery)
 	if err != nil {
 		return req, fmt.Errorf("%w: %v", ErrBadQuery, err)

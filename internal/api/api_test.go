@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/crdt"
+	"github.com/dcounter/dcounter/internal/service"
+	"github.com/dcounter/dcounter/internal/testutil"
 )
 
 // fakeBackend is a one-replica backend using the real CRDT rules, on a
@@ -63,33 +65,33 @@ func (f *fakeBackend) remember(idem, request string, answer any) {
 	}
 }
 
-func (f *fakeBackend) counter(key string) Counter {
+func (f *fakeBackend) counter(key string) service.Counter {
 	st := f.ks.StatusOf(key, f.now)
-	c := Counter{Key: key, Value: st.Value, Live: st.Live}
+	c := service.Counter{Key: key, Value: st.Value, Live: st.Live}
 	if st.Deadline != 0 {
 		c.TTL = time.Duration(st.Deadline-f.now) * time.Millisecond
 	}
 	return c
 }
 
-func (f *fakeBackend) Get(_ context.Context, key string) (Counter, error) {
+func (f *fakeBackend) Get(_ context.Context, key string) (service.Counter, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.counter(key), nil
 }
 
-func (f *fakeBackend) Add(_ context.Context, key string, delta int64, w WriteOptions) (Counter, bool, error) {
+func (f *fakeBackend) Add(_ context.Context, key string, delta int64, w service.WriteOptions) (service.Counter, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	request := fmt.Sprint("add", key, delta, w.TTL, w.TTLAlways)
 	if a, ok, err := f.replay(w.Idem, request); ok || err != nil {
-		c, _ := a.(Counter)
+		c, _ := a.(service.Counter)
 		return c, ok, err
 	}
 	gen, cur := f.ks.WriteGen(key, 1, f.now)
 	e, err := crdt.Change(key, 1, gen, cur, f.counter(key).Value, delta)
 	if err != nil {
-		return Counter{}, false, err
+		return service.Counter{}, false, err
 	}
 	f.ks.Merge(e)
 	if w.TTL > 0 {
@@ -119,17 +121,17 @@ func (f *fakeBackend) Delete(_ context.Context, key string, idem string) (bool, 
 	return existed, false, nil
 }
 
-func (f *fakeBackend) SetTTL(_ context.Context, key string, ttl time.Duration, idem string) (Counter, bool, error) {
+func (f *fakeBackend) SetTTL(_ context.Context, key string, ttl time.Duration, idem string) (service.Counter, bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	request := fmt.Sprint("ttl", key, ttl)
 	if a, ok, err := f.replay(idem, request); ok || err != nil {
-		c, _ := a.(Counter)
+		c, _ := a.(service.Counter)
 		return c, ok, err
 	}
 	st := f.ks.StatusOf(key, f.now)
 	if !st.Live {
-		return Counter{}, false, fmt.Errorf("fake: %w", ErrNotFound)
+		return service.Counter{}, false, fmt.Errorf("fake: %w", ErrNotFound)
 	}
 	var deadline int64
 	if ttl > 0 {
@@ -143,7 +145,7 @@ func (f *fakeBackend) SetTTL(_ context.Context, key string, ttl time.Duration, i
 	return c, false, nil
 }
 
-func (f *fakeBackend) List(_ context.Context, req ListRequest) (ListPage, error) {
+func (f *fakeBackend) List(_ context.Context, req service.ListRequest) (service.ListPage, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	scan := f.scan
@@ -151,9 +153,9 @@ func (f *fakeBackend) List(_ context.Context, req ListRequest) (ListPage, error)
 		scan = math.MaxInt
 	}
 	items, next, more := f.ks.List(req.Prefix, req.Cursor, req.Limit, scan, f.now)
-	var page ListPage
+	var page service.ListPage
 	for _, it := range items {
-		c := Counter{Key: it.Key, Value: it.Value, Live: true}
+		c := service.Counter{Key: it.Key, Value: it.Value, Live: true}
 		if it.Deadline != 0 {
 			c.TTL = time.Duration(it.Deadline-f.now) * time.Millisecond
 		}
@@ -165,13 +167,19 @@ func (f *fakeBackend) List(_ context.Context, req ListRequest) (ListPage, error)
 	return page, nil
 }
 
-func (f *fakeBackend) Nodes(context.Context) (any, error) {
-	return []Member{{ID: "0000000000000001", Name: "n1", Status: "alive"}}, nil
+func (f *fakeBackend) Nodes(context.Context) ([]service.Member, error) {
+	return []service.Member{{ID: "0000000000000001", Name: "n1", Status: "alive"}}, nil
 }
 
-func (f *fakeBackend) Health(context.Context) (bool, any) { return true, NodeHealth{Status: "ok"} }
+func (f *fakeBackend) Health(context.Context) (bool, service.Health) {
+	return true, service.Health{Status: "ok"}
+}
 
-var _ Backend = (*fakeBackend)(nil)
+func (f *fakeBackend) Writes(ctx context.Context, ws []service.Write, out []service.WriteResult) {
+	testutil.WriteEach(ctx, f, ws, out)
+}
+
+var _ service.Service = (*fakeBackend)(nil)
 
 func newTestServer(t *testing.T) *httptest.Server {
 	srv, _ := newFakeServer(t)
@@ -362,7 +370,7 @@ func FuzzParseWrite(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		w, err := ParseWrite(strings.NewReader(s))
-		if err == nil && (w.Amount <= 0 || w.TTL < 0 || w.TTL > MaxTTL || (w.TTLAlways && w.TTL == 0)) {
+		if err == nil && (w.Amount <= 0 || w.TTL < 0 || w.TTL > service.MaxTTL || (w.TTLAlways && w.TTL == 0)) {
 			t.Fatalf("ParseWrite(%q) = %+v without error", s, w)
 		}
 	})
@@ -374,7 +382,7 @@ func FuzzParseTTL(f *testing.F) {
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		d, err := ParseTTL(strings.NewReader(s))
-		if err == nil && (d <= 0 || d > MaxTTL) {
+		if err == nil && (d <= 0 || d > service.MaxTTL) {
 			t.Fatalf("ParseTTL(%q) = %v without error", s, d)
 		}
 	})

@@ -12,6 +12,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/auth"
 	"github.com/dcounter/dcounter/internal/clusterkey"
+	"github.com/dcounter/dcounter/internal/service"
 )
 
 const (
@@ -136,7 +137,7 @@ func TestHealthAnonymous(t *testing.T) {
 		t.Fatalf("/health with a wrong token = %s", bad)
 	}
 	_, _, full := send(t, srv, "GET", "/health", tokRead, nil)
-	var h NodeHealth
+	var h service.Health
 	if json.Unmarshal([]byte(full), &h) != nil || h.Status != "ok" {
 		t.Fatalf("authenticated /health = %s", full)
 	}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/dcounter/dcounter/internal/service"
 )
 
 // doH is do with request headers.
@@ -167,7 +169,7 @@ func TestLifecycleIdempotency(t *testing.T) {
 func TestLifecycleBadInput(t *testing.T) {
 	srv, _ := newFakeServer(t)
 	do(t, srv, "POST", "/counters/x/increment", "")
-	tenYears := int64(MaxTTL / time.Second)
+	tenYears := int64(service.MaxTTL / time.Second)
 	cases := []struct {
 		name, method, path, body string
 		status                   int
@@ -405,17 +407,19 @@ type errBackend struct {
 func (e *errBackend) Delete(context.Context, string, string) (bool, bool, error) {
 	return false, false, e.err
 }
-func (e *errBackend) SetTTL(context.Context, string, time.Duration, string) (Counter, bool, error) {
-	return Counter{}, false, e.err
+func (e *errBackend) SetTTL(context.Context, string, time.Duration, string) (service.Counter, bool, error) {
+	return service.Counter{}, false, e.err
 }
-func (e *errBackend) List(context.Context, ListRequest) (ListPage, error) { return ListPage{}, e.err }
+func (e *errBackend) List(context.Context, service.ListRequest) (service.ListPage, error) {
+	return service.ListPage{}, e.err
+}
 
 func TestLifecycleBackendErrors(t *testing.T) {
 	for _, c := range []struct {
 		err    error
 		status int
 	}{
-		{Unavailable(errors.New("not the leader of anything")), 503},
+		{service.Unavailable(errors.New("not the leader of anything")), 503},
 		{context.DeadlineExceeded, 503},
 		{errors.New("disk on fire"), 500},
 	} {

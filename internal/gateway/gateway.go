@@ -83,6 +83,7 @@ import (
 	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/discoveryclient"
 	"github.com/dcounter/dcounter/internal/memberproof"
+	"github.com/dcounter/dcounter/internal/service"
 )
 
 // IdempotencyHeader names the header that makes a write retry-safe.
@@ -611,10 +612,10 @@ func (g *Gateway) healthy(b *backend) bool {
 }
 
 // Errors the gateway answers with.
-var errNoNode = api.Unavailable(errors.New("no healthy node"))
+var errNoNode = service.Unavailable(errors.New("no healthy node"))
 
 func errHomeDown(b *backend) error {
-	return api.Unavailable(fmt.Errorf("node %s, which this Idempotency-Key belongs to, is down; retry later with the same key", b.url))
+	return service.Unavailable(fmt.Errorf("node %s, which this Idempotency-Key belongs to, is down; retry later with the same key", b.url))
 }
 
 // ServeHTTP serves the client API by proxying to the nodes.

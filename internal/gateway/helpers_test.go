@@ -19,6 +19,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/service"
 	"github.com/dcounter/dcounter/internal/testutil"
 )
 
@@ -130,7 +131,7 @@ func (n *fakeNode) serve(w http.ResponseWriter, r *http.Request) {
 			w.WriteHeader(http.StatusOK)
 			io.WriteString(w, "<html>not json</html>")
 		default:
-			api.WriteJSON(w, http.StatusOK, api.NodeHealth{Status: "ok", ID: n.id, Name: n.name})
+			api.WriteJSON(w, http.StatusOK, service.Health{Status: "ok", ID: n.id, Name: n.name})
 		}
 		return
 	}

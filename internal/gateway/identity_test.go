@@ -14,6 +14,7 @@ import (
 	"github.com/dcounter/dcounter/internal/auth"
 	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/memberproof"
+	"github.com/dcounter/dcounter/internal/service"
 )
 
 const (
@@ -53,7 +54,7 @@ func newAuthNode(t *testing.T, ring clusterkey.Keyring) *authNode {
 		n.seen[r.URL.Path] = append(n.seen[r.URL.Path], seenReq{id, r.Header.Get("Authorization"), r.Header.Get(auth.HeaderRole)})
 		n.mu.Unlock()
 		if r.URL.Path == "/health" {
-			api.WriteJSON(w, 200, api.HealthFor(r.Context(), true, api.NodeHealth{Status: "ok", ID: "0000000000000001", Name: "n1"}))
+			api.WriteJSON(w, 200, api.HealthFor(r.Context(), true, service.Health{Status: "ok", ID: "0000000000000001", Name: "n1"}))
 			return
 		}
 		io.Copy(io.Discard, r.Body)

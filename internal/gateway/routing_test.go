@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/dcounter/dcounter/internal/api"
+	"github.com/dcounter/dcounter/internal/service"
 )
 
 func TestNewRejectsUnusableConfig(t *testing.T) {
@@ -194,7 +195,7 @@ func TestGatewayAnswersBadRequestsItself(t *testing.T) {
 func TestBadIdempotencyKeyIsRefusedByTheGateway(t *testing.T) {
 	n := newFakeNode(t, "a")
 	tg := newTestGateway(t, Config{}, n)
-	for _, k := range []string{"has space", "tab\there", "caf\xc3\xa9", strings.Repeat("k", api.MaxIdempotencyKey+1)} {
+	for _, k := range []string{"has space", "tab\there", "caf\xc3\xa9", strings.Repeat("k", service.MaxIdempotencyKey+1)} {
 		resp := tg.do("POST", "/counters/x/increment", nil, IdempotencyHeader, k)
 		if resp.Status != http.StatusBadRequest || !strings.Contains(resp.errorMessage(t), "Idempotency-Key") {
 			t.Errorf("Idempotency-Key %.20q: %d %s, want 400", k, resp.Status, resp.Body)
@@ -203,7 +204,7 @@ func TestBadIdempotencyKeyIsRefusedByTheGateway(t *testing.T) {
 	if got := n.count(); got != 0 {
 		t.Errorf("the node received %d requests, want none", got)
 	}
-	longest := strings.Repeat("k", api.MaxIdempotencyKey)
+	longest := strings.Repeat("k", service.MaxIdempotencyKey)
 	if resp := tg.do("POST", "/counters/x/increment", nil, IdempotencyHeader, longest); resp.Status != http.StatusOK {
 		t.Errorf("Idempotency-Key of %d bytes: %d %s, want 200", len(longest), resp.Status, resp.Body)
 	}

@@ -153,6 +153,16 @@ func (e *Engine) Local(c crdt.Contents) {
 	e.queued[0].addContents(c)
 }
 
+// PendingKeys counts the keys with changes queued for Flush (a key queued
+// at several hop levels counts at each).
+func (e *Engine) PendingKeys() int {
+	n := 0
+	for _, q := range e.queued {
+		n += len(q)
+	}
+	return n
+}
+
 // Pending reports whether Flush has anything to send.
 func (e *Engine) Pending() bool {
 	for _, q := range e.queued {

@@ -11,11 +11,11 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/crdt"
 	"github.com/dcounter/dcounter/internal/datadir"
 	"github.com/dcounter/dcounter/internal/membership"
+	"github.com/dcounter/dcounter/internal/service"
 	"github.com/dcounter/dcounter/internal/wal"
 	"github.com/dcounter/dcounter/internal/wire"
 )
@@ -210,14 +210,14 @@ func TestIdempotencyAcrossClockStepsAndRestarts(t *testing.T) {
 			clk := clock.NewFake(base)
 			dir := t.TempDir()
 			nd := startDiskNode(t, dir, func(c *Config) { c.Clock = clock.Offset{Clock: clk, D: tc.before} })
-			if v, _, err := nd.Add(ctx, "c", 7, api.WriteOptions{Idem: "key-1"}); err != nil || v.Value != 7 {
+			if v, _, err := nd.Add(ctx, "c", 7, service.WriteOptions{Idem: "key-1"}); err != nil || v.Value != 7 {
 				t.Fatalf("first write: %d, %v", v.Value, err)
 			}
 			clk.Advance(30 * time.Minute)
 			crashed := crashCopy(t, dir) // kill -9
 			nd.Shutdown(ctx)
 			nd2 := startDiskNode(t, crashed, func(c *Config) { c.Clock = clock.Offset{Clock: clk, D: tc.after} })
-			v, replayed, err := nd2.Add(ctx, "c", 7, api.WriteOptions{Idem: "key-1"})
+			v, replayed, err := nd2.Add(ctx, "c", 7, service.WriteOptions{Idem: "key-1"})
 			if err != nil || !replayed || v.Value != 7 {
 				t.Fatalf("retry after the restart: value %d, replayed %v, err %v; want 7, replayed", v.Value, replayed, err)
 			}
@@ -236,7 +236,7 @@ func TestIdempotencyWindowCountsRunningTimeAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
 	mod := func(c *Config) { c.Clock = clk; c.SyncInterval = time.Hour }
 	nd := startDiskNode(t, dir, mod)
-	if _, _, err := nd.Add(ctx, "c", 1, api.WriteOptions{Idem: "k"}); err != nil {
+	if _, _, err := nd.Add(ctx, "c", 1, service.WriteOptions{Idem: "k"}); err != nil {
 		t.Fatal(err)
 	}
 	clk.Advance(40 * time.Minute)
@@ -246,11 +246,11 @@ func TestIdempotencyWindowCountsRunningTimeAcrossRestarts(t *testing.T) {
 	clk.Advance(24 * time.Hour) // downtime: does not count
 	nd = startDiskNode(t, dir, mod)
 	clk.Advance(19 * time.Minute) // 59 min remembered
-	if _, replayed, _ := nd.Add(ctx, "c", 1, api.WriteOptions{Idem: "k"}); !replayed {
+	if _, replayed, _ := nd.Add(ctx, "c", 1, service.WriteOptions{Idem: "k"}); !replayed {
 		t.Fatal("a retry 59 min into a 1 h window (plus a day of downtime) was not replayed")
 	}
 	clk.Advance(2 * time.Minute) // 61 min
-	if v, replayed, _ := nd.Add(ctx, "c", 1, api.WriteOptions{Idem: "k"}); replayed || v.Value != 2 {
+	if v, replayed, _ := nd.Add(ctx, "c", 1, service.WriteOptions{Idem: "k"}); replayed || v.Value != 2 {
 		t.Fatalf("a retry after the window: replayed %v, value %d; want applied, 2", replayed, v.Value)
 	}
 }
@@ -265,7 +265,7 @@ func TestRememberedTimeAfterACrash(t *testing.T) {
 	mod := func(c *Config) { c.Clock = clk; c.SyncInterval = time.Hour; c.SnapshotInterval = time.Hour }
 	nd := startDiskNode(t, dir, mod)
 	clk.Advance(10 * time.Minute)
-	if _, _, err := nd.Add(ctx, "c", 1, api.WriteOptions{Idem: "k"}); err != nil { // At = 10 min
+	if _, _, err := nd.Add(ctx, "c", 1, service.WriteOptions{Idem: "k"}); err != nil { // At = 10 min
 		t.Fatal(err)
 	}
 	clk.Advance(30 * time.Minute) // nothing records this
@@ -276,7 +276,7 @@ func TestRememberedTimeAfterACrash(t *testing.T) {
 		t.Fatalf("remembered time after the crash %d ms, want %d (the key's)", got, (10 * time.Minute).Milliseconds())
 	}
 	clk.Advance(59 * time.Minute)
-	if _, replayed, _ := nd2.Add(ctx, "c", 1, api.WriteOptions{Idem: "k"}); !replayed {
+	if _, replayed, _ := nd2.Add(ctx, "c", 1, service.WriteOptions{Idem: "k"}); !replayed {
 		t.Fatal("key forgotten early after a crash")
 	}
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/service"
 )
 
 // ErrDraining is the answer to every client request while the node drains
@@ -50,7 +51,7 @@ func (d *drainer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	w.Header().Set("Connection", "close")
-	api.WriteError(w, api.Unavailable(ErrDraining))
+	api.WriteError(w, service.Unavailable(ErrDraining))
 }
 
 // drain turns every request away from now on, and returns once no request

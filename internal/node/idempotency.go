@@ -6,7 +6,7 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/dcounter/dcounter/internal/api"
+	"github.com/dcounter/dcounter/internal/service"
 	"github.com/dcounter/dcounter/internal/wal"
 )
 
@@ -79,7 +79,7 @@ func (n *Node) claimIdem(key string, fp uint64) (first int64, done bool, err err
 	for {
 		if rec, ok := n.idem[key]; ok && n.idemLive(rec.At, n.remembered(n.clk.Now())) {
 			if rec.Request != fp {
-				return 0, false, api.ErrIdempotencyReused
+				return 0, false, service.ErrIdempotencyReused
 			}
 			return rec.Value, true, nil
 		}
@@ -92,17 +92,17 @@ func (n *Node) claimIdem(key string, fp uint64) (first int64, done bool, err err
 		n.mu.Lock()
 		select {
 		case <-n.stop:
-			return 0, false, api.Unavailable(errStopped)
+			return 0, false, service.Unavailable(errStopped)
 		default:
 		}
 		if n.conflict != nil {
-			return 0, false, api.Unavailable(n.conflict)
+			return 0, false, service.Unavailable(n.conflict)
 		}
 	}
 	if len(n.idem) >= n.cfg.MaxIdempotencyKeys {
 		n.expireIdem()
 		if len(n.idem) >= n.cfg.MaxIdempotencyKeys {
-			return 0, false, api.Unavailable(errIdemFull)
+			return 0, false, service.Unavailable(errIdemFull)
 		}
 	}
 	n.idemWait[key] = make(chan struct{})

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/service"
 )
 
 func startDiskNode(t *testing.T, dir string, mod func(*Config)) *Node {
@@ -82,7 +82,7 @@ func TestSnapshotKeepsInFlightIdempotencyKeys(t *testing.T) {
 			go func() {
 				defer wg.Done()
 				<-start
-				if _, _, err := nd.Add(ctx, "c", 1, api.WriteOptions{Idem: fmt.Sprintf("k%d", i)}); err != nil {
+				if _, _, err := nd.Add(ctx, "c", 1, service.WriteOptions{Idem: fmt.Sprintf("k%d", i)}); err != nil {
 					t.Error(err)
 				}
 			}()
@@ -98,7 +98,7 @@ func TestSnapshotKeepsInFlightIdempotencyKeys(t *testing.T) {
 		nd2 := startDiskNode(t, crashed, nil)
 		lost := 0
 		for i := 0; i < W; i++ {
-			if _, replayed, _ := nd2.Add(ctx, "c", 1, api.WriteOptions{Idem: fmt.Sprintf("k%d", i)}); !replayed {
+			if _, replayed, _ := nd2.Add(ctx, "c", 1, service.WriteOptions{Idem: fmt.Sprintf("k%d", i)}); !replayed {
 				lost++
 			}
 		}
@@ -126,7 +126,7 @@ func TestReusedIdempotencyKeyDoesNotPinExpiry(t *testing.T) {
 		c.MaxIdempotencyKeys = 100
 	})
 	mustAdd := func(key string) error {
-		_, _, err := nd.Add(ctx, "c", 1, api.WriteOptions{Idem: key})
+		_, _, err := nd.Add(ctx, "c", 1, service.WriteOptions{Idem: key})
 		return err
 	}
 	if err := mustAdd("K"); err != nil {
@@ -148,7 +148,7 @@ func TestReusedIdempotencyKeyDoesNotPinExpiry(t *testing.T) {
 	err := mustAdd("M")
 	t.Logf("after expireIdem at t=1.7s: %d keys held (want 1: K), keyed write M: err=%v", live, err)
 	if live != 1 || err != nil {
-		if errors.Is(err, errIdemFull) || api.StatusOf(err) == 503 {
+		if errors.Is(err, errIdemFull) || service.HTTPStatus(err) == 503 {
 			t.Fatalf("expired key L is pinned behind reused K; keyed writes refused with 503: %v", err)
 		}
 		t.Fatalf("expired key L still held")

@@ -3,90 +3,15 @@ package node
 import (
 	"context"
 	"errors"
-	"fmt"
 	"runtime/debug"
-	"time"
 
-	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/crdt"
+	"github.com/dcounter/dcounter/internal/service"
 )
 
 // The counter lifecycle (see package crdt): deletes and expiry change a
 // key's generation and its expiry register, which are logged and gossiped
 // like entries; reclaim frees what they leave behind on a timer.
-
-// Delete resets key on every replica: it ends the generation this node
-// holds, so writes to it that this node had not seen are dropped
-// everywhere, and later writes count from 0. The tombstone is written even
-// if the key is not live here (another replica may hold it).
-func (n *Node) Delete(_ context.Context, key string, idemKey string) (existed, replayed bool, err error) {
-	defer func() { n.metrics.op("del", key, err) }()
-	if err := crdt.ValidKey(key); err != nil {
-		return false, false, err
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	idem, first, done, err := n.beginWrite(idemKey, requestFingerprint(opDelete, key))
-	if err != nil || done {
-		return first != 0, done, err
-	}
-	m, wasLive := n.ks.Deletion(key, n.nowMs())
-	answer := int64(0)
-	if wasLive {
-		answer = 1
-	}
-	if err := n.commit(crdt.Contents{Metas: []crdt.Meta{m}}, idem, answer, nil); err != nil {
-		return false, false, err
-	}
-	n.metrics.deletes.Inc()
-	return wasLive, false, nil
-}
-
-// SetTTL gives live key an expiry ttl from now (ttl > 0; it replaces any
-// other) or removes its expiry (ttl == 0). It returns api.ErrNotFound if the
-// key is not live on this node.
-func (n *Node) SetTTL(_ context.Context, key string, ttl time.Duration, idemKey string) (c api.Counter, replayed bool, err error) {
-	defer func() { n.metrics.op("ttl", key, err) }()
-	if err := crdt.ValidKey(key); err != nil {
-		return api.Counter{}, false, err
-	}
-	ms := ttl.Milliseconds()
-	if ttl > 0 && ms == 0 {
-		ms = 1
-	}
-	n.mu.Lock()
-	defer n.mu.Unlock()
-	idem, _, done, err := n.beginWrite(idemKey, requestFingerprint(opTTL, key, ms))
-	if err != nil {
-		return api.Counter{}, false, err
-	}
-	if done {
-		return n.counter(key, n.nowMs()), true, nil
-	}
-	if err := n.clockSuspect(); err != nil {
-		n.endWrite(idem)
-		return api.Counter{}, false, err
-	}
-	now := n.nowMs()
-	st := n.ks.StatusOf(key, now)
-	if !st.Live {
-		n.endWrite(idem)
-		return api.Counter{}, false, fmt.Errorf("%w: key %q is absent, deleted or expired", api.ErrNotFound, key)
-	}
-	deadline := int64(0)
-	if ms > 0 {
-		deadline = now + ms
-	}
-	m, changed := n.ks.Expiry(key, st.Gen, deadline, crdt.TTLAlways)
-	if !changed {
-		n.endWrite(idem)
-		return n.counter(key, now), false, nil
-	}
-	if err := n.commit(crdt.Contents{Metas: []crdt.Meta{m}}, idem, st.Value, nil); err != nil {
-		return api.Counter{}, false, err
-	}
-	return n.counter(key, n.nowMs()), false, nil
-}
 
 // errClockOff refuses writes whose meaning depends on this node's clock
 // while that clock disagrees with most members' (clockSuspect).
@@ -114,7 +39,7 @@ func (n *Node) clockSuspect() error {
 		}
 	}
 	if 2*ahead > len(offs) || 2*behind > len(offs) {
-		return api.Unavailable(errClockOff)
+		return service.Unavailable(errClockOff)
 	}
 	return nil
 }
@@ -123,20 +48,19 @@ func (n *Node) clockSuspect() error {
 const listScan = 10_000
 
 // List returns a page of live keys in byte-wise order.
-func (n *Node) List(_ context.Context, req api.ListRequest) (page api.ListPage, err error) {
-	defer func() { n.metrics.op("list", "", err) }()
+func (n *Node) List(_ context.Context, req service.ListRequest) (page service.ListPage, err error) {
 	limit := req.Limit
 	if limit <= 0 {
-		limit = api.DefaultListLimit
+		limit = service.DefaultListLimit
 	}
-	limit = min(limit, api.MaxListLimit)
+	limit = min(limit, service.MaxListLimit)
 	n.mu.Lock()
 	now := n.nowMs()
 	items, next, more := n.ks.List(req.Prefix, req.Cursor, limit, listScan, now)
 	n.mu.Unlock()
-	page.Items = make([]api.Counter, len(items))
+	page.Items = make([]service.Counter, len(items))
 	for i, it := range items {
-		page.Items[i] = api.Counter{Key: it.Key, Value: it.Value, Live: true, TTL: ttlLeft(it.Deadline, now)}
+		page.Items[i] = service.Counter{Key: it.Key, Value: it.Value, Live: true, TTL: ttlLeft(it.Deadline, now)}
 	}
 	if more {
 		page.Next = next

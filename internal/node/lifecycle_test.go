@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/api"
+	"github.com/dcounter/dcounter/internal/service"
 )
 
 // waitMembers waits until every node knows all the others.
@@ -40,7 +41,7 @@ func (c *memCluster) status(key string, value int64, live bool) func() error {
 	}
 }
 
-func add(t *testing.T, nd *Node, key string, delta int64, w api.WriteOptions) api.Counter {
+func add(t *testing.T, nd *Node, key string, delta int64, w service.WriteOptions) service.Counter {
 	t.Helper()
 	c, _, err := nd.Add(context.Background(), key, delta, w)
 	if err != nil {
@@ -55,7 +56,7 @@ func TestDeleteResetsEveryReplica(t *testing.T) {
 	c := newMemCluster(t, 3)
 	ctx := context.Background()
 	for i, nd := range c.nodes {
-		add(t, nd, "likes", int64(10*(i+1)), api.WriteOptions{})
+		add(t, nd, "likes", int64(10*(i+1)), service.WriteOptions{})
 	}
 	c.runUntil(5*time.Second, c.status("likes", 60, true))
 	existed, replayed, err := c.nodes[0].Delete(ctx, "likes", "del-1")
@@ -67,11 +68,11 @@ func TestDeleteResetsEveryReplica(t *testing.T) {
 	}
 	c.runUntil(5*time.Second, c.status("likes", 0, false))
 	for _, nd := range c.nodes {
-		if page, _ := nd.List(ctx, api.ListRequest{}); len(page.Items) != 0 {
+		if page, _ := nd.List(ctx, service.ListRequest{}); len(page.Items) != 0 {
 			t.Fatalf("%s lists %+v after the delete", nd.cfg.Name, page.Items)
 		}
 	}
-	if got := add(t, c.nodes[2], "likes", 1, api.WriteOptions{}); got.Value != 1 {
+	if got := add(t, c.nodes[2], "likes", 1, service.WriteOptions{}); got.Value != 1 {
 		t.Fatalf("first write after the delete answered %d, want 1", got.Value)
 	}
 	c.runUntil(5*time.Second, c.status("likes", 1, true))
@@ -83,13 +84,13 @@ func TestDeleteResetsEveryReplica(t *testing.T) {
 func TestWriteConcurrentWithDeleteConverges(t *testing.T) {
 	c := newMemCluster(t, 3)
 	ctx := context.Background()
-	add(t, c.nodes[0], "k", 5, api.WriteOptions{})
+	add(t, c.nodes[0], "k", 5, service.WriteOptions{})
 	c.runUntil(5*time.Second, c.status("k", 5, true))
 	c.net.Partition([]string{c.addrs[0]}, []string{c.addrs[1], c.addrs[2]})
 	if _, _, err := c.nodes[0].Delete(ctx, "k", ""); err != nil {
 		t.Fatal(err)
 	}
-	add(t, c.nodes[1], "k", 7, api.WriteOptions{}) // generation 0, unaware of the delete
+	add(t, c.nodes[1], "k", 7, service.WriteOptions{}) // generation 0, unaware of the delete
 	c.advance(time.Second)
 	c.net.Heal()
 	c.runUntil(10*time.Second, c.status("k", 0, false))
@@ -100,7 +101,7 @@ func TestWriteConcurrentWithDeleteConverges(t *testing.T) {
 // next write opens a new window from 0; reclaim then frees the old one.
 func TestExpiryAndWriteWithTTL(t *testing.T) {
 	c := newMemCluster(t, 3)
-	w := api.WriteOptions{TTL: 2 * time.Second}
+	w := service.WriteOptions{TTL: 2 * time.Second}
 	if got := add(t, c.nodes[0], "rl", 1, w); got.TTL != 2*time.Second {
 		t.Fatalf("first hit: ttl %v, want 2s", got.TTL)
 	}
@@ -112,7 +113,7 @@ func TestExpiryAndWriteWithTTL(t *testing.T) {
 	c.runUntil(5*time.Second, c.status("rl", 2, true))
 	c.advance(1600 * time.Millisecond)
 	c.runUntil(time.Second, c.status("rl", 0, false))
-	if got := add(t, c.nodes[2], "rl", 1, api.WriteOptions{}); got.Value != 1 || got.TTL != 0 {
+	if got := add(t, c.nodes[2], "rl", 1, service.WriteOptions{}); got.Value != 1 || got.TTL != 0 {
 		t.Fatalf("write after expiry: %+v, want 1 without a TTL", got)
 	}
 	c.runUntil(5*time.Second, c.status("rl", 1, true))
@@ -128,7 +129,7 @@ func TestReclaimForgetsExpiredKeys(t *testing.T) {
 	})
 	c.waitMembers()
 	for i := 0; i < 50; i++ {
-		add(t, c.nodes[i%3], fmt.Sprintf("churn:%d", i), 1, api.WriteOptions{TTL: time.Second})
+		add(t, c.nodes[i%3], fmt.Sprintf("churn:%d", i), 1, service.WriteOptions{TTL: time.Second})
 	}
 	c.runUntil(5*time.Second, func() error {
 		for _, nd := range c.nodes {
@@ -158,8 +159,8 @@ func TestReclaimForgetsExpiredKeys(t *testing.T) {
 func TestSetTTLAndPersist(t *testing.T) {
 	c := newMemCluster(t, 2)
 	ctx := context.Background()
-	add(t, c.nodes[0], "k", 3, api.WriteOptions{})
-	if _, _, err := c.nodes[0].SetTTL(ctx, "missing", time.Minute, ""); !errors.Is(err, api.ErrNotFound) || api.StatusOf(err) != http.StatusNotFound {
+	add(t, c.nodes[0], "k", 3, service.WriteOptions{})
+	if _, _, err := c.nodes[0].SetTTL(ctx, "missing", time.Minute, ""); !errors.Is(err, api.ErrNotFound) || service.HTTPStatus(err) != http.StatusNotFound {
 		t.Fatalf("ttl on a missing key: %v", err)
 	}
 	got, _, err := c.nodes[0].SetTTL(ctx, "k", time.Second, "")
@@ -195,10 +196,10 @@ func TestDayOffClockRefusesClockDependentWrites(t *testing.T) {
 		return nil
 	})
 	ctx := context.Background()
-	if _, _, err := off.Add(ctx, "rl", 1, api.WriteOptions{TTL: time.Minute}); api.StatusOf(err) != http.StatusServiceUnavailable {
+	if _, _, err := off.Add(ctx, "rl", 1, service.WriteOptions{TTL: time.Minute}); service.HTTPStatus(err) != http.StatusServiceUnavailable {
 		t.Fatalf("write with a TTL on the day-ahead node: %v, want 503", err)
 	}
-	add(t, c.nodes[0], "rl", 1, api.WriteOptions{TTL: time.Minute})
+	add(t, c.nodes[0], "rl", 1, service.WriteOptions{TTL: time.Minute})
 	c.runUntil(5*time.Second, func() error {
 		off.mu.Lock()
 		l, _ := off.ks.LifeOf("rl")
@@ -208,17 +209,17 @@ func TestDayOffClockRefusesClockDependentWrites(t *testing.T) {
 		}
 		return nil
 	})
-	if _, _, err := off.Add(ctx, "rl", 1, api.WriteOptions{}); api.StatusOf(err) != http.StatusServiceUnavailable {
+	if _, _, err := off.Add(ctx, "rl", 1, service.WriteOptions{}); service.HTTPStatus(err) != http.StatusServiceUnavailable {
 		t.Fatalf("write to a key with a deadline on the day-ahead node: %v, want 503", err)
 	}
-	if _, _, err := off.SetTTL(ctx, "plain", time.Minute, ""); api.StatusOf(err) != http.StatusServiceUnavailable {
+	if _, _, err := off.SetTTL(ctx, "plain", time.Minute, ""); service.HTTPStatus(err) != http.StatusServiceUnavailable {
 		t.Fatalf("ttl change on the day-ahead node: %v, want 503", err)
 	}
-	add(t, off, "plain", 1, api.WriteOptions{})
+	add(t, off, "plain", 1, service.WriteOptions{})
 	if _, _, err := off.Delete(ctx, "plain", ""); err != nil {
 		t.Fatalf("delete on the day-ahead node: %v", err)
 	}
-	if got := add(t, c.nodes[1], "rl", 1, api.WriteOptions{TTL: time.Minute}); got.Value != 2 {
+	if got := add(t, c.nodes[1], "rl", 1, service.WriteOptions{TTL: time.Minute}); got.Value != 2 {
 		t.Fatalf("a member with a good clock: %+v, want 2 in the same window", got)
 	}
 }

@@ -7,16 +7,16 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
-	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/crdt"
 	"github.com/dcounter/dcounter/internal/membership"
+	"github.com/dcounter/dcounter/internal/service"
 	"github.com/dcounter/dcounter/internal/transport"
 	"github.com/dcounter/dcounter/internal/wire"
 )
 
 // metrics are a node's Prometheus metrics, in a registry of its own.
 type metrics struct {
-	ops       *prometheus.CounterVec
+	ops       *service.OpMetrics
 	messages  *prometheus.CounterVec
 	bytes     *prometheus.CounterVec
 	sendFails prometheus.Counter
@@ -29,10 +29,6 @@ type metrics struct {
 
 func newMetrics() *metrics {
 	m := &metrics{reg: prometheus.NewRegistry(),
-		ops: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "dcounter_operations_total",
-			Help: "Client operations by op (get, inc, dec, del, ttl, list), key type (default, named) and outcome (ok, bad_request, not_found, unavailable).",
-		}, []string{"op", "key_type", "outcome"}),
 		messages: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dcounter_gossip_messages_total",
 			Help: "Gossip messages by type and direction (in, out).",
@@ -59,7 +55,8 @@ func newMetrics() *metrics {
 			Buckets: prometheus.ExponentialBuckets(0.0001, 2, 16),
 		}),
 	}
-	m.reg.MustRegister(m.ops, m.messages, m.bytes, m.sendFails, m.merged, m.fsync, m.deletes,
+	m.ops = service.NewOpMetrics(m.reg)
+	m.reg.MustRegister(m.messages, m.bytes, m.sendFails, m.merged, m.fsync, m.deletes,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 	return m
@@ -176,25 +173,6 @@ func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) {
 	}
 }
 func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
-
-func (m *metrics) op(op, key string, err error) {
-	kt := "named"
-	if key == crdt.DefaultKey {
-		kt = "default"
-	}
-	outcome := "ok"
-	if err != nil {
-		switch api.StatusOf(err) {
-		case http.StatusServiceUnavailable:
-			outcome = "unavailable"
-		case http.StatusNotFound:
-			outcome = "not_found"
-		default:
-			outcome = "bad_request"
-		}
-	}
-	m.ops.WithLabelValues(op, kt, outcome).Inc()
-}
 
 func (m *metrics) message(t wire.Type, direction string, size int) {
 	m.messages.WithLabelValues(t.String(), direction).Inc()

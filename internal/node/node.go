@@ -31,6 +31,7 @@ import (
 	"github.com/dcounter/dcounter/internal/gossip"
 	"github.com/dcounter/dcounter/internal/memberproof"
 	"github.com/dcounter/dcounter/internal/membership"
+	"github.com/dcounter/dcounter/internal/service"
 	"github.com/dcounter/dcounter/internal/transport"
 	"github.com/dcounter/dcounter/internal/wal"
 	"github.com/dcounter/dcounter/internal/wire"
@@ -395,7 +396,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		go n.discoveryLoop()
 	}
 	if n.ln != nil {
-		var h http.Handler = api.NewHandler(n, n.log.With("component", "api"), n.metrics.handler)
+		var h http.Handler = api.NewHandler(service.Instrument(n, n.metrics.ops, "http"), n.log.With("component", "api"), n.metrics.handler)
 		if cfg.Auth != nil {
 			h = api.Authorize(h, cfg.Auth)
 		}

@@ -10,9 +10,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/crdt"
+	"github.com/dcounter/dcounter/internal/service"
 	"github.com/dcounter/dcounter/internal/testutil"
 	"github.com/dcounter/dcounter/internal/transport"
 )
@@ -138,7 +138,7 @@ func TestNodesConvergeOverFaultyNetworkAndPartition(t *testing.T) {
 		if rng.IntN(2) == 0 {
 			delta = -delta
 		}
-		if _, _, err := nd.Add(context.Background(), key, delta, api.WriteOptions{}); err != nil {
+		if _, _, err := nd.Add(context.Background(), key, delta, service.WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		expected[key] += delta
@@ -171,16 +171,16 @@ func TestWriteValidation(t *testing.T) {
 	c := newMemCluster(t, 1)
 	nd := c.nodes[0]
 	ctx := context.Background()
-	if _, _, err := nd.Add(ctx, "k", 1<<62, api.WriteOptions{}); err != nil {
+	if _, _, err := nd.Add(ctx, "k", 1<<62, service.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := nd.Add(ctx, "k", 1<<62, api.WriteOptions{}); !errors.Is(err, crdt.ErrOverflow) {
+	if _, _, err := nd.Add(ctx, "k", 1<<62, service.WriteOptions{}); !errors.Is(err, crdt.ErrOverflow) {
 		t.Fatalf("overflowing add: err = %v, want ErrOverflow", err)
 	}
 	if v, _ := nd.Get(ctx, "k"); v.Value != 1<<62 {
 		t.Fatalf("refused write changed the value to %d", v.Value)
 	}
-	if _, _, err := nd.Add(ctx, "", 1, api.WriteOptions{}); !errors.Is(err, crdt.ErrBadKey) {
+	if _, _, err := nd.Add(ctx, "", 1, service.WriteOptions{}); !errors.Is(err, crdt.ErrBadKey) {
 		t.Fatalf("empty key: %v", err)
 	}
 }
@@ -194,7 +194,7 @@ func TestShutdownIsIdempotentAndRefusesWrites(t *testing.T) {
 	if err := nd.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if _, _, err := nd.Add(context.Background(), "k", 1, api.WriteOptions{}); err == nil {
+	if _, _, err := nd.Add(context.Background(), "k", 1, service.WriteOptions{}); err == nil {
 		t.Fatal("write accepted after shutdown")
 	}
 	if ok, _ := nd.Health(context.Background()); ok {

@@ -8,9 +8,9 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/crdt"
 	"github.com/dcounter/dcounter/internal/datadir"
+	"github.com/dcounter/dcounter/internal/service"
 	"github.com/dcounter/dcounter/internal/wal"
 )
 
@@ -139,7 +139,7 @@ func BenchmarkDiskUse(b *testing.B) {
 			go func(w int) {
 				defer wg.Done()
 				for j := w; j < writes; j += writers {
-					if _, _, err := n.Add(context.Background(), fmt.Sprintf("page:%d", j%10_000), 1, api.WriteOptions{}); err != nil {
+					if _, _, err := n.Add(context.Background(), fmt.Sprintf("page:%d", j%10_000), 1, service.WriteOptions{}); err != nil {
 						b.Error(err)
 						return
 					}

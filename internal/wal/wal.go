@@ -183,24 +183,44 @@ func open(opts Options, apply rawApply) (*Log, Recovery, error) {
 // enqueues while holding its own lock gets records in its own order — and
 // a later record never reaches the disk before an earlier one.
 func (l *Log) Enqueue(c crdt.Contents, idem *Idem) (done <-chan error, err error) {
-	for _, e := range c.Entries {
-		if err := checkEntry(e); err != nil {
-			return nil, err
-		}
-	}
-	for _, m := range c.Metas {
-		if err := checkMeta(m); err != nil {
-			return nil, err
-		}
-	}
-	if idem != nil && (len(idem.Key) == 0 || len(idem.Key) > MaxIdemKey) {
-		return nil, fmt.Errorf("%w: idempotency key of %d bytes", ErrInvalidEntry, len(idem.Key))
-	}
 	ch := make(chan error, 1)
-	if err := l.enqueue(c, idem, ch); err != nil {
+	if err := l.EnqueueGroup([]Part{{C: c, Idem: idem}}, ch); err != nil {
 		return nil, err
 	}
 	return ch, nil
+}
+
+// Part is one record of a group (EnqueueGroup): contents and the
+// idempotency key logged with them, if any.
+type Part struct {
+	C    crdt.Contents
+	Idem *Idem
+}
+
+// EnqueueGroup queues one record per part, in order and with nothing
+// between them, and sends on done (which must have room for one value)
+// once the last is durable per the sync policy, or failed: records are
+// written in order and a failure fails every later record, so the one
+// signal covers them all. It refuses the whole group, queueing nothing,
+// if any part holds an invalid entry or meta (ErrInvalidEntry) or the log
+// is closed or failed. Parts with empty contents are skipped.
+func (l *Log) EnqueueGroup(parts []Part, done chan error) error {
+	for _, p := range parts {
+		for _, e := range p.C.Entries {
+			if err := checkEntry(e); err != nil {
+				return err
+			}
+		}
+		for _, m := range p.C.Metas {
+			if err := checkMeta(m); err != nil {
+				return err
+			}
+		}
+		if p.Idem != nil && (len(p.Idem.Key) == 0 || len(p.Idem.Key) > MaxIdemKey) {
+			return fmt.Errorf("%w: idempotency key of %d bytes", ErrInvalidEntry, len(p.Idem.Key))
+		}
+	}
+	return l.enqueue(parts, done)
 }
 
 // AppendAsync logs c (changes learned from peers) without waiting; a
@@ -208,7 +228,7 @@ func (l *Log) Enqueue(c crdt.Contents, idem *Idem) (done <-chan error, err error
 // metas (see ErrInvalidEntry) are dropped, and logged as an error: a
 // caller should never pass them.
 func (l *Log) AppendAsync(c crdt.Contents) {
-	l.enqueue(l.validOnly(c), nil, nil)
+	l.enqueue([]Part{{C: l.validOnly(c)}}, nil)
 }
 
 // checkEntry returns an error wrapping ErrInvalidEntry for an entry that
@@ -269,8 +289,14 @@ func keepValid[T any](items []T, check func(T) error) (kept []T, dropped int, fi
 	return items, 0, nil
 }
 
-func (l *Log) enqueue(c crdt.Contents, idem *Idem, done chan error) error {
-	if c.Len() == 0 {
+func (l *Log) enqueue(parts []Part, done chan error) error {
+	last := -1
+	for i, p := range parts {
+		if p.C.Len() > 0 {
+			last = i
+		}
+	}
+	if last < 0 {
 		if done != nil {
 			done <- nil
 		}
@@ -286,26 +312,33 @@ func (l *Log) enqueue(c crdt.Contents, idem *Idem, done chan error) error {
 		l.mu.Unlock()
 		return err
 	}
-	// Split big batches so every record stays well under MaxRecord; only
-	// the last part carries done and idem, and the writer handles them in
-	// order. A change of a few items always fits one record.
-	for c.Len() > 0 {
-		ne, nm, size := 0, 0, 0
-		for ne < len(c.Entries) && (ne == 0 || size+entrySize(c.Entries[ne]) <= maxRecordBytes) {
-			size += entrySize(c.Entries[ne])
-			ne++
+	for i, p := range parts[:last+1] {
+		// Split big contents so every record stays well under MaxRecord;
+		// only the last record of a part carries its idem, and only the
+		// group's last record done. A change of a few items always fits
+		// one record.
+		c := p.C
+		for c.Len() > 0 {
+			ne, nm, size := 0, 0, 0
+			for ne < len(c.Entries) && (ne == 0 || size+entrySize(c.Entries[ne]) <= maxRecordBytes) {
+				size += entrySize(c.Entries[ne])
+				ne++
+			}
+			for nm < len(c.Metas) && (ne+nm == 0 || size+metaSize(c.Metas[nm]) <= maxRecordBytes) {
+				size += metaSize(c.Metas[nm])
+				nm++
+			}
+			r := request{lsn: l.nextLSN, c: crdt.Contents{Entries: c.Entries[:ne:ne], Metas: c.Metas[:nm:nm]}}
+			c.Entries, c.Metas = c.Entries[ne:], c.Metas[nm:]
+			if c.Len() == 0 {
+				r.idem = p.Idem
+				if i == last {
+					r.done = done
+				}
+			}
+			l.nextLSN++
+			l.queue = append(l.queue, r)
 		}
-		for nm < len(c.Metas) && (ne+nm == 0 || size+metaSize(c.Metas[nm]) <= maxRecordBytes) {
-			size += metaSize(c.Metas[nm])
-			nm++
-		}
-		r := request{lsn: l.nextLSN, c: crdt.Contents{Entries: c.Entries[:ne:ne], Metas: c.Metas[:nm:nm]}}
-		c.Entries, c.Metas = c.Entries[ne:], c.Metas[nm:]
-		if c.Len() == 0 {
-			r.done, r.idem = done, idem
-		}
-		l.nextLSN++
-		l.queue = append(l.queue, r)
 	}
 	l.mu.Unlock()
 	select {
