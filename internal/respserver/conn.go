@@ -351,8 +351,9 @@ func (c *conn) fail(msg string) {
 
 // refuse answers a request refused before the service saw it, counting it.
 func (c *conn) refuse(cmd *command, args [][]byte, msg string, err error) {
+	c.runGroup()
 	c.record(cmd, args, err)
-	c.fail(msg)
+	c.w.Error(msg)
 }
 
 // dispatch runs (or queues, in MULTI) one command.

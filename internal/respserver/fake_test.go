@@ -140,7 +140,14 @@ func (f *fakeService) one(w service.Write) service.WriteResult {
 func (f *fakeService) Writes(ctx context.Context, ws []service.Write, out []service.WriteResult) {
 	if f.block != nil {
 		f.entered <- struct{}{}
-		<-f.block
+		select {
+		case <-f.block:
+		case <-ctx.Done():
+			for i := range ws {
+				out[i] = service.WriteResult{Err: ctx.Err()}
+			}
+			return
+		}
 	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
