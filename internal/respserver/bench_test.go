@@ -110,4 +110,3 @@ func BenchmarkPipelinedIncr(b *testing.B) {
 		b.Fatalf("%d groups for %d rounds", svc.groups, b.N)
 	}
 }
-

@@ -639,6 +639,9 @@ func (c *conn) authenticate(user, pass []byte) bool {
 	if !ok || !(string(user) == "default" || (id.Name != "" && string(user) == id.Name)) {
 		c.s.log.Debug("resp: AUTH failed", "remote", c.nc.RemoteAddr().String(), "client_id", c.id)
 		c.fail(msgWrongPass)
+		if c.authFailures++; c.authFailures >= maxAuthFailures {
+			c.quit = true
+		}
 		return false
 	}
 	c.authed, c.ident = true, id

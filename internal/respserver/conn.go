@@ -27,6 +27,9 @@ const (
 	keyCacheSize = 8
 	// maxQueued bounds the commands one MULTI may queue.
 	maxQueued = 1 << 16
+	// maxAuthFailures: a connection is closed after so many failed AUTHs,
+	// so that guessing tokens costs a connection per few guesses.
+	maxAuthFailures = 10
 )
 
 var (
@@ -73,10 +76,11 @@ type conn struct {
 	dlMu        sync.Mutex
 	hasDeadline bool
 
-	authed bool
-	ident  auth.Identity
-	name   string
-	lib    [2]string // CLIENT SETINFO lib-name, lib-ver
+	authed       bool
+	ident        auth.Identity
+	authFailures int
+	name         string
+	lib          [2]string // CLIENT SETINFO lib-name, lib-ver
 
 	// The group commit: writes gathered from the pipeline (or an EXEC),
 	// run with one service.Writes call.

@@ -34,8 +34,8 @@
 // connected if it has not authenticated by then, so connections without a
 // token cannot hold the client slots for long. A failed AUTH says nothing
 // of why (WRONGPASS), tokens are compared in constant time (package auth),
-// and their entropy (16+ random characters) is what stands against
-// guessing. After AUTH, a role bounds the commands (NOPERM), and Limits
+// a connection is closed after 10 failed AUTHs, and the tokens' entropy
+// (16+ random characters) is what stands against guessing. After AUTH, a role bounds the commands (NOPERM), and Limits
 // bound each command (1M arguments, 512 KiB per argument by default). A
 // protocol error is answered and the connection closed. Without TLS the
 // tokens and counters cross the network in clear; with Config.TLS the
@@ -53,8 +53,9 @@
 //
 // # Shutdown
 //
-// Shutdown stops accepting, lets every command already read be executed
-// and answered, then closes each connection before it reads the next; a
-// command without an answer was not executed (unless Shutdown's context
-// ran out and the connections were cut).
+// Shutdown stops accepting, lets the commands being executed (with the
+// pipelined writes gathered before them) finish and answer, and closes each
+// connection before it executes another: a client can tell that a command
+// without an answer was not executed, unless Shutdown's context ran out and
+// the connections were cut while writes were in flight.
 package respserver

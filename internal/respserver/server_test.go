@@ -408,3 +408,28 @@ func startServerNoCleanup(t *testing.T, f *fakeService) (*Server, string) {
 	go srv.Serve(ln)
 	return srv, ln.Addr().String()
 }
+
+func TestAuthFailuresClose(t *testing.T) {
+	_, addr := startServer(t, Config{Auth: testTokens})
+	c := dial(t, addr)
+	for range maxAuthFailures {
+		if r := c.do("AUTH guess-0123456789abcdef"); r != "-"+msgWrongPass+"\r\n" {
+			t.Fatalf("got %q", r)
+		}
+	}
+	c.expectClosed()
+}
+
+func TestClientInfo(t *testing.T) {
+	_, addr := startServer(t, Config{Auth: testTokens})
+	c := dial(t, addr)
+	c.do("AUTH ops admin-token-0123456789")
+	c.do("CLIENT SETNAME app")
+	c.do("CLIENT SETINFO LIB-NAME redis-py")
+	r := c.do("CLIENT INFO")
+	for _, want := range []string{"id=1 addr=" + c.nc.LocalAddr().String() + " laddr=" + c.nc.RemoteAddr().String(), " name=app ", " db=0 ", " multi=-1 ", " user=ops ", " resp=2 ", " lib-name=redis-py lib-ver=\n"} {
+		if !strings.Contains(r, want) {
+			t.Errorf("CLIENT INFO %q lacks %q", r, want)
+		}
+	}
+}
