@@ -160,7 +160,7 @@ func init() {
 		served = append(served, c)
 	}
 	for n, why := range refusals {
-		commands[n] = &command{name: n, arity: -1, refused: why, control: n == "watch"}
+		commands[n] = &command{name: n, arity: -1, refused: why}
 	}
 	sort.Slice(served, func(i, j int) bool { return served[i].name < served[j].name })
 }
@@ -457,7 +457,9 @@ func cmdExpire(c *conn, cmd *command, args [][]byte) {
 		c.refuse(cmd, args, msgNotInteger, service.Invalid(errNotInteger))
 		return
 	}
-	if n > int64(service.MaxTTL/unit) {
+	// Beyond MaxTTL, or (as Redis) a negative number of seconds whose
+	// milliseconds overflow.
+	if n > int64(service.MaxTTL/unit) || (unit == time.Second && n < math.MinInt64/1000) {
 		c.refuse(cmd, args, "ERR invalid expire time in '"+cmd.name+"' command", service.Invalid(errExpireTime))
 		return
 	}
@@ -599,7 +601,7 @@ func cmdReset(c *conn, cmd *command, args [][]byte) {
 	c.w.SetProtocol(2)
 	if c.s.cfg.Auth != nil {
 		c.authed, c.ident = false, auth.Identity{}
-		c.connected = time.Now() // a new AuthTimeout from now
+		c.authStart = time.Now() // a new AuthTimeout from now
 		c.r.SetLimits(resp.UnauthenticatedLimits)
 	}
 	c.w.SimpleString("RESET")

@@ -126,6 +126,7 @@ var commandCases = []struct {
 		s("EXPIRE b x", "-ERR value is not an integer or out of range\r\n"),
 		s("EXPIRE b 315360001", "-ERR invalid expire time in 'expire' command\r\n"),
 		s("PEXPIRE b 9223372036854775807", "-ERR invalid expire time in 'pexpire' command\r\n"),
+		s("EXPIRE b -9223372036854775808", "-ERR invalid expire time in 'expire' command\r\n"),
 		s("EXPIRE b", "-ERR wrong number of arguments for 'expire' command\r\n"),
 	}},
 	{"dc.incrby", nil, []step{

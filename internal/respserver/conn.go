@@ -69,7 +69,8 @@ type conn struct {
 	w   *resp.Writer
 	ctx context.Context
 
-	connected time.Time // monotonic, for CLIENT INFO's age and the auth timeout
+	connected time.Time // monotonic, for CLIENT INFO's age
+	authStart time.Time // AuthTimeout runs from here (connection, RESET)
 
 	// dlMu orders this connection's deadline changes with Shutdown's wake,
 	// so that a deadline set while the server closes cannot undo the wake.
@@ -107,6 +108,7 @@ func newConn(s *Server, nc net.Conn) *conn {
 		id:        s.nextID.Add(1),
 		ctx:       s.ctx,
 		connected: time.Now(),
+		authStart: time.Now(),
 		writes:    make([]service.Write, 0, 16),
 		results:   make([]service.WriteResult, 16),
 	}
@@ -162,7 +164,7 @@ func (c *conn) readDeadline() time.Time {
 		dl = time.Now().Add(t)
 	}
 	if !c.authed {
-		if a := c.connected.Add(AuthTimeout); dl.IsZero() || a.Before(dl) {
+		if a := c.authStart.Add(AuthTimeout); dl.IsZero() || a.Before(dl) {
 			dl = a
 		}
 	}

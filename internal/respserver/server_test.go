@@ -433,3 +433,14 @@ func TestClientInfo(t *testing.T) {
 		}
 	}
 }
+
+func TestInline(t *testing.T) {
+	_, addr := startServer(t, Config{})
+	c := dial(t, addr)
+	c.send("PING\r\n\r\nINCRBY \"a key\" 5\r\nget 'a key'\n")
+	for _, want := range []string{"+PONG\r\n", ":5\r\n", bulk("5")} {
+		if got := c.reply(); got != want {
+			t.Fatalf("got %q want %q", got, want)
+		}
+	}
+}
