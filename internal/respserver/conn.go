@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -192,6 +193,12 @@ func (c *conn) flush() error {
 
 func (c *conn) serve() {
 	defer c.nc.Close()
+	defer func() {
+		// A bug must cost one connection, not the node (as net/http).
+		if r := recover(); r != nil {
+			c.s.log.Error("resp: panic serving a connection", "remote", c.nc.RemoteAddr().String(), "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
 	if tc, ok := c.nc.(*tls.Conn); ok && !c.handshake(tc) {
 		return
 	}
