@@ -355,8 +355,8 @@ func (c *conn) record(cmd *command, args [][]byte, err error) {
 	c.s.rec.Record(cmd.op, key, err)
 }
 
-// fail answers a command's own error (after the replies before it); in
-// MULTI it makes EXEC abort.
+// fail answers a command's own error, after the replies of the writes
+// gathered before it.
 func (c *conn) fail(msg string) {
 	c.runGroup()
 	c.w.Error(msg)
