@@ -117,19 +117,21 @@ func init() {
 			{name: "id", arity: 2, run: cmdClientID},
 			{name: "setinfo", arity: 4, run: cmdClientSetInfo},
 			{name: "info", arity: 2, run: cmdClientInfo},
-			{name: "help", arity: 2, run: cmdClientHelp},
+			{name: "help", arity: 2, run: cmdHelp},
 		}),
 		container("command", []*command{
 			{name: "count", arity: 2, run: cmdCommandCount},
 			{name: "info", arity: -2, run: cmdCommandInfo},
 			{name: "docs", arity: -2, run: cmdCommandDocs},
 			{name: "list", arity: -2, run: cmdCommandList},
+			{name: "help", arity: 2, run: cmdHelp},
 		}),
 		container("config", []*command{
 			{name: "get", arity: -3, run: cmdConfigGet},
 			{name: "set", arity: -4, run: cmdConfigUnsupported},
 			{name: "resetstat", arity: 2, run: cmdConfigUnsupported},
 			{name: "rewrite", arity: 2, run: cmdConfigUnsupported},
+			{name: "help", arity: 2, run: cmdHelp},
 		}),
 	}
 	// COMMAND alone lists the commands.

@@ -195,6 +195,7 @@ var commandCases = []struct {
 			"*2\r\n*10\r\n"+bulk("get")+":2\r\n*2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n*3\r\n+@read\r\n+@string\r\n+@fast\r\n*0\r\n*0\r\n*0\r\n"+null2,
 			"*2\r\n*10\r\n"+bulk("get")+":2\r\n~2\r\n+readonly\r\n+fast\r\n:1\r\n:1\r\n:1\r\n~3\r\n+@read\r\n+@string\r\n+@fast\r\n~0\r\n*0\r\n*0\r\n"+null3),
 		s("COMMAND COUNT", ":33\r\n"),
+		s("CONFIG HELP", "*"+strconv.Itoa(len(helps["config|help"]))+"\r\n+CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:\r\n+GET <pattern>\r\n+    Return parameters matching the glob-like <pattern> and their values.\r\n+    (dcounter answers save, appendonly, appendfsync, databases, maxmemory;\r\n+    the node is configured with its flags.)\r\n+HELP\r\n+    Print this help.\r\n"),
 		s("COMMAND DOCS", "*0\r\n", "%0\r\n"),
 		s("COMMAND LIST FILTERBY PATTERN client|set*", "*2\r\n"+bulk("client|setname")+bulk("client|setinfo")),
 	}},

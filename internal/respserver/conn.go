@@ -6,6 +6,7 @@ import (
 	"errors"
 	"io"
 	"net"
+	"runtime/debug"
 	"sync"
 	"time"
 
@@ -192,6 +193,12 @@ func (c *conn) flush() error {
 
 func (c *conn) serve() {
 	defer c.nc.Close()
+	defer func() {
+		// A bug must cost one connection, not the node (as net/http).
+		if r := recover(); r != nil {
+			c.s.log.Error("resp: panic serving a connection", "remote", c.nc.RemoteAddr().String(), "panic", r, "stack", string(debug.Stack()))
+		}
+	}()
 	if tc, ok := c.nc.(*tls.Conn); ok && !c.handshake(tc) {
 		return
 	}
@@ -348,8 +355,8 @@ func (c *conn) record(cmd *command, args [][]byte, err error) {
 	c.s.rec.Record(cmd.op, key, err)
 }
 
-// fail answers a command's own error (after the replies before it); in
-// MULTI it makes EXEC abort.
+// fail answers a command's own error, after the replies of the writes
+// gathered before it.
 func (c *conn) fail(msg string) {
 	c.runGroup()
 	c.w.Error(msg)

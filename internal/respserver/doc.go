@@ -24,6 +24,16 @@
 // group, made durable by one log flush. Replies leave in command order.
 // A read runs after the writes before it are durable.
 //
+// # SCAN
+//
+// The service lists keys in byte order from a position (the last key
+// visited); Redis clients hold a cursor as a uint64. The server keeps one
+// bounded table (maxCursors = 10,000, least recently used forgotten first)
+// from random 63-bit numbers to positions; a forgotten or made-up cursor
+// answers "ERR invalid cursor" and the client starts again from 0. MATCH's
+// literal prefix becomes the listing's prefix, so a prefix scan reads only
+// its keys; the rest of the pattern (Redis's glob) filters each page.
+//
 // # What a network attacker can do
 //
 // Anyone who reaches the port can open connections (at most MaxClients at
@@ -36,8 +46,10 @@
 // of why (WRONGPASS), tokens are compared in constant time (package auth),
 // a connection is closed after 10 failed AUTHs, and the tokens' entropy
 // (16+ random characters) is what stands against guessing. After AUTH, a role bounds the commands (NOPERM), and Limits
-// bound each command (1M arguments, 512 KiB per argument by default). A
-// protocol error is answered and the connection closed. Without TLS the
+// bound each command (1M arguments, 512 KiB per argument by default); a
+// MULTI queues at most 65,536 commands and a MATCH pattern is at most 1 KiB
+// (its cost per key is at most its length times the key's). A protocol
+// error is answered and the connection closed. Without TLS the
 // tokens and counters cross the network in clear; with Config.TLS the
 // listener speaks TLS only, and a handshake must finish within
 // HandshakeTimeout. Inputs never panic the server: a command's errors are

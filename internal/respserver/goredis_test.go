@@ -155,3 +155,28 @@ func containsLine(s, line string) bool {
 	}
 	return false
 }
+
+// TestGoRedisAuth: go-redis authenticates through HELLO 3 AUTH; a wrong
+// token or role is Redis's error.
+func TestGoRedisAuth(t *testing.T) {
+	_, addr := startServer(t, Config{Auth: testTokens})
+	ctx := context.Background()
+	rdb := redis.NewClient(&redis.Options{Addr: addr, Password: "write-token-0123456789"})
+	defer rdb.Close()
+	if n, err := rdb.Incr(ctx, "a").Result(); err != nil || n != 1 {
+		t.Fatalf("INCR = %d, %v", n, err)
+	}
+	reader := redis.NewClient(&redis.Options{Addr: addr, Username: "reader", Password: "read-token-0123456789"})
+	defer reader.Close()
+	if v, err := reader.Get(ctx, "a").Result(); err != nil || v != "1" {
+		t.Fatalf("GET = %q, %v", v, err)
+	}
+	if err := reader.Incr(ctx, "a").Err(); err == nil || err.Error() != "NOPERM User reader has no permissions to run the 'incr' command" {
+		t.Fatalf("INCR as reader: %v", err)
+	}
+	bad := redis.NewClient(&redis.Options{Addr: addr, Password: "wrong-token-0123456789", MaxRetries: -1})
+	defer bad.Close()
+	if err := bad.Ping(ctx).Err(); err == nil || err.Error() != "WRONGPASS invalid username-password pair or user is disabled." {
+		t.Fatalf("PING with a wrong token: %v", err)
+	}
+}

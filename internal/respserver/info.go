@@ -135,8 +135,9 @@ func cmdClientInfo(c *conn, cmd *command, args [][]byte) {
 	c.w.Verbatim(b.String())
 }
 
-func cmdClientHelp(c *conn, cmd *command, args [][]byte) {
-	help := []string{
+// helps are the HELP subcommands' answers.
+var helps = map[string][]string{
+	"client|help": {
 		"CLIENT <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
 		"GETNAME",
 		"    Return the name of the current connection.",
@@ -150,10 +151,38 @@ func cmdClientHelp(c *conn, cmd *command, args [][]byte) {
 		"    Assign the name <name> to the current connection.",
 		"HELP",
 		"    Print this help.",
-	}
-	c.w.Array(len(help))
-	for _, h := range help {
-		c.w.SimpleString(h)
+	},
+	"command|help": {
+		"COMMAND <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+		"(no subcommand)",
+		"    Return details about all commands.",
+		"COUNT",
+		"    Return the total number of commands.",
+		"DOCS [<command-name> ...]",
+		"    Return documentary information (none: see dcounter's README).",
+		"INFO [<command-name> ...]",
+		"    Return details about the given commands, or all of them.",
+		"LIST [FILTERBY PATTERN <pattern>]",
+		"    Return the names of the commands.",
+		"HELP",
+		"    Print this help.",
+	},
+	"config|help": {
+		"CONFIG <subcommand> [<arg> [value] [opt] ...]. Subcommands are:",
+		"GET <pattern>",
+		"    Return parameters matching the glob-like <pattern> and their values.",
+		"    (dcounter answers save, appendonly, appendfsync, databases, maxmemory;",
+		"    the node is configured with its flags.)",
+		"HELP",
+		"    Print this help.",
+	},
+}
+
+func cmdHelp(c *conn, cmd *command, args [][]byte) {
+	lines := helps[cmd.name]
+	c.w.Array(len(lines))
+	for _, l := range lines {
+		c.w.SimpleString(l)
 	}
 }
 
