@@ -32,6 +32,12 @@
 // The limits hold for inline commands too: a command returned by ReadCommand
 // never has more than MaxArgs arguments nor an argument longer than MaxBulk.
 //
+// Where Redis's outcome depends on how the input was split into reads, the
+// Reader picks the outcome that does not: a header or inline line longer than
+// MaxInline is refused even when its line end came in the same read (Redis
+// would parse it). Before AUTH an inline command is held to the same 10
+// arguments of 16 KiB as an array (Redis answers it with NOAUTH instead).
+//
 // # Invariants
 //
 // A Reader gives the same commands and the same error whatever the chunks
