@@ -68,7 +68,7 @@ func (n *Node) Writes(_ context.Context, ws []service.Write, out []service.Write
 		now := n.nowMs() // one reading per group: the clock costs
 		j := i
 		for ; j < len(ws) && len(g.st) < maxGroup; j++ {
-			if g.conflicts(ws, j) {
+			if g.conflicts(ws, j) || (len(g.st) > 0 && n.idemBusy(ws[j].Opts.Idem)) {
 				break
 			}
 			out[j] = service.WriteResult{}
@@ -107,6 +107,20 @@ func (g *group) conflicts(ws []service.Write, j int) bool {
 		}
 	}
 	return false
+}
+
+// idemBusy reports whether another write holds idemKey: claiming it would
+// wait, releasing mu. A group must not wait with writes staged: their
+// reservations are not logged yet (another group could log totals that
+// include them first), and their claimed keys would stay held, so two
+// groups using the same two keys in opposite orders would wait for each
+// other forever. Caller holds mu.
+func (n *Node) idemBusy(idemKey string) bool {
+	if idemKey == "" {
+		return false
+	}
+	_, busy := n.idemWait[idemKey]
+	return busy
 }
 
 func changesLife(w *service.Write) bool {

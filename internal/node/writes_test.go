@@ -214,3 +214,53 @@ func BenchmarkWritesGroup16(b *testing.B) {
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ws)), "ns/write")
 }
+
+// TestGroupDoesNotHoldKeysWhileWaitingForAnother: a group whose next write
+// must wait for an idempotency key another write holds commits what it
+// staged first. Holding its own keys (and reservations, not yet logged)
+// while it waits would deadlock two pipelines that use the same two
+// tokens in opposite orders, each waiting for the other's.
+func TestGroupDoesNotHoldKeysWhileWaitingForAnother(t *testing.T) {
+	nd := startDiskNode(t, t.TempDir(), nil)
+	keyed := func(key, tok string) service.Write {
+		return service.Write{Op: service.OpAdd, Key: key, Delta: 1, Opts: service.WriteOptions{Idem: tok}}
+	}
+	// Another write holds token b, in flight.
+	nd.mu.Lock()
+	held := make(chan struct{})
+	nd.idemWait["b"] = held
+	nd.mu.Unlock()
+	release := func() {
+		nd.mu.Lock()
+		if nd.idemWait["b"] == held {
+			close(held)
+			delete(nd.idemWait, "b")
+		}
+		nd.mu.Unlock()
+	}
+	t.Cleanup(release)
+
+	first := make(chan []service.WriteResult, 1)
+	go func() {
+		out := make([]service.WriteResult, 2)
+		nd.Writes(context.Background(), []service.Write{keyed("x", "a"), keyed("y", "b")}, out)
+		first <- out
+	}()
+	// The holder of b now needs token a before it can finish: a must have
+	// been committed, so its retry is a replay, not a wait.
+	testutil.WaitFor(t, "token a applied while the group waits for b", func() bool {
+		nd.mu.Lock()
+		defer nd.mu.Unlock()
+		_, ok := nd.idem["a"]
+		return ok
+	})
+	retry := writes(t, nd, keyed("x", "a"))[0]
+	if !retry.Replayed || retry.Counter.Value != 1 {
+		t.Fatalf("retry of a: %+v, want a replay of 1", retry)
+	}
+	release()
+	out := <-first
+	if out[0].Err != nil || out[0].Counter.Value != 1 || out[1].Err != nil || out[1].Counter.Value != 1 {
+		t.Fatalf("group: %+v", out)
+	}
+}
