@@ -26,8 +26,12 @@ const (
 	// keyCacheSize: the last keys a connection used are kept as strings,
 	// so that a pipeline hitting the same keys allocates none.
 	keyCacheSize = 8
-	// maxQueued bounds the commands one MULTI may queue.
+	// maxQueued bounds the commands one MULTI may queue; their bytes are
+	// bounded too (queuedLimit).
 	maxQueued = 1 << 16
+	// argOverhead is what a queued argument costs beyond its bytes (its
+	// slice header), so that a MULTI of empty arguments is bounded too.
+	argOverhead = 24
 	// maxAuthFailures: a connection is closed after so many failed AUTHs,
 	// so that guessing tokens costs a connection per few guesses.
 	maxAuthFailures = 10
@@ -91,9 +95,10 @@ type conn struct {
 	pend    []pending
 	inExec  bool
 
-	multi    bool
-	multiErr bool // a command failed to queue: EXEC aborts
-	queue    []queued
+	multi       bool
+	multiErr    bool // a command failed to queue: EXEC aborts
+	queue       []queued
+	queuedBytes int // held by queue (queuedSize)
 
 	keys    [keyCacheSize]string
 	keyNext int
@@ -416,8 +421,11 @@ func (c *conn) dispatch(args [][]byte) {
 			c.queueError("ERR Command not allowed inside a transaction")
 		case len(c.queue) >= maxQueued:
 			c.queueError("ERR too many commands queued in MULTI (at most 65536)")
+		case c.queuedBytes+queuedSize(args) > c.queuedLimit():
+			c.queueError("ERR too many bytes queued in MULTI")
 		default:
 			c.queue = append(c.queue, queued{cmd: cmd, args: copyArgs(args)})
+			c.queuedBytes += queuedSize(args)
 			c.runGroup()
 			c.w.SimpleString("QUEUED")
 		}
@@ -484,6 +492,30 @@ func (c *conn) lowerName(name []byte) []byte {
 		b[i] = ch
 	}
 	return b
+}
+
+// queuedLimit bounds the bytes one MULTI holds: as much as one command may
+// hold (Limits.MaxQuery). Without it a connection could pin 65,536 commands
+// of up to that size each.
+func (c *conn) queuedLimit() int {
+	if q := c.s.cfg.Limits.MaxQuery; q > 0 {
+		return q
+	}
+	return resp.DefaultMaxQuery
+}
+
+// queuedSize is what queueing args holds (copyArgs).
+func queuedSize(args [][]byte) int {
+	n := len(args) * argOverhead
+	for _, a := range args {
+		n += len(a)
+	}
+	return n
+}
+
+// endMulti leaves MULTI, dropping what it queued.
+func (c *conn) endMulti() {
+	c.multi, c.multiErr, c.queue, c.queuedBytes = false, false, nil, 0
 }
 
 func copyArgs(args [][]byte) [][]byte {

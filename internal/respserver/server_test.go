@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/auth"
+	"github.com/dcounter/dcounter/internal/resp"
 	"github.com/dcounter/dcounter/internal/testutil"
 )
 
@@ -441,6 +442,33 @@ func TestInline(t *testing.T) {
 	for _, want := range []string{"+PONG\r\n", ":5\r\n", bulk("5")} {
 		if got := c.reply(); got != want {
 			t.Fatalf("got %q want %q", got, want)
+		}
+	}
+}
+
+// TestMultiQueuedBytesBounded: a MULTI holds at most Limits.MaxQuery bytes
+// of queued commands, as one command may: past it the transaction is
+// doomed, and a new MULTI starts from nothing.
+func TestMultiQueuedBytesBounded(t *testing.T) {
+	_, addr := startServer(t, Config{Limits: resp.Limits{MaxQuery: 4096}})
+	c := dial(t, addr)
+	big := strings.Repeat("k", 500) + " " + strings.Repeat("l", 500) // 1,076 bytes queued
+	for _, st := range []step{
+		s("MULTI", "+OK\r\n"),
+		s("MGET "+big, "+QUEUED\r\n"),
+		s("MGET "+big, "+QUEUED\r\n"),
+		s("MGET "+big, "+QUEUED\r\n"),
+		s("MGET "+big, "-ERR too many bytes queued in MULTI\r\n"),
+		s("EXEC", "-EXECABORT Transaction discarded because of previous errors.\r\n"),
+		s("MULTI", "+OK\r\n"),
+		s("MGET "+big, "+QUEUED\r\n"),
+		s("MGET "+big, "+QUEUED\r\n"),
+		s("MGET "+big, "+QUEUED\r\n"),
+		s("DISCARD", "+OK\r\n"),
+	} {
+		c.send(enc(st.args...))
+		if got := c.reply(); got != st.want {
+			t.Errorf("%.20q: got %q want %q", st.args, got, st.want)
 		}
 	}
 }
