@@ -81,6 +81,8 @@ type conn struct {
 	// so that a deadline set while the server closes cannot undo the wake.
 	dlMu        sync.Mutex
 	hasDeadline bool
+	// hasWriteDeadline: flush set one (only the serving goroutine writes).
+	hasWriteDeadline bool
 
 	authed       bool
 	ident        auth.Identity
@@ -170,7 +172,7 @@ func (c *conn) readDeadline() time.Time {
 		dl = time.Now().Add(t)
 	}
 	if !c.authed {
-		if a := c.authStart.Add(AuthTimeout); dl.IsZero() || a.Before(dl) {
+		if a := c.authStart.Add(authTimeout); dl.IsZero() || a.Before(dl) {
 			dl = a
 		}
 	}
@@ -189,9 +191,14 @@ func (c *conn) flush() error {
 	if c.w.Buffered() == 0 {
 		return nil
 	}
-	if t := c.s.cfg.IdleTimeout; t > 0 {
-		// A client that stops reading its replies is idle too.
-		c.nc.SetWriteDeadline(time.Now().Add(t))
+	// A client that stops reading its replies is idle too, and one that
+	// has not authenticated is held to AuthTimeout while it does not read
+	// as while it does not write: else it could keep its connection (one
+	// of MaxClients) forever by sending commands and reading nothing.
+	dl := c.readDeadline()
+	if !dl.IsZero() || c.hasWriteDeadline {
+		c.hasWriteDeadline = !dl.IsZero()
+		c.nc.SetWriteDeadline(dl)
 	}
 	return c.w.Flush()
 }

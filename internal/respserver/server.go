@@ -33,6 +33,9 @@ const (
 	rejectTimeout = time.Second
 )
 
+// authTimeout is AuthTimeout; tests shorten it.
+var authTimeout = AuthTimeout
+
 // Config configures a Server. A zero field takes the default stated on it.
 type Config struct {
 	// Service serves the commands (the node wraps it with

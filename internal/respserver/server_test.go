@@ -472,3 +472,29 @@ func TestMultiQueuedBytesBounded(t *testing.T) {
 		}
 	}
 }
+
+// TestUnauthenticatedClientThatDoesNotRead: a client without a token that
+// sends commands and never reads their replies is closed AuthTimeout after
+// connecting all the same; it does not keep its slot, blocked on a write.
+func TestUnauthenticatedClientThatDoesNotRead(t *testing.T) {
+	defer func(d time.Duration) { authTimeout = d }(authTimeout)
+	authTimeout = 300 * time.Millisecond
+	srv, addr := startServer(t, Config{Auth: testTokens})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.(*net.TCPConn).SetReadBuffer(4096)
+	go func() {
+		// Each PING is answered with a 33-byte NOAUTH: far more replies
+		// than the sockets' buffers hold.
+		chunk := []byte(strings.Repeat("PING\r\n", 10000))
+		for range 1000 {
+			if _, err := nc.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	testutil.WaitFor(t, "the unauthenticated connection closed", func() bool { return srv.Clients() == 0 })
+}
