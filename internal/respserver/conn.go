@@ -172,7 +172,7 @@ func (c *conn) readDeadline() time.Time {
 		dl = time.Now().Add(t)
 	}
 	if !c.authed {
-		if a := c.authStart.Add(authTimeout); dl.IsZero() || a.Before(dl) {
+		if a := c.authStart.Add(c.s.authTO); dl.IsZero() || a.Before(dl) {
 			dl = a
 		}
 	}
