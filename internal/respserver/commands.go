@@ -602,8 +602,12 @@ func cmdReset(c *conn, cmd *command, args [][]byte) {
 	c.name, c.lib = "", [2]string{}
 	c.w.SetProtocol(2)
 	if c.s.cfg.Auth != nil {
+		if c.authed {
+			// A new AuthTimeout from now; a connection that never
+			// authenticated keeps its own, else RESET would keep it open.
+			c.authStart = time.Now()
+		}
 		c.authed, c.ident = false, auth.Identity{}
-		c.authStart = time.Now() // a new AuthTimeout from now
 		c.r.SetLimits(resp.UnauthenticatedLimits)
 	}
 	c.w.SimpleString("RESET")

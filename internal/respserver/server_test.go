@@ -498,3 +498,37 @@ func TestUnauthenticatedClientThatDoesNotRead(t *testing.T) {
 	}()
 	testutil.WaitFor(t, "the unauthenticated connection closed", func() bool { return srv.Clients() == 0 })
 }
+
+// TestResetDoesNotExtendAuthTimeout: RESET on a connection that never
+// authenticated does not restart its AuthTimeout; on one that did, the
+// timeout starts from the RESET.
+func TestResetDoesNotExtendAuthTimeout(t *testing.T) {
+	defer func(d time.Duration) { authTimeout = d }(authTimeout)
+	authTimeout = 300 * time.Millisecond
+	_, addr := startServer(t, Config{Auth: testTokens})
+	c := dial(t, addr)
+	c.nc.SetDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, err := io.WriteString(c.nc, enc("RESET")); err != nil {
+			break
+		}
+		var b strings.Builder
+		if err := readValue(c.br, &b); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("RESET kept an unauthenticated connection open past AuthTimeout")
+			}
+			break // closed
+		}
+	}
+
+	c = dial(t, addr)
+	if r := c.do("AUTH write-token-0123456789"); r != "+OK\r\n" {
+		t.Fatal(r)
+	}
+	if r := c.do("RESET"); r != "+RESET\r\n" {
+		t.Fatal(r)
+	}
+	if r := c.do("PING"); r != "-NOAUTH Authentication required.\r\n" {
+		t.Fatal(r)
+	}
+}
