@@ -246,21 +246,90 @@ func TestGroupDoesNotHoldKeysWhileWaitingForAnother(t *testing.T) {
 		nd.Writes(context.Background(), []service.Write{keyed("x", "a"), keyed("y", "b")}, out)
 		first <- out
 	}()
-	// The holder of b now needs token a before it can finish: a must have
-	// been committed, so its retry is a replay, not a wait.
+	// Token a is committed and released while the group waits for b:
+	// a write that holds b and needs a can go on.
 	testutil.WaitFor(t, "token a applied while the group waits for b", func() bool {
 		nd.mu.Lock()
 		defer nd.mu.Unlock()
-		_, ok := nd.idem["a"]
-		return ok
+		_, remembered := nd.idem["a"]
+		_, held := nd.idemWait["a"]
+		return remembered && !held
 	})
-	retry := writes(t, nd, keyed("x", "a"))[0]
-	if !retry.Replayed || retry.Counter.Value != 1 {
-		t.Fatalf("retry of a: %+v, want a replay of 1", retry)
+	if c, _ := nd.Get(context.Background(), "x"); c.Value != 1 {
+		t.Fatalf("x = %d while the group waits, want 1", c.Value)
 	}
 	release()
 	out := <-first
 	if out[0].Err != nil || out[0].Counter.Value != 1 || out[1].Err != nil || out[1].Counter.Value != 1 {
 		t.Fatalf("group: %+v", out)
+	}
+}
+
+// TestNoWriteComesBetweenTheGroupsOfACall: a call whose writes take more
+// than one group (an expiry of a key the call just incremented) holds its
+// keys: a concurrent DEL of the key never lands between its INCR and its
+// EXPIRE, as MULTI; INCR k; EXPIRE k 60 NX; EXEC promises.
+func TestNoWriteComesBetweenTheGroupsOfACall(t *testing.T) {
+	nd := startDiskNode(t, t.TempDir(), nil)
+	stop, deleted := make(chan struct{}), make(chan int)
+	go func() {
+		n := 0
+		defer func() { deleted <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			out := make([]service.WriteResult, 1)
+			nd.Writes(context.Background(), []service.Write{{Op: service.OpDelete, Key: "k"}}, out)
+			if out[0].Applied {
+				n++
+			}
+		}
+	}()
+	window := []service.Write{incr("k", 1), {Op: service.OpExpire, Key: "k", TTL: time.Minute, Cond: service.ExpireNX}}
+	for i := range 200 {
+		out := writes(t, nd, window...)
+		if !out[1].Counter.Live || out[1].Counter.Value != out[0].Counter.Value {
+			close(stop)
+			<-deleted
+			t.Fatalf("call %d: a write came between INCR (%+v) and EXPIRE (%+v)", i, out[0].Counter, out[1].Counter)
+		}
+	}
+	close(stop)
+	if n := <-deleted; n == 0 {
+		t.Log("no delete found the key live: the calls never overlapped")
+	}
+}
+
+// TestSplitsPredictsConflicts: splits is true exactly when the writes
+// cannot all share one group.
+func TestSplitsPredictsConflicts(t *testing.T) {
+	del := func(k string) service.Write { return service.Write{Op: service.OpDelete, Key: k} }
+	keyed := incr("a", 1)
+	keyed.Opts.Idem = "t"
+	many := make([]service.Write, maxGroup+1)
+	for i := range many {
+		many[i] = incr("k", 1)
+	}
+	for _, c := range []struct {
+		ws   []service.Write
+		want bool
+	}{
+		{nil, false},
+		{[]service.Write{del("a")}, false},
+		{[]service.Write{incr("a", 1), incr("a", 1), incr("b", 1)}, false},
+		{[]service.Write{incr("a", 1), del("b"), incr("c", 1)}, false},
+		{[]service.Write{incr("a", 1), del("a")}, true},
+		{[]service.Write{del("a"), incr("a", 1)}, true},
+		{[]service.Write{del("a"), del("a")}, true},
+		{[]service.Write{keyed}, false},
+		{[]service.Write{keyed, incr("b", 1)}, true},
+		{many, true},
+	} {
+		if got := splits(c.ws); got != c.want {
+			t.Errorf("splits(%+v) = %v, want %v", c.ws, got, c.want)
+		}
 	}
 }
