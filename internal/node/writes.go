@@ -67,13 +67,21 @@ func (n *Node) Writes(_ context.Context, ws []service.Write, out []service.Write
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	var mine chan struct{} // this call's hold on its keys, if it splits
-	if splits(ws) {
-		mine = n.holdKeys(ws)
-		defer n.releaseKeys(ws, mine)
+	for {
+		if n.splits(ws) {
+			mine = n.holdKeys(ws)
+			defer n.releaseKeys(ws, mine)
+			break
+		}
+		if n.awaitKeys(ws) {
+			break // one group, staged under this hold of mu
+		}
 	}
 	for i := 0; i < len(ws); {
 		g.st, g.lives = g.st[:0], 0
-		n.awaitTurn(ws, i, mine)
+		if mine != nil {
+			n.awaitIdem(ws[i].Opts.Idem)
+		}
 		now := n.nowMs() // one reading per group: the clock costs
 		j := i
 		for ; j < len(ws) && len(g.st) < maxGroup; j++ {
@@ -95,7 +103,7 @@ func (n *Node) Writes(_ context.Context, ws []service.Write, out []service.Write
 }
 
 // Writes that split. A call whose writes make more than one group (see
-// conflicts, maxGroup, idemBusy) releases mu while each group is made
+// splits) releases mu while each group is made
 // durable; yet no other write to its keys may come between its groups, or
 // MULTI; INCR k; EXPIRE k 60 NX; EXEC could see a DEL of k between them.
 // So such a call first holds its keys (n.heldKeys): other calls wait for
@@ -105,26 +113,25 @@ func (n *Node) Writes(_ context.Context, ws []service.Write, out []service.Write
 // only waits for its keys to be free when it starts.
 
 // splits reports whether ws may take more than one group: over maxGroup
-// writes, two writes conflicts would part, or an idempotency key, which
-// may have to wait for another write that holds it.
-func splits(ws []service.Write) bool {
+// writes, two writes conflicts would part, or an idempotency key that
+// another write holds now (idemBusy). Caller holds mu: until it is
+// released, no other write can claim a key.
+func (n *Node) splits(ws []service.Write) bool {
 	if len(ws) > maxGroup {
 		return true
 	}
-	if len(ws) < 2 {
-		return false
-	}
 	check := false
 	for i := range ws {
-		if ws[i].Opts.Idem != "" {
+		if n.idemBusy(ws[i].Opts.Idem) {
 			return true
 		}
-		check = check || changesLife(&ws[i])
+		check = check || ws[i].Opts.Idem != "" || changesLife(&ws[i])
 	}
-	if !check {
+	if !check || len(ws) < 2 {
 		return false // adds alone chain through pending: one group
 	}
 	life := make(map[string]bool, len(ws)) // key: a write to it changes its lifecycle
+	var idems map[string]struct{}
 	for i := range ws {
 		w := &ws[i]
 		l, seen := life[w.Key]
@@ -132,6 +139,15 @@ func splits(ws []service.Write) bool {
 			return true
 		}
 		life[w.Key] = l || changesLife(w)
+		if w.Opts.Idem != "" {
+			if _, dup := idems[w.Opts.Idem]; dup {
+				return true
+			}
+			if idems == nil {
+				idems = make(map[string]struct{})
+			}
+			idems[w.Opts.Idem] = struct{}{}
+		}
 	}
 	return false
 }
@@ -182,18 +198,13 @@ func (n *Node) awaitKeys(ws []service.Write) (free bool) {
 	return free
 }
 
-// awaitTurn waits, before the group that starts at ws[i], until no other
-// call holds a key of ws (unless this call holds them: mine) and no other
-// write holds ws[i]'s idempotency key, so that claiming it (claimIdem)
-// does not wait with writes staged. Caller holds mu (released while
-// waiting), and nothing staged.
-func (n *Node) awaitTurn(ws []service.Write, i int, mine chan struct{}) {
-	for {
-		if mine == nil && !n.awaitKeys(ws) {
-			continue // mu was released: check everything again
-		}
-		ch, busy := n.idemWait[ws[i].Opts.Idem]
-		if ws[i].Opts.Idem == "" || !busy {
+// awaitIdem waits until no other write holds idemKey, so that claiming it
+// (claimIdem) does not wait with writes staged. Caller holds mu (released
+// while waiting), and nothing staged.
+func (n *Node) awaitIdem(idemKey string) {
+	for idemKey != "" {
+		ch, busy := n.idemWait[idemKey]
+		if !busy {
 			return
 		}
 		n.mu.Unlock()

@@ -304,8 +304,15 @@ func TestNoWriteComesBetweenTheGroupsOfACall(t *testing.T) {
 }
 
 // TestSplitsPredictsConflicts: splits is true exactly when the writes
-// cannot all share one group.
+// cannot all share one group: conflicts, too many, or a token another
+// write holds.
 func TestSplitsPredictsConflicts(t *testing.T) {
+	nd := startDiskNode(t, t.TempDir(), nil)
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	nd.idemWait["held"] = make(chan struct{}) // another write holds it
+	busy := incr("c", 1)
+	busy.Opts.Idem = "held"
 	del := func(k string) service.Write { return service.Write{Op: service.OpDelete, Key: k} }
 	keyed := incr("a", 1)
 	keyed.Opts.Idem = "t"
@@ -325,10 +332,13 @@ func TestSplitsPredictsConflicts(t *testing.T) {
 		{[]service.Write{del("a"), incr("a", 1)}, true},
 		{[]service.Write{del("a"), del("a")}, true},
 		{[]service.Write{keyed}, false},
-		{[]service.Write{keyed, incr("b", 1)}, true},
+		{[]service.Write{keyed, incr("b", 1)}, false},
+		{[]service.Write{keyed, incr("b", 1), keyed}, true},
+		{[]service.Write{busy}, true},
+		{[]service.Write{incr("b", 1), busy}, true},
 		{many, true},
 	} {
-		if got := splits(c.ws); got != c.want {
+		if got := nd.splits(c.ws); got != c.want {
 			t.Errorf("splits(%+v) = %v, want %v", c.ws, got, c.want)
 		}
 	}
