@@ -387,6 +387,16 @@ func (n *Node) stageDelete(key string, now int64, s *staged, out *service.WriteR
 	s.meta, _ = n.ks.Deletion(key, now)
 	s.hasM = true
 	out.Applied, out.Prior = st.Live, st.Value
+	// Adds logged before the delete and not merged yet are in the
+	// generation it ends: they go with it, so its answer (GETDEL's value)
+	// counts them, as their own answers do. Else a read-and-reset would
+	// lose them.
+	if gen, _ := n.ks.WriteGen(key, n.id, now); true {
+		if p, ok := n.pending[key]; ok && p.gen == gen {
+			out.Applied = true
+			out.Prior, _ = n.ks.ValueWith(key, n.id, gen, p.PN)
+		}
+	}
 	return true
 }
 

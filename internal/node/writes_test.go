@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dcounter/dcounter/internal/crdt"
 	"github.com/dcounter/dcounter/internal/service"
 	"github.com/dcounter/dcounter/internal/testutil"
 	"github.com/dcounter/dcounter/internal/wal"
@@ -341,5 +342,32 @@ func TestSplitsPredictsConflicts(t *testing.T) {
 		if got := nd.splits(c.ws); got != c.want {
 			t.Errorf("splits(%+v) = %v, want %v", c.ws, got, c.want)
 		}
+	}
+}
+
+// TestDeleteCountsAddsInFlight: a delete staged while adds to its key are
+// logged but not merged ends their generation, so its answer (GETDEL's
+// value, DEL's count) includes them: a read-and-reset with GETDEL must not
+// lose increments that were answered.
+func TestDeleteCountsAddsInFlight(t *testing.T) {
+	nd := startDiskNode(t, t.TempDir(), nil)
+	writes(t, nd, incr("k", 5))
+	for _, key := range []string{"k", "absent"} {
+		nd.mu.Lock()
+		// An add of 3 in flight: its reservation, not merged yet.
+		gen, cur := nd.ks.WriteGen(key, nd.id, nd.nowMs())
+		nd.pending[key] = pendingPN{gen: gen, PN: crdt.PN{P: cur.P + 3, N: cur.N}}
+		nd.mu.Unlock()
+		o := writes(t, nd, service.Write{Op: service.OpDelete, Key: key})[0]
+		want := int64(3)
+		if key == "k" {
+			want = 8
+		}
+		if !o.Applied || o.Prior != want {
+			t.Errorf("delete of %s with an add of 3 in flight: %+v, want applied with prior %d", key, o, want)
+		}
+		nd.mu.Lock()
+		delete(nd.pending, key)
+		nd.mu.Unlock()
 	}
 }
