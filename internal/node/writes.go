@@ -103,14 +103,15 @@ func (n *Node) Writes(_ context.Context, ws []service.Write, out []service.Write
 }
 
 // Writes that split. A call whose writes make more than one group (see
-// splits) releases mu while each group is made
-// durable; yet no other write to its keys may come between its groups, or
-// MULTI; INCR k; EXPIRE k 60 NX; EXEC could see a DEL of k between them.
-// So such a call first holds its keys (n.heldKeys): other calls wait for
-// them before staging anything, holding nothing themselves (no reservation,
-// no idempotency key), so no two calls ever wait for each other. A call
-// that does not split stages all its writes under one hold of mu, so it
-// only waits for its keys to be free when it starts.
+// splits) releases mu while each group is made durable; yet no other write
+// to its keys may come between its groups, or MULTI; INCR k; EXPIRE k 60
+// NX; EXEC could see a DEL of k between them. So such a call first holds
+// its keys (n.heldKeys): other calls wait for them before staging
+// anything, holding nothing themselves (no reservation, no idempotency
+// key), and a holder waits only for groups being logged, so no two calls
+// ever wait for each other. A call that does not split stages all its
+// writes under one hold of mu: it only waits for its keys to be free when
+// it starts.
 
 // splits reports whether ws may take more than one group: over maxGroup
 // writes, two writes conflicts would part, or an idempotency key that
@@ -391,11 +392,10 @@ func (n *Node) stageDelete(key string, now int64, s *staged, out *service.WriteR
 	// generation it ends: they go with it, so its answer (GETDEL's value)
 	// counts them, as their own answers do. Else a read-and-reset would
 	// lose them.
-	if gen, _ := n.ks.WriteGen(key, n.id, now); true {
-		if p, ok := n.pending[key]; ok && p.gen == gen {
-			out.Applied = true
-			out.Prior, _ = n.ks.ValueWith(key, n.id, gen, p.PN)
-		}
+	gen, _ := n.ks.WriteGen(key, n.id, now)
+	if p, ok := n.pending[key]; ok && p.gen == gen {
+		out.Applied = true
+		out.Prior, _ = n.ks.ValueWith(key, n.id, gen, p.PN)
 	}
 	return true
 }
