@@ -292,10 +292,13 @@ type Node struct {
 	idemOrder    []idemSlot
 	idemWait     map[string]chan struct{}
 	idemInFlight map[string]wal.Idem // keyed writes reserved, not yet remembered
-	eng          *gossip.Engine
-	joined       chan struct{} // closed by the first JoinAck
-	conflict     error         // set by replicaConflict: writes are refused
-	flushAt      clock.Timer   // armed while a delta flush is scheduled
+	// heldKeys are the keys of Writes calls that split, by call (see
+	// writes.go): no other write to them may come between their groups.
+	heldKeys map[string]chan struct{}
+	eng      *gossip.Engine
+	joined   chan struct{} // closed by the first JoinAck
+	conflict error         // set by replicaConflict: writes are refused
+	flushAt  clock.Timer   // armed while a delta flush is scheduled
 
 	memb    *membership.Engine // the member protocol; under mu
 	members *membership.List   // memb's list, for queries; under mu
@@ -326,6 +329,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		idem:         make(map[string]wal.Idem),
 		idemWait:     make(map[string]chan struct{}),
 		idemInFlight: make(map[string]wal.Idem),
+		heldKeys:     make(map[string]chan struct{}),
 		joined:       make(chan struct{}),
 		stop:         make(chan struct{}),
 	}

@@ -23,7 +23,10 @@ import (
 // key's lifecycle (a delete, an expiry, an add that sets a TTL) reads the
 // key's merged state, which does not show the group's earlier writes: it
 // starts a new group when its key is already in the group, and so does any
-// write to a key whose lifecycle the group changes.
+// write to a key whose lifecycle the group changes. For the same reason a
+// change of a key's lifecycle holds the key until it is merged (holdLives),
+// and a call that takes several groups holds all its keys throughout
+// (holdKeys): other writes to those keys wait, before staging anything.
 
 // maxGroup bounds the writes staged in one group.
 const maxGroup = 1024
@@ -63,12 +66,26 @@ func (n *Node) Writes(_ context.Context, ws []service.Write, out []service.Write
 	defer groups.Put(g)
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	var mine chan struct{} // this call's hold on its keys, if it splits
+	for {
+		if n.splits(ws) {
+			mine = n.holdKeys(ws)
+			defer n.releaseKeys(ws, mine)
+			break
+		}
+		if n.awaitKeys(ws) {
+			break // one group, staged under this hold of mu
+		}
+	}
 	for i := 0; i < len(ws); {
 		g.st, g.lives = g.st[:0], 0
+		if mine != nil {
+			n.awaitIdem(ws[i].Opts.Idem)
+		}
 		now := n.nowMs() // one reading per group: the clock costs
 		j := i
 		for ; j < len(ws) && len(g.st) < maxGroup; j++ {
-			if g.conflicts(ws, j) {
+			if g.conflicts(ws, j) || (len(g.st) > 0 && n.idemBusy(ws[j].Opts.Idem)) {
 				break
 			}
 			out[j] = service.WriteResult{}
@@ -82,6 +99,118 @@ func (n *Node) Writes(_ context.Context, ws []service.Write, out []service.Write
 		}
 		n.commitGroup(g, ws, out)
 		i = j
+	}
+}
+
+// Writes that split. A call whose writes make more than one group (see
+// splits) releases mu while each group is made durable; yet no other write
+// to its keys may come between its groups, or MULTI; INCR k; EXPIRE k 60
+// NX; EXEC could see a DEL of k between them. So such a call first holds
+// its keys (n.heldKeys): other calls wait for them before staging
+// anything, holding nothing themselves (no reservation, no idempotency
+// key), and a holder waits only for groups being logged, so no two calls
+// ever wait for each other. A call that does not split stages all its
+// writes under one hold of mu: it only waits for its keys to be free when
+// it starts.
+
+// splits reports whether ws may take more than one group: over maxGroup
+// writes, two writes conflicts would part, or an idempotency key that
+// another write holds now (idemBusy). Caller holds mu: until it is
+// released, no other write can claim a key.
+func (n *Node) splits(ws []service.Write) bool {
+	if len(ws) > maxGroup {
+		return true
+	}
+	check := false
+	for i := range ws {
+		if n.idemBusy(ws[i].Opts.Idem) {
+			return true
+		}
+		check = check || ws[i].Opts.Idem != "" || changesLife(&ws[i])
+	}
+	if !check || len(ws) < 2 {
+		return false // adds alone chain through pending: one group
+	}
+	life := make(map[string]bool, len(ws)) // key: a write to it changes its lifecycle
+	var idems map[string]struct{}
+	for i := range ws {
+		w := &ws[i]
+		l, seen := life[w.Key]
+		if seen && (l || changesLife(w)) {
+			return true
+		}
+		life[w.Key] = l || changesLife(w)
+		if w.Opts.Idem != "" {
+			if _, dup := idems[w.Opts.Idem]; dup {
+				return true
+			}
+			if idems == nil {
+				idems = make(map[string]struct{})
+			}
+			idems[w.Opts.Idem] = struct{}{}
+		}
+	}
+	return false
+}
+
+// holdKeys waits until no other call holds any key of ws, then holds them
+// all for this call. Caller holds mu, and nothing staged.
+func (n *Node) holdKeys(ws []service.Write) chan struct{} {
+	n.awaitKeys(ws)
+	mine := make(chan struct{})
+	for i := range ws {
+		n.heldKeys[ws[i].Key] = mine
+	}
+	return mine
+}
+
+// releaseKeys ends holdKeys, waking the calls waiting for the keys.
+// Caller holds mu.
+func (n *Node) releaseKeys(ws []service.Write, mine chan struct{}) {
+	for i := range ws {
+		if n.heldKeys[ws[i].Key] == mine {
+			delete(n.heldKeys, ws[i].Key)
+		}
+	}
+	close(mine)
+}
+
+// awaitKeys waits until no other call holds a key of ws; free reports
+// whether they were free without waiting. Caller holds mu (released while
+// waiting), and nothing staged.
+func (n *Node) awaitKeys(ws []service.Write) (free bool) {
+	free = true
+	for len(n.heldKeys) > 0 {
+		var busy chan struct{}
+		for i := range ws {
+			if ch, ok := n.heldKeys[ws[i].Key]; ok {
+				busy = ch
+				break
+			}
+		}
+		if busy == nil {
+			return free
+		}
+		free = false
+		n.mu.Unlock()
+		<-busy
+		n.mu.Lock()
+	}
+	return free
+}
+
+// awaitIdem waits until no other write holds idemKey, so that claiming it
+// (claimIdem) does not wait with writes staged. Caller holds mu (released
+// while waiting), and nothing staged.
+func (n *Node) awaitIdem(idemKey string) {
+	for idemKey != "" {
+		ch, busy := n.idemWait[idemKey]
+		if !busy {
+			return
+		}
+		n.mu.Unlock()
+		<-ch
+		n.mu.Lock()
 	}
 }
 
@@ -107,6 +236,20 @@ func (g *group) conflicts(ws []service.Write, j int) bool {
 		}
 	}
 	return false
+}
+
+// idemBusy reports whether another write holds idemKey: claiming it would
+// wait, releasing mu. A group must not wait with writes staged: their
+// reservations are not logged yet (another group could log totals that
+// include them first), and their claimed keys would stay held, so two
+// groups using the same two keys in opposite orders would wait for each
+// other forever. Caller holds mu.
+func (n *Node) idemBusy(idemKey string) bool {
+	if idemKey == "" {
+		return false
+	}
+	_, busy := n.idemWait[idemKey]
+	return busy
 }
 
 func changesLife(w *service.Write) bool {
@@ -245,6 +388,15 @@ func (n *Node) stageDelete(key string, now int64, s *staged, out *service.WriteR
 	s.meta, _ = n.ks.Deletion(key, now)
 	s.hasM = true
 	out.Applied, out.Prior = st.Live, st.Value
+	// Adds logged before the delete and not merged yet are in the
+	// generation it ends: they go with it, so its answer (GETDEL's value)
+	// counts them, as their own answers do. Else a read-and-reset would
+	// lose them.
+	gen, _ := n.ks.WriteGen(key, n.id, now)
+	if p, ok := n.pending[key]; ok && p.gen == gen {
+		out.Applied = true
+		out.Prior, _ = n.ks.ValueWith(key, n.id, gen, p.PN)
+	}
 	return true
 }
 
@@ -353,8 +505,10 @@ func (n *Node) commitGroup(g *group, ws []service.Write, out []service.WriteResu
 		g.parts[i].C.Entries = g.entries[start:ends[i]:ends[i]]
 		start = ends[i]
 	}
+	held := n.holdLives(g, ws)
 	err := n.logGroup(g)
 	now := n.nowMs()
+	defer n.releaseLives(g, ws, held)
 	for k := range g.st {
 		s := &g.st[k]
 		o := &out[s.i]
@@ -401,6 +555,46 @@ func (n *Node) commitGroup(g *group, ws []service.Write, out []service.WriteResu
 	if cap(g.entries) > 4*maxGroup {
 		g.entries = nil // don't pool a buffer grown for a huge group
 	}
+}
+
+// holdLives holds the keys whose lifecycle g changes (a delete, an expiry)
+// until the change is merged: staging reads a key's merged lifecycle, so a
+// write staged meanwhile would build on the generation the change ends (an
+// INCR answered, then dropped by a DEL logged before it). Keys this call
+// holds already are skipped. Caller holds mu.
+func (n *Node) holdLives(g *group, ws []service.Write) chan struct{} {
+	if n.wal == nil {
+		return nil // without a log, mu is held until the changes are merged
+	}
+	var held chan struct{}
+	for k := range g.st {
+		s := &g.st[k]
+		if !s.hasM {
+			continue
+		}
+		key := ws[s.i].Key
+		if _, ok := n.heldKeys[key]; ok {
+			continue // this call holds it (no other call stages a held key)
+		}
+		if held == nil {
+			held = make(chan struct{})
+		}
+		n.heldKeys[key] = held
+	}
+	return held
+}
+
+// releaseLives ends holdLives. Caller holds mu.
+func (n *Node) releaseLives(g *group, ws []service.Write, held chan struct{}) {
+	if held == nil {
+		return
+	}
+	for k := range g.st {
+		if key := ws[g.st[k].i].Key; n.heldKeys[key] == held {
+			delete(n.heldKeys, key)
+		}
+	}
+	close(held)
 }
 
 // idemAnswer is what a keyed write's retries get back (wal.Idem.Value).

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dcounter/dcounter/internal/crdt"
 	"github.com/dcounter/dcounter/internal/service"
 	"github.com/dcounter/dcounter/internal/testutil"
 	"github.com/dcounter/dcounter/internal/wal"
@@ -213,4 +214,160 @@ func BenchmarkWritesGroup16(b *testing.B) {
 		nd.Writes(ctx, ws, out)
 	}
 	b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N*len(ws)), "ns/write")
+}
+
+// TestGroupDoesNotHoldKeysWhileWaitingForAnother: a group whose next write
+// must wait for an idempotency key another write holds commits what it
+// staged first. Holding its own keys (and reservations, not yet logged)
+// while it waits would deadlock two pipelines that use the same two
+// tokens in opposite orders, each waiting for the other's.
+func TestGroupDoesNotHoldKeysWhileWaitingForAnother(t *testing.T) {
+	nd := startDiskNode(t, t.TempDir(), nil)
+	keyed := func(key, tok string) service.Write {
+		return service.Write{Op: service.OpAdd, Key: key, Delta: 1, Opts: service.WriteOptions{Idem: tok}}
+	}
+	// Another write holds token b, in flight.
+	nd.mu.Lock()
+	held := make(chan struct{})
+	nd.idemWait["b"] = held
+	nd.mu.Unlock()
+	release := func() {
+		nd.mu.Lock()
+		if nd.idemWait["b"] == held {
+			close(held)
+			delete(nd.idemWait, "b")
+		}
+		nd.mu.Unlock()
+	}
+	t.Cleanup(release)
+
+	first := make(chan []service.WriteResult, 1)
+	go func() {
+		out := make([]service.WriteResult, 2)
+		nd.Writes(context.Background(), []service.Write{keyed("x", "a"), keyed("y", "b")}, out)
+		first <- out
+	}()
+	// Token a is committed and released while the group waits for b:
+	// a write that holds b and needs a can go on.
+	testutil.WaitFor(t, "token a applied while the group waits for b", func() bool {
+		nd.mu.Lock()
+		defer nd.mu.Unlock()
+		_, remembered := nd.idem["a"]
+		_, held := nd.idemWait["a"]
+		return remembered && !held
+	})
+	if c, _ := nd.Get(context.Background(), "x"); c.Value != 1 {
+		t.Fatalf("x = %d while the group waits, want 1", c.Value)
+	}
+	release()
+	out := <-first
+	if out[0].Err != nil || out[0].Counter.Value != 1 || out[1].Err != nil || out[1].Counter.Value != 1 {
+		t.Fatalf("group: %+v", out)
+	}
+}
+
+// TestNoWriteComesBetweenTheGroupsOfACall: a call whose writes take more
+// than one group (an expiry of a key the call just incremented) holds its
+// keys: a concurrent DEL of the key never lands between its INCR and its
+// EXPIRE, as MULTI; INCR k; EXPIRE k 60 NX; EXEC promises.
+func TestNoWriteComesBetweenTheGroupsOfACall(t *testing.T) {
+	nd := startDiskNode(t, t.TempDir(), nil)
+	stop, deleted := make(chan struct{}), make(chan int)
+	go func() {
+		n := 0
+		defer func() { deleted <- n }()
+		for {
+			select {
+			case <-stop:
+				return
+			default:
+			}
+			out := make([]service.WriteResult, 1)
+			nd.Writes(context.Background(), []service.Write{{Op: service.OpDelete, Key: "k"}}, out)
+			if out[0].Applied {
+				n++
+			}
+		}
+	}()
+	window := []service.Write{incr("k", 1), {Op: service.OpExpire, Key: "k", TTL: time.Minute, Cond: service.ExpireNX}}
+	for i := range 200 {
+		out := writes(t, nd, window...)
+		if !out[1].Counter.Live || out[1].Counter.Value != out[0].Counter.Value {
+			close(stop)
+			<-deleted
+			t.Fatalf("call %d: a write came between INCR (%+v) and EXPIRE (%+v)", i, out[0].Counter, out[1].Counter)
+		}
+	}
+	close(stop)
+	if n := <-deleted; n == 0 {
+		t.Log("no delete found the key live: the calls never overlapped")
+	}
+}
+
+// TestSplitsPredictsConflicts: splits is true exactly when the writes
+// cannot all share one group: conflicts, too many, or a token another
+// write holds.
+func TestSplitsPredictsConflicts(t *testing.T) {
+	nd := startDiskNode(t, t.TempDir(), nil)
+	nd.mu.Lock()
+	defer nd.mu.Unlock()
+	nd.idemWait["held"] = make(chan struct{}) // another write holds it
+	busy := incr("c", 1)
+	busy.Opts.Idem = "held"
+	del := func(k string) service.Write { return service.Write{Op: service.OpDelete, Key: k} }
+	keyed := incr("a", 1)
+	keyed.Opts.Idem = "t"
+	many := make([]service.Write, maxGroup+1)
+	for i := range many {
+		many[i] = incr("k", 1)
+	}
+	for _, c := range []struct {
+		ws   []service.Write
+		want bool
+	}{
+		{nil, false},
+		{[]service.Write{del("a")}, false},
+		{[]service.Write{incr("a", 1), incr("a", 1), incr("b", 1)}, false},
+		{[]service.Write{incr("a", 1), del("b"), incr("c", 1)}, false},
+		{[]service.Write{incr("a", 1), del("a")}, true},
+		{[]service.Write{del("a"), incr("a", 1)}, true},
+		{[]service.Write{del("a"), del("a")}, true},
+		{[]service.Write{keyed}, false},
+		{[]service.Write{keyed, incr("b", 1)}, false},
+		{[]service.Write{keyed, incr("b", 1), keyed}, true},
+		{[]service.Write{busy}, true},
+		{[]service.Write{incr("b", 1), busy}, true},
+		{many, true},
+	} {
+		if got := nd.splits(c.ws); got != c.want {
+			t.Errorf("splits(%+v) = %v, want %v", c.ws, got, c.want)
+		}
+	}
+}
+
+// TestDeleteCountsAddsInFlight: a delete staged while adds to its key are
+// logged but not merged ends their generation, so its answer (GETDEL's
+// value, DEL's count) includes them: a read-and-reset with GETDEL must not
+// lose increments that were answered.
+func TestDeleteCountsAddsInFlight(t *testing.T) {
+	nd := startDiskNode(t, t.TempDir(), nil)
+	writes(t, nd, incr("k", 5))
+	for _, key := range []string{"k", "absent"} {
+		nd.mu.Lock()
+		// An add of 3 in flight: its reservation, not merged yet.
+		gen, cur := nd.ks.WriteGen(key, nd.id, nd.nowMs())
+		nd.pending[key] = pendingPN{gen: gen, PN: crdt.PN{P: cur.P + 3, N: cur.N}}
+		nd.mu.Unlock()
+		o := writes(t, nd, service.Write{Op: service.OpDelete, Key: key})[0]
+		want := int64(3)
+		if key == "k" {
+			want = 8
+		}
+		if !o.Applied || o.Prior != want {
+			t.Errorf("delete of %s with an add of 3 in flight: %+v, want applied with prior %d", key, o, want)
+		}
+		nd.mu.Lock()
+		delete(nd.pending, key)
+		nd.mu.Unlock()
+	}
 }

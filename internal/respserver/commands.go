@@ -598,12 +598,16 @@ func cmdSelect(c *conn, cmd *command, args [][]byte) {
 }
 
 func cmdReset(c *conn, cmd *command, args [][]byte) {
-	c.multi, c.multiErr, c.queue = false, false, nil
+	c.endMulti()
 	c.name, c.lib = "", [2]string{}
 	c.w.SetProtocol(2)
 	if c.s.cfg.Auth != nil {
+		if c.authed {
+			// A new AuthTimeout from now; a connection that never
+			// authenticated keeps its own, else RESET would keep it open.
+			c.authStart = time.Now()
+		}
 		c.authed, c.ident = false, auth.Identity{}
-		c.authStart = time.Now() // a new AuthTimeout from now
 		c.r.SetLimits(resp.UnauthenticatedLimits)
 	}
 	c.w.SimpleString("RESET")
@@ -671,7 +675,8 @@ func cmdMulti(c *conn, cmd *command, args [][]byte) {
 		c.fail("ERR MULTI calls can not be nested")
 		return
 	}
-	c.multi, c.multiErr, c.queue = true, false, nil
+	c.endMulti()
+	c.multi = true
 	c.w.SimpleString("OK")
 }
 
@@ -680,7 +685,7 @@ func cmdDiscard(c *conn, cmd *command, args [][]byte) {
 		c.fail("ERR DISCARD without MULTI")
 		return
 	}
-	c.multi, c.multiErr, c.queue = false, false, nil
+	c.endMulti()
 	c.w.SimpleString("OK")
 }
 
@@ -693,7 +698,7 @@ func cmdExec(c *conn, cmd *command, args [][]byte) {
 		return
 	}
 	q, doomed := c.queue, c.multiErr
-	c.multi, c.multiErr, c.queue = false, false, nil
+	c.endMulti()
 	if doomed {
 		c.fail("EXECABORT Transaction discarded because of previous errors.")
 		return

@@ -26,8 +26,12 @@ const (
 	// keyCacheSize: the last keys a connection used are kept as strings,
 	// so that a pipeline hitting the same keys allocates none.
 	keyCacheSize = 8
-	// maxQueued bounds the commands one MULTI may queue.
+	// maxQueued bounds the commands one MULTI may queue; their bytes are
+	// bounded too (queuedLimit).
 	maxQueued = 1 << 16
+	// argOverhead is what a queued argument costs beyond its bytes (its
+	// slice header), so that a MULTI of empty arguments is bounded too.
+	argOverhead = 24
 	// maxAuthFailures: a connection is closed after so many failed AUTHs,
 	// so that guessing tokens costs a connection per few guesses.
 	maxAuthFailures = 10
@@ -77,6 +81,8 @@ type conn struct {
 	// so that a deadline set while the server closes cannot undo the wake.
 	dlMu        sync.Mutex
 	hasDeadline bool
+	// hasWriteDeadline: flush set one (only the serving goroutine writes).
+	hasWriteDeadline bool
 
 	authed       bool
 	ident        auth.Identity
@@ -91,9 +97,10 @@ type conn struct {
 	pend    []pending
 	inExec  bool
 
-	multi    bool
-	multiErr bool // a command failed to queue: EXEC aborts
-	queue    []queued
+	multi       bool
+	multiErr    bool // a command failed to queue: EXEC aborts
+	queue       []queued
+	queuedBytes int // held by queue (queuedSize)
 
 	keys    [keyCacheSize]string
 	keyNext int
@@ -165,7 +172,7 @@ func (c *conn) readDeadline() time.Time {
 		dl = time.Now().Add(t)
 	}
 	if !c.authed {
-		if a := c.authStart.Add(AuthTimeout); dl.IsZero() || a.Before(dl) {
+		if a := c.authStart.Add(c.s.authTO); dl.IsZero() || a.Before(dl) {
 			dl = a
 		}
 	}
@@ -184,9 +191,14 @@ func (c *conn) flush() error {
 	if c.w.Buffered() == 0 {
 		return nil
 	}
-	if t := c.s.cfg.IdleTimeout; t > 0 {
-		// A client that stops reading its replies is idle too.
-		c.nc.SetWriteDeadline(time.Now().Add(t))
+	// A client that stops reading its replies is idle too, and one that
+	// has not authenticated is held to AuthTimeout while it does not read
+	// as while it does not write: else it could keep its connection (one
+	// of MaxClients) forever by sending commands and reading nothing.
+	dl := c.readDeadline()
+	if !dl.IsZero() || c.hasWriteDeadline {
+		c.hasWriteDeadline = !dl.IsZero()
+		c.nc.SetWriteDeadline(dl)
 	}
 	return c.w.Flush()
 }
@@ -416,8 +428,11 @@ func (c *conn) dispatch(args [][]byte) {
 			c.queueError("ERR Command not allowed inside a transaction")
 		case len(c.queue) >= maxQueued:
 			c.queueError("ERR too many commands queued in MULTI (at most 65536)")
+		case c.queuedBytes+queuedSize(args) > c.queuedLimit():
+			c.queueError("ERR too many bytes queued in MULTI")
 		default:
 			c.queue = append(c.queue, queued{cmd: cmd, args: copyArgs(args)})
+			c.queuedBytes += queuedSize(args)
 			c.runGroup()
 			c.w.SimpleString("QUEUED")
 		}
@@ -484,6 +499,30 @@ func (c *conn) lowerName(name []byte) []byte {
 		b[i] = ch
 	}
 	return b
+}
+
+// queuedLimit bounds the bytes one MULTI holds: as much as one command may
+// hold (Limits.MaxQuery). Without it a connection could pin 65,536 commands
+// of up to that size each.
+func (c *conn) queuedLimit() int {
+	if q := c.s.cfg.Limits.MaxQuery; q > 0 {
+		return q
+	}
+	return resp.DefaultMaxQuery
+}
+
+// queuedSize is what queueing args holds (copyArgs).
+func queuedSize(args [][]byte) int {
+	n := len(args) * argOverhead
+	for _, a := range args {
+		n += len(a)
+	}
+	return n
+}
+
+// endMulti leaves MULTI, dropping what it queued.
+func (c *conn) endMulti() {
+	c.multi, c.multiErr, c.queue, c.queuedBytes = false, false, nil, 0
 }
 
 func copyArgs(args [][]byte) [][]byte {

@@ -33,6 +33,9 @@ const (
 	rejectTimeout = time.Second
 )
 
+// authTimeout is AuthTimeout; tests shorten it before New.
+var authTimeout = AuthTimeout
+
 // Config configures a Server. A zero field takes the default stated on it.
 type Config struct {
 	// Service serves the commands (the node wraps it with
@@ -75,7 +78,8 @@ type Server struct {
 	rec     service.Recorder // nil if svc does not record
 	log     *slog.Logger
 	cursors *cursorTable
-	started time.Time // monotonic, for INFO's uptime only
+	started time.Time     // monotonic, for INFO's uptime only
+	authTO  time.Duration // AuthTimeout (authTimeout when made)
 
 	ctx    context.Context // cancelled when Shutdown gives up waiting
 	cancel context.CancelFunc
@@ -105,6 +109,7 @@ func New(cfg Config) *Server {
 		log:       cfg.Log,
 		cursors:   newCursorTable(maxCursors),
 		started:   time.Now(),
+		authTO:    authTimeout,
 		listeners: map[net.Listener]struct{}{},
 		conns:     map[*conn]struct{}{},
 	}

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/auth"
+	"github.com/dcounter/dcounter/internal/resp"
 	"github.com/dcounter/dcounter/internal/testutil"
 )
 
@@ -442,5 +443,92 @@ func TestInline(t *testing.T) {
 		if got := c.reply(); got != want {
 			t.Fatalf("got %q want %q", got, want)
 		}
+	}
+}
+
+// TestMultiQueuedBytesBounded: a MULTI holds at most Limits.MaxQuery bytes
+// of queued commands, as one command may: past it the transaction is
+// doomed, and a new MULTI starts from nothing.
+func TestMultiQueuedBytesBounded(t *testing.T) {
+	_, addr := startServer(t, Config{Limits: resp.Limits{MaxQuery: 4096}})
+	c := dial(t, addr)
+	big := strings.Repeat("k", 500) + " " + strings.Repeat("l", 500) // 1,076 bytes queued
+	for _, st := range []step{
+		s("MULTI", "+OK\r\n"),
+		s("MGET "+big, "+QUEUED\r\n"),
+		s("MGET "+big, "+QUEUED\r\n"),
+		s("MGET "+big, "+QUEUED\r\n"),
+		s("MGET "+big, "-ERR too many bytes queued in MULTI\r\n"),
+		s("EXEC", "-EXECABORT Transaction discarded because of previous errors.\r\n"),
+		s("MULTI", "+OK\r\n"),
+		s("MGET "+big, "+QUEUED\r\n"),
+		s("MGET "+big, "+QUEUED\r\n"),
+		s("MGET "+big, "+QUEUED\r\n"),
+		s("DISCARD", "+OK\r\n"),
+	} {
+		c.send(enc(st.args...))
+		if got := c.reply(); got != st.want {
+			t.Errorf("%.20q: got %q want %q", st.args, got, st.want)
+		}
+	}
+}
+
+// TestUnauthenticatedClientThatDoesNotRead: a client without a token that
+// sends commands and never reads their replies is closed AuthTimeout after
+// connecting all the same; it does not keep its slot, blocked on a write.
+func TestUnauthenticatedClientThatDoesNotRead(t *testing.T) {
+	defer func(d time.Duration) { authTimeout = d }(authTimeout)
+	authTimeout = 300 * time.Millisecond
+	srv, addr := startServer(t, Config{Auth: testTokens})
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.(*net.TCPConn).SetReadBuffer(4096)
+	go func() {
+		// Each PING is answered with a 33-byte NOAUTH: far more replies
+		// than the sockets' buffers hold.
+		chunk := []byte(strings.Repeat("PING\r\n", 10000))
+		for range 1000 {
+			if _, err := nc.Write(chunk); err != nil {
+				return
+			}
+		}
+	}()
+	testutil.WaitFor(t, "the unauthenticated connection closed", func() bool { return srv.Clients() == 0 })
+}
+
+// TestResetDoesNotExtendAuthTimeout: RESET on a connection that never
+// authenticated does not restart its AuthTimeout; on one that did, the
+// timeout starts from the RESET.
+func TestResetDoesNotExtendAuthTimeout(t *testing.T) {
+	defer func(d time.Duration) { authTimeout = d }(authTimeout)
+	authTimeout = 300 * time.Millisecond
+	_, addr := startServer(t, Config{Auth: testTokens})
+	c := dial(t, addr)
+	c.nc.SetDeadline(time.Now().Add(10 * time.Second))
+	for {
+		if _, err := io.WriteString(c.nc, enc("RESET")); err != nil {
+			break
+		}
+		var b strings.Builder
+		if err := readValue(c.br, &b); err != nil {
+			if ne, ok := err.(net.Error); ok && ne.Timeout() {
+				t.Fatal("RESET kept an unauthenticated connection open past AuthTimeout")
+			}
+			break // closed
+		}
+	}
+
+	c = dial(t, addr)
+	if r := c.do("AUTH write-token-0123456789"); r != "+OK\r\n" {
+		t.Fatal(r)
+	}
+	if r := c.do("RESET"); r != "+RESET\r\n" {
+		t.Fatal(r)
+	}
+	if r := c.do("PING"); r != "-NOAUTH Authentication required.\r\n" {
+		t.Fatal(r)
 	}
 }
