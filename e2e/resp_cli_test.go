@@ -168,11 +168,14 @@ func TestRESPRedisCLICommands(t *testing.T) {
 		cli("INCR", k)
 	}
 	cli("INCR", "other")
-	for _, args := range [][]string{{"--scan", "--pattern", "scan:*"}, {"--scan", "--pattern", "scan:*", "--count", "7"}} {
-		got := strings.Fields(cli(args...))
+	for _, c := range []struct {
+		pattern string
+		want    []string
+	}{{"scan:*", wantKeys}, {"scan:1?", wantKeys[10:20]}, {"*:2*", wantKeys[20:]}} {
+		got := strings.Fields(cli("--scan", "--pattern", c.pattern))
 		slices.Sort(got)
-		if !slices.Equal(got, wantKeys) {
-			t.Errorf("redis-cli %q = %q, want %q", args, got, wantKeys)
+		if !slices.Equal(got, c.want) {
+			t.Errorf("redis-cli --scan --pattern %q = %q, want %q", c.pattern, got, c.want)
 		}
 	}
 	if got := strings.Fields(cli("--scan")); len(got) != 31 {
