@@ -3,7 +3,7 @@ GO      ?= go
 BIN     ?= bin/dcounter
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 
-.PHONY: build image test lint unit bench fuzz clean
+.PHONY: build image test lint unit bench fuzz fuzz-resp clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION)" -o $(BIN) ./cmd/dcounter
@@ -32,6 +32,12 @@ bench:
 
 fuzz:
 	$(GO) test -run='^$$' -fuzz=FuzzDecode -fuzztime=60s ./internal/wire/
+
+# fuzz-resp: the Redis protocol reader, on arbitrary and split input, and the
+# codec's round trip (go test runs one fuzz target at a time).
+fuzz-resp:
+	$(GO) test -run='^$$' -fuzz='^FuzzReader$$' -fuzztime=60s ./internal/resp/
+	$(GO) test -run='^$$' -fuzz='^FuzzRoundTrip$$' -fuzztime=30s ./internal/resp/
 
 clean:
 	rm -rf bin

@@ -12,6 +12,7 @@ dir=${DCOUNTER_CLUSTER_DIR:-$here/.cluster}
 bin=${DCOUNTER_BIN:-$here/bin/dcounter}
 http_base=${DCOUNTER_HTTP_BASE_PORT:-8080}
 gossip_base=${DCOUNTER_GOSSIP_BASE_PORT:-7946}
+resp_base=${DCOUNTER_RESP_BASE_PORT:-6379}
 discovery_port=${DCOUNTER_DISCOVERY_PORT:-8500}
 gateway_port=${DCOUNTER_GATEWAY_PORT:-8000}
 cluster=${DCOUNTER_CLUSTER_NAME:-local}
@@ -67,8 +68,8 @@ Commands:
   token [ROLE]         print the cluster's admin (or write, read) client token
   help                 this text
 
-Environment (defaults): DCOUNTER_HTTP_BASE_PORT (8080) and DCOUNTER_GOSSIP_BASE_PORT (7946):
-node i uses base+i-1; DCOUNTER_DISCOVERY_PORT (8500); DCOUNTER_GATEWAY_PORT (8000);
+Environment (defaults): DCOUNTER_HTTP_BASE_PORT (8080), DCOUNTER_GOSSIP_BASE_PORT (7946) and
+DCOUNTER_RESP_BASE_PORT (6379, the Redis protocol): node i uses base+i-1; DCOUNTER_DISCOVERY_PORT (8500); DCOUNTER_GATEWAY_PORT (8000);
 DCOUNTER_CLUSTER_DIR (./.cluster); DCOUNTER_CLUSTER_NAME (local); DCOUNTER_BIN (./bin/dcounter).
 Security: by default start makes a cluster key and client tokens in DCOUNTER_CLUSTER_DIR/secrets
 and everything uses them (DCOUNTER_INSECURE_LOCAL=1: no key, no tokens). Passed to every
@@ -134,21 +135,22 @@ start() {
   for i in $(seq 1 "$n"); do
     launch "node$i" node --name "node$i" --cluster "$cluster" \
       --gossip-addr "127.0.0.1:$((gossip_base + i - 1))" --http-addr "127.0.0.1:$((http_base + i - 1))" \
-      --data-dir "$dir/data/node$i" --discovery "$(discovery_url)"
+      --resp-addr "127.0.0.1:$((resp_base + i - 1))" --data-dir "$dir/data/node$i" --discovery "$(discovery_url)"
     wait_healthy "node$i" "$(node_url "$i")"
   done
   launch gateway gateway --http-addr "127.0.0.1:$gateway_port" --discovery "$(discovery_url)" --cluster "$cluster"
   wait_healthy gateway "$(gateway_url)"
   echo "started:"
   echo "  discovery  $(discovery_url)"
-  for i in $(seq 1 "$n"); do echo "  node$i      $(node_url "$i")"; done
+  for i in $(seq 1 "$n"); do echo "  node$i      $(node_url "$i")  redis://127.0.0.1:$((resp_base + i - 1))"; done
   echo "  gateway    $(gateway_url)"
   if [ -n "${DCOUNTER_TOKEN:-}" ]; then
     echo "secrets (cluster key, client tokens): $secrets"
     echo "try: export DCOUNTER_TOKEN=\$(./run-cluster.sh token write)"
     echo "     curl -H \"Authorization: Bearer \$DCOUNTER_TOKEN\" -X POST $(gateway_url)/increment; ./run-cluster.sh counter"
+    echo "     redis-cli -p $resp_base -a \"\$DCOUNTER_TOKEN\" --no-auth-warning INCR hits"
   else
-    echo "try: curl -X POST $(gateway_url)/increment; ./run-cluster.sh counter"
+    echo "try: curl -X POST $(gateway_url)/increment; ./run-cluster.sh counter; redis-cli -p $resp_base INCR hits"
   fi
 }
 

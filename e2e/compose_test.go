@@ -74,7 +74,7 @@ func TestComposeCluster(t *testing.T) {
 	run(t, nil, "make", "image")
 	project := fmt.Sprintf("dce2e%d", rand.IntN(1_000_000))
 	port := publishPort(t)
-	env := []string{fmt.Sprintf("DCOUNTER_GATEWAY_PORT=%d", port), "COMPOSE_PROJECT_NAME=" + project}
+	env := []string{fmt.Sprintf("DCOUNTER_GATEWAY_PORT=%d", port), fmt.Sprintf("DCOUNTER_RESP_PORT=%d", publishPort(t)), "COMPOSE_PROJECT_NAME=" + project}
 	c := func(args ...string) string { return run(t, env, append(compose, args...)...) }
 	t.Cleanup(func() {
 		if t.Failed() {

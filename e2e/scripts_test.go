@@ -73,17 +73,18 @@ func TestRunClusterScript(t *testing.T) {
 }
 
 // scriptRunner prepares to run the repository's shell scripts against a
-// cluster of their own: a free block of 16 ports from base, a temporary
+// cluster of their own: a free block of 20 ports from base, a temporary
 // cluster dir, the test binary, and env (plus the test's own variables). It
 // returns the base port, a runner, a runner that fails the test on error, and
 // stops the cluster when the test ends.
 func scriptRunner(t *testing.T, env []string, extra ...string) (base int, sh func(string, ...string) (string, error), must func(string, ...string) string) {
 	t.Helper()
-	base = freeBlock(t, 16)
+	base = freeBlock(t, 20)
 	env = append(env,
 		"DCOUNTER_CLUSTER_DIR="+t.TempDir(), "DCOUNTER_BIN="+dcounterBin,
 		fmt.Sprintf("DCOUNTER_HTTP_BASE_PORT=%d", base), fmt.Sprintf("DCOUNTER_GOSSIP_BASE_PORT=%d", base+5),
-		fmt.Sprintf("DCOUNTER_DISCOVERY_PORT=%d", base+10), fmt.Sprintf("DCOUNTER_GATEWAY_PORT=%d", base+11))
+		fmt.Sprintf("DCOUNTER_DISCOVERY_PORT=%d", base+10), fmt.Sprintf("DCOUNTER_GATEWAY_PORT=%d", base+11),
+		fmt.Sprintf("DCOUNTER_RESP_BASE_PORT=%d", base+15))
 	env = append(env, extra...)
 	sh = func(script string, args ...string) (string, error) {
 		cmd := exec.Command("../"+script, args...)

@@ -559,7 +559,7 @@ func TestCheckExposure(t *testing.T) {
 		{apiFlags{withAuth: true, tlsCert: "c", tlsKey: "k"}, "0.0.0.0:8080", true}, // TLS is not authentication
 		{apiFlags{}, "0.0.0.0:8500", false},                                         // discovery: its own rules
 	} {
-		err := c.af.checkExposure(c.addr)
+		err := c.af.checkExposure("--http-addr", c.addr)
 		if (err != nil) != c.refused {
 			t.Errorf("%+v on %s: %v, want refused=%v", c.af, c.addr, err, c.refused)
 		}

@@ -95,7 +95,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 			"network you trust.\n", addr)
 		return exitUsage
 	}
-	if err := af.checkExposure(addr); err != nil {
+	if err := af.checkExposure("--http-addr", addr); err != nil {
 		fmt.Fprintf(stderr, "dcounter gateway: %v.\n", err)
 		return exitUsage
 	}

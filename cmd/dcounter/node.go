@@ -33,6 +33,10 @@ Clients authenticate with bearer tokens from --auth-file (roles read, write,
 admin); without one, the client API must stay on a loopback address unless
 --insecure-api is given. --tls-cert/--tls-key serve it over HTTPS.
 
+With --resp-addr the node also speaks the Redis protocol: INCR, INCRBY, GET,
+DEL, EXPIRE, SCAN ... from any Redis client, AUTH with the same tokens, TLS
+with the same certificate, replies sent only once the write is durable.
+
 Example: a three-node cluster on one machine
   dcounter node --name n1 --gossip-addr 127.0.0.1:7946 --http-addr 127.0.0.1:8080 --data-dir /tmp/n1
   dcounter node --name n2 --gossip-addr 127.0.0.1:7947 --http-addr 127.0.0.1:8081 --data-dir /tmp/n2 --join 127.0.0.1:7946
@@ -54,6 +58,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.Name, "name", hostname(), "human-readable member `name`")
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "127.0.0.1:7946", "TCP `host:port` to listen on for peers")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "`host:port` of the client HTTP API")
+	fs.StringVar(&cfg.RESPAddr, "resp-addr", "", "`host:port` of the Redis-protocol (RESP2/RESP3) client listener, e.g. 127.0.0.1:6379: redis-cli, redis-benchmark and Redis client libraries count through it (default: off). Same tokens (AUTH) and TLS as the HTTP API")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "`host:port` peers dial to reach this node (default: the gossip address)")
 	fs.StringVar(&cfg.AdvertiseHTTPAddr, "advertise-http-addr", "", "`host:port` of the client API as given to peers, discovery and gateways (default: the HTTP address; with a wildcard one, the advertised host with the HTTP port)")
 	fs.StringVar(&join, "join", "", "comma-separated `host:port` list of members to join through (any live one will do)")
@@ -129,9 +134,15 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "dcounter node: %v\n", err)
 		return exitUsage
 	}
-	if err := af.checkExposure(cfg.HTTPAddr); err != nil {
+	if err := af.checkExposure("--http-addr", cfg.HTTPAddr); err != nil {
 		fmt.Fprintf(stderr, "dcounter node: %v.\n", err)
 		return exitUsage
+	}
+	if cfg.RESPAddr != "" {
+		if err := af.checkExposure("--resp-addr", cfg.RESPAddr); err != nil {
+			fmt.Fprintf(stderr, "dcounter node: %v.\n", err)
+			return exitUsage
+		}
 	}
 	// The keyring also verifies identities that gateways forward.
 	sec, err := af.build(cfg.ClusterKeys, logger)
@@ -141,6 +152,9 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	}
 	if sec.guard != nil {
 		cfg.Auth = sec.guard
+	}
+	if sec.tokens != nil {
+		cfg.Tokens = sec.tokens
 	}
 	cfg.TLS = sec.serverTLS()
 	if cfg.DiscoveryTLS, err = clientTLS(tlsCA, nil); err != nil {

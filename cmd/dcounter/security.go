@@ -36,14 +36,14 @@ func (af *apiFlags) register(fs *flagSet, withAuth bool) {
 
 // checkExposure refuses an open client API on an address other machines
 // can reach, like Redis's protected mode: the caller's error says how to fix it.
-func (af *apiFlags) checkExposure(addr string) error {
+func (af *apiFlags) checkExposure(flag, addr string) error {
 	if !af.withAuth || af.authFile != "" || af.insecureAPI || loopback(addr) {
 		return nil
 	}
-	return fmt.Errorf("--http-addr %s can be reached from other machines, but the client API has no --auth-file:\n"+
+	return fmt.Errorf("%s %s can be reached from other machines, but the client API has no --auth-file:\n"+
 		"anyone who can reach the port could read and change every counter. Give --auth-file PATH (one\n"+
 		"'TOKEN ROLE [NAME]' per line; make tokens with 'dcounter keygen'), or pass --insecure-api on a\n"+
-		"network you trust", addr)
+		"network you trust", flag, addr)
 }
 
 // apiSecurity is what apiFlags build: the guard (nil without auth) and the

@@ -31,6 +31,7 @@ import (
 	"github.com/dcounter/dcounter/internal/gossip"
 	"github.com/dcounter/dcounter/internal/memberproof"
 	"github.com/dcounter/dcounter/internal/membership"
+	"github.com/dcounter/dcounter/internal/respserver"
 	"github.com/dcounter/dcounter/internal/service"
 	"github.com/dcounter/dcounter/internal/transport"
 	"github.com/dcounter/dcounter/internal/wal"
@@ -149,6 +150,11 @@ type Config struct {
 	// Auth, if set, authenticates and authorises every client API request
 	// (api.Authorize). Nil: the API is open to whoever can reach it.
 	Auth api.Authenticator
+	// RESPAddr is the Redis-protocol listener's address; empty means none.
+	RESPAddr string
+	// Tokens, if set, are what AUTH checks on the Redis-protocol listener
+	// (the tokens of Auth's auth file). Nil: no AUTH needed there.
+	Tokens respserver.TokenLookup
 	// TLS, if set, serves the client API over TLS with this configuration
 	// (tlsfiles.Server.TLSConfig). Nil: plain HTTP.
 	TLS *tls.Config
@@ -250,6 +256,9 @@ type Node struct {
 	http  *http.Server
 	drain *drainer // in front of http's handler
 	ln    net.Listener
+	// respLn and resp serve the Redis protocol (nil without RESPAddr).
+	respLn net.Listener
+	resp   *respserver.Server
 
 	// Storage; all nil without a data dir.
 	dir         *datadir.Dir
@@ -352,6 +361,14 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			n.ln = tls.NewListener(n.ln, cfg.TLS)
 		}
 	}
+	if err := n.listenRESP(); err != nil {
+		if n.ln != nil {
+			n.ln.Close()
+		}
+		n.ep.Close()
+		n.closeStorageOnError()
+		return nil, err
+	}
 	httpAddr := cfg.AdvertiseHTTPAddr
 	if httpAddr == "" && n.ln != nil {
 		httpAddr = advertisedHTTP(n.ln.Addr().(*net.TCPAddr), n.ep.Addr())
@@ -418,7 +435,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			}
 		}()
 	}
-	n.log.Info("node started", "name", cfg.Name, "gossip_addr", n.ep.Addr(), "http_addr", httpAddr, "cluster", cfg.Cluster)
+	n.serveRESP()
+	n.log.Info("node started", "name", cfg.Name, "gossip_addr", n.ep.Addr(), "http_addr", httpAddr, "resp_addr", n.RESPAddr(), "cluster", cfg.Cluster)
 	return n, nil
 }
 
@@ -489,6 +507,13 @@ func (n *Node) Shutdown(ctx context.Context) error {
 			err = n.http.Shutdown(ctx)
 		} else if n.ln != nil {
 			n.ln.Close()
+		}
+		// Commands in flight answer (their writes need the log, closed
+		// last); then every Redis-protocol connection is closed.
+		if n.resp != nil {
+			err = errors.Join(err, n.resp.Shutdown(ctx))
+		} else if n.respLn != nil {
+			n.respLn.Close()
 		}
 		close(n.stop)
 		n.cancel()

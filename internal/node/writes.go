@@ -44,11 +44,13 @@ type staged struct {
 // group is the staging area of one Writes call, pooled: a steady stream of
 // groups allocates nothing here.
 type group struct {
-	st    []staged
-	parts []wal.Part
-	metas []crdt.Meta
-	done  chan error
-	lives int // staged writes with life set
+	st      []staged
+	parts   []wal.Part
+	entries []crdt.Entry
+	ends    []int
+	metas   []crdt.Meta
+	done    chan error
+	lives   int // staged writes with life set
 }
 
 var groups = sync.Pool{New: func() any { return &group{done: make(chan error, 1)} }}
@@ -63,13 +65,14 @@ func (n *Node) Writes(_ context.Context, ws []service.Write, out []service.Write
 	defer n.mu.Unlock()
 	for i := 0; i < len(ws); {
 		g.st, g.lives = g.st[:0], 0
+		now := n.nowMs() // one reading per group: the clock costs
 		j := i
 		for ; j < len(ws) && len(g.st) < maxGroup; j++ {
 			if g.conflicts(ws, j) {
 				break
 			}
 			out[j] = service.WriteResult{}
-			if s, ok := n.stage(&ws[j], &out[j]); ok {
+			if s, ok := n.stage(&ws[j], now, &out[j]); ok {
 				s.i = j
 				g.st = append(g.st, s)
 				if s.life {
@@ -113,7 +116,7 @@ func changesLife(w *service.Write) bool {
 // stage checks w and reserves what it needs, or answers it in out at once
 // (an error, a replay, a write with nothing to do): ok is false then.
 // Caller holds mu (which claiming an idempotency key may release).
-func (n *Node) stage(w *service.Write, out *service.WriteResult) (s staged, ok bool) {
+func (n *Node) stage(w *service.Write, now int64, out *service.WriteResult) (s staged, ok bool) {
 	if err := crdt.ValidKey(w.Key); err != nil {
 		out.Err = err
 		return s, false
@@ -131,8 +134,10 @@ func (n *Node) stage(w *service.Write, out *service.WriteResult) (s staged, ok b
 		n.replay(w, first, out)
 		return s, false
 	}
+	if idem != nil {
+		now = n.nowMs() // claiming the key may have waited
+	}
 	s = staged{idem: idem, life: changesLife(w)}
-	now := n.nowMs()
 	switch w.Op {
 	case service.OpAdd:
 		ok, err = n.stageAdd(w, now, &s, out)
@@ -311,7 +316,13 @@ func (n *Node) commitGroup(g *group, ws []service.Write, out []service.WriteResu
 	if len(g.st) == 0 {
 		return
 	}
-	g.parts, g.metas = g.parts[:0], g.metas[:0]
+	g.parts, g.metas, g.entries = g.parts[:0], g.metas[:0], g.entries[:0]
+	// A keyed write is a record of its own (the key is logged with its
+	// change); a run of unkeyed ones shares one. Entries go to one pooled
+	// slice, cut into the parts once it has stopped growing: the log has
+	// encoded them by the time it answers, and gossip keeps only keys.
+	var ends []int // entry index where each part ends
+	ends = g.ends[:0]
 	for k := range g.st {
 		s := &g.st[k]
 		if s.idem != nil {
@@ -320,25 +331,30 @@ func (n *Node) commitGroup(g *group, ws []service.Write, out []service.WriteResu
 			s.idem.Value = idemAnswer(ws[s.i].Op, &out[s.i])
 			n.idemInFlight[s.idem.Key] = *s.idem
 		}
-		// A keyed write is a record of its own (the key is logged with its
-		// change); unkeyed ones share one.
 		if s.idem != nil || len(g.parts) == 0 || g.parts[len(g.parts)-1].Idem != nil {
-			p := wal.Part{Idem: s.idem}
-			if s.idem == nil {
-				p.C.Entries = make([]crdt.Entry, 0, len(g.st)-k)
+			if len(g.parts) > 0 {
+				ends = append(ends, len(g.entries))
 			}
-			g.parts = append(g.parts, p)
+			g.parts = append(g.parts, wal.Part{Idem: s.idem})
 		}
-		p := &g.parts[len(g.parts)-1]
 		if s.hasM {
+			p := &g.parts[len(g.parts)-1]
 			p.C.Metas = append(p.C.Metas, s.meta)
 			g.metas = append(g.metas, s.meta)
 		}
 		if s.hasE {
-			p.C.Entries = append(p.C.Entries, s.entry)
+			g.entries = append(g.entries, s.entry)
 		}
 	}
+	ends = append(ends, len(g.entries))
+	g.ends = ends
+	start := 0
+	for i := range g.parts {
+		g.parts[i].C.Entries = g.entries[start:ends[i]:ends[i]]
+		start = ends[i]
+	}
 	err := n.logGroup(g)
+	now := n.nowMs()
 	for k := range g.st {
 		s := &g.st[k]
 		o := &out[s.i]
@@ -368,8 +384,9 @@ func (n *Node) commitGroup(g *group, ws []service.Write, out []service.WriteResu
 		case service.OpDelete:
 			n.metrics.deletes.Inc()
 		case service.OpAdd, service.OpExpire, service.OpPersist:
-			if o.Counter.Live {
-				o.Counter.TTL = n.counter(o.Counter.Key, n.nowMs()).TTL
+			o.Counter.TTL = 0
+			if l, _ := n.ks.LifeOf(o.Counter.Key); o.Counter.Live && l.TTL.Deadline != 0 {
+				o.Counter.TTL = n.counter(o.Counter.Key, now).TTL
 			}
 		}
 	}
@@ -379,8 +396,11 @@ func (n *Node) commitGroup(g *group, ws []service.Write, out []service.WriteResu
 		}
 		n.scheduleFlush()
 	}
-	// The parts' slices went to the log and to gossip: start afresh.
+	// The parts' metas went to the log and to gossip: start afresh.
 	clear(g.parts)
+	if cap(g.entries) > 4*maxGroup {
+		g.entries = nil // don't pool a buffer grown for a huge group
+	}
 }
 
 // idemAnswer is what a keyed write's retries get back (wal.Idem.Value).

@@ -91,6 +91,7 @@ type Log struct {
 
 	mu       sync.Mutex
 	queue    []request
+	spare    []request // the last written batch's slice, for the next queue
 	nextLSN  uint64
 	failed   error
 	closed   bool

@@ -141,12 +141,22 @@ func (l *Log) run() {
 func (l *Log) drain() {
 	l.mu.Lock()
 	batch := l.queue
-	l.queue = nil
+	l.queue, l.spare = l.spare[:0], nil
 	failed := l.failed
 	l.mu.Unlock()
 	if len(batch) == 0 {
 		return
 	}
+	// The batch's slice becomes the next queue once written: a steady
+	// stream of groups allocates no queue.
+	defer func() {
+		clear(batch) // drop the contents: they are the callers'
+		if cap(batch) <= 4096 {
+			l.mu.Lock()
+			l.spare = batch[:0]
+			l.mu.Unlock()
+		}
+	}()
 	if failed != nil {
 		finish(batch, failed)
 		return
