@@ -88,13 +88,19 @@ for f in "$tmp"/*-P*; do printf '  %-22s %s\n' "$(basename "$f")" "$(awk '{print
 
 # ---- profiles -----------------------------------------------------------------
 [ -n "$profile_dir" ] || exit 0
+walstats() { # HTTP-PORT: "fsyncs fsync-seconds records" so far
+  curl -fs "http://127.0.0.1:$1/metrics" | awk '$1 == "dcounter_wal_fsync_duration_seconds_count" {c = $2}
+    $1 == "dcounter_wal_fsync_duration_seconds_sum" {s = $2} $1 == "dcounter_wal_records_total" {r = $2} END {print c + 0, s + 0, r + 0}'
+}
 mkdir -p "$profile_dir"
 for policy in none always; do
   rp=${port[dcounter-$policy]} dbg=$((${port[dcounter-$policy]} + 3))
   "${pin_wrk[@]}" redis-benchmark -p "$rp" -t incr -n 1000000000 -c "$conns" -P 16 -q >/dev/null 2>&1 &
   load=$!
   sleep 1
+  w0=$(walstats $((rp + 1))) t0=$(date +%s.%N)
   curl -fs "http://127.0.0.1:$dbg/debug/pprof/profile?seconds=$profile_secs" >"$profile_dir/cpu-$policy.pprof"
+  w1=$(walstats $((rp + 1))) t1=$(date +%s.%N)
   curl -fs "http://127.0.0.1:$dbg/debug/pprof/trace?seconds=$((profile_secs / 2))" >"$profile_dir/trace-$policy.out"
   kill "$load"
   wait "$load" 2>/dev/null || true
@@ -105,4 +111,8 @@ for policy in none always; do
       go tool pprof -top -nodecount=25 "$tmp/dcounter" "$profile_dir/$kind-$policy.pprof" >"$profile_dir/$kind-$policy.txt" 2>/dev/null || true
   done
   echo "profiles of dcounter --fsync $policy under -P 16 -c $conns: $profile_dir/{cpu,cpu-cum,sync,syscall,net}-$policy.txt"
+  awk -v a="$w0" -v b="$w1" -v t0="$t0" -v t1="$t1" 'BEGIN { split(a, x); split(b, y); d = t1 - t0; f = y[1] - x[1]; r = y[3] - x[3]
+    printf "  during the CPU profile: %.0f log records/s, %.0f fsyncs/s, %.3f ms per fsync, %.1f records per fsync\n",
+      r / d, f / d, f ? (y[2] - x[2]) / f * 1000 : 0, f ? r / f : 0 }' </dev/null
+  grep -m1 -B0 -A0 'Total samples' "$profile_dir/cpu-$policy.txt" | sed 's/^/  /' || true
 done
