@@ -12,6 +12,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/node"
+	"github.com/dcounter/dcounter/internal/respserver"
 	"github.com/dcounter/dcounter/internal/wal"
 )
 
@@ -59,6 +60,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.StringVar(&cfg.GossipAddr, "gossip-addr", "127.0.0.1:7946", "TCP `host:port` to listen on for peers")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "127.0.0.1:8080", "`host:port` of the client HTTP API")
 	fs.StringVar(&cfg.RESPAddr, "resp-addr", "", "`host:port` of the Redis-protocol (RESP2/RESP3) client listener, e.g. 127.0.0.1:6379: redis-cli, redis-benchmark and Redis client libraries count through it (default: off). Same tokens (AUTH) and TLS as the HTTP API")
+	fs.IntVar(&cfg.RESPMaxClients, "resp-max-clients", respserver.DefaultMaxClients, "Redis-protocol connections served at once; one more is answered \"ERR max number of clients reached\" and closed")
+	fs.DurationVar(&cfg.RESPIdleTimeout, "resp-idle-timeout", 0, "close a Redis-protocol connection that sent nothing for this `duration` (0: never, as Redis's timeout 0; a connection that has not authenticated is closed after 60s either way)")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "`host:port` peers dial to reach this node (default: the gossip address)")
 	fs.StringVar(&cfg.AdvertiseHTTPAddr, "advertise-http-addr", "", "`host:port` of the client API as given to peers, discovery and gateways (default: the HTTP address; with a wildcard one, the advertised host with the HTTP port)")
 	fs.StringVar(&join, "join", "", "comma-separated `host:port` list of members to join through (any live one will do)")

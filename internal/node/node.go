@@ -152,6 +152,11 @@ type Config struct {
 	Auth api.Authenticator
 	// RESPAddr is the Redis-protocol listener's address; empty means none.
 	RESPAddr string
+	// RESPMaxClients bounds the Redis-protocol connections served at once
+	// (default respserver.DefaultMaxClients); RESPIdleTimeout closes one
+	// idle that long (default 0: never).
+	RESPMaxClients  int
+	RESPIdleTimeout time.Duration
 	// Tokens, if set, are what AUTH checks on the Redis-protocol listener
 	// (the tokens of Auth's auth file). Nil: no AUTH needed there.
 	Tokens respserver.TokenLookup

@@ -33,8 +33,11 @@ func (n *Node) serveRESP() {
 	cfg := respserver.Config{
 		Service: service.Instrument(n, n.metrics.ops, "resp"),
 		TLS:     n.cfg.TLS,
-		Version: Version(),
-		Log:     n.log.With("component", "resp"),
+		// Zero values are respserver's defaults.
+		MaxClients:  n.cfg.RESPMaxClients,
+		IdleTimeout: n.cfg.RESPIdleTimeout,
+		Version:     Version(),
+		Log:         n.log.With("component", "resp"),
 	}
 	if n.cfg.Tokens != nil {
 		cfg.Auth = n.cfg.Tokens
