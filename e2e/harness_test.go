@@ -64,6 +64,7 @@ type proc struct {
 	done     chan struct{}
 	HTTP     string // base URL of the client API
 	Gossip   string // host:port
+	RESP     string // host:port of the Redis protocol listener, if started withRESP
 	DataDir  string
 	exitCode int
 	// client, if set, replaces the shared client for this process's API
@@ -100,14 +101,26 @@ func startNode(t testing.TB, name string, join string, extra ...string) *proc {
 	return p.startAsNode(join, extra...)
 }
 
+// withRESP, among a node's extra arguments, gives it a Redis protocol
+// listener (--resp-addr) on a free port of 127.0.0.1, kept across restarts
+// and found in proc.RESP.
+const withRESP = "--resp-addr=127.0.0.1:free"
+
 // startAsNode fills in the node arguments for p's addresses and starts it.
 func (p *proc) startAsNode(join string, extra ...string) *proc {
 	t, name := p.t, p.name
 	t.Helper()
 	p.DataDir = filepath.Join(t.TempDir(), name)
-	p.args = append([]string{"node", "--name", name,
+	p.args = []string{"node", "--name", name,
 		"--gossip-addr", p.Gossip, "--http-addr", hostPort(p.HTTP),
-		"--data-dir", p.DataDir, "--log-level", "debug"}, extra...)
+		"--data-dir", p.DataDir, "--log-level", "debug"}
+	for _, a := range extra {
+		if a == withRESP {
+			p.RESP = p.otherFreeAddr()
+			a = "--resp-addr=" + p.RESP
+		}
+		p.args = append(p.args, a)
+	}
 	if join != "" {
 		p.args = append(p.args, "--join", join)
 	}
@@ -116,6 +129,18 @@ func (p *proc) startAsNode(join string, extra ...string) *proc {
 }
 
 func (p *proc) start() { p.startWithEnv(nil) }
+
+// otherFreeAddr returns a free 127.0.0.1 address on a port that is neither
+// p's gossip nor its API port (a port just released is often handed out
+// again).
+func (p *proc) otherFreeAddr() string {
+	for {
+		a := fmt.Sprintf("127.0.0.1:%d", freePort(p.t))
+		if a != p.Gossip && a != hostPort(p.HTTP) {
+			return a
+		}
+	}
+}
 
 func (p *proc) kill() {
 	if p.cmd != nil && p.cmd.Process != nil {
@@ -278,8 +303,17 @@ func (p *proc) startWithEnv(env []string) {
 			return fmt.Errorf("%s exited with %d:\n%s", p.name, p.exitCode, p.log.String())
 		default:
 		}
-		_, err := p.get("/health")
-		return err
+		if _, err := p.get("/health"); err != nil {
+			return err
+		}
+		if p.RESP != "" {
+			c, err := net.DialTimeout("tcp", p.RESP, time.Second)
+			if err != nil {
+				return err
+			}
+			c.Close()
+		}
+		return nil
 	}, true)
 }
 
