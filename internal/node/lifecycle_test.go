@@ -216,6 +216,9 @@ func TestDayOffClockRefusesClockDependentWrites(t *testing.T) {
 		t.Fatalf("ttl change on the day-ahead node: %v, want 503", err)
 	}
 	add(t, off, "plain", 1, service.WriteOptions{})
+	if _, _, err := off.SetTTL(ctx, "plain", 0, ""); service.HTTPStatus(err) != http.StatusServiceUnavailable {
+		t.Fatalf("removing an expiry on the day-ahead node: %v, want 503", err)
+	}
 	if _, _, err := off.Delete(ctx, "plain", ""); err != nil {
 		t.Fatalf("delete on the day-ahead node: %v", err)
 	}

@@ -405,11 +405,10 @@ func (n *Node) stageDelete(key string, now int64, s *staged, out *service.WriteR
 // is not live, a condition that does not hold or an expiry already as
 // asked: out says so.
 func (n *Node) stageExpiry(w *service.Write, now int64, s *staged, out *service.WriteResult) (bool, error) {
-	if w.Op == service.OpExpire {
-		// The deadline is read from the clock.
-		if err := n.clockSuspect(); err != nil {
-			return false, err
-		}
+	// The deadline set, or whether the one held has passed, is read from
+	// the clock: a clock most members disagree with must not decide either.
+	if err := n.clockSuspect(); err != nil {
+		return false, err
 	}
 	st := n.ks.StatusOf(w.Key, now)
 	out.Counter = n.counter(w.Key, now)

@@ -137,7 +137,7 @@ func init() {
 	// COMMAND alone lists the commands.
 	for _, c := range list {
 		if c.name == "command" {
-			c.run = cmdCommand
+			c.run, c.arity = cmdCommand, -1 // as Redis's COMMAND: no subcommand needed
 		}
 	}
 	refusals := map[string]string{

@@ -363,3 +363,14 @@ func TestUnknownCommandTruncates(t *testing.T) {
 		t.Fatalf("got  %q\nwant %q", got, want)
 	}
 }
+
+// TestCommandAloneListsCommands: bare COMMAND (redis-cli, go-redis's
+// Command) answers the whole table, as Redis does.
+func TestCommandAloneListsCommands(t *testing.T) {
+	_, addr := startServer(t, Config{Service: newFake()})
+	c := dial(t, addr)
+	c.send(enc("COMMAND"))
+	if got := c.reply(); !strings.HasPrefix(got, "*33\r\n*10\r\n") {
+		t.Fatalf("COMMAND: %.80q…, want an array of 33 command entries", got)
+	}
+}
