@@ -243,6 +243,7 @@ func printable(s string) bool {
 type File struct {
 	path string
 	cur  atomic.Pointer[Table]
+	gen  atomic.Uint64
 }
 
 // LoadFile reads the auth file at path.
@@ -277,8 +278,15 @@ func (f *File) Reload() (int, error) {
 		return f.cur.Load().Len(), err
 	}
 	f.cur.Store(t)
+	f.gen.Add(1)
 	return t.Len(), nil
 }
+
+// Generation counts the reloads that took effect: a holder of an identity
+// looked up at one generation looks its token up again at the next, so
+// that a token removed from the file stops working on connections that
+// outlive the reload.
+func (f *File) Generation() uint64 { return f.gen.Load() }
 
 // Path is the file's path.
 func (f *File) Path() string { return f.path }

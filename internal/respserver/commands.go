@@ -607,7 +607,7 @@ func cmdReset(c *conn, cmd *command, args [][]byte) {
 			// authenticated keeps its own, else RESET would keep it open.
 			c.authStart = time.Now()
 		}
-		c.authed, c.ident = false, auth.Identity{}
+		c.authed, c.ident, c.token = false, auth.Identity{}, ""
 		c.r.SetLimits(resp.UnauthenticatedLimits)
 	}
 	c.w.SimpleString("RESET")
@@ -653,7 +653,37 @@ func (c *conn) authenticate(user, pass []byte) bool {
 		return false
 	}
 	c.authed, c.ident = true, id
+	c.token = string(pass)
+	if g, ok := c.s.cfg.Auth.(Generationer); ok {
+		c.authGen = g.Generation()
+	}
 	c.r.SetLimits(c.s.cfg.Limits)
+	return true
+}
+
+// msgRevoked closes a connection whose token was removed from the auth
+// file: as Redis disconnects the clients of a deleted ACL user.
+const msgRevoked = "ERR this connection's token was removed from the auth file; connection closed"
+
+// tokenStillValid looks the connection's token up again after the tokens
+// changed, taking the role it has now; a token no longer there ends the
+// connection, answered with msgRevoked.
+func (c *conn) tokenStillValid() bool {
+	g, ok := c.s.cfg.Auth.(Generationer)
+	if !ok || c.token == "" {
+		return true
+	}
+	gen := g.Generation()
+	if gen == c.authGen {
+		return true
+	}
+	id, found := c.s.cfg.Auth.Lookup(c.token)
+	if !found {
+		c.fail(msgRevoked)
+		c.authed, c.ident, c.token, c.quit = false, auth.Identity{}, "", true
+		return false
+	}
+	c.ident, c.authGen = id, gen
 	return true
 }
 

@@ -84,8 +84,12 @@ type conn struct {
 	// hasWriteDeadline: flush set one (only the serving goroutine writes).
 	hasWriteDeadline bool
 
-	authed       bool
-	ident        auth.Identity
+	authed bool
+	ident  auth.Identity
+	// token is what the connection authenticated with, looked up again
+	// when the tokens change (authGen is the generation it was checked at).
+	token        string
+	authGen      uint64
 	authFailures int
 	name         string
 	lib          [2]string // CLIENT SETINFO lib-name, lib-ver
@@ -383,6 +387,9 @@ func (c *conn) refuse(cmd *command, args [][]byte, msg string, err error) {
 
 // dispatch runs (or queues, in MULTI) one command.
 func (c *conn) dispatch(args [][]byte) {
+	if c.authed && c.token != "" && !c.tokenStillValid() {
+		return
+	}
 	cmd := c.lookup(args[0])
 	if cmd != nil && cmd.subs != nil && len(args) >= 2 {
 		sub := cmd.subs[string(c.lowerName(args[1]))]

@@ -71,6 +71,15 @@ type TokenLookup interface {
 
 var _ TokenLookup = (*auth.File)(nil)
 
+// Generationer is implemented by a TokenLookup whose tokens can change
+// (*auth.File, on SIGHUP): after each change, a connection looks its token
+// up again before its next command, and is closed if the token is gone.
+type Generationer interface {
+	Generation() uint64
+}
+
+var _ Generationer = (*auth.File)(nil)
+
 // Server serves the Redis protocol over a service.Service.
 type Server struct {
 	cfg     Config

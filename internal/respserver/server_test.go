@@ -13,6 +13,8 @@ import (
 	"io"
 	"math/big"
 	"net"
+	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -530,5 +532,46 @@ func TestResetDoesNotExtendAuthTimeout(t *testing.T) {
 	}
 	if r := c.do("PING"); r != "-NOAUTH Authentication required.\r\n" {
 		t.Fatal(r)
+	}
+}
+
+// TestReloadedTokensApplyToOpenConnections: after the auth file is
+// reloaded, a connection whose token was removed is closed at its next
+// command, and one whose token changed role has the new role.
+func TestReloadedTokensApplyToOpenConnections(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "auth")
+	write := func(content string) {
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("gone-token-0123456789abcdef write\nkept-token-0123456789abcdef write\n")
+	file, err := auth.LoadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, addr := startServer(t, Config{Service: newFake(), Auth: file})
+	gone, kept := dial(t, addr), dial(t, addr)
+	for c, tok := range map[*client]string{gone: "gone-token-0123456789abcdef", kept: "kept-token-0123456789abcdef"} {
+		if r := c.do("AUTH " + tok); r != "+OK\r\n" {
+			t.Fatalf("AUTH: %q", r)
+		}
+		if r := c.do("INCR k"); !strings.HasPrefix(r, ":") {
+			t.Fatalf("INCR before the reload: %q", r)
+		}
+	}
+	write("kept-token-0123456789abcdef read\n")
+	if _, err := file.Reload(); err != nil {
+		t.Fatal(err)
+	}
+	if r := gone.do("GET k"); r != "-"+msgRevoked+"\r\n" {
+		t.Fatalf("removed token, next command: %q", r)
+	}
+	gone.expectClosed()
+	if r := kept.do("INCR k"); r != "-NOPERM User default has no permissions to run the 'incr' command\r\n" {
+		t.Fatalf("token now read-only, INCR: %q", r)
+	}
+	if r := kept.do("GET k"); !strings.HasPrefix(r, "$") {
+		t.Fatalf("token now read-only, GET: %q", r)
 	}
 }
