@@ -1,9 +1,9 @@
 package resp
 
-// parseInt parses a decimal as Redis's string2ll does, so the same headers are
-// accepted: an optional '-', no '+', no spaces, no leading zeros, no "-0",
-// nothing that overflows int64.
-func parseInt(b []byte) (int64, bool) {
+// ParseInt parses a decimal as Redis's string2ll does, so that the same
+// headers and integer arguments are accepted: an optional '-', no '+', no
+// spaces, no leading zeros, no "-0", nothing that overflows int64.
+func ParseInt(b []byte) (int64, bool) {
 	if len(b) == 0 || len(b) > 20 {
 		return 0, false
 	}

@@ -266,7 +266,7 @@ func (r *Reader) parse() (done bool, err error) {
 		if !ok || err != nil {
 			return false, err
 		}
-		n, ok := parseInt(line[1:])
+		n, ok := ParseInt(line[1:])
 		switch {
 		case !ok || n > int64(r.maxArgs()):
 			return false, errInvalidMultibulk
@@ -286,7 +286,7 @@ func (r *Reader) parse() (done bool, err error) {
 			if line[0] != '$' {
 				return false, errExpectedDollar(line[0])
 			}
-			n, ok := parseInt(line[1:])
+			n, ok := ParseInt(line[1:])
 			switch {
 			case !ok || n < 0 || n > int64(r.maxBulk()):
 				return false, errInvalidBulk

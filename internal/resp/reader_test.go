@@ -362,13 +362,13 @@ func TestParseInt(t *testing.T) {
 	for in, want := range map[string]int64{
 		"0": 0, "1": 1, "-1": -1, "9223372036854775807": 1<<63 - 1, "-9223372036854775808": -1 << 63,
 	} {
-		if got, ok := parseInt([]byte(in)); !ok || got != want {
+		if got, ok := ParseInt([]byte(in)); !ok || got != want {
 			t.Errorf("%q: %d %v", in, got, ok)
 		}
 	}
 	for _, in := range []string{"", "-", "-0", "01", "+1", " 1", "1 ", "9223372036854775808",
-		"-9223372036854775809", "18446744073709551616", "99999999999999999999", "1a"} {
-		if got, ok := parseInt([]byte(in)); ok {
+		"-9223372036854775809", "18446744073709551616", "99999999999999999999", "1a", "00", "1.0"} {
+		if got, ok := ParseInt([]byte(in)); ok {
 			t.Errorf("%q accepted as %d", in, got)
 		}
 	}

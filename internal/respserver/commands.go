@@ -180,45 +180,6 @@ func container(name string, subs []*command) *command {
 	return c
 }
 
-// parseInt parses b as Redis's string2ll does: an optional '-', then digits
-// without leading zeros (or just "0"), within int64; no '+', no spaces.
-func parseInt(b []byte) (int64, bool) {
-	if len(b) == 0 || len(b) > 20 {
-		return 0, false
-	}
-	if len(b) == 1 && b[0] == '0' {
-		return 0, true
-	}
-	neg := b[0] == '-'
-	if neg {
-		b = b[1:]
-	}
-	if len(b) == 0 || b[0] < '1' || b[0] > '9' {
-		return 0, false
-	}
-	var u uint64
-	for _, ch := range b {
-		if ch < '0' || ch > '9' {
-			return 0, false
-		}
-		d := uint64(ch - '0')
-		if u > (math.MaxUint64-d)/10 {
-			return 0, false
-		}
-		u = u*10 + d
-	}
-	if neg {
-		if u > 1<<63 {
-			return 0, false
-		}
-		return -int64(u-1) - 1, true
-	}
-	if u > math.MaxInt64 {
-		return 0, false
-	}
-	return int64(u), true
-}
-
 // equalFold reports whether b is s, ASCII case-insensitively (s lowercase).
 func equalFold(b []byte, s string) bool {
 	if len(b) != len(s) {
@@ -279,7 +240,7 @@ func cmdIncr(c *conn, cmd *command, args [][]byte) {
 }
 
 func cmdIncrBy(c *conn, cmd *command, args [][]byte) {
-	n, ok := parseInt(args[2])
+	n, ok := resp.ParseInt(args[2])
 	if !ok {
 		c.refuse(cmd, args, msgNotInteger, service.Invalid(errNotInteger))
 		return
@@ -308,7 +269,7 @@ func cmdIncrBy(c *conn, cmd *command, args [][]byte) {
 
 // cmdDCIncrBy: DC.INCRBY key amount [IDEMPOTENCY token] [EX s | PX ms] [ALWAYS].
 func cmdDCIncrBy(c *conn, cmd *command, args [][]byte) {
-	n, ok := parseInt(args[2])
+	n, ok := resp.ParseInt(args[2])
 	if !ok {
 		c.refuse(cmd, args, msgNotInteger, service.Invalid(errNotInteger))
 		return
@@ -337,7 +298,7 @@ func cmdDCIncrBy(c *conn, cmd *command, args [][]byte) {
 				unit = time.Millisecond
 			}
 			j++
-			t, ok := parseInt(args[j])
+			t, ok := resp.ParseInt(args[j])
 			if !ok {
 				c.refuse(cmd, args, msgNotInteger, service.Invalid(errNotInteger))
 				return
@@ -454,7 +415,7 @@ func cmdExpire(c *conn, cmd *command, args [][]byte) {
 	case xx:
 		cond = service.ExpireXX
 	}
-	n, ok := parseInt(args[2])
+	n, ok := resp.ParseInt(args[2])
 	if !ok {
 		c.refuse(cmd, args, msgNotInteger, service.Invalid(errNotInteger))
 		return
@@ -586,7 +547,7 @@ func cmdQuit(c *conn, cmd *command, args [][]byte) {
 }
 
 func cmdSelect(c *conn, cmd *command, args [][]byte) {
-	n, ok := parseInt(args[1])
+	n, ok := resp.ParseInt(args[1])
 	switch {
 	case !ok || n != int64(int32(n)):
 		c.fail("ERR invalid DB index")

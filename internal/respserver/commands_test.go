@@ -341,20 +341,6 @@ func TestGlob(t *testing.T) {
 	}
 }
 
-func TestParseInt(t *testing.T) {
-	good := map[string]int64{"0": 0, "1": 1, "-1": -1, "9223372036854775807": math.MaxInt64, "-9223372036854775808": math.MinInt64, "120": 120}
-	for s, want := range good {
-		if n, ok := parseInt([]byte(s)); !ok || n != want {
-			t.Errorf("parseInt(%q) = %d, %v", s, n, ok)
-		}
-	}
-	for _, s := range []string{"", "-", "+1", "01", "-0", "00", " 1", "1 ", "1a", "9223372036854775808", "-9223372036854775809", "99999999999999999999", "1.0"} {
-		if _, ok := parseInt([]byte(s)); ok {
-			t.Errorf("parseInt(%q) accepted", s)
-		}
-	}
-}
-
 func TestUnknownCommandTruncates(t *testing.T) {
 	long := strings.Repeat("x", 200)
 	got := unknownCommand([][]byte{[]byte(long), []byte(strings.Repeat("a", 100)), []byte(strings.Repeat("b", 100)), []byte("c")})

@@ -5,6 +5,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/dcounter/dcounter/internal/resp"
 )
 
 // RedisVersion is the Redis API level served: the commands and replies
@@ -15,7 +17,7 @@ const RedisVersion = "7.2.0"
 func cmdHello(c *conn, cmd *command, args [][]byte) {
 	ver := int64(c.w.Protocol())
 	if len(args) >= 2 {
-		v, ok := parseInt(args[1])
+		v, ok := resp.ParseInt(args[1])
 		if !ok {
 			c.fail("ERR Protocol version is not an integer or out of range")
 			return

@@ -8,6 +8,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dcounter/dcounter/internal/crdt"
+	"github.com/dcounter/dcounter/internal/resp"
 	"github.com/dcounter/dcounter/internal/service"
 )
 
@@ -116,7 +117,7 @@ func cmdScan(c *conn, cmd *command, args [][]byte) {
 			}
 			pattern = v
 		case equalFold(args[j], "count"):
-			n, ok := parseInt(v)
+			n, ok := resp.ParseInt(v)
 			if !ok {
 				c.refuse(cmd, args, msgNotInteger, service.Invalid(errNotInteger))
 				return
