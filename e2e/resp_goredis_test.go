@@ -35,12 +35,8 @@ func converged(t testing.TB, nodes []*proc, key string, want int64) {
 	t.Helper()
 	waitFor(t, 10*time.Second, func() error {
 		for _, p := range nodes {
-			v, err := p.value(key)
-			if err != nil {
+			if err := expectValue(p, key, want); err != nil {
 				return err
-			}
-			if v != want {
-				return fmt.Errorf("%s: %s = %d, want %d", p.name, key, v, want)
 			}
 		}
 		return nil
