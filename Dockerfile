@@ -11,6 +11,6 @@ COPY --chown=65532:65532 deploy/rootfs/data /data
 COPY --chown=65532:65532 deploy/rootfs/secrets /secrets
 USER 65532:65532
 VOLUME ["/data"]
-EXPOSE 7946 8080 8000 8500
+EXPOSE 7946 8080 8000 8500 6379
 ENTRYPOINT ["/dcounter"]
 CMD ["--help"]
