@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // composeCmd returns how to run Compose here ("docker compose" or
@@ -74,7 +76,8 @@ func TestComposeCluster(t *testing.T) {
 	run(t, nil, "make", "image")
 	project := fmt.Sprintf("dce2e%d", rand.IntN(1_000_000))
 	port := publishPort(t)
-	env := []string{fmt.Sprintf("DCOUNTER_GATEWAY_PORT=%d", port), fmt.Sprintf("DCOUNTER_RESP_PORT=%d", publishPort(t)), "COMPOSE_PROJECT_NAME=" + project}
+	respPort := publishPort(t)
+	env := []string{fmt.Sprintf("DCOUNTER_GATEWAY_PORT=%d", port), fmt.Sprintf("DCOUNTER_RESP_PORT=%d", respPort), "COMPOSE_PROJECT_NAME=" + project}
 	c := func(args ...string) string { return run(t, env, append(compose, args...)...) }
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -130,6 +133,18 @@ func TestComposeCluster(t *testing.T) {
 		}
 		return err
 	}, true)
+
+	// node1's Redis-protocol port is published too, and wants the token.
+	rdb := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", respPort), MaxRetries: -1})
+	defer rdb.Close()
+	if err := rdb.Incr(context.Background(), "compose:resp").Err(); err == nil || !strings.HasPrefix(err.Error(), "NOAUTH") {
+		t.Fatalf("INCR without AUTH through the published Redis port: %v, want NOAUTH", err)
+	}
+	rdbAuthed := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", respPort), Password: token, MaxRetries: -1})
+	defer rdbAuthed.Close()
+	if n, err := rdbAuthed.IncrBy(context.Background(), "compose:resp", 5).Result(); err != nil || n != 5 {
+		t.Fatalf("INCRBY with the token through the published Redis port: %d, %v", n, err)
+	}
 
 	l := newLedger()
 	// DeadAfter is 3s: the first outage ends before the peers declare the
