@@ -163,15 +163,45 @@ func membersByStatus(p *proc) (map[string][]string, error) {
 	return out, nil
 }
 
+// gatewayUses checks that the gateway's healthy nodes are exactly nodes.
+func gatewayUses(gw *proc, nodes []*proc) error {
+	b, err := gw.get("/nodes")
+	if err != nil {
+		return err
+	}
+	var ns []struct{ URL, Status string }
+	if err := json.Unmarshal(b, &ns); err != nil {
+		return err
+	}
+	var got, want []string
+	for _, n := range ns {
+		if n.Status == "healthy" {
+			got = append(got, n.URL)
+		}
+	}
+	for _, p := range nodes {
+		want = append(want, p.HTTP)
+	}
+	slices.Sort(got)
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		return fmt.Errorf("gateway: healthy %v, want %v", got, want)
+	}
+	return nil
+}
+
 // TestJoinThroughDNS runs nodes that find each other only through a real
 // DNS server: A records (dns+) and SRV records (dnssrv+), in network
 // namespaces, as pods behind a headless Service. Members are added by
 // adding records; one pod is replaced with its data dir at a new address,
 // another with an empty data dir (a new replica). After each step every
-// node reports the exact totals written so far and the expected members.
+// node reports the exact totals written so far and the expected members,
+// and a gateway given the same name (dns+http://) uses exactly the live
+// nodes.
 func TestJoinThroughDNS(t *testing.T) {
-	// Namespaces 0-4: the pods; 5, 6: the replacements; 7: the DNS server.
-	lab := newNetlab(t, 8)
+	// Namespaces 0-4: the pods; 5, 6: the replacements; 7: the DNS
+	// server; 8: a gateway finding the nodes through the same name.
+	lab := newNetlab(t, 9)
 	dns := newLabDNS(t, lab, 7)
 	joins := []string{
 		"dns+" + labDNSName + ":7946",
@@ -192,6 +222,7 @@ func TestJoinThroughDNS(t *testing.T) {
 	}
 
 	expected := map[string]int64{}
+	var gw *proc
 	writeAll := func(round int) {
 		t.Helper()
 		for i, p := range pods {
@@ -204,6 +235,12 @@ func TestJoinThroughDNS(t *testing.T) {
 				t.Fatal(err)
 			}
 			expected[key] += delta
+		}
+		if gw != nil {
+			if err := gw.add(context.Background(), "through-gateway", int64(round)); err != nil {
+				t.Fatal(err)
+			}
+			expected["through-gateway"] += int64(round)
 		}
 	}
 	live := func() []*proc {
@@ -243,7 +280,7 @@ func TestJoinThroughDNS(t *testing.T) {
 					return fmt.Errorf("%s: left/dead %v, suspect %v; want left/dead %v", p.name, others, ms["suspect"], gone)
 				}
 			}
-			return nil
+			return gatewayUses(gw, live())
 		}, true)
 		t.Logf("%s: exact and members as expected on all %d nodes after %v", step, len(live()), time.Since(began).Round(time.Millisecond))
 	}
@@ -253,6 +290,11 @@ func TestJoinThroughDNS(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		start(i, i)
 	}
+	gwAddr := lab.ips[8] + ":8000"
+	gw = &proc{t: t, name: "gateway", HTTP: "http://" + gwAddr, wrap: []string{"ip", "netns", "exec", lab.ns[8]},
+		args: []string{"gateway", "--http-addr", gwAddr, "--nodes", "dns+http://" + labDNSName + ":8080",
+			"--resolve-interval", "1s", "--health-interval", "250ms", "--cluster-key", labKey, "--insecure-api", "--log-level", "debug"}}
+	gw.start()
 	writeAll(1)
 	check("3 pods")
 
