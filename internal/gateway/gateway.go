@@ -37,8 +37,9 @@
 //
 // # Bounds
 //
-// At most MaxNodes nodes learned from discovery are tracked; a node that
-// discovery stops listing stays in rotation for ListingGrace while it keeps
+// At most MaxNodes nodes learned from discovery, or from the dns+ and
+// dnssrv+ names in Nodes (which are listed like discovered nodes), are
+// tracked; a node that discovery (or a name) stops listing stays in rotation for ListingGrace while it keeps
 // passing its checks (a restarted discovery server lists nobody until the
 // nodes' next heartbeats), then is kept as a key home for KeyHomeGrace, at
 // most MaxUnlisted of them, and only if it was ever proven. /nodes reports coarse
