@@ -3,6 +3,7 @@ package gateway
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -10,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -55,6 +57,28 @@ func (f *fakeDNS) setSRV(name string, nodes ...*fakeNode) {
 		recs = append(recs, &net.SRV{Target: "loopback.test.", Port: uint16(p)})
 	}
 	f.srv[name] = recs
+}
+
+// countingHandler counts records whose message contains sub.
+type countingHandler struct {
+	slog.Handler
+	sub string
+	n   *atomic.Int64
+}
+
+func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.sub) {
+		h.n.Add(1)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h countingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return countingHandler{h.Handler.WithAttrs(as), h.sub, h.n}
+}
+
+func (h countingHandler) WithGroup(g string) slog.Handler {
+	return countingHandler{h.Handler.WithGroup(g), h.sub, h.n}
 }
 
 // fakeNodeAt is a fake node listening on addr.
@@ -107,9 +131,11 @@ func TestGatewayNodesFromDNS(t *testing.T) {
 		srv:   map[string][]*net.SRV{},
 	}
 	dns.setSRV("_http._tcp.dcounter.test", s1)
+	var warnings atomic.Int64
 	tg := newTestGateway(t, Config{
 		Nodes:    []string{"dns+dcounter.test:" + port, "dnssrv+_http._tcp.dcounter.test"},
 		Resolver: dns, ResolveInterval: 10 * time.Second,
+		Logger: slog.New(countingHandler{testLogger(t).Handler(), "does not resolve", &warnings}),
 	})
 	urls := func(ns []NodeStatus) []string {
 		var out []string
@@ -154,6 +180,9 @@ func TestGatewayNodesFromDNS(t *testing.T) {
 		tg.refresh()
 	}
 	tg.refreshUntil("nodes kept while the name fails", want(a, b, s1, s2))
+	if n := warnings.Load(); n != 1 {
+		t.Fatalf("%d warnings in 16s of a failing name, want 1 (at most one a minute)", n)
+	}
 
 	// A node dropped from the records leaves rotation after the grace.
 	dns.setSRV("_http._tcp.dcounter.test", s2)
