@@ -39,7 +39,7 @@ func (n *Node) join(ctx context.Context) error {
 			}
 		}
 	}
-	targets := mergeTargets(explicit, discovered)
+	targets := mergeTargets(firstTargets(explicit), discovered)
 	if len(targets) == 0 && resolveErr == nil {
 		if len(n.cfg.Join) > 0 {
 			n.log.Info("join list names only this node: starting a new cluster")
@@ -63,7 +63,7 @@ func (n *Node) join(ctx context.Context) error {
 			if joinaddr.HasDynamic(n.joinTargets) && n.clk.Now().Sub(resolved) >= joinResolveRetry {
 				resolved = n.clk.Now()
 				explicit, resolveErr = n.resolveJoin(ctx)
-				targets = mergeTargets(explicit, discovered)
+				targets = mergeTargets(firstTargets(explicit), discovered)
 			}
 		case <-ctx.Done():
 			switch {
@@ -130,6 +130,14 @@ func (n *Node) resolveJoin(ctx context.Context) ([]string, error) {
 	return out, err
 }
 
+// firstTargets bounds the addresses the first join is sent to (see
+// maxJoinPerRound).
+func firstTargets(addrs []string) []string { return addrs[:min(len(addrs), maxJoinPerRound)] }
+
+// maxJoinPerRound bounds the addresses one resolution sends a Join to:
+// one answer is enough to join, and gossip brings the rest.
+const maxJoinPerRound = 64
+
 // joinResolveTimeout bounds one resolution of every --join name.
 const joinResolveTimeout = 5 * time.Second
 
@@ -168,6 +176,10 @@ func (n *Node) dnsJoinLoop() {
 			if !live[a] {
 				targets = append(targets, a)
 			}
+		}
+		if len(targets) > maxJoinPerRound {
+			// A huge (or forged) answer must not make us dial thousands.
+			targets = targets[:maxJoinPerRound]
 		}
 		if len(targets) > 0 {
 			n.log.Debug("joining addresses --join resolves to that are not live members", "addrs", targets)
