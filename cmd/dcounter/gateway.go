@@ -28,8 +28,11 @@ GET /nodes shows every node's health and value of "default"; GET /health is
 Writes with an Idempotency-Key header always go to the key's home node, which
 applies them at most once and replays the first answer to retries.
 
-Nodes come from --nodes (client API URLs), --discovery, or both. A node that
-discovery stops listing keeps its traffic for 5s while it passes its health
+Nodes come from --nodes (client API URLs, or names that resolve to them:
+dns+host:port for every A/AAAA record of host, dnssrv+name for every target of
+name's SRV records, each optionally with https:// after the +, re-resolved
+every --resolve-interval), --discovery, or both. A node that discovery (or a
+name) stops listing keeps its traffic for 5s while it passes its health
 checks (a restarted discovery server lists nobody until the next heartbeats),
 then gets only the keyed writes it is the home of.
 
@@ -54,7 +57,8 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		cfg               gateway.Config
 	)
 	fs.StringVar(&addr, "http-addr", "127.0.0.1:8000", "`host:port` to serve on")
-	fs.StringVar(&nodes, "nodes", "", "comma-separated node client API `URL`s")
+	fs.StringVar(&nodes, "nodes", "", "comma-separated node client API `URL`s (http://host:port), or names resolving to them: dns+host:port (every A/AAAA record; dns+https://host:port for TLS) or dnssrv+name (every SRV target, with its port)")
+	fs.DurationVar(&cfg.ResolveInterval, "resolve-interval", 30*time.Second, "re-resolve the dns+ and dnssrv+ names of --nodes this often")
 	fs.StringVar(&disc, "discovery", "", "comma-separated discovery server `URL`s to find nodes through")
 	fs.DurationVar(&cfg.HealthInterval, "health-interval", time.Second, "how often every node is health-checked")
 	fs.DurationVar(&cfg.HealthTimeout, "health-timeout", time.Second, "how long one health check may take")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/joinaddr"
 	"github.com/dcounter/dcounter/internal/node"
 	"github.com/dcounter/dcounter/internal/respserver"
 	"github.com/dcounter/dcounter/internal/wal"
@@ -21,7 +22,8 @@ Runs one replica. It accepts increments and decrements over HTTP at any time,
 even when cut off from its peers, and converges with them by gossip over TCP.
 
 With --join it joins the cluster through any live member (the first that
-answers); with --discovery it registers with the discovery server and joins
+answers); dns+host:port and dnssrv+name entries are resolved, and re-resolved
+while it runs, so that members added later are found; with --discovery it registers with the discovery server and joins
 through the peers it lists (and keeps doing so while it runs); with neither,
 it starts a new cluster. If no --join target or discovery server answers
 within --join-timeout it exits with an error, unless --bootstrap is given.
@@ -64,7 +66,8 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.RESPIdleTimeout, "resp-idle-timeout", 0, "close a Redis-protocol connection that sent nothing for this `duration` (0: never, as Redis's timeout 0; a connection that has not authenticated is closed after 60s either way)")
 	fs.StringVar(&cfg.AdvertiseAddr, "advertise-addr", "", "`host:port` peers dial to reach this node (default: the gossip address)")
 	fs.StringVar(&cfg.AdvertiseHTTPAddr, "advertise-http-addr", "", "`host:port` of the client API as given to peers, discovery and gateways (default: the HTTP address; with a wildcard one, the advertised host with the HTTP port)")
-	fs.StringVar(&join, "join", "", "comma-separated `host:port` list of members to join through (any live one will do)")
+	fs.StringVar(&join, "join", "", "comma-separated list of members to join through (any live one will do): `host:port`, dns+host:port (every A/AAAA record of host, e.g. a Kubernetes headless Service) or dnssrv+name (every target of name's SRV records, e.g. dnssrv+_gossip._tcp.dcounter.ns.svc.cluster.local); names are re-resolved every --join-interval")
+	fs.DurationVar(&cfg.JoinInterval, "join-interval", 30*time.Second, "re-resolve the dns+ and dnssrv+ names of --join this often, and join every address they give that is not a live member (sooner, from 1s, while one does not answer)")
 	fs.StringVar(&disc, "discovery", "", "comma-separated discovery server `URL`s to register with and find peers through")
 	fs.DurationVar(&cfg.DiscoveryInterval, "discovery-interval", time.Second, "discovery heartbeat `period`")
 	fs.BoolVar(&cfg.Bootstrap, "bootstrap", false, "start a new cluster if no --join target (or discovery server) answers, instead of exiting")
@@ -109,6 +112,10 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		logger.Warn("wall clock shifted by --clock-offset (a testing aid)", "offset", clockShift)
 	}
 	cfg.Join = splitList(join)
+	if _, err := joinaddr.ParseList(cfg.Join); err != nil {
+		fmt.Fprintf(stderr, "dcounter node: --join: %v\n", err)
+		return exitUsage
+	}
 	cfg.Discovery = splitList(disc)
 	var err error
 	if cfg.ClusterKeys, err = kf.keyring(); err != nil {

@@ -37,8 +37,9 @@
 //
 // # Bounds
 //
-// At most MaxNodes nodes learned from discovery are tracked; a node that
-// discovery stops listing stays in rotation for ListingGrace while it keeps
+// At most MaxNodes nodes learned from discovery, or from the dns+ and
+// dnssrv+ names in Nodes (which are listed like discovered nodes), are
+// tracked; a node that discovery (or a name) stops listing stays in rotation for ListingGrace while it keeps
 // passing its checks (a restarted discovery server lists nobody until the
 // nodes' next heartbeats), then is kept as a key home for KeyHomeGrace, at
 // most MaxUnlisted of them, and only if it was ever proven. /nodes reports coarse
@@ -82,6 +83,7 @@ import (
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/discoveryclient"
+	"github.com/dcounter/dcounter/internal/joinaddr"
 	"github.com/dcounter/dcounter/internal/memberproof"
 	"github.com/dcounter/dcounter/internal/service"
 )
@@ -91,8 +93,18 @@ const IdempotencyHeader = api.IdempotencyHeader
 
 // Config configures a Gateway. Zero fields take the defaults stated.
 type Config struct {
-	// Nodes lists the nodes' client API base URLs (http://host:port).
+	// Nodes lists the nodes' client API base URLs (http://host:port), or
+	// names that resolve to them: dns+[scheme://]host:port (every A/AAAA
+	// record of host, with port) or dnssrv+[scheme://]name (every target of
+	// name's SRV records, with its port); scheme is http unless given.
+	// Nodes from names are tracked like discovered ones (MaxNodes,
+	// ListingGrace, KeyHomeGrace) and re-resolved every ResolveInterval.
 	Nodes []string
+	// ResolveInterval is how often the names in Nodes are re-resolved.
+	// Default 30s.
+	ResolveInterval time.Duration
+	// Resolver looks up the names in Nodes. Default net.DefaultResolver.
+	Resolver joinaddr.Resolver
 	// Discovery lists discovery server URLs to read the nodes from, every
 	// HealthInterval. Nodes and Discovery may be combined.
 	Discovery []string
@@ -172,7 +184,13 @@ type Gateway struct {
 	clk    clock.Clock
 	client *http.Client
 	disc   *discoveryclient.Client
-	proofs *memberproof.Verifier // nil without a keyring
+
+	// The DNS forms of Nodes; refresh goroutine only.
+	dns         []*dnsNodes
+	nextResolve time.Time
+	resolveLog  joinaddr.LogLimiter
+	discovered  []discoveryclient.Entry // discovery's last answer
+	proofs      *memberproof.Verifier   // nil without a keyring
 
 	mu       sync.Mutex
 	backends map[string]*backend
@@ -209,6 +227,9 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.ListingGrace <= 0 {
 		cfg.ListingGrace = defaultListingGrace
 	}
+	if cfg.ResolveInterval <= 0 {
+		cfg.ResolveInterval = 30 * time.Second
+	}
 	if cfg.KeyHomeGrace <= 0 {
 		cfg.KeyHomeGrace = time.Hour
 	}
@@ -235,10 +256,19 @@ func New(cfg Config) (*Gateway, error) {
 			MaxIdleConnsPerHost: 256,
 			IdleConnTimeout:     90 * time.Second,
 		}},
-		backends: map[string]*backend{},
-		stop:     make(chan struct{}), done: make(chan struct{}),
+		backends:   map[string]*backend{},
+		resolveLog: joinaddr.LogLimiter{Every: joinaddr.DefaultLogEvery},
+		stop:       make(chan struct{}), done: make(chan struct{}),
 	}
 	for _, u := range cfg.Nodes {
+		if isDNSSpec(u) {
+			d, err := parseDNSNodes(u)
+			if err != nil {
+				return nil, fmt.Errorf("%w: --nodes: %w", ErrConfig, err)
+			}
+			g.dns = append(g.dns, d)
+			continue
+		}
 		u, err := normalize(u)
 		if err != nil {
 			return nil, fmt.Errorf("%w: --nodes: %v", ErrConfig, err)
@@ -294,8 +324,10 @@ func (g *Gateway) run() {
 	}
 }
 
-// refresh reads the node list from discovery (if any) and checks every node.
+// refresh reads the node list from discovery (if any), re-resolves the
+// names in Nodes when due, and checks every node.
 func (g *Gateway) refresh() {
+	listed := false
 	if g.disc != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.HealthTimeout)
 		peers, err := g.disc.Peers(ctx)
@@ -303,8 +335,15 @@ func (g *Gateway) refresh() {
 		if err != nil {
 			g.log.Warn("discovery unreachable; keeping the known nodes", "err", err)
 		} else {
-			g.setDiscovered(peers)
+			g.discovered, listed = peers, true
 		}
+	}
+	g.resolveDNSNodes()
+	if listed || len(g.dns) > 0 {
+		// Discovery's last answer and the names' last resolutions together
+		// are the listed nodes: a source that failed this round keeps what
+		// it listed before.
+		g.setDiscovered(g.discovered, g.dnsListed())
 	}
 	g.mu.Lock()
 	bs := make([]*backend, 0, len(g.backends))
@@ -332,8 +371,13 @@ func (g *Gateway) refresh() {
 	}
 }
 
-func (g *Gateway) setDiscovered(peers []discoveryclient.Entry) {
+// setDiscovered makes peers (from discovery) and resolved (URLs from the
+// names in Nodes) the listed nodes.
+func (g *Gateway) setDiscovered(peers []discoveryclient.Entry, resolved []string) {
 	live := map[string]bool{}
+	for _, u := range resolved {
+		live[u] = true
+	}
 	for _, p := range peers {
 		if p.HTTPAddr == "" {
 			continue

@@ -29,6 +29,7 @@ import (
 	"github.com/dcounter/dcounter/internal/datadir"
 	"github.com/dcounter/dcounter/internal/discoveryclient"
 	"github.com/dcounter/dcounter/internal/gossip"
+	"github.com/dcounter/dcounter/internal/joinaddr"
 	"github.com/dcounter/dcounter/internal/memberproof"
 	"github.com/dcounter/dcounter/internal/membership"
 	"github.com/dcounter/dcounter/internal/respserver"
@@ -76,7 +77,16 @@ type Config struct {
 	// wildcard (0.0.0.0), the advertised gossip host with the HTTP port.
 	AdvertiseHTTPAddr string
 	// Join lists members to join through; empty starts a new cluster.
+	// Each is host:port, dns+host:port (every A/AAAA record of host) or
+	// dnssrv+name (every target of name's SRV records), see package
+	// joinaddr; names are re-resolved every JoinInterval.
 	Join []string
+	// JoinInterval is how often the names in Join are re-resolved, and
+	// any address they give that is not a live member joined. Default 30s.
+	JoinInterval time.Duration
+	// Resolver looks up the names in Join. Default net.DefaultResolver
+	// (which reads /etc/resolv.conf).
+	Resolver joinaddr.Resolver
 	// Bootstrap starts a new cluster when no Join target answers, instead of failing.
 	Bootstrap bool
 	// JoinTimeout bounds how long joining may take. Default 5s.
@@ -187,6 +197,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.Cluster == "" {
 		c.Cluster = "dcounter"
+	}
+	if c.JoinInterval <= 0 {
+		c.JoinInterval = 30 * time.Second
 	}
 	if c.JoinTimeout <= 0 {
 		c.JoinTimeout = 5 * time.Second
@@ -303,8 +316,12 @@ type Node struct {
 	memb    *membership.Engine // the member protocol; under mu
 	members *membership.List   // memb's list, for queries; under mu
 
-	disc    *discoveryclient.Client // nil without --discovery
-	metrics *metrics
+	disc *discoveryclient.Client // nil without --discovery
+
+	joinTargets []joinaddr.Target   // Config.Join, parsed
+	resolveLog  joinaddr.LogLimiter // one warning a minute per failing name
+	unresolved  map[string]bool     // specs that failed last time; join and dnsJoinLoop only, never at once
+	metrics     *metrics
 
 	logLimit rateLimiter
 	ctx      context.Context // cancelled by Shutdown, for outbound calls
@@ -319,6 +336,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	targets, err := joinaddr.ParseList(cfg.Join)
+	if err != nil {
+		return nil, fmt.Errorf("%w: --join: %w", ErrConfig, err)
+	}
 	n := &Node{
 		cfg:          cfg,
 		log:          cfg.Logger,
@@ -332,6 +353,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		heldKeys:     make(map[string]chan struct{}),
 		joined:       make(chan struct{}),
 		stop:         make(chan struct{}),
+		joinTargets:  targets,
+		resolveLog:   joinaddr.LogLimiter{Every: joinaddr.DefaultLogEvery},
 	}
 	n.ctx, n.cancel = context.WithCancel(context.Background())
 	n.metrics = newMetrics()
@@ -347,7 +370,6 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	n.log = n.log.With("replica", n.id.String())
 
-	var err error
 	if cfg.Transport != nil {
 		n.ep, err = cfg.Transport(n.receive)
 	} else {
@@ -420,6 +442,10 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	if n.disc != nil {
 		n.wg.Add(1)
 		go n.discoveryLoop()
+	}
+	if joinaddr.HasDynamic(n.joinTargets) {
+		n.wg.Add(1)
+		go n.dnsJoinLoop()
 	}
 	if n.ln != nil {
 		var h http.Handler = api.NewHandler(service.Instrument(n, n.metrics.ops, "http"), n.log.With("component", "api"), n.metrics.handler)
