@@ -1,8 +1,12 @@
 # dcounter image: one statically linked binary on an empty base, so it builds
 # without pulling any image. Build it with `make image` (which compiles the
-# binary into bin/ first).
+# binary for the target architecture into bin/ first), or for several
+# platforms at once with `make image-multiarch`.
 FROM scratch
-COPY bin/dcounter-linux-amd64 /dcounter
+# Set by BuildKit from --platform (amd64, arm64, ...); `make image` passes
+# it too, for builders that do not.
+ARG TARGETARCH
+COPY bin/dcounter-linux-${TARGETARCH} /dcounter
 # An empty /data owned by the unprivileged user, so named volumes mounted
 # there start writable.
 COPY --chown=65532:65532 deploy/rootfs/data /data
