@@ -141,6 +141,12 @@ type Config struct {
 	// replica may be cut off and come back: one that held an older
 	// generation of a forgotten key brings that generation back. Default 24h.
 	ReclaimHorizon time.Duration
+	// MemberHorizon is how long a member that died or left stays in the
+	// member list before it is pruned, with everything kept about it
+	// (see membership.List.Prune); its counts stay. Like ReclaimHorizon it
+	// must exceed the longest time a member may be cut off and still be
+	// found again without rejoining. Default ReclaimHorizon.
+	MemberHorizon time.Duration
 	// ReclaimInterval is how often reclaim runs. Default 1s.
 	ReclaimInterval time.Duration
 	// Logger receives the node's logs. Default: discard.
@@ -229,6 +235,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ReclaimHorizon <= c.ExpiryGrace {
 		return fmt.Errorf("%w: reclaim-horizon (%v) must be longer than expiry-grace (%v)", ErrConfig, c.ReclaimHorizon, c.ExpiryGrace)
+	}
+	if c.MemberHorizon <= 0 {
+		c.MemberHorizon = c.ReclaimHorizon
+	}
+	if c.MemberHorizon <= c.DeadAfter {
+		return fmt.Errorf("%w: member-horizon (%v) must be longer than dead-after (%v)", ErrConfig, c.MemberHorizon, c.DeadAfter)
 	}
 	if c.ReclaimInterval <= 0 {
 		c.ReclaimInterval = time.Second
@@ -393,7 +405,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			// that came late on a busy machine.
 			Stall: max(cfg.SuspectAfter/2, 3*cfg.SyncInterval),
 		},
-		Fanout: cfg.Fanout, MaxClockSkew: cfg.MaxClockSkew,
+		Fanout: cfg.Fanout, MaxClockSkew: cfg.MaxClockSkew, Horizon: cfg.MemberHorizon,
 	}, n.clk.Now())
 	n.members = n.memb.List()
 	if len(cfg.Discovery) > 0 {
@@ -530,9 +542,13 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if n.flushAt != nil {
 			n.flushAt.Stop()
 		}
-		// Say goodbye, so peers stop gossiping with us at once instead of
-		// suspecting us for seconds. Best effort, bounded.
-		out := appendMember(nil, n.memb.Leave(n.clk.Now()))
+		// Push what was not pushed yet (writes acknowledged in the last
+		// DeltaInterval), so peers hold it even if this replica's data dir
+		// never comes back. Then say goodbye, so peers stop gossiping with
+		// us at once instead of suspecting us for seconds. Best effort,
+		// bounded.
+		out := n.eng.Flush(n.members.Peers())
+		out = appendMember(out, n.memb.Leave(n.clk.Now()))
 		n.mu.Unlock()
 		n.send(out)
 		fctx, fcancel := context.WithTimeout(context.Background(), time.Second)
