@@ -145,7 +145,8 @@ type Config struct {
 	// member list before it is pruned, with everything kept about it
 	// (see membership.List.Prune); its counts stay. Like ReclaimHorizon it
 	// must exceed the longest time a member may be cut off and still be
-	// found again without rejoining. Default ReclaimHorizon.
+	// found again without rejoining. Default ReclaimHorizon (at least
+	// 2×DeadAfter).
 	MemberHorizon time.Duration
 	// ReclaimInterval is how often reclaim runs. Default 1s.
 	ReclaimInterval time.Duration
@@ -236,11 +237,11 @@ func (c *Config) setDefaults() error {
 	if c.ReclaimHorizon <= c.ExpiryGrace {
 		return fmt.Errorf("%w: reclaim-horizon (%v) must be longer than expiry-grace (%v)", ErrConfig, c.ReclaimHorizon, c.ExpiryGrace)
 	}
-	if c.MemberHorizon <= 0 {
-		c.MemberHorizon = c.ReclaimHorizon
-	}
-	if c.MemberHorizon <= c.DeadAfter {
+	if c.MemberHorizon > 0 && c.MemberHorizon <= c.DeadAfter {
 		return fmt.Errorf("%w: member-horizon (%v) must be longer than dead-after (%v)", ErrConfig, c.MemberHorizon, c.DeadAfter)
+	}
+	if c.MemberHorizon <= 0 {
+		c.MemberHorizon = max(c.ReclaimHorizon, 2*c.DeadAfter)
 	}
 	if c.ReclaimInterval <= 0 {
 		c.ReclaimInterval = time.Second
