@@ -293,12 +293,34 @@ func (l *List) Prune(now time.Time, horizon time.Duration) []Member {
 		}
 		l.forgotten[id] = forgottenMember{incarnation: m.Incarnation, heartbeat: m.Heartbeat, at: now}
 	}
+	expired := 0
 	for id, f := range l.forgotten {
 		if now.Sub(f.at) >= horizon {
 			delete(l.forgotten, id)
+			expired++
 		}
 	}
+	// Go maps keep their buckets when entries are deleted (and maps.Clone
+	// copies them): rebuild them, so the memory of a thousand departed
+	// members is given back too. Pruning is rare, so this is cheap.
+	if len(pruned) > 0 {
+		l.members = shrink(l.members)
+		l.lastView = shrink(l.lastView)
+		l.clocks = shrink(l.clocks)
+	}
+	if expired > 0 {
+		l.forgotten = shrink(l.forgotten)
+	}
 	return pruned
+}
+
+// shrink returns a copy of m sized for its entries.
+func shrink[K comparable, V any](m map[K]V) map[K]V {
+	out := make(map[K]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
 }
 
 // Forgotten reports how many pruned members are remembered (see Prune).
