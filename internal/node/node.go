@@ -177,8 +177,9 @@ type Config struct {
 	// keeps listening but answers every request 503 with "Connection:
 	// close" (drain.go), until no request has come for 100ms or this much
 	// time has passed. Gateways then move their traffic elsewhere without
-	// a write cut short on a kept-alive connection. Default 1s; negative:
-	// no drain.
+	// a write cut short on a kept-alive connection. The Redis-protocol
+	// listener drains alongside, answering every command TRYAGAIN
+	// (respserver.Drain). Default 1s; negative: no drain.
 	ShutdownDrain time.Duration
 	// Transport, if set, builds the endpoint instead of a TCP listener on
 	// GossipAddr (tests use transport.MemNetwork).
@@ -512,20 +513,32 @@ func (n *Node) HTTPAddr() string {
 	return n.ln.Addr().String()
 }
 
-// Shutdown drains the client API (Config.ShutdownDrain), stops serving
-// clients (letting in-flight requests finish until ctx ends), says goodbye
-// to its peers, stops gossip, closes the transport
+// Shutdown drains the client API and the Redis-protocol listener
+// (Config.ShutdownDrain), stops serving clients (letting in-flight
+// requests finish until ctx ends), pushes the changes not yet pushed, says
+// goodbye to its peers, stops gossip, closes the transport
 // and, with a data dir, writes a final snapshot and records a clean stop.
 // It returns every error met on the way, joined. It is idempotent and
 // waits for every goroutine the node started.
 func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.once.Do(func() {
-		if n.http != nil {
-			if n.cfg.ShutdownDrain > 0 {
-				n.log.Info("draining the client API: every request is refused (503) until it goes quiet", "at_most", n.cfg.ShutdownDrain)
-				n.drain.drain(ctx, n.cfg.ShutdownDrain, drainQuiet)
+		if n.cfg.ShutdownDrain > 0 && (n.http != nil || n.resp != nil) {
+			// Both client listeners refuse every request (HTTP 503, RESP
+			// TRYAGAIN: certainly not applied) until neither has had one
+			// for drainQuiet, so that closing them cuts no request short.
+			d := n.drain
+			if d == nil {
+				d = &drainer{clk: n.clk}
 			}
+			if n.resp != nil {
+				d.also = n.resp.Drained
+				n.resp.Drain()
+			}
+			n.log.Info("draining the client API: every request is refused (HTTP 503, RESP TRYAGAIN) until it goes quiet", "at_most", n.cfg.ShutdownDrain)
+			d.drain(ctx, n.cfg.ShutdownDrain, drainQuiet)
+		}
+		if n.http != nil {
 			err = n.http.Shutdown(ctx)
 		} else if n.ln != nil {
 			n.ln.Close()
