@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"net"
 	"net/http"
 	"os"
 	"slices"
@@ -18,12 +19,13 @@ import (
 	"github.com/redis/go-redis/v9"
 )
 
-// rollingLoad writes to random nodes over HTTP and RESP the way a client
-// behind a Kubernetes Service would: a write refused with an answer that
-// says nothing was applied (HTTP 503, RESP TRYAGAIN, or a refused
-// connection: the process is down) is sent again to another node; any
-// other failure is in doubt and counts as failed, as does a write still
-// refused after every node was tried.
+// rollingLoad writes to random nodes over HTTP (half of the HTTP writers
+// with an Idempotency-Key) and RESP the way a client behind a Kubernetes
+// Service would: a write refused with an answer that says nothing was
+// applied (HTTP 503, RESP TRYAGAIN, or a refused connection: the process
+// is down) is sent again to another node; any other failure is in doubt
+// and counts as failed, as does a write still refused after every node
+// was tried.
 type rollingLoad struct {
 	nodes []*proc
 	keys  []string
@@ -33,6 +35,10 @@ type rollingLoad struct {
 	acked     int
 	failed    map[string]int // by kind
 	retried   int            // refusals followed by a retry elsewhere
+	// avoid holds, per node that refused a write, until when writers
+	// leave it alone, as a Service drops a terminating pod's endpoint
+	// and a gateway a node that answered 503.
+	avoid     map[*proc]time.Time
 	latencies []time.Duration
 	measure   bool // record latencies (during the rollout)
 }
@@ -43,23 +49,44 @@ func (r *rollingLoad) fail(kind string) {
 	r.mu.Unlock()
 }
 
-// refused reports whether err certainly means "not applied".
+// refused reports whether err certainly means "not applied": the node
+// said so, or no connection could be made to send it on.
 func refused(status int, err error) bool {
 	if err != nil {
-		return errors.Is(err, syscall.ECONNREFUSED) || strings.HasPrefix(err.Error(), "TRYAGAIN ")
+		var oe *net.OpError
+		return errors.Is(err, syscall.ECONNREFUSED) || strings.HasPrefix(err.Error(), "TRYAGAIN ") ||
+			(errors.As(err, &oe) && oe.Op == "dial")
 	}
 	return status == http.StatusServiceUnavailable
 }
 
+// order returns the nodes to try, in random order, those recently refusing
+// last.
+func (r *rollingLoad) order(rng *rand.Rand) []*proc {
+	now := time.Now()
+	var fresh, avoided []*proc
+	r.mu.Lock()
+	for _, i := range rng.Perm(len(r.nodes)) {
+		if p := r.nodes[i]; now.Before(r.avoid[p]) {
+			avoided = append(avoided, p)
+		} else {
+			fresh = append(fresh, p)
+		}
+	}
+	r.mu.Unlock()
+	return append(fresh, avoided...)
+}
+
 // write sends one write, retrying on other nodes while it is refused, and
 // records the outcome.
-func (r *rollingLoad) write(rng *rand.Rand, via func(p *proc, key string, amount int64) (int, error)) {
+func (r *rollingLoad) write(rng *rand.Rand, kind string, via func(p *proc, key string, amount int64, id string) (int, error)) {
+	id := fmt.Sprintf("w%016x", rng.Uint64()) // the same on every attempt
 	key := r.keys[rng.IntN(len(r.keys))]
 	amount := int64(rng.IntN(9) + 1)
-	order := rng.Perm(len(r.nodes))
+	order := r.order(rng)
 	start := time.Now()
-	for i, idx := range order {
-		status, err := via(r.nodes[idx], key, amount)
+	for i, p := range order {
+		status, err := via(p, key, amount, id)
 		switch {
 		case err == nil && status == http.StatusOK:
 			took := time.Since(start)
@@ -72,42 +99,57 @@ func (r *rollingLoad) write(rng *rand.Rand, via func(p *proc, key string, amount
 			r.mu.Unlock()
 			return
 		case refused(status, err):
+			r.mu.Lock()
+			r.avoid[p] = time.Now().Add(2 * time.Second)
 			if i < len(order)-1 {
-				r.mu.Lock()
 				r.retried++
 				r.mu.Unlock()
 				continue
 			}
-			r.fail("refused by every node")
+			r.mu.Unlock()
+			r.fail(kind + ": refused by every node")
 			return
 		case err != nil:
 			r.l.record(key, amount, err) // in doubt
-			r.fail("in doubt: " + err.Error())
+			r.fail(kind + ": in doubt: " + err.Error())
 			return
 		default:
 			r.l.record(key, amount, fmt.Errorf("HTTP %d", status))
-			r.fail(fmt.Sprintf("HTTP %d", status))
+			r.fail(fmt.Sprintf("%s: HTTP %d", kind, status))
 			return
 		}
 	}
 }
 
 func (r *rollingLoad) run(ctx context.Context, t *testing.T, httpWorkers, respWorkers int) *sync.WaitGroup {
-	r.failed = map[string]int{}
+	r.failed, r.avoid = map[string]int{}, map[*proc]time.Time{}
 	var wg sync.WaitGroup
-	httpWrite := func(p *proc, key string, amount int64) (int, error) {
-		wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		st, _, _, err := p.call(wctx, http.MethodPost, "/counters/"+key+"/increment", fmt.Sprintf(`{"amount":%d}`, amount), nil)
-		return st, err
+	httpWrite := func(withKey bool) func(p *proc, key string, amount int64, id string) (int, error) {
+		return func(p *proc, key string, amount int64, id string) (int, error) {
+			wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			var hdr http.Header
+			if withKey {
+				// With an Idempotency-Key, Go's transport resends a
+				// request whose kept-alive connection the server closed
+				// before reading it, instead of failing with EOF.
+				hdr = http.Header{"Idempotency-Key": {id}}
+			}
+			st, _, _, err := p.call(wctx, http.MethodPost, "/counters/"+key+"/increment", fmt.Sprintf(`{"amount":%d}`, amount), hdr)
+			return st, err
+		}
 	}
 	for w := range httpWorkers {
+		kind, via := "http", httpWrite(false)
+		if w%2 == 1 {
+			kind, via = "http with Idempotency-Key", httpWrite(true)
+		}
 		wg.Add(1)
 		go func(seed uint64) {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
 			for ctx.Err() == nil {
-				r.write(rng, httpWrite)
+				r.write(rng, kind, via)
 			}
 		}(uint64(w))
 	}
@@ -118,7 +160,7 @@ func (r *rollingLoad) run(ctx context.Context, t *testing.T, httpWorkers, respWo
 		for _, p := range r.nodes {
 			clients[p] = p.redisClient(t, &redis.Options{MaxRetries: -1, DialTimeout: time.Second, ReadTimeout: 5 * time.Second, PoolSize: 2})
 		}
-		respWrite := func(p *proc, key string, amount int64) (int, error) {
+		respWrite := func(p *proc, key string, amount int64, _ string) (int, error) {
 			wctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			if err := clients[p].IncrBy(wctx, key, amount).Err(); err != nil {
@@ -131,7 +173,7 @@ func (r *rollingLoad) run(ctx context.Context, t *testing.T, httpWorkers, respWo
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(seed, uint64(time.Now().UnixNano())))
 			for ctx.Err() == nil {
-				r.write(rng, respWrite)
+				r.write(rng, "resp", respWrite)
 			}
 		}(uint64(100 + w))
 	}
@@ -171,7 +213,10 @@ func TestRollingRestartLosesNothing(t *testing.T) {
 	// including the first; here the first, started alone, rejoins through
 	// the second (a node with no --join starts a cluster of its own).
 	nodes[0].args = append(nodes[0].args, "--join", nodes[1].Gossip)
-	for _, p := range nodes {
+	for i, p := range nodes {
+		observer := nodes[(i+1)%len(nodes)]
+		id := nodeID(t, p)
+		inc := incarnationOf(t, observer, id)
 		t0 := time.Now()
 		p.stop(t) // SIGTERM; exits 0
 		t1 := time.Now()
@@ -180,6 +225,13 @@ func TestRollingRestartLosesNothing(t *testing.T) {
 		others := slices.DeleteFunc(slices.Clone(nodes), func(o *proc) bool { return o == p })
 		waitFor(t, 10*time.Second, func() error { return everyoneSees(others, p.name, "alive") }, true)
 		times = append(times, timing{t1.Sub(t0), t2.Sub(t0), time.Since(t0)})
+		// The same replica, at a higher incarnation.
+		if got := nodeID(t, p); got != id {
+			t.Fatalf("%s restarted on its data dir as replica %s, was %s", p.name, got, id)
+		}
+		if got := incarnationOf(t, observer, id); got <= inc {
+			t.Fatalf("%s restarted at incarnation %d, was %d", p.name, got, inc)
+		}
 	}
 	load.mu.Lock()
 	load.measure = false
@@ -270,6 +322,29 @@ func everyoneSeesID(observers []*proc, id, status string) error {
 		}
 	}
 	return nil
+}
+
+// incarnationOf is the incarnation observer lists for replica id.
+func incarnationOf(t *testing.T, observer *proc, id string) uint64 {
+	t.Helper()
+	b, err := observer.get("/nodes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ms []struct {
+		ID          string
+		Incarnation uint64
+	}
+	if err := json.Unmarshal(b, &ms); err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range ms {
+		if m.ID == id {
+			return m.Incarnation
+		}
+	}
+	t.Fatalf("%s does not list replica %s", observer.name, id)
+	return 0
 }
 
 // nodeID is p's replica ID, from its /health.
