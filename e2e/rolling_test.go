@@ -31,10 +31,10 @@ type rollingLoad struct {
 	keys  []string
 	l     *ledger
 
-	mu        sync.Mutex
-	acked     int
-	failed    map[string]int // by kind
-	retried   int            // refusals followed by a retry elsewhere
+	mu      sync.Mutex
+	acked   int
+	failed  map[string]int // by kind
+	retried int            // refusals followed by a retry elsewhere
 	// avoid holds, per node that refused a write, until when writers
 	// leave it alone, as a Service drops a terminating pod's endpoint
 	// and a gateway a node that answered 503.

@@ -3,6 +3,7 @@ package node
 import (
 	"context"
 	"fmt"
+	"strings"
 	"testing"
 	"time"
 
@@ -49,6 +50,9 @@ func TestLeftMemberIsPrunedAndItsCountsStay(t *testing.T) {
 	})
 	if err := c.allAlive(); err != nil {
 		t.Fatal(err)
+	}
+	if m := scrape(t, c.nodes[0]); !strings.Contains(m, "\ndcounter_members_forgotten 1\n") || !strings.Contains(m, "\n"+`dcounter_members{state="left"} 0`+"\n") {
+		t.Fatalf("metrics after pruning:\n%s", grep(m, "dcounter_members"))
 	}
 	// Keys still carry the pruned replica's entries; writes and repair
 	// carry on around them.
