@@ -52,6 +52,11 @@ type Config struct {
 	// MaxClockSkew is the clock offset beyond which Events.Clock reports a
 	// member (at most once a minute each). Default 10s.
 	MaxClockSkew time.Duration
+	// Horizon is how long a member stays in the list after this node saw
+	// it die or leave; then it is pruned (List.Prune). It must exceed the
+	// longest partition that should heal by itself: a member pruned on
+	// both sides of a partition is not knocked on any more. Default 24h.
+	Horizon time.Duration
 	// Rand picks peers. Default: a randomly seeded source.
 	Rand *rand.Rand
 }
@@ -63,6 +68,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.MaxClockSkew <= 0 {
 		c.MaxClockSkew = 10 * time.Second
+	}
+	if c.Horizon <= 0 {
+		c.Horizon = 24 * time.Hour
 	}
 	if c.Rand == nil {
 		c.Rand = rand.New(rand.NewPCG(rand.Uint64(), rand.Uint64()))
@@ -76,6 +84,8 @@ type Events struct {
 	Added []Member
 	// Changes are state changes found by failure detection.
 	Changes []Change
+	// Pruned are members forgotten after Config.Horizon dead or left.
+	Pruned []Member
 	// Clock, if set, is a member whose clock offset exceeds MaxClockSkew.
 	Clock *ClockReport
 	// Conflict, if not empty, says why another process seems to use this
@@ -130,6 +140,7 @@ func (e *Engine) Tick(now time.Time) ([]Outbound, Events) {
 	var ev Events
 	e.list.Beat(now)
 	ev.Changes = e.list.Detect(now, e.cfg.Detect)
+	ev.Pruned = e.list.Prune(now, e.cfg.Horizon)
 	view := e.view(now)
 	var out []Outbound
 	if peers := e.list.Peers(); len(peers) > 0 {

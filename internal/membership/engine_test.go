@@ -29,11 +29,17 @@ type sim struct {
 	events  map[string][]Events
 	trace   []string
 	seed    uint64
+	// horizon is the engines' pruning horizon (0: the default).
+	horizon time.Duration
+	// noCodec hands messages over as they are, skipping the wire codec,
+	// for simulations too large to encode every message of.
+	noCodec bool
 }
 
 type simMsg struct {
 	from, to string
 	payload  []byte
+	msg      wire.Message // with noCodec
 }
 
 func newSim(t *testing.T, seed uint64) *sim {
@@ -50,8 +56,9 @@ func (s *sim) at(addr string) time.Time { return s.now.Add(s.skew[addr]) }
 // add starts a node at addr (id, incarnation) and has it join through join.
 func (s *sim) add(addr string, id crdt.ReplicaID, inc uint64, join ...string) *Engine {
 	e := NewEngine(Config{
-		Self: Member{ID: id, Name: addr, GossipAddr: addr, HTTPAddr: addr + "0", Incarnation: inc},
-		Rand: rand.New(rand.NewPCG(s.seed, uint64(id))),
+		Self:    Member{ID: id, Name: addr, GossipAddr: addr, HTTPAddr: addr + "0", Incarnation: inc},
+		Rand:    rand.New(rand.NewPCG(s.seed, uint64(id))),
+		Horizon: s.horizon,
 	}, s.at(addr))
 	s.engines[addr] = e
 	delete(s.down, addr)
@@ -66,11 +73,15 @@ func (s *sim) add(addr string, id crdt.ReplicaID, inc uint64, join ...string) *E
 
 func (s *sim) enqueue(from string, out []Outbound) {
 	for _, o := range out {
+		if s.noCodec {
+			s.queue = append(s.queue, simMsg{from: from, to: o.To, msg: o.Msg})
+			continue
+		}
 		b, err := wire.Encode("sim", o.Msg)
 		if err != nil {
 			s.t.Fatal(err)
 		}
-		s.queue = append(s.queue, simMsg{from, o.To, b})
+		s.queue = append(s.queue, simMsg{from, o.To, b, nil})
 		s.trace = append(s.trace, fmt.Sprintf("%v %s→%s %v", s.now.Sub(time.Time{}), from, o.To, o.Msg.Type()))
 	}
 }
@@ -91,9 +102,12 @@ func (s *sim) deliver() {
 			s.held = append(s.held, m)
 			continue
 		}
-		msg, err := wire.Decode("sim", m.payload)
-		if err != nil {
-			s.t.Fatal(err)
+		msg := m.msg
+		if msg == nil {
+			var err error
+			if msg, err = wire.Decode("sim", m.payload); err != nil {
+				s.t.Fatal(err)
+			}
 		}
 		out, ev, ok := s.engines[m.to].Handle(m.from, msg, s.at(m.to))
 		if !ok {

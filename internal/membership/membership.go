@@ -25,6 +25,17 @@
 // silence. Remote verdicts of suspect or dead are not adopted for members we
 // know; "left" — said by the member itself — is.
 //
+// # Pruning
+//
+// A member dead or left for a horizon (Engine Config.Horizon, measured on
+// this node's own clock from when it saw the member go) is pruned: removed
+// with everything kept about it, so a cluster that saw thousands of
+// replicas come and go costs what its live members cost. Its counts stay:
+// the keyspace is not touched. A peer that has not pruned it yet cannot
+// gossip it back: for another horizon we remember its incarnation and
+// heartbeat, which only the member itself raises, and admit it again only
+// when it is newer and alive, i.e. when it really came back.
+//
 // # Clocks
 //
 // Nothing here compares wall clocks between nodes: incarnations are
@@ -84,6 +95,10 @@ type Member struct {
 	// LastSeen is when this node last learned news from or about the
 	// member (for itself: now). Local; not gossiped.
 	LastSeen time.Time
+	// Down is when this node saw the member become dead or left (zero
+	// while it is alive or suspect): Prune forgets it a horizon later.
+	// Local; not gossiped.
+	Down time.Time
 }
 
 // List is the member list of one node, including itself.
@@ -95,6 +110,16 @@ type List struct {
 	lastDetect time.Time
 	// clocks holds each member's clock offset estimate (clockskew.go).
 	clocks map[crdt.ReplicaID]*clockSample
+	// forgotten are the members Prune removed, kept for a horizon so that
+	// a peer that has not pruned them yet cannot gossip them back.
+	forgotten map[crdt.ReplicaID]forgottenMember
+}
+
+// forgottenMember is what Prune keeps of a member: the newest incarnation
+// and heartbeat known of it, and when it was pruned (on this node's clock).
+type forgottenMember struct {
+	incarnation, heartbeat uint64
+	at                     time.Time
 }
 
 // DetectConfig tunes Detect. Zero fields take the defaults stated.
@@ -190,32 +215,116 @@ func (l *List) Merge(view []wire.Member, now time.Time) (added []Member, conflic
 		m := l.members[r.ID]
 		switch {
 		case m == nil:
-			if len(added) >= MaxNewPerMerge || len(l.members) >= MaxMembers {
+			if len(added) >= MaxNewPerMerge || len(l.members) >= MaxMembers || !l.remember(r, now) {
 				continue
 			}
 			r.LastSeen = now
+			if r.State == Dead || r.State == Left {
+				r.Down = now
+			}
 			l.members[r.ID] = &r
 			added = append(added, r)
 		case r.Incarnation > m.Incarnation:
 			r.LastSeen = now
 			if r.State != Left {
 				r.State = Alive
+			} else {
+				r.Down = now
 			}
 			*m = r
 		case r.Incarnation == m.Incarnation:
 			if r.Heartbeat > m.Heartbeat {
 				m.Heartbeat, m.LastSeen = r.Heartbeat, now
 				if m.State != Left {
-					m.State = Alive
+					m.State, m.Down = Alive, time.Time{}
 				}
 			}
-			if r.State == Left {
-				m.State = Left
+			if r.State == Left && m.State != Left {
+				m.State, m.Down = Left, now
 			}
 		}
 	}
 	return added, conflict
 }
+
+// remember decides whether a member unknown to us may be added: yes,
+// unless Prune forgot it and the entry is no newer than what we forgot.
+// Only the member itself raises its incarnation and heartbeat, so an entry
+// that is newer and alive is the member back (restarted, or a partition
+// healed); one that is newer but dead or left is a peer's late news of a
+// member that is gone either way: it only refreshes what we forgot.
+func (l *List) remember(r Member, now time.Time) bool {
+	f, ok := l.forgotten[r.ID]
+	if !ok {
+		return true
+	}
+	newer := r.Incarnation > f.incarnation || (r.Incarnation == f.incarnation && r.Heartbeat > f.heartbeat)
+	switch {
+	case !newer:
+		return false
+	case r.State == Dead || r.State == Left:
+		l.forgotten[r.ID] = forgottenMember{incarnation: r.Incarnation, heartbeat: r.Heartbeat, at: now}
+		return false
+	}
+	delete(l.forgotten, r.ID)
+	return true
+}
+
+// Prune forgets the members that have been dead or left for horizon or
+// longer on this node's clock, with everything kept about them (witness
+// times, clock offsets), and returns them. Each is remembered, by
+// incarnation and heartbeat only, for another horizon, so that a peer
+// which saw it go later than we did, and has not pruned it yet, cannot
+// gossip it back; after that a stale entry can only come from a peer cut
+// off for longer than the horizon, and is pruned again a horizon later.
+// Nothing here touches the keyspace: a pruned member's counts stay.
+func (l *List) Prune(now time.Time, horizon time.Duration) []Member {
+	var pruned []Member
+	for id, m := range l.members {
+		if id == l.self || (m.State != Dead && m.State != Left) || m.Down.IsZero() || now.Sub(m.Down) < horizon {
+			continue
+		}
+		pruned = append(pruned, *m)
+		delete(l.members, id)
+		delete(l.lastView, id)
+		delete(l.clocks, id)
+		if l.forgotten == nil {
+			l.forgotten = map[crdt.ReplicaID]forgottenMember{}
+		}
+		l.forgotten[id] = forgottenMember{incarnation: m.Incarnation, heartbeat: m.Heartbeat, at: now}
+	}
+	expired := 0
+	for id, f := range l.forgotten {
+		if now.Sub(f.at) >= horizon {
+			delete(l.forgotten, id)
+			expired++
+		}
+	}
+	// Go maps keep their buckets when entries are deleted (and maps.Clone
+	// copies them): rebuild them, so the memory of a thousand departed
+	// members is given back too. Pruning is rare, so this is cheap.
+	if len(pruned) > 0 {
+		l.members = shrink(l.members)
+		l.lastView = shrink(l.lastView)
+		l.clocks = shrink(l.clocks)
+	}
+	if expired > 0 {
+		l.forgotten = shrink(l.forgotten)
+	}
+	return pruned
+}
+
+// shrink returns a copy of m sized for its entries.
+func shrink[K comparable, V any](m map[K]V) map[K]V {
+	out := make(map[K]V, len(m))
+	for k, v := range m {
+		out[k] = v
+	}
+	return out
+}
+
+// Forgotten reports how many pruned members are remembered (see Prune).
+func (l *List) Forgotten() int { return len(l.forgotten) }
 
 // HeardFrom records that the member at gossip address addr just sent us its
 // view: it is a witness for Detect.
@@ -249,7 +358,7 @@ func (l *List) Detect(now time.Time, cfg DetectConfig) []Change {
 			m.State = Suspect
 		case m.State == Suspect && silent > cfg.DeadAfter && l.witnesses(id, m.LastSeen.Add(cfg.SuspectAfter)) >= l.witnessesNeeded(id):
 			changes = append(changes, Change{*m, Suspect, Dead})
-			m.State = Dead
+			m.State, m.Down = Dead, now
 		}
 	}
 	return changes

@@ -43,12 +43,12 @@ func lookup(l *List, id crdt.ReplicaID) (Member, bool) {
 	return Member{}, false
 }
 
-// withoutLastSeen returns ms with every LastSeen zeroed, for comparisons
-// that are about gossiped state only.
+// withoutLastSeen returns ms with every LastSeen and Down zeroed, for
+// comparisons that are about gossiped state only.
 func withoutLastSeen(ms []Member) []Member {
 	out := slices.Clone(ms)
 	for i := range out {
-		out[i].LastSeen = time.Time{}
+		out[i].LastSeen, out[i].Down = time.Time{}, time.Time{}
 	}
 	return out
 }
@@ -205,6 +205,11 @@ func TestMergeRules(t *testing.T) {
 			got, ok := lookup(l, id)
 			if !ok {
 				t.Fatalf("member %d missing after merge", id)
+			}
+			// Down is local bookkeeping for pruning (prune_test.go).
+			got.Down = time.Time{}
+			for i := range added {
+				added[i].Down = time.Time{}
 			}
 			if got != tc.want {
 				t.Errorf("member = %+v\nwant     %+v", got, tc.want)
@@ -433,7 +438,7 @@ func TestWireRoundTrip(t *testing.T) {
 			t.Errorf("ToWire(%+v) = %+v", m, w)
 		}
 		back := fromWire(w)
-		m.LastSeen = time.Time{}
+		m.LastSeen, m.Down = time.Time{}, time.Time{}
 		if back != m {
 			t.Errorf("fromWire(ToWire(m)) = %+v, want %+v", back, m)
 		}

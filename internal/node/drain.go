@@ -31,8 +31,11 @@ const drainQuiet = 100 * time.Millisecond
 // node; its health checks get the same answer (membership proofs do not:
 // the node is still a member).
 type drainer struct {
-	next http.Handler
+	next http.Handler // nil without a client API
 	clk  clock.Clock
+	// also, if set, counts requests refused elsewhere (the Redis-protocol
+	// server's Drained): while it rises the drain is not quiet.
+	also func() int64
 
 	mu       sync.Mutex
 	draining bool
@@ -64,6 +67,10 @@ func (d *drainer) drain(ctx context.Context, limit, quiet time.Duration) {
 	d.mu.Unlock()
 	t := d.clk.NewTicker(quiet / 4)
 	defer t.Stop()
+	var seen int64
+	if d.also != nil {
+		seen = d.also()
+	}
 	for {
 		select {
 		case <-ctx.Done():
@@ -72,6 +79,11 @@ func (d *drainer) drain(ctx context.Context, limit, quiet time.Duration) {
 		}
 		now := d.clk.Now()
 		d.mu.Lock()
+		if d.also != nil {
+			if n := d.also(); n != seen {
+				seen, d.last = n, now
+			}
+		}
 		last := d.last
 		d.mu.Unlock()
 		if now.Sub(start) >= limit || now.Sub(last) >= quiet {

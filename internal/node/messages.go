@@ -58,6 +58,10 @@ func (n *Node) memberEvents(ev membership.Events, now time.Time) {
 	for _, a := range ev.Added {
 		n.log.Info("member joined", "member", a.Name, "id", a.ID, "gossip_addr", a.GossipAddr)
 	}
+	for _, p := range ev.Pruned {
+		n.log.Info("member pruned: dead or left for longer than the member horizon; its counts stay", "member", p.Name, "id", p.ID,
+			"state", p.State, "horizon", n.cfg.MemberHorizon)
+	}
 	for _, c := range ev.Changes {
 		n.log.Info("member "+c.To.String(), "member", c.Member.Name, "id", c.Member.ID, "gossip_addr", c.Member.GossipAddr,
 			"silent_for", now.Sub(c.Member.LastSeen).Round(time.Millisecond))

@@ -67,18 +67,22 @@ func (m *metrics) attach(n *Node) {
 	reg := m.reg
 
 	members := prometheus.NewDesc("dcounter_members", "Members by state, as this node sees them (itself included).", []string{"state"}, nil)
+	forgotten := prometheus.NewDesc("dcounter_members_forgotten",
+		"Members pruned after the member horizon whose last incarnation is still remembered (for one more horizon), so that gossip cannot bring them back.", nil, nil)
 	reg.MustRegister(collectorFunc{
-		desc: []*prometheus.Desc{members},
+		desc: []*prometheus.Desc{members, forgotten},
 		collect: func(ch chan<- prometheus.Metric) {
 			counts := map[membership.State]int{}
 			n.mu.Lock()
 			for _, mb := range n.members.Members() {
 				counts[mb.State]++
 			}
+			f := n.members.Forgotten()
 			n.mu.Unlock()
 			for _, st := range []membership.State{membership.Alive, membership.Suspect, membership.Dead, membership.Left} {
 				ch <- prometheus.MustNewConstMetric(members, prometheus.GaugeValue, float64(counts[st]), st.String())
 			}
+			ch <- prometheus.MustNewConstMetric(forgotten, prometheus.GaugeValue, float64(f))
 		},
 	})
 	// One series per live member (bounded by the member list), plus the

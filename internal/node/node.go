@@ -151,6 +151,13 @@ type Config struct {
 	// replica may be cut off and come back: one that held an older
 	// generation of a forgotten key brings that generation back. Default 24h.
 	ReclaimHorizon time.Duration
+	// MemberHorizon is how long a member that died or left stays in the
+	// member list before it is pruned, with everything kept about it
+	// (see membership.List.Prune); its counts stay. Like ReclaimHorizon it
+	// must exceed the longest time a member may be cut off and still be
+	// found again without rejoining. Default ReclaimHorizon (at least
+	// 2×DeadAfter).
+	MemberHorizon time.Duration
 	// ReclaimInterval is how often reclaim runs. Default 1s.
 	ReclaimInterval time.Duration
 	// Logger receives the node's logs. Default: discard.
@@ -180,8 +187,9 @@ type Config struct {
 	// keeps listening but answers every request 503 with "Connection:
 	// close" (drain.go), until no request has come for 100ms or this much
 	// time has passed. Gateways then move their traffic elsewhere without
-	// a write cut short on a kept-alive connection. Default 1s; negative:
-	// no drain.
+	// a write cut short on a kept-alive connection. The Redis-protocol
+	// listener drains alongside, answering every command TRYAGAIN
+	// (respserver.Drain). Default 1s; negative: no drain.
 	ShutdownDrain time.Duration
 	// Transport, if set, builds the endpoint instead of a TCP listener on
 	// GossipAddr (tests use transport.MemNetwork).
@@ -242,6 +250,12 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ReclaimHorizon <= c.ExpiryGrace {
 		return fmt.Errorf("%w: reclaim-horizon (%v) must be longer than expiry-grace (%v)", ErrConfig, c.ReclaimHorizon, c.ExpiryGrace)
+	}
+	if c.MemberHorizon > 0 && c.MemberHorizon <= c.DeadAfter {
+		return fmt.Errorf("%w: member-horizon (%v) must be longer than dead-after (%v)", ErrConfig, c.MemberHorizon, c.DeadAfter)
+	}
+	if c.MemberHorizon <= 0 {
+		c.MemberHorizon = max(c.ReclaimHorizon, 2*c.DeadAfter)
 	}
 	if c.ReclaimInterval <= 0 {
 		c.ReclaimInterval = time.Second
@@ -415,7 +429,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 			// that came late on a busy machine.
 			Stall: max(cfg.SuspectAfter/2, 3*cfg.SyncInterval),
 		},
-		Fanout: cfg.Fanout, MaxClockSkew: cfg.MaxClockSkew,
+		Fanout: cfg.Fanout, MaxClockSkew: cfg.MaxClockSkew, Horizon: cfg.MemberHorizon,
 	}, n.clk.Now())
 	n.members = n.memb.List()
 	if len(cfg.Discovery) > 0 {
@@ -525,20 +539,32 @@ func (n *Node) HTTPAddr() string {
 	return n.ln.Addr().String()
 }
 
-// Shutdown drains the client API (Config.ShutdownDrain), stops serving
-// clients (letting in-flight requests finish until ctx ends), says goodbye
-// to its peers, stops gossip, closes the transport
+// Shutdown drains the client API and the Redis-protocol listener
+// (Config.ShutdownDrain), stops serving clients (letting in-flight
+// requests finish until ctx ends), pushes the changes not yet pushed, says
+// goodbye to its peers, stops gossip, closes the transport
 // and, with a data dir, writes a final snapshot and records a clean stop.
 // It returns every error met on the way, joined. It is idempotent and
 // waits for every goroutine the node started.
 func (n *Node) Shutdown(ctx context.Context) error {
 	var err error
 	n.once.Do(func() {
-		if n.http != nil {
-			if n.cfg.ShutdownDrain > 0 {
-				n.log.Info("draining the client API: every request is refused (503) until it goes quiet", "at_most", n.cfg.ShutdownDrain)
-				n.drain.drain(ctx, n.cfg.ShutdownDrain, drainQuiet)
+		if n.cfg.ShutdownDrain > 0 && (n.http != nil || n.resp != nil) {
+			// Both client listeners refuse every request (HTTP 503, RESP
+			// TRYAGAIN: certainly not applied) until neither has had one
+			// for drainQuiet, so that closing them cuts no request short.
+			d := n.drain
+			if d == nil {
+				d = &drainer{clk: n.clk}
 			}
+			if n.resp != nil {
+				d.also = n.resp.Drained
+				n.resp.Drain()
+			}
+			n.log.Info("draining the client API: every request is refused (HTTP 503, RESP TRYAGAIN) until it goes quiet", "at_most", n.cfg.ShutdownDrain)
+			d.drain(ctx, n.cfg.ShutdownDrain, drainQuiet)
+		}
+		if n.http != nil {
 			err = n.http.Shutdown(ctx)
 		} else if n.ln != nil {
 			n.ln.Close()
@@ -556,9 +582,13 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if n.flushAt != nil {
 			n.flushAt.Stop()
 		}
-		// Say goodbye, so peers stop gossiping with us at once instead of
-		// suspecting us for seconds. Best effort, bounded.
-		out := appendMember(nil, n.memb.Leave(n.clk.Now()))
+		// Push what was not pushed yet (writes acknowledged in the last
+		// DeltaInterval), so peers hold it even if this replica's data dir
+		// never comes back. Then say goodbye, so peers stop gossiping with
+		// us at once instead of suspecting us for seconds. Best effort,
+		// bounded.
+		out := n.eng.Flush(n.members.Peers())
+		out = appendMember(out, n.memb.Leave(n.clk.Now()))
 		n.mu.Unlock()
 		n.send(out)
 		fctx, fcancel := context.WithTimeout(context.Background(), time.Second)

@@ -39,6 +39,8 @@ const (
 
 var (
 	errClosing = errors.New("respserver: server shutting down")
+	// errDraining is how commands refused by Drain are recorded.
+	errDraining = service.Unavailable(errors.New("respserver: draining before shutdown"))
 	// aLongTimeAgo is a deadline in the past: it wakes a blocked Read.
 	aLongTimeAgo = time.Unix(1, 0)
 )
@@ -391,6 +393,12 @@ func (c *conn) dispatch(args [][]byte) {
 		return
 	}
 	cmd := c.lookup(args[0])
+	if c.s.draining.Load() && (cmd == nil || cmd.name != "quit") {
+		c.s.drained.Add(1)
+		c.queueError(DrainingReply) // in MULTI, EXEC then fails too
+		c.record(cmd, args, errDraining)
+		return
+	}
 	if cmd != nil && cmd.subs != nil && len(args) >= 2 {
 		sub := cmd.subs[string(c.lowerName(args[1]))]
 		if sub == nil {

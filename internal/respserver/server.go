@@ -94,9 +94,12 @@ type Server struct {
 	cancel context.CancelFunc
 
 	closing atomic.Bool
-	nextID  atomic.Int64
-	clients atomic.Int64
-	port    atomic.Int64
+	// draining and drained: see Drain.
+	draining atomic.Bool
+	drained  atomic.Int64
+	nextID   atomic.Int64
+	clients  atomic.Int64
+	port     atomic.Int64
 
 	mu        sync.Mutex
 	listeners map[net.Listener]struct{}
@@ -228,6 +231,21 @@ func (s *Server) remove(c *conn) {
 	s.clients.Add(-1)
 	s.mu.Unlock()
 }
+
+// DrainingReply is the answer to every command but QUIT once Drain was
+// called: nothing was applied, so a client may safely send it elsewhere.
+// TRYAGAIN is the error Redis Cluster clients already retry.
+const DrainingReply = "TRYAGAIN node shutting down: nothing was applied, try another node"
+
+// Drain makes every command from now on, on every connection, answer
+// DrainingReply (QUIT excepted), before Shutdown closes the connections:
+// a command a client sends just as its connection is closed would end with
+// no answer, in doubt, while a refused one is certainly not applied. The
+// owner calls Shutdown once Drained stops rising.
+func (s *Server) Drain() { s.draining.Store(true) }
+
+// Drained reports how many commands Drain has refused so far.
+func (s *Server) Drained() int64 { return s.drained.Load() }
 
 // Shutdown stops accepting, lets every command being executed answer,
 // closes every connection and waits for their goroutines. If ctx ends

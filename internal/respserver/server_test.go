@@ -575,3 +575,46 @@ func TestReloadedTokensApplyToOpenConnections(t *testing.T) {
 		t.Fatalf("token now read-only, GET: %q", r)
 	}
 }
+
+// Once draining, every command but QUIT is refused with TRYAGAIN, nothing
+// reaches the service (a transaction begun before fails as a whole), and
+// the refusals are counted for the owner to see the traffic stop.
+func TestDrainRefusesEverythingButQuit(t *testing.T) {
+	f := newFake()
+	srv, addr := startServer(t, Config{Service: f})
+	c := dial(t, addr)
+	for _, st := range []step{
+		s("INCR a", ":1\r\n"),
+		s("MULTI", "+OK\r\n"),
+		s("INCR a", "+QUEUED\r\n"),
+	} {
+		c.send(enc(st.args...))
+		if got := c.reply(); got != st.want {
+			t.Fatalf("%q: got %q want %q", st.args, got, st.want)
+		}
+	}
+	srv.Drain()
+	refused := "-" + DrainingReply + "\r\n"
+	for _, args := range [][]string{{"INCR", "a"}, {"EXEC"}, {"GET", "a"}, {"PING"}, {"NOSUCH"}} {
+		c.send(enc(args...))
+		if got := c.reply(); got != refused {
+			t.Fatalf("%q while draining: %q, want %q", args, got, refused)
+		}
+	}
+	if n := srv.Drained(); n != 5 {
+		t.Fatalf("Drained() = %d, want 5", n)
+	}
+	c.send(enc("QUIT"))
+	if r := c.reply(); r != "+OK\r\n" {
+		t.Fatal(r)
+	}
+	c.expectClosed()
+	c2 := dial(t, addr)
+	c2.send(enc("GET", "a"))
+	if got := c2.reply(); got != refused {
+		t.Fatalf("a new connection while draining: %q", got)
+	}
+	if r, _ := f.Get(context.Background(), "a"); r.Value != 1 {
+		t.Fatalf("a = %d after the drain, want 1: a refused write was applied", r.Value)
+	}
+}
