@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"context"
 	"errors"
 	"log/slog"
 	"net"
@@ -10,75 +9,23 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dcounter/dcounter/internal/joinaddr/joinaddrtest"
+	"github.com/dcounter/dcounter/internal/testutil"
 )
 
-// fakeDNS answers A and SRV lookups from maps the test changes.
-type fakeDNS struct {
-	mu    sync.Mutex
-	hosts map[string][]string
-	srv   map[string][]*net.SRV
-}
-
-func (f *fakeDNS) LookupIPAddr(_ context.Context, host string) ([]net.IPAddr, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ips, ok := f.hosts[host]
-	if !ok {
-		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-	}
-	var out []net.IPAddr
-	for _, s := range ips {
-		out = append(out, net.IPAddr{IP: net.ParseIP(s)})
-	}
-	return out, nil
-}
-
-func (f *fakeDNS) LookupSRV(_ context.Context, _, _, name string) (string, []*net.SRV, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	s, ok := f.srv[name]
-	if !ok {
-		return "", nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
-	}
-	return name, s, nil
-}
-
-func (f *fakeDNS) setSRV(name string, nodes ...*fakeNode) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+// srvFor is an SRV record per node, all at host "loopback.test.".
+func srvFor(nodes ...*fakeNode) []*net.SRV {
 	var recs []*net.SRV
 	for _, n := range nodes {
 		_, port, _ := net.SplitHostPort(n.hostPort())
 		p, _ := strconv.Atoi(port)
 		recs = append(recs, &net.SRV{Target: "loopback.test.", Port: uint16(p)})
 	}
-	f.srv[name] = recs
-}
-
-// countingHandler counts records whose message contains sub.
-type countingHandler struct {
-	slog.Handler
-	sub string
-	n   *atomic.Int64
-}
-
-func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, h.sub) {
-		h.n.Add(1)
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h countingHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return countingHandler{h.Handler.WithAttrs(as), h.sub, h.n}
-}
-
-func (h countingHandler) WithGroup(g string) slog.Handler {
-	return countingHandler{h.Handler.WithGroup(g), h.sub, h.n}
+	return recs
 }
 
 // fakeNodeAt is a fake node listening on addr.
@@ -126,16 +73,15 @@ func TestGatewayNodesFromDNS(t *testing.T) {
 	_, port, _ := net.SplitHostPort(a.hostPort())
 	b := fakeNodeAt(t, "b", "127.0.0.2:"+port)
 	s1, s2 := newFakeNode(t, "s1"), newFakeNode(t, "s2")
-	dns := &fakeDNS{
-		hosts: map[string][]string{"dcounter.test": {"127.0.0.1"}, "loopback.test": {"127.0.0.1"}},
-		srv:   map[string][]*net.SRV{},
-	}
-	dns.setSRV("_http._tcp.dcounter.test", s1)
+	dns := &joinaddrtest.Resolver{}
+	dns.SetHost("dcounter.test", "127.0.0.1")
+	dns.SetHost("loopback.test", "127.0.0.1")
+	dns.SetSRV("_http._tcp.dcounter.test", srvFor(s1)...)
 	var warnings atomic.Int64
 	tg := newTestGateway(t, Config{
 		Nodes:    []string{"dns+dcounter.test:" + port, "dnssrv+_http._tcp.dcounter.test"},
 		Resolver: dns, ResolveInterval: 10 * time.Second,
-		Logger: slog.New(countingHandler{testLogger(t).Handler(), "does not resolve", &warnings}),
+		Logger: slog.New(testutil.CountingHandler(testLogger(t).Handler(), "does not resolve", &warnings)),
 	})
 	urls := func(ns []NodeStatus) []string {
 		var out []string
@@ -157,10 +103,8 @@ func TestGatewayNodesFromDNS(t *testing.T) {
 	}
 	tg.refreshUntil("a and s1 healthy", want(a, s1))
 
-	dns.mu.Lock()
-	dns.hosts["dcounter.test"] = []string{"127.0.0.1", "127.0.0.2"}
-	dns.mu.Unlock()
-	dns.setSRV("_http._tcp.dcounter.test", s1, s2)
+	dns.SetHost("dcounter.test", "127.0.0.1", "127.0.0.2")
+	dns.SetSRV("_http._tcp.dcounter.test", srvFor(s1, s2)...)
 	for i := 0; i < 8; i++ { // to 9s after the first resolution
 		tg.refresh()
 	}
@@ -173,9 +117,7 @@ func TestGatewayNodesFromDNS(t *testing.T) {
 	}
 
 	// A name that stops resolving keeps what it gave.
-	dns.mu.Lock()
-	delete(dns.hosts, "dcounter.test")
-	dns.mu.Unlock()
+	dns.SetHost("dcounter.test") // no longer resolves
 	for i := 0; i < 15; i++ {
 		tg.refresh()
 	}
@@ -185,7 +127,7 @@ func TestGatewayNodesFromDNS(t *testing.T) {
 	}
 
 	// A node dropped from the records leaves rotation after the grace.
-	dns.setSRV("_http._tcp.dcounter.test", s2)
+	dns.SetSRV("_http._tcp.dcounter.test", srvFor(s2)...)
 	for i := 0; i < 10; i++ {
 		tg.refresh()
 	}

@@ -6,47 +6,13 @@ import (
 	"net"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 	"time"
+
+	"github.com/dcounter/dcounter/internal/joinaddr/joinaddrtest"
 )
 
-// fakeResolver answers from maps; a name it does not hold is "no such host".
-type fakeResolver struct {
-	mu    sync.Mutex
-	hosts map[string][]string
-	srv   map[string][]*net.SRV
-	calls int
-}
-
-func (f *fakeResolver) LookupIPAddr(_ context.Context, host string) ([]net.IPAddr, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	ips, ok := f.hosts[host]
-	if !ok {
-		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-	}
-	var out []net.IPAddr
-	for _, s := range ips {
-		out = append(out, net.IPAddr{IP: net.ParseIP(s)})
-	}
-	return out, nil
-}
-
-func (f *fakeResolver) LookupSRV(_ context.Context, service, proto, name string) (string, []*net.SRV, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.calls++
-	if service != "" || proto != "" {
-		return "", nil, errors.New("fake: want the full name")
-	}
-	s, ok := f.srv[name]
-	if !ok {
-		return "", nil, &net.DNSError{Err: "no such host", Name: name, IsNotFound: true}
-	}
-	return name, s, nil
-}
+var _ Resolver = (*joinaddrtest.Resolver)(nil)
 
 func TestParse(t *testing.T) {
 	good := map[string]Target{
@@ -93,20 +59,15 @@ func TestParseListNamesEveryBadSpec(t *testing.T) {
 }
 
 func TestResolveMixedDeduped(t *testing.T) {
-	r := &fakeResolver{
-		hosts: map[string][]string{
-			"dcounter.svc":   {"10.0.0.1", "10.0.0.2", "fd00::3"},
-			"pod-0.dcounter": {"10.0.0.1"},
-			"pod-4.dcounter": {"10.0.0.5"},
-		},
-		srv: map[string][]*net.SRV{
-			"_gossip._tcp.dcounter.svc": {
-				{Target: "pod-0.dcounter.", Port: 7946},
-				{Target: "pod-4.dcounter.", Port: 7000},
-				{Target: "10.0.0.9", Port: 7946}, // an address as target
-			},
-		},
-	}
+	r := &joinaddrtest.Resolver{}
+	r.SetHost("dcounter.svc", "10.0.0.1", "10.0.0.2", "fd00::3")
+	r.SetHost("pod-0.dcounter", "10.0.0.1")
+	r.SetHost("pod-4.dcounter", "10.0.0.5")
+	r.SetSRV("_gossip._tcp.dcounter.svc",
+		&net.SRV{Target: "pod-0.dcounter.", Port: 7946},
+		&net.SRV{Target: "pod-4.dcounter.", Port: 7000},
+		&net.SRV{Target: "10.0.0.9", Port: 7946}, // an address as target
+	)
 	ts, err := Parse("10.0.0.1:7946,dns+dcounter.svc:7946,dnssrv+_gossip._tcp.dcounter.svc,10.0.0.2:7946")
 	if err != nil {
 		t.Fatal(err)
@@ -122,10 +83,10 @@ func TestResolveMixedDeduped(t *testing.T) {
 }
 
 func TestResolvePartialFailure(t *testing.T) {
-	r := &fakeResolver{
-		hosts: map[string][]string{"up.svc": {"10.0.0.1"}},
-		srv:   map[string][]*net.SRV{"_g._tcp.dangling": {{Target: "gone.svc.", Port: 1}}, "_g._tcp.empty": {}},
-	}
+	r := &joinaddrtest.Resolver{}
+	r.SetHost("up.svc", "10.0.0.1")
+	r.SetSRV("_g._tcp.dangling", &net.SRV{Target: "gone.svc.", Port: 1})
+	r.SetSRV("_g._tcp.empty")
 	ts, _ := Parse("dns+up.svc:7946,dns+down.svc:7946,dnssrv+_g._tcp.dangling,dnssrv+_g._tcp.empty,dnssrv+_g._tcp.none,10.0.0.7:1")
 	got, err := Resolve(context.Background(), r, ts)
 	if !slices.Equal(got, []string{"10.0.0.1:7946", "10.0.0.7:1"}) {
@@ -149,15 +110,14 @@ func TestResolvePartialFailure(t *testing.T) {
 }
 
 func TestResolveSeesLaterRecords(t *testing.T) {
-	r := &fakeResolver{hosts: map[string][]string{"svc": {"10.0.0.1"}}}
+	r := &joinaddrtest.Resolver{}
+	r.SetHost("svc", "10.0.0.1")
 	ts, _ := Parse("dns+svc:7946")
 	got, _ := Resolve(context.Background(), r, ts)
 	if !slices.Equal(got, []string{"10.0.0.1:7946"}) {
 		t.Fatal(got)
 	}
-	r.mu.Lock()
-	r.hosts["svc"] = append(r.hosts["svc"], "10.0.0.2")
-	r.mu.Unlock()
+	r.SetHost("svc", "10.0.0.1", "10.0.0.2")
 	got, _ = Resolve(context.Background(), r, ts)
 	if !slices.Equal(got, []string{"10.0.0.1:7946", "10.0.0.2:7946"}) {
 		t.Fatalf("after adding a record: %v", got)
@@ -165,11 +125,11 @@ func TestResolveSeesLaterRecords(t *testing.T) {
 }
 
 func TestStaticNeedsNoResolver(t *testing.T) {
-	r := &fakeResolver{}
+	r := &joinaddrtest.Resolver{}
 	ts, _ := Parse("node-1.example:7946,10.0.0.1:7946")
 	got, err := Resolve(context.Background(), r, ts)
-	if err != nil || !slices.Equal(got, []string{"node-1.example:7946", "10.0.0.1:7946"}) || r.calls != 0 {
-		t.Fatalf("got %v, %v after %d lookups: host:port must pass through untouched", got, err, r.calls)
+	if err != nil || !slices.Equal(got, []string{"node-1.example:7946", "10.0.0.1:7946"}) || r.Calls() != 0 {
+		t.Fatalf("got %v, %v after %d lookups: host:port must pass through untouched", got, err, r.Calls())
 	}
 }
 

@@ -5,87 +5,27 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clock"
+	"github.com/dcounter/dcounter/internal/joinaddr/joinaddrtest"
+	"github.com/dcounter/dcounter/internal/testutil"
 	"github.com/dcounter/dcounter/internal/transport"
 )
-
-// fakeDNS serves A records from a map the test changes.
-type fakeDNS struct {
-	mu    sync.Mutex
-	hosts map[string][]string
-}
-
-func (f *fakeDNS) set(host string, ips ...string) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if f.hosts == nil {
-		f.hosts = map[string][]string{}
-	}
-	if len(ips) == 0 {
-		delete(f.hosts, host)
-		return
-	}
-	f.hosts[host] = ips
-}
-
-func (f *fakeDNS) LookupIPAddr(_ context.Context, host string) ([]net.IPAddr, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ips, ok := f.hosts[host]
-	if !ok {
-		return nil, &net.DNSError{Err: "no such host", Name: host, IsNotFound: true}
-	}
-	var out []net.IPAddr
-	for _, s := range ips {
-		out = append(out, net.IPAddr{IP: net.ParseIP(s)})
-	}
-	return out, nil
-}
-
-func (f *fakeDNS) LookupSRV(context.Context, string, string, string) (string, []*net.SRV, error) {
-	return "", nil, errors.New("fake: no SRV")
-}
-
-// countingHandler counts records whose message contains a substring, and
-// passes every record on.
-type countingHandler struct {
-	slog.Handler
-	sub string
-	n   *atomic.Int64
-}
-
-func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
-	if strings.Contains(r.Message, h.sub) {
-		h.n.Add(1)
-	}
-	return h.Handler.Handle(ctx, r)
-}
-
-func (h countingHandler) WithAttrs(as []slog.Attr) slog.Handler {
-	return countingHandler{h.Handler.WithAttrs(as), h.sub, h.n}
-}
-
-func (h countingHandler) WithGroup(g string) slog.Handler {
-	return countingHandler{h.Handler.WithGroup(g), h.sub, h.n}
-}
 
 // dnsCluster starts nodes at 10.0.0.i:7946 on an in-memory network, each
 // configured by cfg(i).
 type dnsCluster struct {
 	*memCluster
-	dns *fakeDNS
+	dns *joinaddrtest.Resolver
 }
 
 func newDNSCluster(t *testing.T) *dnsCluster {
 	clk := clock.NewFake(time.Unix(1_700_000_000, 0))
-	return &dnsCluster{memCluster: &memCluster{t: t, clk: clk, net: transport.NewMemNetwork(clk, 1)}, dns: &fakeDNS{}}
+	return &dnsCluster{memCluster: &memCluster{t: t, clk: clk, net: transport.NewMemNetwork(clk, 1)}, dns: &joinaddrtest.Resolver{}}
 }
 
 func (c *dnsCluster) start(i int, configure func(*Config)) (*Node, error) {
@@ -134,9 +74,9 @@ func joinDNS(cfg *Config) { cfg.Join = []string{"dns+dcounter.test:7946"} }
 // re-resolution, though it started a cluster of its own.
 func TestJoinThroughDNSFindsMembersAddedLater(t *testing.T) {
 	c := newDNSCluster(t)
-	c.dns.set("dcounter.test", "10.0.0.1")
+	c.dns.SetHost("dcounter.test", "10.0.0.1")
 	c.mustStart(1, joinDNS) // the name lists only itself: a new cluster
-	c.dns.set("dcounter.test", "10.0.0.1", "10.0.0.2")
+	c.dns.SetHost("dcounter.test", "10.0.0.1", "10.0.0.2")
 	c.mustStart(2, joinDNS)
 	c.runUntil(10*time.Second, c.allKnow(2))
 
@@ -146,7 +86,7 @@ func TestJoinThroughDNSFindsMembersAddedLater(t *testing.T) {
 	if got := c.nodes[2].memberCount(); got != 1 {
 		t.Fatalf("n3 knows %d members before its record exists", got)
 	}
-	c.dns.set("dcounter.test", "10.0.0.1", "10.0.0.2", "10.0.0.3")
+	c.dns.SetHost("dcounter.test", "10.0.0.1", "10.0.0.2", "10.0.0.3")
 	took := c.runUntil(2*time.Minute, c.allKnow(3))
 	if took > 35*time.Second {
 		t.Fatalf("found the new record after %v; JoinInterval is 30s", took)
@@ -166,7 +106,7 @@ func TestJoinDNSUnresolvableBeforeJoin(t *testing.T) {
 		t.Fatalf("err = %v, want ErrJoin naming the spec", err)
 	}
 	c.mustStart(3, func(cfg *Config) { joinDNS(cfg); cfg.JoinTimeout = 200 * time.Millisecond; cfg.Bootstrap = true })
-	c.dns.set("dcounter.test", "10.0.0.1", "10.0.0.3")
+	c.dns.SetHost("dcounter.test", "10.0.0.1", "10.0.0.3")
 	c.runUntil(2*time.Minute, c.allKnow(2))
 }
 
@@ -185,16 +125,16 @@ func TestJoinBadSpec(t *testing.T) {
 func TestJoinDNSFailureRateLimitedAndReassembly(t *testing.T) {
 	c := newDNSCluster(t)
 	var warnings atomic.Int64
-	c.dns.set("dcounter.test", "10.0.0.1")
+	c.dns.SetHost("dcounter.test", "10.0.0.1")
 	c.mustStart(1, joinDNS)
-	c.dns.set("dcounter.test", "10.0.0.1", "10.0.0.2")
+	c.dns.SetHost("dcounter.test", "10.0.0.1", "10.0.0.2")
 	c.mustStart(2, func(cfg *Config) {
 		joinDNS(cfg)
-		cfg.Logger = slog.New(countingHandler{testLogger(t).Handler(), "does not resolve", &warnings})
+		cfg.Logger = slog.New(testutil.CountingHandler(testLogger(t).Handler(), "does not resolve", &warnings))
 	})
 	c.runUntil(10*time.Second, c.allKnow(2))
 
-	c.dns.set("dcounter.test") // NXDOMAIN
+	c.dns.SetHost("dcounter.test") // NXDOMAIN
 	for end := c.clk.Now().Add(3*time.Minute + 30*time.Second); c.clk.Now().Before(end); {
 		c.clk.Advance(100 * time.Millisecond)
 		time.Sleep(time.Millisecond) // let delivery goroutines run
@@ -211,7 +151,7 @@ func TestJoinDNSFailureRateLimitedAndReassembly(t *testing.T) {
 	c.nodes[0].Shutdown(context.Background())
 	c.nodes = c.nodes[1:]
 	c.mustStart(4, nil)
-	c.dns.set("dcounter.test", "10.0.0.2", "10.0.0.4")
+	c.dns.SetHost("dcounter.test", "10.0.0.2", "10.0.0.4")
 	c.runUntil(2*time.Minute, func() error {
 		for _, nd := range c.nodes {
 			nd.mu.Lock()

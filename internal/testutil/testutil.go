@@ -1,11 +1,14 @@
 // Package testutil holds what the packages' tests share: polling a
-// condition with a deadline (tests never sleep to wait), and a logger that
-// writes to the test's log. Only tests import it.
+// condition with a deadline (tests never sleep to wait), a logger that
+// writes to the test's log, one that counts what is logged, and a Writes
+// for single-key fakes. Only tests import it.
 package testutil
 
 import (
+	"context"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -33,4 +36,31 @@ type logWriter struct{ t testing.TB }
 func (w logWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimRight(string(p), "\n"))
 	return len(p), nil
+}
+
+// CountingHandler passes every record on to h and counts in n those whose
+// message contains sub: for tests of what is logged, and how often.
+func CountingHandler(h slog.Handler, sub string, n *atomic.Int64) slog.Handler {
+	return countingHandler{h, sub, n}
+}
+
+type countingHandler struct {
+	slog.Handler
+	sub string
+	n   *atomic.Int64
+}
+
+func (h countingHandler) Handle(ctx context.Context, r slog.Record) error {
+	if strings.Contains(r.Message, h.sub) {
+		h.n.Add(1)
+	}
+	return h.Handler.Handle(ctx, r)
+}
+
+func (h countingHandler) WithAttrs(as []slog.Attr) slog.Handler {
+	return countingHandler{h.Handler.WithAttrs(as), h.sub, h.n}
+}
+
+func (h countingHandler) WithGroup(g string) slog.Handler {
+	return countingHandler{h.Handler.WithGroup(g), h.sub, h.n}
 }
