@@ -19,38 +19,16 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/dcounter/dcounter/internal/testutil"
 )
 
 var dcounterBin string // path of the dcounter binary built by TestMain
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "dcounter-e2e-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	dcounterBin = filepath.Join(dir, "dcounter")
-	build := exec.Command("go", "build", "-o", dcounterBin, "../cmd/dcounter")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building dcounter:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testutil.RunWithBinary(m, "../cmd/dcounter", &dcounterBin)) }
 
 // freePort returns a port that was free a moment ago.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testutil.FreePort(t) }
 
 // proc is one running dcounter process.
 type proc struct {

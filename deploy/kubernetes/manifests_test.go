@@ -28,29 +28,14 @@ import (
 
 	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/auth"
+	"github.com/dcounter/dcounter/internal/testutil"
 )
 
 // dcounterBin is the binary TestMain builds from this module: the
 // manifests are checked against what it really accepts.
 var dcounterBin string
 
-func TestMain(m *testing.M) {
-	dir, err := os.MkdirTemp("", "dcounter-k8s-")
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	dcounterBin = filepath.Join(dir, "dcounter")
-	build := exec.Command("go", "build", "-o", dcounterBin, "../../cmd/dcounter")
-	build.Stdout, build.Stderr = os.Stderr, os.Stderr
-	if err := build.Run(); err != nil {
-		fmt.Fprintln(os.Stderr, "building dcounter:", err)
-		os.Exit(1)
-	}
-	code := m.Run()
-	os.RemoveAll(dir)
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { os.Exit(testutil.RunWithBinary(m, "../../cmd/dcounter", &dcounterBin)) }
 
 // Facts about the binary and image that the manifests must respect and
 // that no flag reports.
@@ -795,18 +780,7 @@ func TestGossipServiceAndNodeAddresses(t *testing.T) {
 		t.Errorf("Service/%s: no TCP port named gossip on 7946", gossip.Name)
 	}
 
-	var node, gw *container
-	for _, c := range containers(t, m) {
-		switch c.cmd {
-		case "node":
-			node = c
-		case "gateway":
-			gw = c
-		}
-	}
-	if node == nil || gw == nil {
-		t.Fatal("want a node and a gateway container")
-	}
+	node, gw := nodeAndGateway(t, m)
 	_, httpPort := hostPort(t, node.id, "http-addr", node.flag("http-addr"))
 	_, gossipPort := hostPort(t, node.id, "gossip-addr", node.flag("gossip-addr"))
 	switch j := node.flag("join"); j {
@@ -1076,4 +1050,21 @@ func TestPodsRunLockedDown(t *testing.T) {
 			}
 		}
 	}
+}
+
+// nodeAndGateway returns the manifests' node and gateway containers.
+func nodeAndGateway(t *testing.T, m *manifests) (node, gw *container) {
+	t.Helper()
+	for _, c := range containers(t, m) {
+		switch c.cmd {
+		case "node":
+			node = c
+		case "gateway":
+			gw = c
+		}
+	}
+	if node == nil || gw == nil {
+		t.Fatal("want a node and a gateway container")
+	}
+	return node, gw
 }

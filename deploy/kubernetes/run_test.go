@@ -22,15 +22,7 @@ import (
 )
 
 // freePort returns a port that was free a moment ago.
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t testing.TB) int { return testutil.FreePort(t) }
 
 // podRun is how one container of the manifests is run here: its args and
 // environment as the kubelet would pass them, with only what a machine
@@ -166,18 +158,7 @@ func status(url, token string) (int, string) {
 // built) and the gateway's --nodes names, which only cluster DNS resolves.
 func TestManifestArgsStartAServingNodeAndGateway(t *testing.T) {
 	m := load(t)
-	var node, gw *container
-	for _, c := range containers(t, m) {
-		switch c.cmd {
-		case "node":
-			node = c
-		case "gateway":
-			gw = c
-		}
-	}
-	if node == nil || gw == nil {
-		t.Fatal("want a node and a gateway container")
-	}
+	node, gw := nodeAndGateway(t, m)
 	secrets := filepath.Join(t.TempDir(), "secrets")
 	if out, err := exec.Command(dcounterBin, "secrets", "init", secrets).CombinedOutput(); err != nil {
 		t.Fatalf("dcounter secrets init: %v\n%s", err, out)

@@ -6,7 +6,12 @@ package testutil
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -63,4 +68,36 @@ func (h countingHandler) WithAttrs(as []slog.Attr) slog.Handler {
 
 func (h countingHandler) WithGroup(g string) slog.Handler {
 	return countingHandler{h.Handler.WithGroup(g), h.sub, h.n}
+}
+
+// RunWithBinary is a TestMain for tests of a built program: it builds the
+// main package pkg (a path relative to the test's directory) into a
+// temporary directory, sets *bin to the binary's path, runs m, removes the
+// directory and returns m's exit code.
+func RunWithBinary(m *testing.M, pkg string, bin *string) int {
+	dir, err := os.MkdirTemp("", "dcounter-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	*bin = filepath.Join(dir, "dcounter")
+	build := exec.Command("go", "build", "-o", *bin, pkg)
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "building", pkg+":", err)
+		return 1
+	}
+	return m.Run()
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
