@@ -204,24 +204,15 @@ func (p *proc) add(ctx context.Context, key string, delta int64) error {
 	return nil
 }
 
-// waitFor polls f every 10ms until it returns nil or the deadline passes;
+// waitFor polls f (testutil.Poll) until it returns nil or timeout passes;
 // if fatal, a timeout fails the test with f's last error.
 func waitFor(t testing.TB, timeout time.Duration, f func() error, fatal bool) error {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			if fatal {
-				t.Fatalf("condition not met within %v: %v", timeout, err)
-			}
-			return err
-		}
-		time.Sleep(10 * time.Millisecond)
+	err := testutil.Poll(timeout, f)
+	if err != nil && fatal {
+		t.Fatalf("condition not met within %v: %v", timeout, err)
 	}
+	return err
 }
 
 // runCLI runs the binary with args and returns its stdout, stderr and exit code.

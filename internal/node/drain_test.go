@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clock"
+
+	"github.com/dcounter/dcounter/internal/testutil"
 )
 
 func TestDrainerRefusesUntilQuietOrLimit(t *testing.T) {
@@ -39,16 +41,11 @@ func TestDrainerRefusesUntilQuietOrLimit(t *testing.T) {
 		done := make(chan struct{})
 		go func() { d.drain(context.Background(), limit, drainQuiet); close(done) }()
 		// drain has begun once requests are turned away.
-		deadline := time.Now().Add(5 * time.Second)
-		for {
-			if st, _, _ := get(); st == http.StatusServiceUnavailable {
-				return done
-			}
-			if time.Now().After(deadline) {
-				t.Fatal("the drain never began")
-			}
-			time.Sleep(time.Millisecond) // the drain goroutine's start, not a condition on the clock
-		}
+		testutil.WaitFor(t, "the drain to begin", func() bool {
+			st, _, _ := get()
+			return st == http.StatusServiceUnavailable
+		})
+		return done
 	}
 	isDone := func(done chan struct{}) bool {
 		select {
@@ -159,19 +156,11 @@ func shutdownUnderWrites(t *testing.T, drain time.Duration) (cut, applied int) {
 		}()
 	}
 	// Let the writers get going on kept-alive connections.
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	testutil.WaitFor(t, "200 writes applied", func() bool {
 		mu.Lock()
-		n := applied
-		mu.Unlock()
-		if n >= 200 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("only %d writes applied", n)
-		}
-		time.Sleep(time.Millisecond)
-	}
+		defer mu.Unlock()
+		return applied >= 200
+	})
 	if err := nd.Shutdown(context.Background()); err != nil {
 		t.Fatal(err)
 	}

@@ -6,6 +6,7 @@ package testutil
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net"
@@ -18,18 +19,36 @@ import (
 	"time"
 )
 
-// WaitFor polls cond until it holds, failing t after 10 s. The deadline is
-// a failure bound, not a delay: it returns as soon as cond holds.
-func WaitFor(t testing.TB, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
+// Poll calls f every millisecond until it returns nil, and returns nil;
+// or, once timeout has passed, f's last error. The timeout is a failure
+// bound, not a delay: Poll returns as soon as f succeeds. The one polling
+// loop the tests share (tests never sleep to wait for a condition).
+func Poll(timeout time.Duration, f func() error) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		err := f()
+		if err == nil || time.Now().After(deadline) {
+			return err
 		}
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// WaitFor polls cond until it holds, failing t after 10 s.
+func WaitFor(t testing.TB, what string, cond func() bool) {
+	t.Helper()
+	err := Poll(10*time.Second, func() error {
+		if cond() {
+			return nil
+		}
+		return errNotYet
+	})
+	if err != nil {
+		t.Fatalf("timed out waiting for %s", what)
+	}
+}
+
+var errNotYet = errors.New("testutil: condition not met")
 
 // Logger returns a logger that writes records at level and above to t.Log.
 func Logger(t testing.TB, level slog.Level) *slog.Logger {
