@@ -196,76 +196,87 @@ type Config struct {
 	Transport func(transport.Handler) (Endpoint, error)
 }
 
+// Defaults of Config's fields: a zero field takes its default. The flags
+// of 'dcounter node' default to the same values.
+const (
+	DefaultGossipAddr         = "127.0.0.1:7946"
+	DefaultCluster            = "dcounter"
+	DefaultJoinInterval       = 30 * time.Second
+	DefaultJoinTimeout        = 5 * time.Second
+	DefaultSyncInterval       = 500 * time.Millisecond
+	DefaultDeltaInterval      = 5 * time.Millisecond
+	DefaultFanout             = 3
+	DefaultIdempotencyWindow  = time.Hour
+	DefaultMaxIdempotencyKeys = 1_000_000
+	DefaultDiscoveryInterval  = time.Second
+	DefaultSuspectAfter       = 1500 * time.Millisecond
+	DefaultDeadAfter          = 3 * time.Second
+	DefaultMaxClockSkew       = 10 * time.Second
+	DefaultReclaimHorizon     = 24 * time.Hour
+	DefaultReclaimInterval    = time.Second
+	DefaultSnapshotInterval   = 5 * time.Minute
+	DefaultShutdownDrain      = time.Second
+)
+
+// setDefaults fills zero fields with their defaults and refuses values
+// that mean nothing (a negative duration or count): a typo must fail
+// loudly, not run with a default the user did not ask for.
 func (c *Config) setDefaults() error {
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"join-interval", c.JoinInterval}, {"join-timeout", c.JoinTimeout}, {"sync-interval", c.SyncInterval},
+		{"delta-interval", c.DeltaInterval}, {"idempotency-window", c.IdempotencyWindow},
+		{"discovery-interval", c.DiscoveryInterval}, {"suspect-after", c.SuspectAfter}, {"dead-after", c.DeadAfter},
+		{"max-clock-skew", c.MaxClockSkew}, {"expiry-grace", c.ExpiryGrace}, {"reclaim-horizon", c.ReclaimHorizon},
+		{"member-horizon", c.MemberHorizon}, {"reclaim-interval", c.ReclaimInterval},
+		{"snapshot-interval", c.SnapshotInterval}, {"fsync-interval", c.FsyncInterval},
+		{"resp-idle-timeout", c.RESPIdleTimeout},
+	} {
+		if d.v < 0 {
+			return fmt.Errorf("%w: %s must not be negative (got %v; 0 means the default)", ErrConfig, d.name, d.v)
+		}
+	}
+	if c.Fanout < 0 || c.MaxIdempotencyKeys < 0 || c.RESPMaxClients < 0 {
+		return fmt.Errorf("%w: fanout, the idempotency key limit and resp-max-clients must not be negative", ErrConfig)
+	}
 	if c.Name == "" {
 		c.Name = hostname()
 	}
 	if c.GossipAddr == "" {
-		c.GossipAddr = "127.0.0.1:7946"
+		c.GossipAddr = DefaultGossipAddr
 	}
 	if c.Cluster == "" {
-		c.Cluster = "dcounter"
+		c.Cluster = DefaultCluster
 	}
-	if c.JoinInterval <= 0 {
-		c.JoinInterval = 30 * time.Second
-	}
-	if c.JoinTimeout <= 0 {
-		c.JoinTimeout = 5 * time.Second
-	}
-	if c.SyncInterval <= 0 {
-		c.SyncInterval = 500 * time.Millisecond
-	}
-	if c.DeltaInterval <= 0 {
-		c.DeltaInterval = 5 * time.Millisecond
-	}
-	if c.Fanout <= 0 {
-		c.Fanout = 3
-	}
-	if c.IdempotencyWindow <= 0 {
-		c.IdempotencyWindow = time.Hour
-	}
-	if c.MaxIdempotencyKeys <= 0 {
-		c.MaxIdempotencyKeys = 1_000_000
-	}
-	if c.DiscoveryInterval <= 0 {
-		c.DiscoveryInterval = time.Second
-	}
-	if c.SuspectAfter <= 0 {
-		c.SuspectAfter = 1500 * time.Millisecond
-	}
-	if c.DeadAfter <= 0 {
-		c.DeadAfter = 3 * time.Second
-	}
+	c.JoinInterval = orDefault(c.JoinInterval, DefaultJoinInterval)
+	c.JoinTimeout = orDefault(c.JoinTimeout, DefaultJoinTimeout)
+	c.SyncInterval = orDefault(c.SyncInterval, DefaultSyncInterval)
+	c.DeltaInterval = orDefault(c.DeltaInterval, DefaultDeltaInterval)
+	c.Fanout = orDefault(c.Fanout, DefaultFanout)
+	c.IdempotencyWindow = orDefault(c.IdempotencyWindow, DefaultIdempotencyWindow)
+	c.MaxIdempotencyKeys = orDefault(c.MaxIdempotencyKeys, DefaultMaxIdempotencyKeys)
+	c.DiscoveryInterval = orDefault(c.DiscoveryInterval, DefaultDiscoveryInterval)
+	c.SuspectAfter = orDefault(c.SuspectAfter, DefaultSuspectAfter)
+	c.DeadAfter = orDefault(c.DeadAfter, DefaultDeadAfter)
 	if c.DeadAfter <= c.SuspectAfter {
 		return fmt.Errorf("%w: dead-after (%v) must be longer than suspect-after (%v)", ErrConfig, c.DeadAfter, c.SuspectAfter)
 	}
-	if c.MaxClockSkew <= 0 {
-		c.MaxClockSkew = 10 * time.Second
-	}
-	if c.ExpiryGrace <= 0 {
-		c.ExpiryGrace = 2 * c.MaxClockSkew
-	}
-	if c.ReclaimHorizon <= 0 {
-		c.ReclaimHorizon = 24 * time.Hour
-	}
+	c.MaxClockSkew = orDefault(c.MaxClockSkew, DefaultMaxClockSkew)
+	c.ExpiryGrace = orDefault(c.ExpiryGrace, 2*c.MaxClockSkew)
+	c.ReclaimHorizon = orDefault(c.ReclaimHorizon, DefaultReclaimHorizon)
 	if c.ReclaimHorizon <= c.ExpiryGrace {
 		return fmt.Errorf("%w: reclaim-horizon (%v) must be longer than expiry-grace (%v)", ErrConfig, c.ReclaimHorizon, c.ExpiryGrace)
 	}
 	if c.MemberHorizon > 0 && c.MemberHorizon <= c.DeadAfter {
 		return fmt.Errorf("%w: member-horizon (%v) must be longer than dead-after (%v)", ErrConfig, c.MemberHorizon, c.DeadAfter)
 	}
-	if c.MemberHorizon <= 0 {
-		c.MemberHorizon = max(c.ReclaimHorizon, 2*c.DeadAfter)
-	}
-	if c.ReclaimInterval <= 0 {
-		c.ReclaimInterval = time.Second
-	}
-	if c.SnapshotInterval <= 0 {
-		c.SnapshotInterval = 5 * time.Minute
-	}
-	if c.ShutdownDrain == 0 {
-		c.ShutdownDrain = time.Second
-	}
+	c.MemberHorizon = orDefault(c.MemberHorizon, max(c.ReclaimHorizon, 2*c.DeadAfter))
+	c.ReclaimInterval = orDefault(c.ReclaimInterval, DefaultReclaimInterval)
+	c.SnapshotInterval = orDefault(c.SnapshotInterval, DefaultSnapshotInterval)
+	// ShutdownDrain: negative turns the drain off (documented on the field).
+	c.ShutdownDrain = orDefault(c.ShutdownDrain, DefaultShutdownDrain)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -276,6 +287,15 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("%w: cluster name longer than %d bytes", ErrConfig, wire.MaxClusterLen)
 	}
 	return nil
+}
+
+// orDefault is v, or def when v is zero.
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
 }
 
 // Node is a running replica.

@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -218,5 +219,30 @@ func TestAdvertisedHTTP(t *testing.T) {
 		if got := advertisedHTTP(addr, tc.gossip); got != tc.want {
 			t.Errorf("advertisedHTTP(%s, %s) = %s, want %s", tc.bound, tc.gossip, got, tc.want)
 		}
+	}
+}
+
+// TestConfigRefusesNegativeValues: a negative duration or count is an
+// error naming the setting, never silently the default.
+func TestConfigRefusesNegativeValues(t *testing.T) {
+	for name, mod := range map[string]func(*Config){
+		"sync-interval":   func(c *Config) { c.SyncInterval = -time.Second },
+		"dead-after":      func(c *Config) { c.DeadAfter = -1 },
+		"reclaim-horizon": func(c *Config) { c.ReclaimHorizon = -time.Hour },
+		"fanout":          func(c *Config) { c.Fanout = -3 },
+	} {
+		c := Config{}
+		mod(&c)
+		err := c.setDefaults()
+		if !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s negative: %v, want ErrConfig naming it", name, err)
+		}
+	}
+	c := Config{}
+	if err := c.setDefaults(); err != nil {
+		t.Fatal(err)
+	}
+	if c.SyncInterval != DefaultSyncInterval || c.DeadAfter != DefaultDeadAfter || c.Fanout != DefaultFanout || c.ExpiryGrace != 2*DefaultMaxClockSkew {
+		t.Fatalf("zero Config did not take the defaults: %+v", c)
 	}
 }
