@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"time"
 
 	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/discovery"
@@ -38,14 +37,14 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 		addr string
 		cfg  discovery.Config
 	)
-	fs.StringVar(&addr, "http-addr", "127.0.0.1:8500", "`host:port` to serve on")
-	fs.DurationVar(&cfg.TTL, "ttl", 5*time.Second, "how long an entry lives without a heartbeat")
+	fs.StringVar(&addr, "http-addr", discovery.DefaultAddr, "`host:port` to serve on")
+	fs.DurationVar(&cfg.TTL, "ttl", discovery.DefaultTTL, "how long an entry lives without a heartbeat")
 	fs.StringVar(&cfg.DataFile, "data-file", "", "`file` keeping the registry across restarts (optional)")
 	var kf keyFlags
 	kf.register(fs, "sign (nodes and gateways sign with their first key)")
 	var insecure bool
 	fs.BoolVar(&insecure, "insecure", false, "allow serving without --cluster-key on an address other machines can reach (anyone who can reach it can then register addresses that gateways and nodes will contact)")
-	fs.IntVar(&cfg.MaxEntries, "max-entries", discovery.MaxEntries, "most entries the registry holds")
+	fs.IntVar(&cfg.MaxEntries, "max-entries", discovery.DefaultMaxEntries, "most entries the registry holds")
 	fs.IntVar(&cfg.MaxPerSource, "max-per-source", discovery.DefaultMaxPerSource, "most entries registered from one client IP address")
 	var af apiFlags
 	af.register(fs, false)

@@ -47,8 +47,14 @@ type Config struct {
 	MaxPerSource int
 }
 
-// DefaultMaxPerSource is Config.MaxPerSource's default.
-const DefaultMaxPerSource = 256
+// Defaults of Config's fields (a zero field takes its default); the flags
+// of 'dcounter discovery' default to the same values.
+const (
+	DefaultTTL          = 5 * time.Second
+	DefaultMaxPerSource = 256
+	DefaultMaxEntries   = MaxEntries
+	DefaultAddr         = "127.0.0.1:8500"
+)
 
 // Server is the registry's HTTP handler; it also expires entries and
 // saves the data file in the background.
@@ -79,8 +85,11 @@ type Server struct {
 
 // New returns a running server (loading DataFile if it exists).
 func New(cfg Config) (*Server, error) {
+	if cfg.TTL < 0 || cfg.MaxEntries < 0 || cfg.MaxPerSource < 0 {
+		return nil, fmt.Errorf("discovery: TTL, MaxEntries and MaxPerSource must not be negative (0 means the default)")
+	}
 	if cfg.TTL == 0 {
-		cfg.TTL = 5 * time.Second
+		cfg.TTL = DefaultTTL
 	}
 	if cfg.TTL < MinTTL {
 		return nil, fmt.Errorf("discovery: TTL %v is below the minimum %v", cfg.TTL, MinTTL)
@@ -91,10 +100,10 @@ func New(cfg Config) (*Server, error) {
 	if cfg.Clock == nil {
 		cfg.Clock = clock.Real{}
 	}
-	if cfg.MaxEntries <= 0 {
-		cfg.MaxEntries = MaxEntries
+	if cfg.MaxEntries == 0 {
+		cfg.MaxEntries = DefaultMaxEntries
 	}
-	if cfg.MaxPerSource <= 0 {
+	if cfg.MaxPerSource == 0 {
 		cfg.MaxPerSource = DefaultMaxPerSource
 	}
 	s := &Server{cfg: cfg, log: cfg.Logger, clk: cfg.Clock, nonces: newNonces(),

@@ -822,3 +822,14 @@ func TestConcurrentRegisterHeartbeatPeers(t *testing.T) {
 		t.Fatalf("%d peers after the concurrent run, want %d", len(ps), workers)
 	}
 }
+
+// TestConfigRefusesNegativeValues: negative limits are errors, never the
+// defaults.
+func TestConfigRefusesNegativeValues(t *testing.T) {
+	for _, cfg := range []Config{{TTL: -time.Second}, {MaxEntries: -1}, {MaxPerSource: -1}} {
+		if s, err := New(cfg); err == nil {
+			s.Close()
+			t.Errorf("New(%+v) accepted a negative value", cfg)
+		}
+	}
+}
