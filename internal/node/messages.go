@@ -79,15 +79,25 @@ func (n *Node) memberEvents(ev membership.Events, now time.Time) {
 	}
 }
 
-// scheduleFlush arms the delta timer if it is not armed. Caller holds mu.
+// scheduleFlush arms the delta timer if it is not armed. The flush it
+// arms is one of the node's goroutines (n.wg): Shutdown stops it, or waits
+// for it. Once the node is stopping it arms nothing (Shutdown pushes what
+// is pending itself). Caller holds mu.
 func (n *Node) scheduleFlush() {
 	if n.flushAt != nil {
 		return
 	}
+	select {
+	case <-n.stop:
+		return
+	default:
+	}
+	n.wg.Add(1)
 	n.flushAt = n.clk.AfterFunc(n.cfg.DeltaInterval, n.flush)
 }
 
 func (n *Node) flush() {
+	defer n.wg.Done()
 	select {
 	case <-n.stop:
 		return

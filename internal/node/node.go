@@ -599,8 +599,8 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		close(n.stop)
 		n.cancel()
 		n.mu.Lock()
-		if n.flushAt != nil {
-			n.flushAt.Stop()
+		if n.flushAt != nil && n.flushAt.Stop() {
+			n.wg.Done() // the armed flush will not run
 		}
 		// Push what was not pushed yet (writes acknowledged in the last
 		// DeltaInterval), so peers hold it even if this replica's data dir
