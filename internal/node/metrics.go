@@ -2,6 +2,7 @@ package node
 
 import (
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,7 +57,13 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.ops = service.NewOpMetrics(m.reg)
-	m.reg.MustRegister(m.messages, m.bytes, m.sendFails, m.merged, m.fsync, m.deletes,
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "dcounter_build_info",
+		Help:        "Always 1; its labels name the running binary's version and the Go release that built it.",
+		ConstLabels: prometheus.Labels{"version": Version(), "goversion": runtime.Version()},
+	})
+	build.Set(1)
+	m.reg.MustRegister(build, m.messages, m.bytes, m.sendFails, m.merged, m.fsync, m.deletes,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 	return m
