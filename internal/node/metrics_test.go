@@ -1,14 +1,20 @@
 package node
 
 import (
+	"bytes"
+	"fmt"
+	"log/slog"
 	"net/http/httptest"
 	"runtime"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/dcounter/dcounter/internal/membership"
 	"github.com/dcounter/dcounter/internal/transport"
 )
 
@@ -61,4 +67,65 @@ func TestTransportMetrics(t *testing.T) {
 			}
 		}
 	}
+}
+
+// lockedBuffer is a log destination safe for the node's goroutines.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// TestMemberBackFromSuspectIsLogged: a member cut off long enough to be
+// suspect, but not dead, is logged alive again when it is heard from, and
+// the JSON log names it by its hex replica ID.
+func TestMemberBackFromSuspectIsLogged(t *testing.T) {
+	var logs lockedBuffer
+	c := startMemClusterWith(t, make([]time.Duration, 3), func(cfg *Config) {
+		if cfg.Name == "n1" {
+			cfg.Logger = slog.New(slog.NewJSONHandler(&logs, &slog.HandlerOptions{Level: slog.LevelInfo}))
+		}
+	})
+	c.waitMembers()
+	n3 := c.nodes[2]
+	stateOf := func() membership.State {
+		c.nodes[0].mu.Lock()
+		defer c.nodes[0].mu.Unlock()
+		m, _ := c.nodes[0].members.Get(n3.ID())
+		return m.State
+	}
+	c.net.Partition(c.addrs[:2], c.addrs[2:])
+	c.runUntil(5*time.Second, func() error {
+		if st := stateOf(); st != membership.Suspect {
+			return fmt.Errorf("n1 sees n3 %s, want suspect", st)
+		}
+		return nil
+	})
+	c.net.Partition()
+	// The node's own replica and the member's ID, both as hex strings.
+	want := []string{`"msg":"member alive again"`, fmt.Sprintf(`"replica":"%s"`, c.nodes[0].ID()),
+		fmt.Sprintf(`"member":"n3","id":"%s"`, n3.ID()), `"was":"suspect"`}
+	c.runUntil(5*time.Second, func() error {
+		for _, l := range strings.Split(logs.String(), "\n") {
+			found := true
+			for _, w := range want {
+				found = found && strings.Contains(l, w)
+			}
+			if found {
+				return nil
+			}
+		}
+		return fmt.Errorf("n1 has logged no line with all of %s:\n%s", want, grep(logs.String(), "member"))
+	})
 }
