@@ -206,12 +206,11 @@ func TestWrongCluster(t *testing.T) {
 	if n := b.in.len(); n != 0 {
 		t.Errorf("%d messages delivered across clusters", n)
 	}
-	if !b.log.has(slog.LevelWarn, "another cluster", `"alpha"`) {
-		t.Error("acceptor did not warn naming the dialer's cluster")
-	}
-	if !a.log.has(slog.LevelWarn, "another cluster", `\"beta\"`) {
-		t.Error("dialer did not warn naming the acceptor's cluster")
-	}
+	// Each side counts the rejection before it logs it, and the dialer
+	// drops its queue after that.
+	waitFor(t, "acceptor warning naming the dialer's cluster", func() bool { return b.log.has(slog.LevelWarn, "another cluster", `"alpha"`) })
+	waitFor(t, "dialer warning naming the acceptor's cluster", func() bool { return a.log.has(slog.LevelWarn, "another cluster", `\"beta\"`) })
+	waitFor(t, "dialer to drop its message", func() bool { return a.Stats().Dropped == 1 })
 	if s := a.Stats(); s.Dropped != 1 || s.DialFailures < 1 {
 		t.Errorf("dialer stats %+v", s)
 	}
@@ -252,12 +251,9 @@ func TestKeys(t *testing.T) {
 			if n := b.in.len(); n != 0 {
 				t.Errorf("%d messages delivered", n)
 			}
-			if !a.log.has(slog.LevelWarn, tc.logA) {
-				t.Errorf("dialer log lacks %q", tc.logA)
-			}
-			if !b.log.has(slog.LevelWarn, tc.logB) {
-				t.Errorf("acceptor log lacks %q", tc.logB)
-			}
+			// Each side counts the rejection before it logs it.
+			waitFor(t, "dialer log naming "+tc.logA, func() bool { return a.log.has(slog.LevelWarn, tc.logA) })
+			waitFor(t, "acceptor log naming "+tc.logB, func() bool { return b.log.has(slog.LevelWarn, tc.logB) })
 		})
 	}
 }
