@@ -276,7 +276,7 @@ func metric(p *proc, name string) (float64, error) {
 	if err != nil {
 		return 0, err
 	}
-	m := regexp.MustCompile(`(?m)^` + name + ` (\S+)$`).FindSubmatch(b)
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` (\S+)$`).FindSubmatch(b)
 	if m == nil {
 		return 0, fmt.Errorf("%s not in /metrics", name)
 	}
@@ -326,7 +326,7 @@ func TestReplayedGossipIsRefused(t *testing.T) {
 	for _, p := range []*proc{m1, m2} {
 		waitFor(t, 10*time.Second, func() error { return memberCount(p, 2) }, true)
 	}
-	before, err := metric(m2, "dcounter_transport_rejected_total")
+	before, err := metric(m2, `dcounter_transport_rejected_total{reason="auth"}`)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -341,7 +341,7 @@ func TestReplayedGossipIsRefused(t *testing.T) {
 		c.Close()
 	}
 	waitFor(t, 10*time.Second, func() error {
-		after, err := metric(m2, "dcounter_transport_rejected_total")
+		after, err := metric(m2, `dcounter_transport_rejected_total{reason="auth"}`)
 		if err != nil {
 			return err
 		}

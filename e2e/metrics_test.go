@@ -30,6 +30,10 @@ func TestNodeMetrics(t *testing.T) {
 		`dcounter_wal_fsync_duration_seconds_bucket`,
 		`dcounter_wal_records_total`,
 		`dcounter_transport_frames_sent_total`,
+		`dcounter_transport_rejected_total{reason="wrong_cluster"} 0`,
+		`dcounter_request_duration_seconds_count{op="inc",protocol="http"} 1`,
+		`dcounter_request_duration_seconds_bucket{op="inc",protocol="http",le="+Inf"} 1`,
+		`dcounter_build_info{goversion="go`,
 		`dcounter_keys 2`,
 		`go_goroutines`,
 	} {

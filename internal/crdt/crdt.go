@@ -24,6 +24,7 @@ package crdt
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"math"
 	"math/bits"
 	"strconv"
@@ -53,6 +54,25 @@ type ReplicaID uint64
 
 // String renders the ID as 16 lower-case hex digits.
 func (id ReplicaID) String() string { return fmt.Sprintf("%016x", uint64(id)) }
+
+// LogValue logs the ID as String does: a JSON handler would otherwise
+// print the number, which JSON tools round above 2^53, and which matches
+// nothing else (metrics, /nodes, data dirs) that shows IDs in hex.
+func (id ReplicaID) LogValue() slog.Value { return slog.StringValue(id.String()) }
+
+// MarshalText encodes the ID as String does, so that it is the same hex
+// string in JSON, as a value or a map key.
+func (id ReplicaID) MarshalText() ([]byte, error) { return []byte(id.String()), nil }
+
+// UnmarshalText parses the form produced by MarshalText.
+func (id *ReplicaID) UnmarshalText(b []byte) error {
+	v, err := ParseReplicaID(string(b))
+	if err != nil {
+		return err
+	}
+	*id = v
+	return nil
+}
 
 // ParseReplicaID parses the form produced by String.
 func ParseReplicaID(s string) (ReplicaID, error) {

@@ -176,3 +176,28 @@ func TestMinoritySideOfPartitionDeclaresTheOthersDead(t *testing.T) {
 		t.Fatalf("m2 is %v", c.state(2))
 	}
 }
+
+// TestSuspectHeardFromIsReportedBack: a suspect member whose heartbeat
+// advances is alive again, and merge says so (the owner logs it).
+func TestSuspectHeardFromIsReportedBack(t *testing.T) {
+	c := newDetectCluster(3)
+	for range 4 {
+		c.tick(2, 3)
+	}
+	for i := 0; i < 10 && c.state(3) != Suspect; i++ {
+		c.tick(2)
+	}
+	if c.state(3) != Suspect {
+		t.Fatalf("m3 is %s, want suspect", c.state(3))
+	}
+	c.hb[3]++
+	_, back, _ := c.l.merge([]wire.Member{{ID: 3, GossipAddr: "m3:1", Incarnation: 1, Heartbeat: c.hb[3]}}, c.now)
+	if len(back) != 1 || back[0].Member.ID != 3 || back[0].From != Suspect || back[0].To != Alive {
+		t.Fatalf("back %+v, want m3 from suspect to alive", back)
+	}
+	// Already alive: nothing more to report.
+	c.hb[3]++
+	if _, back, _ := c.l.merge([]wire.Member{{ID: 3, GossipAddr: "m3:1", Incarnation: 1, Heartbeat: c.hb[3]}}, c.now); len(back) != 0 {
+		t.Errorf("back %+v for a member already alive", back)
+	}
+}

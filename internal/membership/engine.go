@@ -82,7 +82,8 @@ func (c *Config) setDefaults() {
 type Events struct {
 	// Added are members new to us.
 	Added []Member
-	// Changes are state changes found by failure detection.
+	// Changes are state changes: to suspect and dead, found by failure
+	// detection; back to alive, when a member not alive is heard from again.
 	Changes []Change
 	// Pruned are members forgotten after Config.Horizon dead or left.
 	Pruned []Member
@@ -166,7 +167,8 @@ func (e *Engine) Handle(from string, m wire.Message, now time.Time) (out []Outbo
 		if id == e.cfg.Self.ID && m.Self.GossipAddr == selfAddr {
 			return nil, ev, true // our own Join, through an alias of our address: not a cluster
 		}
-		added, conflict := e.list.Merge([]wire.Member{m.Self}, now)
+		added, back, conflict := e.list.merge([]wire.Member{m.Self}, now)
+		ev.Changes = back
 		if conflict || id == e.cfg.Self.ID {
 			ev.Conflict = fmt.Sprintf("a node at %s joined with this node's replica ID", m.Self.GossipAddr)
 			return nil, ev, true
@@ -179,7 +181,9 @@ func (e *Engine) Handle(from string, m wire.Message, now time.Time) (out []Outbo
 		if from == selfAddr {
 			return nil, ev, true // answered by ourselves
 		}
-		if _, conflict := e.list.Merge(m.Members, now); conflict {
+		_, back, conflict := e.list.merge(m.Members, now)
+		ev.Changes = back
+		if conflict {
 			ev.Conflict = "a peer lists this node's replica ID at another address"
 		}
 		e.list.HeardFrom(from, now)
@@ -188,7 +192,8 @@ func (e *Engine) Handle(from string, m wire.Message, now time.Time) (out []Outbo
 			e.joined, ev.Joined = true, true
 		}
 	case *wire.Members:
-		added, conflict := e.list.Merge(m.Members, now)
+		added, back, conflict := e.list.merge(m.Members, now)
+		ev.Changes = back
 		if conflict {
 			ev.Conflict = "a peer lists this node's replica ID at another address"
 		}

@@ -253,6 +253,18 @@ func TestEngineFrozenNodeBlamesNobody(t *testing.T) {
 		}
 	}
 	s.runUntil(5*time.Second, func() error { return s.sees(all, all, Alive) })
+	// The way back is reported like the way down, for the owner to log.
+	for _, name := range []string{"n1", "n3"} {
+		back := false
+		for _, ev := range s.events[name] {
+			for _, c := range ev.Changes {
+				back = back || (c.Member.Name == "n2" && c.From == Dead && c.To == Alive)
+			}
+		}
+		if !back {
+			t.Errorf("%s reported no change of n2 from dead to alive", name)
+		}
+	}
 }
 
 func TestEngineGoodbye(t *testing.T) {

@@ -206,6 +206,14 @@ const (
 // key gossip listens on loopback only, unless --insecure-gossip accepts
 // that anyone who can reach the port is trusted.
 func (l *List) Merge(view []wire.Member, now time.Time) (added []Member, conflict bool) {
+	added, _, conflict = l.merge(view, now)
+	return added, conflict
+}
+
+// merge is Merge that also reports the members it brought back to alive
+// (from suspect, dead or left), for the owner to log: failure detection
+// reports the way down, this the way back.
+func (l *List) merge(view []wire.Member, now time.Time) (added []Member, back []Change, conflict bool) {
 	for _, w := range view {
 		r := fromWire(w)
 		if r.ID == l.self {
@@ -231,12 +239,18 @@ func (l *List) Merge(view []wire.Member, now time.Time) (added []Member, conflic
 			} else {
 				r.Down = now
 			}
+			if was := m.State; was != Alive && r.State == Alive {
+				back = append(back, Change{r, was, Alive})
+			}
 			*m = r
 		case r.Incarnation == m.Incarnation:
 			if r.Heartbeat > m.Heartbeat {
 				m.Heartbeat, m.LastSeen = r.Heartbeat, now
-				if m.State != Left {
+				if was := m.State; was != Left {
 					m.State, m.Down = Alive, time.Time{}
+					if was != Alive {
+						back = append(back, Change{*m, was, Alive})
+					}
 				}
 			}
 			if r.State == Left && m.State != Left {
@@ -244,7 +258,7 @@ func (l *List) Merge(view []wire.Member, now time.Time) (added []Member, conflic
 			}
 		}
 	}
-	return added, conflict
+	return added, back, conflict
 }
 
 // remember decides whether a member unknown to us may be added: yes,

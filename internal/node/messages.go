@@ -60,9 +60,16 @@ func (n *Node) memberEvents(ev membership.Events, now time.Time) {
 	}
 	for _, p := range ev.Pruned {
 		n.log.Info("member pruned: dead or left for longer than the member horizon; its counts stay", "member", p.Name, "id", p.ID,
-			"state", p.State, "horizon", n.cfg.MemberHorizon)
+			"state", p.State.String(), "horizon", n.cfg.MemberHorizon)
 	}
 	for _, c := range ev.Changes {
+		if c.To == membership.Alive {
+			// Heard from just now: how long it was silent is gone with the
+			// old LastSeen; the state it left says how bad it was.
+			n.log.Info("member alive again", "member", c.Member.Name, "id", c.Member.ID, "gossip_addr", c.Member.GossipAddr,
+				"was", c.From.String())
+			continue
+		}
 		n.log.Info("member "+c.To.String(), "member", c.Member.Name, "id", c.Member.ID, "gossip_addr", c.Member.GossipAddr,
 			"silent_for", now.Sub(c.Member.LastSeen).Round(time.Millisecond))
 	}

@@ -2,6 +2,7 @@ package node
 
 import (
 	"net/http"
+	"runtime"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -56,7 +57,13 @@ func newMetrics() *metrics {
 		}),
 	}
 	m.ops = service.NewOpMetrics(m.reg)
-	m.reg.MustRegister(m.messages, m.bytes, m.sendFails, m.merged, m.fsync, m.deletes,
+	build := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "dcounter_build_info",
+		Help:        "Always 1; its labels name the running binary's version and the Go release that built it.",
+		ConstLabels: prometheus.Labels{"version": Version(), "goversion": runtime.Version()},
+	})
+	build.Set(1)
+	m.reg.MustRegister(build, m.messages, m.bytes, m.sendFails, m.merged, m.fsync, m.deletes,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
 	return m
@@ -144,16 +151,7 @@ func (m *metrics) attach(n *Node) {
 		},
 	})
 	if tcp, ok := n.ep.(*transport.TCP); ok {
-		for name, f := range map[string]func(transport.Stats) uint64{
-			"dcounter_transport_frames_sent_total":     func(s transport.Stats) uint64 { return uint64(s.FramesSent) },
-			"dcounter_transport_frames_received_total": func(s transport.Stats) uint64 { return uint64(s.FramesReceived) },
-			"dcounter_transport_dropped_total":         func(s transport.Stats) uint64 { return uint64(s.Dropped) },
-			"dcounter_transport_rejected_total":        func(s transport.Stats) uint64 { return uint64(s.Rejected) },
-			"dcounter_transport_dial_failures_total":   func(s transport.Stats) uint64 { return uint64(s.DialFailures) },
-		} {
-			reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: "Transport " + name[len("dcounter_transport_"):] + "."},
-				func() float64 { return float64(f(tcp.Stats())) }))
-		}
+		reg.MustRegister(transportCollector(tcp.Stats))
 	}
 	if n.wal != nil {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
@@ -162,6 +160,34 @@ func (m *metrics) attach(n *Node) {
 		reg.MustRegister(prometheus.NewCounterFunc(prometheus.CounterOpts{
 			Name: "dcounter_wal_bytes_total", Help: "Write-ahead log bytes written.",
 		}, func() float64 { return float64(n.wal.Stats().Bytes) }))
+	}
+}
+
+// transportCollector exposes the transport's counters, read from one
+// Stats snapshot per scrape so that the rejection series add up.
+func transportCollector(stats func() transport.Stats) prometheus.Collector {
+	sent := prometheus.NewDesc("dcounter_transport_frames_sent_total",
+		"Message frames written to peers (handshakes excluded).", nil, nil)
+	received := prometheus.NewDesc("dcounter_transport_frames_received_total",
+		"Message frames received from peers and handed to gossip (handshakes excluded).", nil, nil)
+	dropped := prometheus.NewDesc("dcounter_transport_dropped_total",
+		"Messages never written: refused because the peer's queue was full or too many peers have queues, or discarded because the peer was unreachable, the write failed or the transport closed.", nil, nil)
+	rejected := prometheus.NewDesc("dcounter_transport_rejected_total",
+		"Connections refused or closed for misbehaving, on either side, by reason: auth (missing or unknown cluster key, forged hello or frame), wrong_cluster, version (another handshake version), handshake (malformed, missing or incomplete), frame_too_large, empty_frame, too_many_connections (inbound beyond the cap).", []string{"reason"}, nil)
+	dialFailures := prometheus.NewDesc("dcounter_transport_dial_failures_total",
+		"Outbound connection attempts that did not end in a completed handshake.", nil, nil)
+	return collectorFunc{
+		desc: []*prometheus.Desc{sent, received, dropped, rejected, dialFailures},
+		collect: func(ch chan<- prometheus.Metric) {
+			s := stats()
+			ch <- prometheus.MustNewConstMetric(sent, prometheus.CounterValue, float64(s.FramesSent))
+			ch <- prometheus.MustNewConstMetric(received, prometheus.CounterValue, float64(s.FramesReceived))
+			ch <- prometheus.MustNewConstMetric(dropped, prometheus.CounterValue, float64(s.Dropped))
+			for r, v := range s.RejectedBy {
+				ch <- prometheus.MustNewConstMetric(rejected, prometheus.CounterValue, float64(v), transport.RejectReason(r).String())
+			}
+			ch <- prometheus.MustNewConstMetric(dialFailures, prometheus.CounterValue, float64(s.DialFailures))
+		},
 	}
 }
 

@@ -81,12 +81,9 @@ func TestKeyRotationOutOfOrder(t *testing.T) {
 	if acceptor.in.len() != 0 {
 		t.Error("delivered")
 	}
-	if !acceptor.log.has(slog.LevelWarn, "not in the accepting node's keyring") {
-		t.Error("acceptor did not say why")
-	}
-	if !dialer.log.has(slog.LevelWarn, "not in the accepting node's keyring") {
-		t.Error("dialer did not say why")
-	}
+	// Each side counts the refusal before it logs it.
+	waitFor(t, "acceptor to say why", func() bool { return acceptor.log.has(slog.LevelWarn, "not in the accepting node's keyring") })
+	waitFor(t, "dialer to say why", func() bool { return dialer.log.has(slog.LevelWarn, "not in the accepting node's keyring") })
 }
 
 func hasMessage(n *node, msg string) bool {

@@ -48,8 +48,11 @@ type TCP struct {
 
 type counters struct {
 	framesSent, bytesSent, framesReceived, bytesReceived atomic.Int64
-	dropped, queueFull, rejected, dials, dialFailures    atomic.Int64
+	dropped, queueFull, dials, dialFailures              atomic.Int64
+	rejected                                             [NumRejectReasons]atomic.Int64
 }
+
+func (c *counters) reject(r RejectReason) { c.rejected[r].Add(1) }
 
 // Listen validates cfg, binds cfg.BindAddr and starts accepting
 // connections; every message received is passed to h. It returns a running
@@ -226,17 +229,21 @@ func (t *TCP) Flush(ctx context.Context) error {
 // Stats returns a snapshot of the transport's counters.
 func (t *TCP) Stats() Stats {
 	s := &t.stats
-	return Stats{
+	st := Stats{
 		FramesSent:     s.framesSent.Load(),
 		BytesSent:      s.bytesSent.Load(),
 		FramesReceived: s.framesReceived.Load(),
 		BytesReceived:  s.bytesReceived.Load(),
 		Dropped:        s.dropped.Load(),
 		QueueFull:      s.queueFull.Load(),
-		Rejected:       s.rejected.Load(),
 		Dials:          s.dials.Load(),
 		DialFailures:   s.dialFailures.Load(),
 	}
+	for r := range st.RejectedBy {
+		st.RejectedBy[r] = s.rejected[r].Load()
+		st.Rejected += st.RejectedBy[r]
+	}
+	return st
 }
 
 // goFunc runs f in a goroutine that Close waits for. Callers are either
@@ -299,7 +306,7 @@ func (t *TCP) acceptLoop() {
 		select {
 		case t.inbound <- struct{}{}:
 		default:
-			t.stats.rejected.Add(1)
+			t.stats.reject(RejectTooMany)
 			t.warnInboundCap(c.RemoteAddr().String())
 			c.Close()
 			continue
@@ -362,11 +369,11 @@ func (t *TCP) serveConn(c inboundConn, remote string) {
 			// connection that simply went away is not a rejection.
 			log.Debug("inbound connection did not complete the handshake", "err", err)
 			if !errors.Is(err, io.EOF) {
-				t.stats.rejected.Add(1)
+				t.stats.reject(rejectReasonOf(err))
 			}
 			return
 		}
-		t.stats.rejected.Add(1)
+		t.stats.reject(rejectReasonOf(err))
 		if h.addr != "" {
 			log = log.With("peer", h.addr)
 		}
@@ -425,13 +432,13 @@ func (t *TCP) peerReachable(addr string) {
 func (t *TCP) logReadError(log *slog.Logger, err error, hdr []byte) {
 	switch {
 	case errors.Is(err, ErrFrameTooLarge):
-		t.stats.rejected.Add(1)
+		t.stats.reject(RejectFrameTooLarge)
 		log.Error("oversized frame; closing the connection", "length", binary.BigEndian.Uint32(hdr), "max_frame", t.cfg.MaxFrame)
 	case errors.Is(err, ErrAuth):
-		t.stats.rejected.Add(1)
+		t.stats.reject(RejectAuth)
 		log.Warn("frame failed authentication; closing the connection", "err", err)
 	case errors.Is(err, ErrEmptyFrame):
-		t.stats.rejected.Add(1)
+		t.stats.reject(RejectEmptyFrame)
 		log.Warn("empty frame; closing the connection")
 	case errors.Is(err, io.EOF), errors.Is(err, net.ErrClosed):
 		log.Debug("inbound connection closed")

@@ -116,18 +116,19 @@ func TestBadInboundInputIsRejected(t *testing.T) {
 		handshake bool
 		send      []byte
 		rejected  bool
+		reason    RejectReason
 	}{
-		{"huge length after handshake", 0, true, []byte{0xff, 0xff, 0xff, 0xff}, true},
-		{"MaxFrame+1 after handshake", 0, true, smallLen(DefaultMaxFrame+1, nil), true},
-		{"small MaxFrame+1 after handshake", small, true, smallLen(small+1, make([]byte, small+1)), true},
-		{"huge length with small MaxFrame", small, true, []byte{0xff, 0xff, 0xff, 0xff}, true},
-		{"zero length after handshake", 0, true, []byte{0, 0, 0, 0}, true},
-		{"huge length instead of hello", 0, false, []byte{0xff, 0xff, 0xff, 0xff}, true},
-		{"random garbage", 0, false, garbage, true},
-		{"garbage in a small frame", 0, false, smallLen(16, garbage[:16]), true},
-		{"http request", 0, false, []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), true},
-		{"truncated hello", 0, false, smallLen(40, []byte("DCNT\x01")), true},
-		{"truncated frame after handshake", 0, true, smallLen(100, make([]byte, 50)), false},
+		{"huge length after handshake", 0, true, []byte{0xff, 0xff, 0xff, 0xff}, true, RejectFrameTooLarge},
+		{"MaxFrame+1 after handshake", 0, true, smallLen(DefaultMaxFrame+1, nil), true, RejectFrameTooLarge},
+		{"small MaxFrame+1 after handshake", small, true, smallLen(small+1, make([]byte, small+1)), true, RejectFrameTooLarge},
+		{"huge length with small MaxFrame", small, true, []byte{0xff, 0xff, 0xff, 0xff}, true, RejectFrameTooLarge},
+		{"zero length after handshake", 0, true, []byte{0, 0, 0, 0}, true, RejectEmptyFrame},
+		{"huge length instead of hello", 0, false, []byte{0xff, 0xff, 0xff, 0xff}, true, RejectHandshake},
+		{"random garbage", 0, false, garbage, true, RejectHandshake},
+		{"garbage in a small frame", 0, false, smallLen(16, garbage[:16]), true, RejectHandshake},
+		{"http request", 0, false, []byte("GET / HTTP/1.1\r\nHost: x\r\n\r\n"), true, RejectHandshake},
+		{"truncated hello", 0, false, smallLen(40, []byte("DCNT\x01")), true, RejectHandshake},
+		{"truncated frame after handshake", 0, true, smallLen(100, make([]byte, 50)), false, 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -143,6 +144,9 @@ func TestBadInboundInputIsRejected(t *testing.T) {
 			p.expectClosed()
 			if tc.rejected {
 				waitFor(t, "rejection counted", func() bool { return b.Stats().Rejected == 1 })
+				if got := b.Stats().RejectedBy[tc.reason]; got != 1 {
+					t.Errorf("rejections for reason %s: %d, want 1 (by reason: %v)", tc.reason, got, b.Stats().RejectedBy)
+				}
 			}
 			if tc.maxFrame == small && !b.log.has(slog.LevelError, "oversized frame", "length=", "remote=") {
 				t.Errorf("no error logged naming the length and remote address")
@@ -194,15 +198,19 @@ func TestWrongCluster(t *testing.T) {
 	waitFor(t, "both sides to reject", func() bool {
 		return a.Stats().Rejected >= 1 && b.Stats().Rejected >= 1
 	})
+	for _, tr := range []*TCP{a.TCP, b.TCP} {
+		if s := tr.Stats(); s.RejectedBy[RejectWrongCluster] != s.Rejected {
+			t.Errorf("rejections by reason %v, want all %d as %s", s.RejectedBy, s.Rejected, RejectWrongCluster)
+		}
+	}
 	if n := b.in.len(); n != 0 {
 		t.Errorf("%d messages delivered across clusters", n)
 	}
-	if !b.log.has(slog.LevelWarn, "another cluster", `"alpha"`) {
-		t.Error("acceptor did not warn naming the dialer's cluster")
-	}
-	if !a.log.has(slog.LevelWarn, "another cluster", `\"beta\"`) {
-		t.Error("dialer did not warn naming the acceptor's cluster")
-	}
+	// Each side counts the rejection before it logs it, and the dialer
+	// drops its queue after that.
+	waitFor(t, "acceptor warning naming the dialer's cluster", func() bool { return b.log.has(slog.LevelWarn, "another cluster", `"alpha"`) })
+	waitFor(t, "dialer warning naming the acceptor's cluster", func() bool { return a.log.has(slog.LevelWarn, "another cluster", `\"beta\"`) })
+	waitFor(t, "dialer to drop its message", func() bool { return a.Stats().Dropped == 1 })
 	if s := a.Stats(); s.Dropped != 1 || s.DialFailures < 1 {
 		t.Errorf("dialer stats %+v", s)
 	}
@@ -243,12 +251,9 @@ func TestKeys(t *testing.T) {
 			if n := b.in.len(); n != 0 {
 				t.Errorf("%d messages delivered", n)
 			}
-			if !a.log.has(slog.LevelWarn, tc.logA) {
-				t.Errorf("dialer log lacks %q", tc.logA)
-			}
-			if !b.log.has(slog.LevelWarn, tc.logB) {
-				t.Errorf("acceptor log lacks %q", tc.logB)
-			}
+			// Each side counts the rejection before it logs it.
+			waitFor(t, "dialer log naming "+tc.logA, func() bool { return a.log.has(slog.LevelWarn, tc.logA) })
+			waitFor(t, "acceptor log naming "+tc.logB, func() bool { return b.log.has(slog.LevelWarn, tc.logB) })
 		})
 	}
 }

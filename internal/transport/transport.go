@@ -59,6 +59,53 @@ var (
 	ErrVersion = errors.New("transport: unsupported handshake version")
 )
 
+// RejectReason is why a connection was rejected; its String is the
+// reason label of the rejection metric, so the values are stable.
+type RejectReason int
+
+// The reasons a connection is rejected.
+const (
+	RejectAuth          RejectReason = iota // failed authentication: missing or unknown key, forged hello or frame
+	RejectWrongCluster                      // the peer is in another cluster
+	RejectVersion                           // the peer speaks another handshake version
+	RejectHandshake                         // malformed, missing or incomplete handshake
+	RejectFrameTooLarge                     // a frame longer than MaxFrame
+	RejectEmptyFrame                        // an empty frame
+	RejectTooMany                           // an inbound connection beyond MaxInbound
+	NumRejectReasons
+)
+
+var rejectNames = [NumRejectReasons]string{
+	RejectAuth:          "auth",
+	RejectWrongCluster:  "wrong_cluster",
+	RejectVersion:       "version",
+	RejectHandshake:     "handshake",
+	RejectFrameTooLarge: "frame_too_large",
+	RejectEmptyFrame:    "empty_frame",
+	RejectTooMany:       "too_many_connections",
+}
+
+func (r RejectReason) String() string {
+	if r < 0 || r >= NumRejectReasons {
+		return "unknown"
+	}
+	return rejectNames[r]
+}
+
+// rejectReasonOf classifies a failed handshake. The more specific causes
+// come first: their errors may also wrap ErrHandshake.
+func rejectReasonOf(err error) RejectReason {
+	switch {
+	case errors.Is(err, ErrWrongCluster):
+		return RejectWrongCluster
+	case errors.Is(err, ErrVersion):
+		return RejectVersion
+	case errors.Is(err, ErrAuth):
+		return RejectAuth
+	}
+	return RejectHandshake
+}
+
 // Stats are a TCP transport's counters since Listen.
 type Stats struct {
 	FramesSent     int64 // message frames written (handshakes excluded)
@@ -74,8 +121,10 @@ type Stats struct {
 	// Rejected counts connections refused or closed for misbehaving, on
 	// either side: failed authentication, wrong cluster, bad or missing
 	// handshake, unsupported version, oversized or empty frames, and inbound
-	// connections beyond MaxInbound.
-	Rejected     int64
+	// connections beyond MaxInbound. It is the sum of RejectedBy.
+	Rejected int64
+	// RejectedBy splits Rejected by reason, indexed by RejectReason.
+	RejectedBy   [NumRejectReasons]int64
 	Dials        int64 // outbound connection attempts
 	DialFailures int64 // attempts that did not end in a completed handshake
 }

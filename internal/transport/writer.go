@@ -233,7 +233,7 @@ func (t *TCP) connect(addr string) (*outConn, error) {
 	if err != nil {
 		t.stats.dialFailures.Add(1)
 		if errors.Is(err, ErrWrongCluster) || errors.Is(err, ErrAuth) || errors.Is(err, ErrVersion) || errors.Is(err, ErrHandshake) {
-			t.stats.rejected.Add(1)
+			t.stats.reject(rejectReasonOf(err))
 		}
 		t.untrack(c)
 		return nil, err
