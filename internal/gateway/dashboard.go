@@ -52,16 +52,21 @@ func (g *Gateway) ReadEach(r *http.Request, key string) []ui.NodeValue {
 }
 
 // Members returns a healthy node's GET /nodes, asked as the caller of r.
+// It asks the first healthy node by name, the same one every time while it
+// stays healthy: the dashboard derives membership events from successive
+// answers, and two nodes' views can differ for a moment.
 func (g *Gateway) Members(r *http.Request) (int, []byte, error) {
-	b := g.pick(nil)
-	if b == nil {
-		return 0, nil, ui.ErrNoNode
+	for _, n := range g.Nodes() {
+		if n.Status != "healthy" {
+			continue
+		}
+		status, body, err := g.getAs(r, n.URL, "/nodes")
+		if err != nil {
+			return 0, nil, fmt.Errorf("%w: %s is %s", ui.ErrNoNode, n.URL, stateUnreachable)
+		}
+		return status, body, nil
 	}
-	status, body, err := g.getAs(r, b.url, "/nodes")
-	if err != nil {
-		return 0, nil, fmt.Errorf("%w: %s is %s", ui.ErrNoNode, b.url, stateUnreachable)
-	}
-	return status, body, nil
+	return 0, nil, ui.ErrNoNode
 }
 
 // getAs sends GET base+path on behalf of r's caller, bounded by

@@ -90,7 +90,7 @@ function renderMembers(r) {
   note.textContent = self ? "(as " + (self.name || self.id) + " sees them)" : "";
   const members = [...r.body].sort((a, b) => (a.name || "").localeCompare(b.name || ""));
   fill(tbody, members.map((m) => [
-    { text: (m.name || m.id) + (m.self ? " (this node)" : ""), title: "id " + m.id },
+    { text: (m.name || m.id) + (m.self && state.mode === "node" ? " (this node)" : ""), title: "id " + m.id },
     { text: m.status, cls: statusClass(m.status) },
     { text: m.incarnation, cls: "num" },
     // As the server reports it (its clock, UTC): the page does no clock
@@ -260,7 +260,7 @@ function drawSpark() {
 function event(text, status) {
   const li = el("li");
   // The browser's clock: when this page noticed the change.
-  li.append(el("time", new Date().toLocaleTimeString()), el("span", text, statusClass(status)));
+  li.append(el("time", new Date().toLocaleTimeString([], { hour12: false })), el("span", text, statusClass(status)));
   const ol = $("events");
   ol.prepend(li);
   while (ol.children.length > MAX_EVENTS) ol.lastChild.remove();
@@ -317,7 +317,7 @@ async function loop() {
     const ok = await poll();
     conn.textContent = ok ? "live" : "needs a token";
     conn.className = "tag " + (ok ? "ok" : "warn");
-    $("updated").textContent = "Last update " + new Date().toLocaleTimeString() + ".";
+    $("updated").textContent = "Last update " + new Date().toLocaleTimeString([], { hour12: false }) + " (this device's clock).";
   } catch (e) {
     conn.textContent = "server unreachable";
     conn.className = "tag bad";
