@@ -189,3 +189,21 @@ func TestDashboard(t *testing.T) {
 	waitDOM(t, ctx, 5*time.Second, "node's members", someRow("#members", `^n3\|dead\|`))
 	waitDOM(t, ctx, 5*time.Second, "node's value", someRow("#values", `^this node\|21\|`))
 }
+
+// TestDashboardWithoutAuth: a node without --auth-file serves the whole
+// dashboard with no token asked for.
+func TestDashboardWithoutAuth(t *testing.T) {
+	ctx := browser(t)
+	n := startNode(t, "solo", "")
+	waitFor(t, 10*time.Second, func() error { return memberCount(n, 1) }, true)
+	if err := n.add(context.Background(), "default", 5); err != nil {
+		t.Fatal(err)
+	}
+	if err := chromedp.Do(ctx, chromedp.Navigate(n.HTTP+"/ui")); err != nil { // redirected to /ui/
+		t.Fatal(err)
+	}
+	waitDOM(t, ctx, 5*time.Second, "members", allRows("#members", 1, `^solo \(this node\)\|alive\|`))
+	waitDOM(t, ctx, 5*time.Second, "value", allRows("#values", 1, `^this node\|5\|`))
+	waitDOM(t, ctx, 5*time.Second, "write rate", `/^\d/.test(document.getElementById("write-rate").textContent) ? "" : "no rate yet"`)
+	waitDOM(t, ctx, time.Second, "no token asked", `document.getElementById("token-form").hidden ? "" : "the token form is shown"`)
+}

@@ -87,17 +87,28 @@ function renderMembers(r) {
     return;
   }
   const self = r.body.find((m) => m.self);
-  note.textContent = self ? "(as " + (self.name || self.id) + " sees them)" : "";
+  // Times are the reporting node's clock, shown as it reports them. Ages
+  // are differences between two of its own times (its own entry is fresh
+  // at every heartbeat), so neither its clock nor this device's being off
+  // changes them; a gap between the two clocks is only pointed out.
+  const selfSeen = self ? Date.parse(self.last_seen) : NaN;
+  let skew = "";
+  if (isFinite(selfSeen) && Math.abs(selfSeen - Date.now()) > 60000) {
+    skew = " — its clock is " + fmtAge((selfSeen - Date.now()) / 1000, true) + " this device's";
+  }
+  note.textContent = self ? "(as " + (self.name || self.id) + " sees them" + skew + ")" : "";
+  note.className = skew ? "warn" : "";
   const members = [...r.body].sort((a, b) => (a.name || "").localeCompare(b.name || ""));
-  fill(tbody, members.map((m) => [
-    { text: (m.name || m.id) + (m.self && state.mode === "node" ? " (this node)" : ""), title: "id " + m.id },
-    { text: m.status, cls: statusClass(m.status) },
-    { text: m.incarnation, cls: "num" },
-    // As the server reports it (its clock, UTC): the page does no clock
-    // arithmetic, so a browser whose clock is off shows the same thing.
-    { text: shortTime(m.last_seen), title: m.last_seen },
-    { text: m.http_addr || m.gossip_addr },
-  ]));
+  fill(tbody, members.map((m) => {
+    const age = (selfSeen - Date.parse(m.last_seen)) / 1000;
+    return [
+      { text: (m.name || m.id) + (m.self && state.mode === "node" ? " (this node)" : ""), title: "id " + m.id },
+      { text: m.status, cls: statusClass(m.status) },
+      { text: m.incarnation, cls: "num" },
+      { text: shortTime(m.last_seen) + (isFinite(age) && !m.self ? " (" + fmtAge(Math.max(0, age)) + " ago)" : ""), title: m.last_seen },
+      { text: m.http_addr || m.gossip_addr },
+    ];
+  }));
   const now = new Map(members.map((m) => [m.id, m]));
   if (state.members) {
     for (const [id, m] of now) {
@@ -138,6 +149,13 @@ function renderGatewayNodes(r) {
     }
   }
   state.gwNodes = now;
+}
+
+// fmtAge formats seconds; signed, it says "ahead of" or "behind".
+function fmtAge(sec, signed) {
+  const a = Math.abs(sec);
+  const t = a < 60 ? a.toFixed(a < 10 ? 1 : 0) + " s" : a < 3600 ? Math.round(a / 60) + " min" : a < 172800 ? (a / 3600).toFixed(1) + " h" : Math.round(a / 86400) + " days";
+  return signed ? t + (sec > 0 ? " ahead of" : " behind") : t;
 }
 
 function shortTime(s) {
