@@ -17,6 +17,10 @@ import (
 // one key's value on every node.
 var _ ui.Cluster = (*Gateway)(nil)
 
+// dashboardReads bounds the nodes one dashboard request reads at once: a
+// gateway may track a thousand.
+const dashboardReads = 16
+
 // ReadEach reads key on every known node at once, as the caller of r: the
 // nodes see the caller's identity (or token), exactly as for a proxied
 // read. Errors are coarse (unreachable, the node's status), as in /nodes.
@@ -24,6 +28,7 @@ func (g *Gateway) ReadEach(r *http.Request, key string) []ui.NodeValue {
 	nodes := g.Nodes()
 	out := make([]ui.NodeValue, len(nodes))
 	var wg sync.WaitGroup
+	sem := make(chan struct{}, dashboardReads)
 	for i, n := range nodes {
 		out[i] = ui.NodeValue{URL: n.URL, ID: n.ID, Name: n.Name, Status: n.Status}
 		if n.Status != "healthy" {
@@ -31,8 +36,9 @@ func (g *Gateway) ReadEach(r *http.Request, key string) []ui.NodeValue {
 			continue
 		}
 		wg.Add(1)
+		sem <- struct{}{}
 		go func(v *ui.NodeValue) {
-			defer wg.Done()
+			defer func() { <-sem; wg.Done() }()
 			var c api.CounterResponse
 			status, body, err := g.getAs(r, v.URL, "/counters/"+url.PathEscape(key))
 			switch {
