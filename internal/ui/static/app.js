@@ -192,8 +192,8 @@ function renderNodeKey(r) {
     renderValues([[{ text: "this node" }, { text: "–" }, { text: message(r) }]], "unknown");
     return;
   }
-  renderValues([[{ text: "this node" }, { text: r.body.value, cls: "num" },
-    { text: "open the gateway's /ui to compare every node" }]], "this node only");
+  renderValues([[{ text: "this node" }, { text: r.body.value, cls: "num" }, { text: "" }]], "this node only");
+  $("key-note").textContent = "A node shows its own value; the gateway's /ui compares every node's.";
 }
 
 // ---- write rate and latency, from /metrics ----
