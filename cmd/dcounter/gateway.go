@@ -14,6 +14,7 @@ import (
 	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/gateway"
+	"github.com/dcounter/dcounter/internal/ui"
 )
 
 const gatewayHelp = `
@@ -127,11 +128,11 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if c := sec.serverTLS(); c != nil {
 		ln = tls.NewListener(ln, c)
 	}
-	var handler http.Handler = g
+	var handler http.Handler = ui.MountAPI(g, g) // the dashboard's data routes: authorised like the API
 	if sec.guard != nil {
-		handler = api.Authorize(g, sec.guard)
+		handler = api.Authorize(handler, sec.guard)
 	}
-	srv := api.NewServer(handler)
+	srv := api.NewServer(ui.Mount(handler)) // the dashboard's files: no data, no token needed
 	// Failed TLS handshakes and malformed requests are anyone's to cause:
 	// debug level, not stderr.
 	srv.ErrorLog = slog.NewLogLogger(logger.With("component", "api").Handler(), slog.LevelDebug)

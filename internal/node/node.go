@@ -35,6 +35,7 @@ import (
 	"github.com/dcounter/dcounter/internal/respserver"
 	"github.com/dcounter/dcounter/internal/service"
 	"github.com/dcounter/dcounter/internal/transport"
+	"github.com/dcounter/dcounter/internal/ui"
 	"github.com/dcounter/dcounter/internal/wal"
 	"github.com/dcounter/dcounter/internal/wire"
 )
@@ -492,7 +493,9 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		// the drain, so a gateway sees it unhealthy (its /health answers
 		// 503), not failing its proof.
 		n.drain = &drainer{next: h, clk: n.clk}
-		n.http = api.NewServer(memberproof.Mount(n.drain, n.prover(httpAddr)))
+		// The dashboard's files carry no data: outside authorisation; the
+		// page reads everything through the API.
+		n.http = api.NewServer(memberproof.Mount(ui.Mount(n.drain), n.prover(httpAddr)))
 		// Failed TLS handshakes and malformed requests are anyone's to
 		// cause: debug level, not stderr.
 		n.http.ErrorLog = slog.NewLogLogger(n.log.With("component", "api").Handler(), slog.LevelDebug)
