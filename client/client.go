@@ -332,6 +332,9 @@ func (c *Client) SetTTL(ctx context.Context, key string, d time.Duration, opts .
 		return Counter{}, &Error{Kind: ErrBadRequest, Message: "TTL must be positive whole milliseconds"}
 	}
 	body := `{"milliseconds":` + strconv.FormatInt(d.Milliseconds(), 10) + `}`
+	if d%time.Second == 0 {
+		body = `{"seconds":` + strconv.FormatInt(int64(d/time.Second), 10) + `}`
+	}
 	var r counterJSON
 	h, err := c.write(ctx, http.MethodPut, counterPath(key)+"/ttl", []byte(body), o.idem, &r)
 	return r.counter(h), err

@@ -16,7 +16,22 @@ type flagSet struct {
 	*flag.FlagSet
 	synopsis string
 	help     string
+	// env lists the flags read from the environment; nil means all (the
+	// servers', whose deployments configure them so).
+	env map[string]bool
 }
+
+// envOnly limits the flags read from the environment to names (none if
+// empty), so that a variable meant for one command cannot change another
+// command's behaviour: client verbs read only how to reach the server.
+func (fs *flagSet) envOnly(names ...string) {
+	fs.env = map[string]bool{}
+	for _, n := range names {
+		fs.env[n] = true
+	}
+}
+
+func (fs *flagSet) readsEnv(name string) bool { return fs.env == nil || fs.env[name] }
 
 func newFlagSet(name, synopsis, help string, stderr io.Writer) *flagSet {
 	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), synopsis: synopsis, help: help}
@@ -31,14 +46,21 @@ func envName(flagName string) string {
 }
 
 func (fs *flagSet) printUsage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: dcounter %s\n\n%s\n\nFlags (each also read from the environment variable shown):\n", fs.synopsis, strings.TrimSpace(fs.help))
+	header := "Flags (each also read from the environment variable shown):"
+	if fs.env != nil {
+		header = "Flags (those with a [$VARIABLE] are also read from it; the others only from the command line):"
+	}
+	fmt.Fprintf(w, "Usage: dcounter %s\n\n%s\n\n%s\n", fs.synopsis, strings.TrimSpace(fs.help), header)
 	fs.VisitAll(func(f *flag.Flag) {
 		name, use := flag.UnquoteUsage(f)
 		fmt.Fprintf(w, "  --%s", f.Name)
 		if name != "" {
 			fmt.Fprintf(w, " %s", name)
 		}
-		fmt.Fprintf(w, "    [$%s]\n      %s", envName(f.Name), strings.ReplaceAll(use, "\n", "\n      "))
+		if fs.readsEnv(f.Name) {
+			fmt.Fprintf(w, "    [$%s]", envName(f.Name))
+		}
+		fmt.Fprintf(w, "\n      %s", strings.ReplaceAll(use, "\n", "\n      "))
 		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
@@ -51,8 +73,15 @@ func (fs *flagSet) printUsage(w io.Writer) {
 // It returns the positional arguments. flag.ErrHelp is returned for --help.
 func (fs *flagSet) parse(args []string) ([]string, error) {
 	var pos []string
+	out := fs.Output()
+	defer fs.SetOutput(out)
 	for {
-		if err := fs.Parse(args); err != nil {
+		var msg strings.Builder
+		fs.SetOutput(&msg)
+		err := fs.Parse(args)
+		fs.SetOutput(out)
+		fmt.Fprint(out, dashDash(msg.String()))
+		if err != nil {
 			return nil, err
 		}
 		rest := fs.Args()
@@ -72,7 +101,7 @@ func (fs *flagSet) parse(args []string) ([]string, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
+		if set[f.Name] || !fs.readsEnv(f.Name) {
 			return
 		}
 		if v := os.Getenv(envName(f.Name)); v != "" { // empty counts as unset
@@ -86,6 +115,16 @@ func (fs *flagSet) parse(args []string) ([]string, error) {
 		return nil, err
 	}
 	return pos, nil
+}
+
+// dashDash spells the flag names in package flag's messages ("flag
+// provided but not defined: -bogus", "invalid value "x" for flag -by") the
+// way the help and the README do: --bogus, --by.
+func dashDash(msg string) string {
+	for _, p := range []string{"not defined: -", "for flag -", "for -", "needs an argument: -"} {
+		msg = strings.ReplaceAll(msg, p, p+"-")
+	}
+	return msg
 }
 
 // parseOrExit runs parse and turns its outcome into an exit code; ok is

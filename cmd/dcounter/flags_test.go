@@ -273,9 +273,9 @@ func TestParseOrExitErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown flag", nil, []string{"key", "--nope"}, "flag provided but not defined: -nope"},
-		{"bad flag value", nil, []string{"--by", "x"}, `invalid value "x" for flag -by`},
-		{"missing flag value", nil, []string{"--by"}, "flag needs an argument: -by"},
+		{"unknown flag", nil, []string{"key", "--nope"}, "flag provided but not defined: --nope"},
+		{"bad flag value", nil, []string{"--by", "x"}, `invalid value "x" for flag --by`},
+		{"missing flag value", nil, []string{"--by"}, "flag needs an argument: --by"},
 		{"bad env value", map[string]string{"DCOUNTER_BY": "x"}, nil, "$DCOUNTER_BY"},
 	}
 	for _, tc := range tests {
