@@ -29,6 +29,12 @@ Prints the counter's value after the operation (with --json, the server's
 answer, which also carries ttl_ms while the key has an expiry). A key that
 is not live (never written, deleted or expired) reads 0. Exits 1 if the
 server refused the request or could not be reached, 2 on bad usage.
+
+--addr may list several servers, comma-separated: a request that cannot
+reach one (or that it refuses with 503) goes to the next. A write carries a
+fresh Idempotency-Key, sent again with the retry when its answer is lost,
+so it counts at most once; such a retry goes only to the server that may
+have applied it.
 `
 
 const writeTTLHelp = `

@@ -33,6 +33,17 @@ func (fs *flagSet) envOnly(names ...string) {
 
 func (fs *flagSet) readsEnv(name string) bool { return fs.env == nil || fs.env[name] }
 
+// envNames are the variables a flag is read from, the first set winning: a
+// server's flag also from one scoped to its command (DCOUNTER_GATEWAY_HTTP_ADDR
+// before DCOUNTER_HTTP_ADDR), so that servers started from one shell can be
+// told apart; a client verb's only from the shared one.
+func (fs *flagSet) envNames(flagName string) []string {
+	if fs.env != nil {
+		return []string{envName(flagName)}
+	}
+	return []string{envName(fs.Name() + "-" + flagName), envName(flagName)}
+}
+
 func newFlagSet(name, synopsis, help string, stderr io.Writer) *flagSet {
 	fs := &flagSet{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError), synopsis: synopsis, help: help}
 	fs.SetOutput(stderr)
@@ -58,7 +69,7 @@ func (fs *flagSet) printUsage(w io.Writer) {
 			fmt.Fprintf(w, " %s", name)
 		}
 		if fs.readsEnv(f.Name) {
-			fmt.Fprintf(w, "    [$%s]", envName(f.Name))
+			fmt.Fprintf(w, "    [$%s]", strings.Join(fs.envNames(f.Name), ", $"))
 		}
 		fmt.Fprintf(w, "\n      %s", strings.ReplaceAll(use, "\n", "\n      "))
 		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
@@ -104,9 +115,12 @@ func (fs *flagSet) parse(args []string) ([]string, error) {
 		if set[f.Name] || !fs.readsEnv(f.Name) {
 			return
 		}
-		if v := os.Getenv(envName(f.Name)); v != "" { // empty counts as unset
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("invalid value %q for $%s: %v", v, envName(f.Name), err))
+		for _, name := range fs.envNames(f.Name) {
+			if v := os.Getenv(name); v != "" { // empty counts as unset
+				if err := fs.Set(f.Name, v); err != nil {
+					errs = append(errs, fmt.Errorf("invalid value %q for $%s: %v", v, name, err))
+				}
+				return
 			}
 		}
 	})

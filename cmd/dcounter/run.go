@@ -74,7 +74,9 @@ Commands:
 	fmt.Fprint(w, `
 Flags can also be set through environment variables, a flag on the command
 line winning. The servers (node, gateway, discovery) read every flag so:
---gossip-addr from DCOUNTER_GOSSIP_ADDR, and so on. The client verbs read
+--gossip-addr from DCOUNTER_GOSSIP_ADDR, and so on, or first from a variable
+scoped to the command (DCOUNTER_NODE_GOSSIP_ADDR, DCOUNTER_GATEWAY_HTTP_ADDR)
+so that servers started from one shell need not share. The client verbs read
 only how to reach the server: DCOUNTER_ADDR, DCOUNTER_TOKEN, DCOUNTER_CA,
 DCOUNTER_CLIENT_CERT, DCOUNTER_CLIENT_KEY and DCOUNTER_TIMEOUT; their other
 flags (--by, --ttl, --json, ...) come only from the command line.
