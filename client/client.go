@@ -470,10 +470,10 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, idem 
 			c.markUp(i) // it answered: it is up
 			return res.header, res.err
 		}
-		c.markDown(i)
 		if ctx.Err() != nil {
-			break
+			break // our deadline, not the endpoint's fault
 		}
+		c.markDown(i)
 	}
 	if last.Kind != ErrUnavailable {
 		last.Kind = ErrUnavailable

@@ -2,6 +2,8 @@ package client
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"net"
 	"net/http"
@@ -203,5 +205,57 @@ func TestNewRefusesBadEndpoints(t *testing.T) {
 	c, err := New([]string{"127.0.0.1:8080/"})
 	if err != nil || c.Endpoints()[0] != "http://127.0.0.1:8080" {
 		t.Errorf("New(bare) = %v, %v", c.Endpoints(), err)
+	}
+}
+
+// A caller's expired deadline is not held against the endpoints.
+func TestDeadlineDoesNotMarkEndpointsDown(t *testing.T) {
+	c, _ := New([]string{deadAddr(t), deadAddr(t)})
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := c.Get(ctx, "a")
+	if !errors.Is(err, ErrUnavailable) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("err = %v, want ErrUnavailable wrapping context.Canceled", err)
+	}
+	if len(c.downUntil) != 0 {
+		t.Errorf("endpoints marked down after a cancelled call: %v", c.downUntil)
+	}
+}
+
+// A write refused with 503 (nothing happened) goes to the next endpoint
+// with the same idempotency key.
+func TestWriteFailoverKeepsKey(t *testing.T) {
+	var refusedKey string
+	refusing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		refusedKey = r.Header.Get("Idempotency-Key")
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}))
+	defer refusing.Close()
+	f := newFake()
+	good := httptest.NewServer(f)
+	defer good.Close()
+	c, _ := New([]string{refusing.URL, good.URL})
+	if _, err := c.Add(context.Background(), "a", 1); err != nil {
+		t.Fatal(err)
+	}
+	if refusedKey == "" || len(f.keys) != 1 || f.keys[0] != refusedKey {
+		t.Errorf("keys: refused %q, then %q; want the same", refusedKey, f.keys)
+	}
+}
+
+func TestTLSConfig(t *testing.T) {
+	srv := httptest.NewTLSServer(newFake())
+	defer srv.Close()
+	pool := x509.NewCertPool()
+	pool.AddCert(srv.Certificate())
+	c, _ := New([]string{srv.URL}, WithTLSConfig(&tls.Config{RootCAs: pool}))
+	if got, err := c.Get(context.Background(), "a"); err != nil || got.Key != "a" {
+		t.Fatalf("Get over TLS = %+v, %v", got, err)
+	}
+	// Without the CA the server is not trusted: an error, not a failover
+	// success.
+	c, _ = New([]string{srv.URL})
+	if _, err := c.Get(context.Background(), "a"); !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("Get without the CA: %v", err)
 	}
 }
