@@ -191,6 +191,15 @@ func TestCLIBehaves(t *testing.T) {
 	if _, _, code := runCLI(t, []string{"DCOUNTER_ADDR=" + dead}, "health", p.HTTP); code != 0 {
 		t.Errorf("dcounter health LIVE with DCOUNTER_ADDR=dead: exit %d, want 0", code)
 	}
+	// The same --idempotency-key twice: applied once, both answered.
+	for range 2 {
+		if out, errOut, code := runCLI(t, env, "inc", "idem", "--by", "5", "--idempotency-key", "order-17"); code != 0 || strings.TrimSpace(out) != "5" {
+			t.Errorf("inc --idempotency-key = %q (exit %d, %s), want 5 both times", out, code, errOut)
+		}
+	}
+	if _, errOut, code := runCLI(t, env, "inc", "idem", "--idempotency-key", "has space"); code != 2 || !strings.Contains(errOut, "--idempotency-key") {
+		t.Errorf("inc --idempotency-key 'has space': exit %d, %s", code, errOut)
+	}
 	// Several endpoints: a dead one is skipped.
 	if out, errOut, code := runCLI(t, nil, "inc", "fo", "--addr", dead+","+p.HTTP); code != 0 || strings.TrimSpace(out) != "1" {
 		t.Errorf("inc --addr dead,live = %q (exit %d, %s)", out, code, errOut)

@@ -108,6 +108,29 @@ type cliClient struct {
 	addr    string
 	timeout time.Duration
 	json    bool
+	idem    string // --idempotency-key, for verbs that write
+}
+
+// registerWrite adds the flag of verbs that write.
+func (c *cliClient) registerWrite(fs *flagSet) {
+	fs.StringVar(&c.idem, "idempotency-key", "", "send the write with this `key` (1-255 printable ASCII characters) instead of a fresh one, so that running the command again (after an unknown outcome) applies it at most once")
+}
+
+// writeOpts are the options of the verb's write.
+func (c *cliClient) writeOpts() []client.WriteOption {
+	if c.idem == "" {
+		return nil
+	}
+	return []client.WriteOption{client.WithIdempotencyKey(c.idem)}
+}
+
+// checkIdem refuses a key the server would.
+func (c *cliClient) checkIdem(verb string, stderr io.Writer) bool {
+	if len(c.idem) > 255 || strings.ContainsFunc(c.idem, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+		fmt.Fprintf(stderr, "dcounter %s: --idempotency-key must be 1-255 printable ASCII characters without spaces\n", verb)
+		return false
+	}
+	return true
 }
 
 func (c *cliClient) register(fs *flagSet) {
@@ -154,7 +177,11 @@ func errText(err error) string {
 		msg = e.Error()
 	}
 	if errors.Is(err, client.ErrOutcomeUnknown) {
-		msg += " (the write may or may not have been applied)"
+		msg += " (the write may or may not have been applied"
+		if e.IdempotencyKey != "" {
+			msg += "; run the command again with --idempotency-key " + e.IdempotencyKey + " to apply it at most once"
+		}
+		msg += ")"
 	}
 	return msg
 }
@@ -210,6 +237,7 @@ func clientVerb(verb string) func(ctx context.Context, args []string, stdout, st
 			fs.Uint64Var(&by, "by", 1, "positive `amount` to add or subtract")
 			fs.DurationVar(&ttl, "ttl", 0, "also expire the key this `duration` from now (whole milliseconds, e.g. 90s, 1h), if it has no expiry yet")
 			fs.BoolVar(&ttlAlways, "ttl-always", false, "with --ttl: replace any expiry the key has")
+			c.registerWrite(fs)
 		}
 		pos, code, ok := fs.parseOrExit(args, stdout)
 		if !ok {
@@ -239,6 +267,9 @@ func clientVerb(verb string) func(ctx context.Context, args []string, stdout, st
 			fmt.Fprintf(stderr, "dcounter %s: --ttl-always needs --ttl\n", verb)
 			return exitUsage
 		}
+		if !c.checkIdem(verb, stderr) {
+			return exitUsage
+		}
 		value := func(a counterAnswer) string { return strconv.FormatInt(a.Value, 10) }
 		return c.do(ctx, verb, stderr, func(ctx context.Context, cl *client.Client) error {
 			var got client.Counter
@@ -250,7 +281,7 @@ func clientVerb(verb string) func(ctx context.Context, args []string, stdout, st
 				if verb == "dec" {
 					delta = -delta
 				}
-				var opts []client.WriteOption
+				opts := c.writeOpts()
 				if ttl > 0 {
 					opts = append(opts, client.WithTTL(ttl))
 					if ttlAlways {
@@ -312,11 +343,12 @@ func keyArg(verb string, pos []string, max int, stderr io.Writer) (string, bool)
 // arguments (KEY first) and, when ok is false, the exit code.
 func keyVerbArgs(fs *flagSet, verb string, maxArgs int, args []string, stdout, stderr io.Writer) (c cliClient, pos []string, code int, ok bool) {
 	c.register(fs)
+	c.registerWrite(fs)
 	pos, code, ok = fs.parseOrExit(args, stdout)
 	if !ok {
 		return c, nil, code, false
 	}
-	if _, ok := keyArg(verb, pos, maxArgs, stderr); !ok {
+	if _, ok := keyArg(verb, pos, maxArgs, stderr); !ok || !c.checkIdem(verb, stderr) {
 		return c, nil, exitUsage, false
 	}
 	return c, pos, 0, true
@@ -336,7 +368,7 @@ that it also reaches replicas that have not yet seen the key's last writes.
 	}
 	key := pos[0]
 	return c.do(ctx, "del", stderr, func(ctx context.Context, cl *client.Client) error {
-		existed, err := cl.Delete(ctx, key)
+		existed, err := cl.Delete(ctx, key, c.writeOpts()...)
 		if err != nil {
 			return err
 		}
@@ -385,7 +417,7 @@ expiry. "dcounter persist KEY" removes it.
 		if d == 0 {
 			got, err = cl.Get(ctx, key)
 		} else {
-			got, err = cl.SetTTL(ctx, key, d)
+			got, err = cl.SetTTL(ctx, key, d, c.writeOpts()...)
 		}
 		if err != nil {
 			return err
@@ -406,7 +438,7 @@ value. Exits 1 if the key is not live (absent, deleted or expired).
 	}
 	key := pos[0]
 	return c.do(ctx, "persist", stderr, func(ctx context.Context, cl *client.Client) error {
-		got, err := cl.Persist(ctx, key)
+		got, err := cl.Persist(ctx, key, c.writeOpts()...)
 		if err != nil {
 			return err
 		}

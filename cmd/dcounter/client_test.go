@@ -337,3 +337,20 @@ func TestKeyText(t *testing.T) {
 		}
 	}
 }
+
+// A write whose answer never comes says so, and how to retry it safely.
+func TestClientOutcomeUnknownNamesTheKey(t *testing.T) {
+	clearDcounterEnv(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	defer srv.Close()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"inc", "k", "--addr", srv.URL, "--timeout", "2s"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "may or may not have been applied") || !strings.Contains(errb.String(), "--idempotency-key ") {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
+	}
+}
