@@ -458,7 +458,7 @@ func (c *Client) do(ctx context.Context, method, path string, body []byte, idem 
 		res := c.attempt(ctx, i, method, path, body, idem)
 		if res.err == nil {
 			c.markUp(i)
-			return res.header, decode(res, out)
+			return res.header, decode(res, method, out)
 		}
 		last = res.err
 		if res.sent && method != http.MethodGet {
@@ -505,7 +505,7 @@ func (c *Client) retrySame(ctx context.Context, i int, res result, method, path 
 		r := c.attempt(ctx, i, method, path, body, idem)
 		if r.err == nil {
 			c.markUp(i)
-			return r.header, decode(r, out)
+			return r.header, decode(r, method, out)
 		}
 		if !r.sent && !r.failover {
 			return r.header, r.err // a definite answer (e.g. 422, 404)
@@ -515,7 +515,9 @@ func (c *Client) retrySame(ctx context.Context, i int, res result, method, path 
 	return nil, unknown(res)
 }
 
-func decode(r result, out any) error {
+// decode reads a 2xx answer into out. An answer that cannot be read
+// leaves a write's outcome unknown: it was taken, but with what result?
+func decode(r result, method string, out any) error {
 	if out == nil {
 		return nil
 	}
@@ -524,7 +526,11 @@ func decode(r result, out any) error {
 		return nil
 	}
 	if err := json.Unmarshal(r.body, out); err != nil {
-		return &Error{Kind: ErrBadRequest, Message: "unexpected answer from the server", Err: err}
+		kind := ErrUnavailable
+		if method != http.MethodGet {
+			kind = ErrOutcomeUnknown
+		}
+		return &Error{Kind: kind, Message: "unexpected answer from the server", Err: err}
 	}
 	return nil
 }
@@ -567,7 +573,7 @@ func (c *Client) attempt(ctx context.Context, i int, method, path string, body [
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
 	if err != nil {
-		return result{err: &Error{Kind: ErrUnavailable, Endpoint: ep, StatusCode: resp.StatusCode, Err: err}, sent: true}
+		return result{err: &Error{Kind: ErrUnavailable, Endpoint: ep, StatusCode: resp.StatusCode, Err: err}, sent: true, failover: method == http.MethodGet}
 	}
 	res := result{header: resp.Header, body: b}
 	if resp.StatusCode/100 == 2 {
