@@ -152,7 +152,8 @@ func WithToken(token string) Option {
 }
 
 // WithTLSConfig sets the TLS configuration for https:// endpoints (a CA
-// pool, client certificates). Ignored with WithHTTPClient.
+// pool, client certificates). Of WithTLSConfig and WithHTTPClient, the last
+// given wins.
 func WithTLSConfig(tc *tls.Config) Option {
 	return func(c *Client) error {
 		c.hc = &http.Client{Transport: &http.Transport{
