@@ -28,10 +28,19 @@ curl_opts=(-s --max-time 1)
 if [ -n "${DCOUNTER_TOKEN:-}" ]; then curl_opts+=(-H "Authorization: Bearer $DCOUNTER_TOKEN"); fi
 if [ -n "${DCOUNTER_CA:-}" ]; then curl_opts+=(--cacert "$DCOUNTER_CA"); fi
 
-once=
-if [ "${1:-}" = --once ]; then once=1; shift; fi
-interval=${1:-1}
-key=${2:-default}
+usage() { sed -n 5,6p "$0" | sed 's/^# *//' >&2; exit 2; }
+once= interval=1 key=default
+case "${1:-}" in
+  -h|--help) sed -n 5,6p "$0" | sed 's/^# *//'; exit 0 ;;
+  --once)
+    once=1; shift
+    [ $# -le 1 ] || { echo "monitor.sh: --once takes at most a KEY" >&2; usage; }
+    key=${1:-default} ;;
+  -*) echo "monitor.sh: unknown option $1" >&2; usage ;;
+  *)
+    [ $# -le 2 ] || { echo "monitor.sh: too many arguments" >&2; usage; }
+    interval=${1:-1} key=${2:-default} ;;
+esac
 [[ $interval =~ ^[0-9]*\.?[0-9]+$ ]] || { echo "monitor.sh: INTERVAL must be a number of seconds" >&2; exit 2; }
 [ -x "$bin" ] || { echo "monitor.sh: no binary at $bin (./run-cluster.sh start builds it)" >&2; exit 1; }
 

@@ -205,15 +205,25 @@ status() {
   return 0
 }
 
+# node_addr NODE: NODE's URL, or exit with node_arg's message. Call it as
+# `addr=$(node_addr N) || exit 1`: a failure inside a command substitution
+# that is itself an argument (node_url "$(node_arg N)") would go unnoticed
+# and the request go to a port that is no node's.
+node_addr() {
+  local i
+  i=$(node_arg "$1") || exit 1
+  node_url "$i"
+}
+
 change() { # inc|dec [NODE]
   local addr
-  if [ $# -ge 2 ] && [ -n "$2" ]; then addr=$(node_url "$(node_arg "$2")"); else addr=$(gateway_url); fi
+  if [ $# -ge 2 ] && [ -n "$2" ]; then addr=$(node_addr "$2") || exit 1; else addr=$(gateway_url); fi
   "$bin" "$1" default --addr "$addr"
 }
 
 counter() {
   if [ $# -ge 1 ] && [ -n "$1" ]; then
-    local i; i=$(node_arg "$1")
+    local i; i=$(node_arg "$1") || exit 1
     echo "node$i: $(value_at "$(node_url "$i")")"
     return
   fi
@@ -286,13 +296,14 @@ case "$cmd" in
   dec|decrement) change dec "${1:-}" ;;
   cnt|counter) counter "${1:-}" ;;
   p|peers)
-    if [ "${1:-}" = gateway ]; then "$bin" nodes --addr "$(gateway_url)"; else "$bin" nodes --addr "$(node_url "$(node_arg "${1:-1}")")"; fi ;;
+    if [ "${1:-}" = gateway ]; then addr=$(gateway_url); else addr=$(node_addr "${1:-1}") || exit 1; fi
+    "$bin" nodes --addr "$addr" ;;
   consistency) consistency "$@" ;;
   logs)
     [ $# -ge 1 ] || die "logs: which one? NODE (1..N), discovery or gateway"
     case "$1" in
       discovery|gateway) f="$dir/$1.log" ;;
-      *) f="$dir/node$(node_arg "$1").log" ;;
+      *) i=$(node_arg "$1") || exit 1; f="$dir/node$i.log" ;;
     esac
     [ -f "$f" ] || die "no log at $f"
     exec tail -n 50 -f "$f" ;;

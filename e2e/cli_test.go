@@ -2,6 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -125,5 +129,94 @@ func TestRestartedNodeKeepsEveryAcknowledgedWrite(t *testing.T) {
 	}
 	for _, p := range nodes {
 		waitFor(t, 5*time.Second, func() error { return expectValue(p, "k", 13) }, true)
+	}
+}
+
+// TestCLIBehaves: usage errors exit 2 and spell flags --name, only the
+// connection variables reach client verbs, every verb speaks --json,
+// members is nodes, health reads DCOUNTER_ADDR, --addr fails over, and
+// completion scripts are printed for bash, zsh and fish.
+func TestCLIBehaves(t *testing.T) {
+	p := startNode(t, "solo", "")
+	env := []string{"DCOUNTER_ADDR=" + p.HTTP}
+	dead := fmt.Sprintf("http://127.0.0.1:%d", freePort(t))
+
+	// A verb's own settings never come from the environment.
+	if out, errOut, code := runCLI(t, append(env, "DCOUNTER_BY=1000", "DCOUNTER_JSON=true"), "inc", "scoped"); code != 0 || strings.TrimSpace(out) != "1" {
+		t.Errorf("DCOUNTER_BY=1000 dcounter inc = %q (exit %d, %s), want 1", out, code, errOut)
+	}
+	for _, b := range []struct {
+		args []string
+		msg  string
+	}{
+		{[]string{"inc", "--bogus"}, "--bogus"},
+		{[]string{"get", "--by", "2"}, "--by"},
+		{[]string{"inc", "--by", "x"}, "--by"},
+		{[]string{"nodes", "extra"}, "unexpected argument"},
+		{[]string{"members", "extra"}, "unexpected argument"},
+		{[]string{"status", "extra"}, "unexpected argument"},
+		{[]string{"health", "a", "b"}, "at most one URL"},
+		{[]string{"keygen", "extra"}, "unexpected argument"},
+		{[]string{"version", "extra"}, "unexpected argument"},
+		{[]string{"completion"}, "want one shell"},
+		{[]string{"completion", "tcsh"}, "unknown shell"},
+	} {
+		_, errOut, code := runCLI(t, env, b.args...)
+		if code != 2 || !strings.Contains(errOut, b.msg) || regexp.MustCompile(`(^|[^-])-(bogus|by)\b`).MatchString(errOut) {
+			t.Errorf("dcounter %q: exit %d, stderr %q; want 2 mentioning %q with two dashes", b.args, code, errOut, b.msg)
+		}
+	}
+	// --json on every verb.
+	for _, args := range [][]string{
+		{"inc", "j", "--json"}, {"dec", "j", "--json"}, {"get", "j", "--json"}, {"ttl", "j", "60", "--json"},
+		{"persist", "j", "--json"}, {"keys", "j", "--json"}, {"nodes", "--json"}, {"members", "--json"},
+		{"status", "--json"}, {"health", "--json"}, {"del", "j", "--json"}, {"keygen", "--json"}, {"version", "--json"},
+	} {
+		out, errOut, code := runCLI(t, env, args...)
+		var v any
+		if code != 0 || json.Unmarshal([]byte(out), &v) != nil {
+			t.Errorf("dcounter %q: exit %d, stdout %q, stderr %q; want one JSON value", args, code, out, errOut)
+		}
+	}
+	if out, _, code := runCLI(t, env, "members"); code != 0 || !strings.Contains(out, "solo") {
+		t.Errorf("dcounter members: exit %d, %q", code, out)
+	}
+	// health reads DCOUNTER_ADDR; a URL argument wins over it.
+	if _, errOut, code := runCLI(t, env, "health"); code != 0 {
+		t.Errorf("DCOUNTER_ADDR=live dcounter health: exit %d, %s", code, errOut)
+	}
+	if _, _, code := runCLI(t, []string{"DCOUNTER_ADDR=" + dead}, "health"); code != 1 {
+		t.Errorf("DCOUNTER_ADDR=dead dcounter health: exit %d, want 1", code)
+	}
+	if _, _, code := runCLI(t, []string{"DCOUNTER_ADDR=" + dead}, "health", p.HTTP); code != 0 {
+		t.Errorf("dcounter health LIVE with DCOUNTER_ADDR=dead: exit %d, want 0", code)
+	}
+	// The same --idempotency-key twice: applied once, both answered.
+	for range 2 {
+		if out, errOut, code := runCLI(t, env, "inc", "idem", "--by", "5", "--idempotency-key", "order-17"); code != 0 || strings.TrimSpace(out) != "5" {
+			t.Errorf("inc --idempotency-key = %q (exit %d, %s), want 5 both times", out, code, errOut)
+		}
+	}
+	if _, errOut, code := runCLI(t, env, "inc", "idem", "--idempotency-key", "has space"); code != 2 || !strings.Contains(errOut, "--idempotency-key") {
+		t.Errorf("inc --idempotency-key 'has space': exit %d, %s", code, errOut)
+	}
+	// Several endpoints: a dead one is skipped.
+	if out, errOut, code := runCLI(t, nil, "inc", "fo", "--addr", dead+","+p.HTTP); code != 0 || strings.TrimSpace(out) != "1" {
+		t.Errorf("inc --addr dead,live = %q (exit %d, %s)", out, code, errOut)
+	}
+	for _, sh := range []string{"bash", "zsh", "fish"} {
+		out, errOut, code := runCLI(t, nil, "completion", sh)
+		if code != 0 || !strings.Contains(out, "members") || !strings.Contains(out, "ttl-always") {
+			t.Errorf("completion %s: exit %d, stderr %q, script:\n%s", sh, code, errOut, out)
+		}
+		if sh == "bash" {
+			if bash, err := exec.LookPath("bash"); err == nil {
+				cmd := exec.Command(bash, "-n")
+				cmd.Stdin = strings.NewReader(out)
+				if b, err := cmd.CombinedOutput(); err != nil {
+					t.Errorf("bash -n on the completion script: %v: %s", err, b)
+				}
+			}
+		}
 	}
 }

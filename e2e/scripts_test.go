@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -51,6 +52,32 @@ func TestRunClusterScript(t *testing.T) {
 		}
 		return nil
 	}, true)
+	// A node that does not exist is refused before anything is sent: not
+	// to node 0's port (base-1), where the arithmetic on an empty number
+	// would lead, nor anywhere else.
+	var stray atomic.Int32
+	if l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base-1)); err == nil {
+		defer l.Close()
+		go func() {
+			for {
+				c, err := l.Accept()
+				if err != nil {
+					return
+				}
+				stray.Add(1)
+				c.Close()
+			}
+		}()
+	}
+	for _, args := range [][]string{{"inc", "9"}, {"dec", "x"}, {"peers", "9"}, {"increment", "node0"}, {"counter", "7"}, {"logs", "9"}} {
+		out, err := sh("run-cluster.sh", args...)
+		if err == nil || !(strings.Contains(out, "is not part of the running cluster") || strings.Contains(out, "NODE must be a number")) {
+			t.Errorf("run-cluster.sh %v: err %v, want a failure naming the node:\n%s", args, err, out)
+		}
+	}
+	if n := stray.Load(); n != 0 {
+		t.Errorf("%d connections to port base-1 from commands naming a missing node", n)
+	}
 	if out := must("run-cluster.sh", "counter"); strings.Count(out, ": -2") != 5 {
 		t.Fatalf("counter:\n%s", out)
 	}
@@ -59,6 +86,14 @@ func TestRunClusterScript(t *testing.T) {
 	}
 	if out := must("monitor.sh", "--once"); !strings.Contains(out, "cluster: converged") {
 		t.Fatalf("monitor.sh --once:\n%s", out)
+	}
+	if out := must("monitor.sh", "--once", "nothing-here"); !strings.Contains(out, `key nothing-here`) || !strings.Contains(out, "every node reports 0") {
+		t.Fatalf("monitor.sh --once KEY:\n%s", out)
+	}
+	for _, args := range [][]string{{"--once", "a", "b"}, {"1", "a", "b"}, {"--bogus"}} {
+		if out, err := sh("monitor.sh", args...); err == nil || !strings.Contains(out, "Usage") && !strings.Contains(out, "./monitor.sh") {
+			t.Errorf("monitor.sh %v: err %v, want a usage error:\n%s", args, err, out)
+		}
 	}
 	if out := must("run-cluster.sh", "simulation", "2", "0.05", "3"); !strings.Contains(out, "converged: every node reports") {
 		t.Fatalf("simulation:\n%s", out)

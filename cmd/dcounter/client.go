@@ -6,17 +6,18 @@ import (
 	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math"
 	"net/http"
-	"net/url"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 	"time"
 	"unicode"
 
+	"github.com/dcounter/dcounter/client"
 	"github.com/dcounter/dcounter/internal/tlsfiles"
 )
 
@@ -28,6 +29,12 @@ Prints the counter's value after the operation (with --json, the server's
 answer, which also carries ttl_ms while the key has an expiry). A key that
 is not live (never written, deleted or expired) reads 0. Exits 1 if the
 server refused the request or could not be reached, 2 on bad usage.
+
+--addr may list several servers, comma-separated: a request that cannot
+reach one (or that it refuses with 503) goes to the next. A write carries a
+fresh Idempotency-Key, sent again with the retry when its answer is lost,
+so it counts at most once; such a retry goes only to the server that may
+have applied it.
 `
 
 const writeTTLHelp = `
@@ -44,10 +51,15 @@ DCOUNTER_TOKEN) for a server with --auth-file.
 `
 
 // conn are the flags every client verb shares: how to reach and prove
-// ourselves to the server.
+// ourselves to the server. Only these (and --addr, --timeout) are read from
+// the environment by client verbs, so that a verb's own settings (--by,
+// --ttl, --limit) never come from a variable left in the shell.
 type conn struct {
 	token, ca, cert, key string
 }
+
+// clientEnv are the flags client verbs read from DCOUNTER_* variables.
+var clientEnv = []string{"addr", "token", "ca", "client-cert", "client-key", "timeout"}
 
 func (c *conn) register(fs *flagSet) {
 	fs.StringVar(&c.token, "token", "", "bearer `token` for a server with --auth-file; prefer the environment variable, command lines are visible to other users")
@@ -56,32 +68,143 @@ func (c *conn) register(fs *flagSet) {
 	fs.StringVar(&c.key, "client-key", "", "PEM private key `file` for --client-cert")
 }
 
-// client is what a counter verb needs: where the server is, how long to
+// open returns a client for the comma-separated endpoints in addrs.
+func (c *conn) open(addrs string) (*client.Client, error) {
+	var opts []client.Option
+	if c.token != "" {
+		opts = append(opts, client.WithToken(c.token))
+	}
+	if c.ca != "" || c.cert != "" || c.key != "" {
+		tc, err := tlsfiles.ClientConfig(c.ca)
+		if err != nil {
+			return nil, fmt.Errorf("--ca: %w", err)
+		}
+		if c.cert != "" || c.key != "" {
+			pair, err := tls.LoadX509KeyPair(c.cert, c.key)
+			if err != nil {
+				return nil, fmt.Errorf("--client-cert/--client-key: %w", err)
+			}
+			tc.Certificates = []tls.Certificate{pair}
+		}
+		opts = append(opts, client.WithTLSConfig(tc))
+	}
+	var eps []string
+	for _, a := range strings.Split(addrs, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			eps = append(eps, a)
+		}
+	}
+	cl, err := client.New(eps, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("--addr: %w", err)
+	}
+	return cl, nil
+}
+
+// cliClient is what a client verb needs: where the server is, how long to
 // wait for it, and how to prove ourselves.
-type client struct {
+type cliClient struct {
 	conn
 	addr    string
 	timeout time.Duration
 	json    bool
+	idem    string // --idempotency-key, for verbs that write
 }
 
-func (c *client) register(fs *flagSet) {
-	fs.StringVar(&c.addr, "addr", defaultAddr, "`URL` of a node or gateway")
+// registerWrite adds the flag of verbs that write.
+func (c *cliClient) registerWrite(fs *flagSet) {
+	fs.StringVar(&c.idem, "idempotency-key", "", "send the write with this `key` (1-255 printable ASCII characters) instead of a fresh one, so that running the command again (after an unknown outcome) applies it at most once")
+}
+
+// writeOpts are the options of the verb's write.
+func (c *cliClient) writeOpts() []client.WriteOption {
+	if c.idem == "" {
+		return nil
+	}
+	return []client.WriteOption{client.WithIdempotencyKey(c.idem)}
+}
+
+// checkIdem refuses a key the server would.
+func (c *cliClient) checkIdem(verb string, stderr io.Writer) bool {
+	if len(c.idem) > 255 || strings.ContainsFunc(c.idem, func(r rune) bool { return r < 0x21 || r > 0x7e }) {
+		fmt.Fprintf(stderr, "dcounter %s: --idempotency-key must be 1-255 printable ASCII characters without spaces\n", verb)
+		return false
+	}
+	return true
+}
+
+func (c *cliClient) register(fs *flagSet) {
+	fs.StringVar(&c.addr, "addr", defaultAddr, "`URL` of a node or gateway; several, comma-separated, to fail over between them")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "request `timeout`")
-	fs.BoolVar(&c.json, "json", false, "print the server's JSON answer")
+	fs.BoolVar(&c.json, "json", false, "print the answer as JSON")
 	c.conn.register(fs)
+	fs.envOnly(clientEnv...)
 }
 
-func (c *client) call(ctx context.Context, method, path, body string, out any) error {
-	return c.conn.call(ctx, c.timeout, method, c.addr, path, body, out)
+// do opens a client and runs f with a context bounded by --timeout,
+// printing f's error; it returns the exit code.
+func (c *cliClient) do(ctx context.Context, verb string, stderr io.Writer, f func(context.Context, *client.Client) error) int {
+	cl, err := c.open(c.addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "dcounter %s: %v\n", verb, err)
+		return exitUsage
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.timeout)
+	defer cancel()
+	if err := f(ctx, cl); err != nil {
+		fmt.Fprintf(stderr, "dcounter %s: %s\n", verb, errText(err))
+		return 1
+	}
+	return 0
 }
 
-// counterAnswer is a counter route's answer.
+// errText says what went wrong as a user of the command line wants it:
+// the server's status and message, or why it could not be reached.
+func errText(err error) string {
+	var e *client.Error
+	if !errors.As(err, &e) {
+		return err.Error()
+	}
+	var msg string
+	switch {
+	case e.StatusCode != 0 && e.Message != "":
+		msg = fmt.Sprintf("%d %s: %s", e.StatusCode, http.StatusText(e.StatusCode), e.Message)
+	case e.StatusCode != 0:
+		msg = fmt.Sprintf("%d %s", e.StatusCode, http.StatusText(e.StatusCode))
+	case e.Err != nil:
+		msg = e.Err.Error()
+	default:
+		msg = e.Error()
+	}
+	if errors.Is(err, client.ErrOutcomeUnknown) {
+		msg += " (the write may or may not have been applied"
+		if e.IdempotencyKey != "" {
+			msg += "; run the command again with --idempotency-key " + e.IdempotencyKey + " to apply it at most once"
+		}
+		msg += ")"
+	}
+	return msg
+}
+
+// counterAnswer is a counter route's answer, as --json prints it.
 type counterAnswer struct {
-	Key     string `json:"key"`
-	Value   int64  `json:"value"`
-	TTLMs   int64  `json:"ttl_ms,omitempty"`
-	Deleted *bool  `json:"deleted,omitempty"`
+	Key   string `json:"key"`
+	Value int64  `json:"value"`
+	TTLMs int64  `json:"ttl_ms,omitempty"`
+}
+
+func answerOf(c client.Counter) counterAnswer {
+	return counterAnswer{Key: c.Key, Value: c.Value, TTLMs: c.TTL.Milliseconds()}
+}
+
+// print prints a as JSON with --json, else text(a).
+func (c *cliClient) print(stdout io.Writer, a counterAnswer, text func(counterAnswer) string) {
+	if c.json {
+		b, _ := json.Marshal(a)
+		fmt.Fprintln(stdout, string(b))
+		return
+	}
+	fmt.Fprintln(stdout, text(a))
 }
 
 // ttlText prints an expiry: the time left, or "none".
@@ -91,8 +214,6 @@ func ttlText(ms int64) string {
 	}
 	return (time.Duration(ms) * time.Millisecond).String()
 }
-
-func counterPath(key string) string { return "/counters/" + url.PathEscape(key) }
 
 func clientVerb(verb string) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -105,7 +226,7 @@ func clientVerb(verb string) func(ctx context.Context, args []string, stdout, st
 			help = clientHelp + connHelp
 		}
 		fs := newFlagSet(verb, syn, help, stderr)
-		var c client
+		var c cliClient
 		c.register(fs)
 		var (
 			by        uint64 = 1
@@ -116,6 +237,7 @@ func clientVerb(verb string) func(ctx context.Context, args []string, stdout, st
 			fs.Uint64Var(&by, "by", 1, "positive `amount` to add or subtract")
 			fs.DurationVar(&ttl, "ttl", 0, "also expire the key this `duration` from now (whole milliseconds, e.g. 90s, 1h), if it has no expiry yet")
 			fs.BoolVar(&ttlAlways, "ttl-always", false, "with --ttl: replace any expiry the key has")
+			c.registerWrite(fs)
 		}
 		pos, code, ok := fs.parseOrExit(args, stdout)
 		if !ok {
@@ -133,6 +255,10 @@ func clientVerb(verb string) func(ctx context.Context, args []string, stdout, st
 			fmt.Fprintf(stderr, "dcounter %s: --by must be a positive integer\n", verb)
 			return exitUsage
 		}
+		if by > math.MaxInt64 {
+			fmt.Fprintf(stderr, "dcounter %s: --by must be at most %d\n", verb, int64(math.MaxInt64))
+			return exitUsage
+		}
 		if err := checkTTL(ttl, true); err != nil {
 			fmt.Fprintf(stderr, "dcounter %s: --ttl %v\n", verb, err)
 			return exitUsage
@@ -141,44 +267,36 @@ func clientVerb(verb string) func(ctx context.Context, args []string, stdout, st
 			fmt.Fprintf(stderr, "dcounter %s: --ttl-always needs --ttl\n", verb)
 			return exitUsage
 		}
-		path := counterPath(key)
-		method, body := http.MethodGet, ""
-		if verb != "get" {
-			method, path = http.MethodPost, path+map[string]string{"inc": "/increment", "dec": "/decrement"}[verb]
-			body = `{"amount":` + strconv.FormatUint(by, 10)
-			if ttl > 0 {
-				body += `,"ttl_ms":` + strconv.FormatInt(ttl.Milliseconds(), 10)
-				if ttlAlways {
-					body += `,"ttl_mode":"always"`
-				}
-			}
-			body += "}"
+		if !c.checkIdem(verb, stderr) {
+			return exitUsage
 		}
-		return c.counterVerb(ctx, verb, method, path, body, stdout, stderr, func(a counterAnswer) string {
-			return strconv.FormatInt(a.Value, 10)
+		value := func(a counterAnswer) string { return strconv.FormatInt(a.Value, 10) }
+		return c.do(ctx, verb, stderr, func(ctx context.Context, cl *client.Client) error {
+			var got client.Counter
+			var err error
+			if verb == "get" {
+				got, err = cl.Get(ctx, key)
+			} else {
+				delta := int64(by)
+				if verb == "dec" {
+					delta = -delta
+				}
+				opts := c.writeOpts()
+				if ttl > 0 {
+					opts = append(opts, client.WithTTL(ttl))
+					if ttlAlways {
+						opts = append(opts, client.TTLAlways())
+					}
+				}
+				got, err = cl.Add(ctx, key, delta, opts...)
+			}
+			if err != nil {
+				return err
+			}
+			c.print(stdout, answerOf(got), value)
+			return nil
 		})
 	}
-}
-
-// counterVerb sends one counter request and prints text(answer), or the
-// answer itself with --json.
-func (c *client) counterVerb(ctx context.Context, verb, method, path, body string, stdout, stderr io.Writer, text func(counterAnswer) string) int {
-	var raw json.RawMessage
-	if err := c.call(ctx, method, path, body, &raw); err != nil {
-		fmt.Fprintf(stderr, "dcounter %s: %v\n", verb, err)
-		return 1
-	}
-	if c.json {
-		fmt.Fprintln(stdout, string(raw))
-		return 0
-	}
-	var a counterAnswer
-	if err := json.Unmarshal(raw, &a); err != nil {
-		fmt.Fprintf(stderr, "dcounter %s: unexpected answer %.200q: %v\n", verb, raw, err)
-		return 1
-	}
-	fmt.Fprintln(stdout, text(a))
-	return 0
 }
 
 // checkTTL refuses an expiry the server would: not positive, or not whole
@@ -223,13 +341,14 @@ func keyArg(verb string, pos []string, max int, stderr io.Writer) (string, bool)
 // keyVerbArgs parses the arguments of a verb that takes KEY and at most
 // maxArgs positional arguments in all: the client, the positional
 // arguments (KEY first) and, when ok is false, the exit code.
-func keyVerbArgs(fs *flagSet, verb string, maxArgs int, args []string, stdout, stderr io.Writer) (c client, pos []string, code int, ok bool) {
+func keyVerbArgs(fs *flagSet, verb string, maxArgs int, args []string, stdout, stderr io.Writer) (c cliClient, pos []string, code int, ok bool) {
 	c.register(fs)
+	c.registerWrite(fs)
 	pos, code, ok = fs.parseOrExit(args, stdout)
 	if !ok {
 		return c, nil, code, false
 	}
-	if _, ok := keyArg(verb, pos, maxArgs, stderr); !ok {
+	if _, ok := keyArg(verb, pos, maxArgs, stderr); !ok || !c.checkIdem(verb, stderr) {
 		return c, nil, exitUsage, false
 	}
 	return c, pos, 0, true
@@ -248,11 +367,24 @@ that it also reaches replicas that have not yet seen the key's last writes.
 		return code
 	}
 	key := pos[0]
-	return c.counterVerb(ctx, "del", http.MethodDelete, counterPath(key), "", stdout, stderr, func(a counterAnswer) string {
-		if a.Deleted != nil && *a.Deleted {
-			return "deleted"
+	return c.do(ctx, "del", stderr, func(ctx context.Context, cl *client.Client) error {
+		existed, err := cl.Delete(ctx, key, c.writeOpts()...)
+		if err != nil {
+			return err
 		}
-		return "not found"
+		switch {
+		case c.json:
+			b, _ := json.Marshal(struct {
+				Key     string `json:"key"`
+				Deleted bool   `json:"deleted"`
+			}{key, existed})
+			fmt.Fprintln(stdout, string(b))
+		case existed:
+			fmt.Fprintln(stdout, "deleted")
+		default:
+			fmt.Fprintln(stdout, "not found")
+		}
+		return nil
 	})
 }
 
@@ -271,20 +403,28 @@ expiry. "dcounter persist KEY" removes it.
 		return code
 	}
 	key := pos[0]
-	show := func(a counterAnswer) string { return ttlText(a.TTLMs) }
-	if len(pos) == 1 {
-		return c.counterVerb(ctx, "ttl", http.MethodGet, counterPath(key), "", stdout, stderr, show)
+	var d time.Duration
+	if len(pos) == 2 {
+		var err error
+		if d, err = parseTTLArg(pos[1]); err != nil {
+			fmt.Fprintf(stderr, "dcounter ttl: %v\n", err)
+			return exitUsage
+		}
 	}
-	d, err := parseTTLArg(pos[1])
-	if err != nil {
-		fmt.Fprintf(stderr, "dcounter ttl: %v\n", err)
-		return exitUsage
-	}
-	body := `{"milliseconds":` + strconv.FormatInt(d.Milliseconds(), 10) + `}`
-	if d%time.Second == 0 {
-		body = `{"seconds":` + strconv.FormatInt(int64(d/time.Second), 10) + `}`
-	}
-	return c.counterVerb(ctx, "ttl", http.MethodPut, counterPath(key)+"/ttl", body, stdout, stderr, show)
+	return c.do(ctx, "ttl", stderr, func(ctx context.Context, cl *client.Client) error {
+		var got client.Counter
+		var err error
+		if d == 0 {
+			got, err = cl.Get(ctx, key)
+		} else {
+			got, err = cl.SetTTL(ctx, key, d, c.writeOpts()...)
+		}
+		if err != nil {
+			return err
+		}
+		c.print(stdout, answerOf(got), func(a counterAnswer) string { return ttlText(a.TTLMs) })
+		return nil
+	})
 }
 
 func runPersist(ctx context.Context, args []string, stdout, stderr io.Writer) int {
@@ -297,8 +437,13 @@ value. Exits 1 if the key is not live (absent, deleted or expired).
 		return code
 	}
 	key := pos[0]
-	return c.counterVerb(ctx, "persist", http.MethodDelete, counterPath(key)+"/ttl", "", stdout, stderr, func(a counterAnswer) string {
-		return strconv.FormatInt(a.Value, 10)
+	return c.do(ctx, "persist", stderr, func(ctx context.Context, cl *client.Client) error {
+		got, err := cl.Persist(ctx, key, c.writeOpts()...)
+		if err != nil {
+			return err
+		}
+		c.print(stdout, answerOf(got), func(a counterAnswer) string { return strconv.FormatInt(a.Value, 10) })
+		return nil
 	})
 }
 
@@ -316,8 +461,9 @@ quoted, with Go escapes. With --json, prints one JSON object per line
 Pages through the listing until its end (or --limit keys). A listing is not
 a snapshot: keys written or deleted meanwhile may or may not show. Exits 1
 if a page could not be read, after printing the keys read before it.
+--timeout bounds each page.
 `+connHelp, stderr)
-	var c client
+	var c cliClient
 	c.register(fs)
 	limit := fs.Int("limit", 0, "print at most `N` keys (0: all)")
 	pos, code, ok := fs.parseOrExit(args, stdout)
@@ -332,46 +478,42 @@ if a page could not be read, after printing the keys read before it.
 		fmt.Fprintf(stderr, "dcounter keys: --limit must not be negative\n")
 		return exitUsage
 	}
-	q := url.Values{}
+	opts := client.ListOptions{}
 	if len(pos) == 1 {
-		q.Set("prefix", pos[0])
+		opts.Prefix = pos[0]
+	}
+	cl, err := c.open(c.addr)
+	if err != nil {
+		fmt.Fprintf(stderr, "dcounter keys: %v\n", err)
+		return exitUsage
 	}
 	printed := 0
 	for {
-		page := maxPage
+		opts.Limit = maxPage
 		if *limit > 0 {
-			page = min(page, *limit-printed)
+			opts.Limit = min(opts.Limit, *limit-printed)
 		}
-		q.Set("limit", strconv.Itoa(page))
-		var resp struct {
-			Items []json.RawMessage `json:"items"`
-			Next  string            `json:"next"`
-		}
-		if err := c.call(ctx, http.MethodGet, "/counters?"+q.Encode(), "", &resp); err != nil {
-			fmt.Fprintf(stderr, "dcounter keys: %v\n", err)
+		pctx, cancel := context.WithTimeout(ctx, c.timeout)
+		page, err := cl.List(pctx, opts)
+		cancel()
+		if err != nil {
+			fmt.Fprintf(stderr, "dcounter keys: %s\n", errText(err))
 			return 1
 		}
-		for _, raw := range resp.Items {
-			if c.json {
-				fmt.Fprintln(stdout, string(raw))
-			} else {
-				var a counterAnswer
-				if err := json.Unmarshal(raw, &a); err != nil {
-					fmt.Fprintf(stderr, "dcounter keys: unexpected item %.200q: %v\n", raw, err)
-					return 1
-				}
+		for _, it := range page.Items {
+			c.print(stdout, answerOf(it), func(a counterAnswer) string {
 				line := keyText(a.Key) + " " + strconv.FormatInt(a.Value, 10)
 				if a.TTLMs > 0 {
 					line += " " + ttlText(a.TTLMs)
 				}
-				fmt.Fprintln(stdout, line)
-			}
+				return line
+			})
 			printed++
 		}
-		if resp.Next == "" || (*limit > 0 && printed >= *limit) {
+		if page.Next == "" || (*limit > 0 && printed >= *limit) {
 			return 0
 		}
-		q.Set("cursor", resp.Next)
+		opts.Cursor = page.Next
 	}
 }
 
@@ -386,24 +528,47 @@ func keyText(k string) string {
 	return k
 }
 
+// noArgs refuses positional arguments for a verb that takes none.
+func noArgs(verb string, pos []string, stderr io.Writer) bool {
+	if len(pos) > 0 {
+		fmt.Fprintf(stderr, "dcounter %s: unexpected argument %q (run 'dcounter %s --help')\n", verb, pos[0], verb)
+		return false
+	}
+	return true
+}
+
 func runNodes(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("nodes", "nodes [--addr URL]", "Lists the members that the node (or gateway) at --addr sees, with their state.", stderr)
-	addr := fs.String("addr", defaultAddr, "`URL` of a node or gateway")
-	asJSON := fs.Bool("json", false, "print the raw JSON")
-	var cn conn
-	cn.register(fs)
-	if _, code, ok := fs.parseOrExit(args, stdout); !ok {
-		return code
+	return nodesVerb("nodes")(ctx, args, stdout, stderr)
+}
+
+func nodesVerb(verb string) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+		fs := newFlagSet(verb, verb+" [--addr URL]", "Lists the members that the node (or gateway) at --addr sees, with their state. \"members\" and \"nodes\" are the same command.", stderr)
+		var c cliClient
+		c.register(fs)
+		pos, code, ok := fs.parseOrExit(args, stdout)
+		if !ok {
+			return code
+		}
+		if !noArgs(verb, pos, stderr) {
+			return exitUsage
+		}
+		return c.do(ctx, verb, stderr, func(ctx context.Context, cl *client.Client) error {
+			raw, err := cl.Nodes(ctx)
+			if err != nil {
+				return err
+			}
+			printNodes(stdout, raw, c.json)
+			return nil
+		})
 	}
-	var raw json.RawMessage
-	if err := cn.call(ctx, 5*time.Second, http.MethodGet, *addr, "/nodes", "", &raw); err != nil {
-		fmt.Fprintf(stderr, "dcounter nodes: %v\n", err)
-		return 1
-	}
+}
+
+func printNodes(stdout io.Writer, raw json.RawMessage, asJSON bool) {
 	var rows []map[string]any
-	if *asJSON || json.Unmarshal(raw, &rows) != nil {
-		fmt.Fprintln(stdout, string(raw))
-		return 0
+	if asJSON || json.Unmarshal(raw, &rows) != nil {
+		fmt.Fprintln(stdout, strings.TrimSpace(string(raw)))
+		return
 	}
 	cols := []string{"name", "id", "status", "gossip_addr", "http_addr", "value"}
 	tw := tabwriter.NewWriter(stdout, 0, 4, 2, ' ', 0)
@@ -429,129 +594,109 @@ func runNodes(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fmt.Fprintln(tw, strings.Join(cells, "\t"))
 	}
 	tw.Flush()
-	return 0
 }
 
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("status", "status [--addr URL]", "Shows the health summary of the node (or gateway) at --addr. Exits 1 unless it is healthy.", stderr)
-	addr := fs.String("addr", defaultAddr, "`URL` of a node or gateway")
-	var cn conn
-	cn.register(fs)
-	if _, code, ok := fs.parseOrExit(args, stdout); !ok {
-		return code
-	}
-	var raw json.RawMessage
-	err := cn.call(ctx, 5*time.Second, http.MethodGet, *addr, "/health", "", &raw)
-	if len(raw) > 0 {
-		var v any
-		if json.Unmarshal(raw, &v) == nil {
-			b, _ := json.MarshalIndent(v, "", "  ")
-			fmt.Fprintln(stdout, string(b))
-		}
-	}
-	if err != nil {
-		fmt.Fprintf(stderr, "dcounter status: %v\n", err)
-		return 1
-	}
-	return 0
-}
-
-func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("health", "health [URL]", "Exits 0 if GET URL/health answers 200, else 1. For container health checks; prints nothing on success.", stderr)
-	timeout := fs.Duration("timeout", 2*time.Second, "request `timeout`")
-	var cn conn
-	cn.register(fs)
+	fs := newFlagSet("status", "status [--addr URL]", "Shows the health summary of the node (or gateway) at --addr (indented JSON; one line with --json). Exits 1 unless it is healthy.", stderr)
+	var c cliClient
+	c.register(fs)
 	pos, code, ok := fs.parseOrExit(args, stdout)
 	if !ok {
 		return code
 	}
-	addr := defaultAddr
-	if len(pos) > 0 {
-		addr = pos[0]
+	if !noArgs("status", pos, stderr) {
+		return exitUsage
 	}
-	var raw json.RawMessage
-	if err := cn.call(ctx, *timeout, http.MethodGet, addr, "/health", "", &raw); err != nil {
-		fmt.Fprintf(stderr, "dcounter health: %v\n", err)
-		return 1
+	return c.do(ctx, "status", stderr, func(ctx context.Context, cl *client.Client) error {
+		raw, err := cl.Health(ctx)
+		if len(raw) > 0 {
+			var v any
+			if json.Unmarshal(raw, &v) == nil {
+				var b []byte
+				if c.json {
+					b, _ = json.Marshal(v)
+				} else {
+					b, _ = json.MarshalIndent(v, "", "  ")
+				}
+				fmt.Fprintln(stdout, string(b))
+			}
+		}
+		return err
+	})
+}
+
+func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("health", "health [URL] [--addr URL]", `
+Exits 0 if GET URL/health answers 200, else 1. For container health checks;
+prints nothing on success (with --json, the server's answer). URL defaults
+to --addr.
+`, stderr)
+	var c cliClient
+	c.register(fs)
+	fs.Lookup("timeout").DefValue = "2s"
+	c.timeout = 2 * time.Second
+	pos, code, ok := fs.parseOrExit(args, stdout)
+	if !ok {
+		return code
 	}
-	return 0
+	if len(pos) > 1 {
+		fmt.Fprintf(stderr, "dcounter health: want at most one URL, got %d arguments\n", len(pos))
+		return exitUsage
+	}
+	if len(pos) == 1 {
+		c.addr = pos[0]
+	}
+	return c.do(ctx, "health", stderr, func(ctx context.Context, cl *client.Client) error {
+		raw, err := cl.Health(ctx)
+		if err == nil && c.json {
+			fmt.Fprintln(stdout, strings.TrimSpace(string(raw)))
+		}
+		return err
+	})
 }
 
 func runKeygen(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := newFlagSet("keygen", "keygen", "Prints a new random 32-byte key, base64-encoded, for --cluster-key / DCOUNTER_CLUSTER_KEY.", stderr)
-	if _, code, ok := fs.parseOrExit(args, stdout); !ok {
+	asJSON := fs.Bool("json", false, `print {"key":…}`)
+	fs.envOnly()
+	pos, code, ok := fs.parseOrExit(args, stdout)
+	if !ok {
 		return code
+	}
+	if !noArgs("keygen", pos, stderr) {
+		return exitUsage
 	}
 	var k [32]byte
 	if _, err := rand.Read(k[:]); err != nil {
 		fmt.Fprintf(stderr, "dcounter keygen: %v\n", err)
 		return 1
 	}
-	fmt.Fprintln(stdout, base64.StdEncoding.EncodeToString(k[:]))
+	key := base64.StdEncoding.EncodeToString(k[:])
+	if *asJSON {
+		b, _ := json.Marshal(map[string]string{"key": key})
+		fmt.Fprintln(stdout, string(b))
+		return 0
+	}
+	fmt.Fprintln(stdout, key)
 	return 0
 }
 
-// call sends one request and decodes a JSON answer into out; a non-2xx
-// answer becomes an error carrying the server's {"error":...} message.
-func (c conn) call(ctx context.Context, timeout time.Duration, method, base, path, body string, out any) error {
-	base = strings.TrimRight(base, "/")
-	if !strings.Contains(base, "://") {
-		base = "http://" + base
+func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := newFlagSet("version", "version", "Prints the version.", stderr)
+	asJSON := fs.Bool("json", false, `print {"version":…}`)
+	fs.envOnly()
+	pos, code, ok := fs.parseOrExit(args, stdout)
+	if !ok {
+		return code
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	var rd io.Reader
-	if body != "" {
-		rd = strings.NewReader(body)
+	if !noArgs("version", pos, stderr) {
+		return exitUsage
 	}
-	req, err := http.NewRequestWithContext(ctx, method, base+path, rd)
-	if err != nil {
-		return err
+	if *asJSON {
+		b, _ := json.Marshal(map[string]string{"version": version})
+		fmt.Fprintln(stdout, string(b))
+		return 0
 	}
-	if body != "" {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if c.token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.token)
-	}
-	client := http.DefaultClient
-	if c.ca != "" || c.cert != "" || c.key != "" {
-		tc, err := tlsfiles.ClientConfig(c.ca)
-		if err != nil {
-			return fmt.Errorf("--ca: %w", err)
-		}
-		if c.cert != "" || c.key != "" {
-			pair, err := tls.LoadX509KeyPair(c.cert, c.key)
-			if err != nil {
-				return fmt.Errorf("--client-cert/--client-key: %w", err)
-			}
-			tc.Certificates = []tls.Certificate{pair}
-		}
-		client = &http.Client{Transport: &http.Transport{TLSClientConfig: tc, Proxy: http.ProxyFromEnvironment}}
-	}
-	resp, err := client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, 16<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode/100 != 2 {
-		var e struct {
-			Error string `json:"error"`
-		}
-		if json.Unmarshal(b, &e) == nil && e.Error != "" {
-			if raw, ok := out.(*json.RawMessage); ok {
-				*raw = b
-			}
-			return fmt.Errorf("%s: %s", resp.Status, e.Error)
-		}
-		if raw, ok := out.(*json.RawMessage); ok {
-			*raw = b
-		}
-		return fmt.Errorf("%s", resp.Status)
-	}
-	return json.Unmarshal(b, out)
+	fmt.Fprintln(stdout, "dcounter", version)
+	return 0
 }

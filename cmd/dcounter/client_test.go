@@ -257,7 +257,7 @@ func TestClientLifecycleUsageErrors(t *testing.T) {
 		{[]string{"inc", "a", "--ttl", "1us"}, "whole milliseconds"},
 		{[]string{"inc", "a", "--ttl", "-1s"}, "must be positive"},
 		{[]string{"inc", "a", "--ttl-always"}, "--ttl-always needs --ttl"},
-		{[]string{"get", "a", "--ttl", "1s"}, "flag provided but not defined: -ttl"},
+		{[]string{"get", "a", "--ttl", "1s"}, "flag provided but not defined: --ttl"},
 		{[]string{"keys", "a", "b"}, "want at most one PREFIX"},
 		{[]string{"keys", "--limit", "-1"}, "--limit must not be negative"},
 	} {
@@ -335,5 +335,22 @@ func TestKeyText(t *testing.T) {
 		if got := keyText(k); got != want {
 			t.Errorf("keyText(%q) = %s, want %s", k, got, want)
 		}
+	}
+}
+
+// A write whose answer never comes says so, and how to retry it safely.
+func TestClientOutcomeUnknownNamesTheKey(t *testing.T) {
+	clearDcounterEnv(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		conn, _, err := w.(http.Hijacker).Hijack()
+		if err == nil {
+			conn.Close()
+		}
+	}))
+	defer srv.Close()
+	var out, errb bytes.Buffer
+	code := run(context.Background(), []string{"inc", "k", "--addr", srv.URL, "--timeout", "2s"}, &out, &errb)
+	if code != 1 || !strings.Contains(errb.String(), "may or may not have been applied") || !strings.Contains(errb.String(), "--idempotency-key ") {
+		t.Fatalf("exit %d, stderr %q", code, errb.String())
 	}
 }

@@ -16,6 +16,32 @@ type flagSet struct {
 	*flag.FlagSet
 	synopsis string
 	help     string
+	// env lists the flags read from the environment; nil means all (the
+	// servers', whose deployments configure them so).
+	env map[string]bool
+}
+
+// envOnly limits the flags read from the environment to names (none if
+// empty), so that a variable meant for one command cannot change another
+// command's behaviour: client verbs read only how to reach the server.
+func (fs *flagSet) envOnly(names ...string) {
+	fs.env = map[string]bool{}
+	for _, n := range names {
+		fs.env[n] = true
+	}
+}
+
+func (fs *flagSet) readsEnv(name string) bool { return fs.env == nil || fs.env[name] }
+
+// envNames are the variables a flag is read from, the first set winning: a
+// server's flag also from one scoped to its command (DCOUNTER_GATEWAY_HTTP_ADDR
+// before DCOUNTER_HTTP_ADDR), so that servers started from one shell can be
+// told apart; a client verb's only from the shared one.
+func (fs *flagSet) envNames(flagName string) []string {
+	if fs.env != nil {
+		return []string{envName(flagName)}
+	}
+	return []string{envName(fs.Name() + "-" + flagName), envName(flagName)}
 }
 
 func newFlagSet(name, synopsis, help string, stderr io.Writer) *flagSet {
@@ -31,14 +57,21 @@ func envName(flagName string) string {
 }
 
 func (fs *flagSet) printUsage(w io.Writer) {
-	fmt.Fprintf(w, "Usage: dcounter %s\n\n%s\n\nFlags (each also read from the environment variable shown):\n", fs.synopsis, strings.TrimSpace(fs.help))
+	header := "Flags (each also read from the environment variable shown):"
+	if fs.env != nil {
+		header = "Flags (those with a [$VARIABLE] are also read from it; the others only from the command line):"
+	}
+	fmt.Fprintf(w, "Usage: dcounter %s\n\n%s\n\n%s\n", fs.synopsis, strings.TrimSpace(fs.help), header)
 	fs.VisitAll(func(f *flag.Flag) {
 		name, use := flag.UnquoteUsage(f)
 		fmt.Fprintf(w, "  --%s", f.Name)
 		if name != "" {
 			fmt.Fprintf(w, " %s", name)
 		}
-		fmt.Fprintf(w, "    [$%s]\n      %s", envName(f.Name), strings.ReplaceAll(use, "\n", "\n      "))
+		if fs.readsEnv(f.Name) {
+			fmt.Fprintf(w, "    [$%s]", strings.Join(fs.envNames(f.Name), ", $"))
+		}
+		fmt.Fprintf(w, "\n      %s", strings.ReplaceAll(use, "\n", "\n      "))
 		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
@@ -51,8 +84,15 @@ func (fs *flagSet) printUsage(w io.Writer) {
 // It returns the positional arguments. flag.ErrHelp is returned for --help.
 func (fs *flagSet) parse(args []string) ([]string, error) {
 	var pos []string
+	out := fs.Output()
+	defer fs.SetOutput(out)
 	for {
-		if err := fs.Parse(args); err != nil {
+		var msg strings.Builder
+		fs.SetOutput(&msg)
+		err := fs.Parse(args)
+		fs.SetOutput(out)
+		fmt.Fprint(out, dashDash(msg.String()))
+		if err != nil {
 			return nil, err
 		}
 		rest := fs.Args()
@@ -72,12 +112,15 @@ func (fs *flagSet) parse(args []string) ([]string, error) {
 	fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
 	var errs []error
 	fs.VisitAll(func(f *flag.Flag) {
-		if set[f.Name] {
+		if set[f.Name] || !fs.readsEnv(f.Name) {
 			return
 		}
-		if v := os.Getenv(envName(f.Name)); v != "" { // empty counts as unset
-			if err := fs.Set(f.Name, v); err != nil {
-				errs = append(errs, fmt.Errorf("invalid value %q for $%s: %v", v, envName(f.Name), err))
+		for _, name := range fs.envNames(f.Name) {
+			if v := os.Getenv(name); v != "" { // empty counts as unset
+				if err := fs.Set(f.Name, v); err != nil {
+					errs = append(errs, fmt.Errorf("invalid value %q for $%s: %v", v, name, err))
+				}
+				return
 			}
 		}
 	})
@@ -86,6 +129,16 @@ func (fs *flagSet) parse(args []string) ([]string, error) {
 		return nil, err
 	}
 	return pos, nil
+}
+
+// dashDash spells the flag names in package flag's messages ("flag
+// provided but not defined: -bogus", "invalid value "x" for flag -by") the
+// way the help and the README do: --bogus, --by.
+func dashDash(msg string) string {
+	for _, p := range []string{"not defined: -", "for flag -", "for -", "needs an argument: -"} {
+		msg = strings.ReplaceAll(msg, p, p+"-")
+	}
+	return msg
 }
 
 // parseOrExit runs parse and turns its outcome into an exit code; ok is

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"flag"
+	"io"
 	"os"
 	"slices"
 	"strings"
@@ -258,7 +259,7 @@ func checkFlagsListed(t *testing.T, usage string, fs *flagSet) {
 	lines := strings.Split(usage, "\n")
 	fs.VisitAll(func(f *flag.Flag) {
 		found := slices.ContainsFunc(lines, func(l string) bool {
-			return strings.HasPrefix(l, "  --"+f.Name+" ") && strings.Contains(l, "[$"+envName(f.Name)+"]")
+			return strings.HasPrefix(l, "  --"+f.Name+" ") && strings.Contains(l, "$"+envName(f.Name)+"]")
 		})
 		if !found {
 			t.Errorf("usage has no line for --%s with [$%s]:\n%s", f.Name, envName(f.Name), usage)
@@ -273,9 +274,9 @@ func TestParseOrExitErrors(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown flag", nil, []string{"key", "--nope"}, "flag provided but not defined: -nope"},
-		{"bad flag value", nil, []string{"--by", "x"}, `invalid value "x" for flag -by`},
-		{"missing flag value", nil, []string{"--by"}, "flag needs an argument: -by"},
+		{"unknown flag", nil, []string{"key", "--nope"}, "flag provided but not defined: --nope"},
+		{"bad flag value", nil, []string{"--by", "x"}, `invalid value "x" for flag --by`},
+		{"missing flag value", nil, []string{"--by"}, "flag needs an argument: --by"},
 		{"bad env value", map[string]string{"DCOUNTER_BY": "x"}, nil, "$DCOUNTER_BY"},
 	}
 	for _, tc := range tests {
@@ -377,7 +378,7 @@ func TestRunNodeHelpListsEveryFlag(t *testing.T) {
 		"name", "gossip-addr", "http-addr", "advertise-addr", "join", "bootstrap", "join-timeout",
 		"cluster", "cluster-key", "data-dir", "sync-interval", "fanout", "debug-addr", "log-level", "log-format",
 	} {
-		if !strings.Contains(out, "  --"+name+" ") || !strings.Contains(out, "[$"+envName(name)+"]") {
+		if !strings.Contains(out, "  --"+name+" ") || !strings.Contains(out, "$"+envName(name)+"]") {
 			t.Errorf("node --help does not list --%s with $%s", name, envName(name))
 		}
 	}
@@ -566,5 +567,37 @@ func TestCheckExposure(t *testing.T) {
 		if err != nil && (!strings.Contains(err.Error(), "--auth-file") || !strings.Contains(err.Error(), "--insecure-api")) {
 			t.Errorf("error does not say how to fix it: %v", err)
 		}
+	}
+}
+
+// A server's flag is read from a variable scoped to its command before the
+// shared one; a client verb reads only its connection variables.
+func TestEnvScopes(t *testing.T) {
+	clearDcounterEnv(t)
+	parse := func(cmd string, client bool) string {
+		t.Helper()
+		fs := newFlagSet(cmd, cmd, "", io.Discard)
+		addr := fs.String("http-addr", "default", "")
+		if client {
+			fs.envOnly("addr")
+		}
+		if _, err := fs.parse(nil); err != nil {
+			t.Fatal(err)
+		}
+		return *addr
+	}
+	t.Setenv("DCOUNTER_HTTP_ADDR", "shared")
+	if got := parse("gateway", false); got != "shared" {
+		t.Errorf("gateway with only $DCOUNTER_HTTP_ADDR: %q", got)
+	}
+	t.Setenv("DCOUNTER_GATEWAY_HTTP_ADDR", "mine")
+	if got := parse("gateway", false); got != "mine" {
+		t.Errorf("gateway with $DCOUNTER_GATEWAY_HTTP_ADDR: %q", got)
+	}
+	if got := parse("node", false); got != "shared" {
+		t.Errorf("node read the gateway's variable: %q", got)
+	}
+	if got := parse("inc", true); got != "default" {
+		t.Errorf("a client verb read $DCOUNTER_HTTP_ADDR: %q", got)
 	}
 }

@@ -28,14 +28,13 @@ func commands() []command {
 		{"persist", "remove a counter's expiry: persist KEY", runPersist},
 		{"keys", "list live counters: keys [PREFIX] [--limit N]", runKeys},
 		{"nodes", "list the members a node (or gateway) sees", runNodes},
+		{"members", "the same as nodes", nodesVerb("members")},
 		{"status", "show a node's health summary", runStatus},
 		{"health", "exit 0 if the node at URL is healthy (for container health checks)", runHealth},
 		{"keygen", "print a new random cluster key for --cluster-key", runKeygen},
 		{"secrets", "create a secrets dir (cluster key, client tokens) for a secure cluster", runSecrets},
-		{"version", "print the version", func(_ context.Context, _ []string, stdout, _ io.Writer) int {
-			fmt.Fprintln(stdout, "dcounter", version)
-			return 0
-		}},
+		{"version", "print the version", runVersion},
+		{"completion", "print a shell completion script: completion bash|zsh|fish", runCompletion},
 	}
 }
 
@@ -70,11 +69,17 @@ Usage:
 Commands:
 `)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
 	}
 	fmt.Fprint(w, `
-Every flag can also be set through an environment variable: --gossip-addr
-reads DCOUNTER_GOSSIP_ADDR, and so on. A flag on the command line wins.
+Flags can also be set through environment variables, a flag on the command
+line winning. The servers (node, gateway, discovery) read every flag so:
+--gossip-addr from DCOUNTER_GOSSIP_ADDR, and so on, or first from a variable
+scoped to the command (DCOUNTER_NODE_GOSSIP_ADDR, DCOUNTER_GATEWAY_HTTP_ADDR)
+so that servers started from one shell need not share. The client verbs read
+only how to reach the server: DCOUNTER_ADDR, DCOUNTER_TOKEN, DCOUNTER_CA,
+DCOUNTER_CLIENT_CERT, DCOUNTER_CLIENT_KEY and DCOUNTER_TIMEOUT; their other
+flags (--by, --ttl, --json, ...) come only from the command line.
 
 Run "dcounter <command> --help" for a command's flags.
 `)
