@@ -55,11 +55,12 @@
 // and never the client's token; otherwise it passes the client's
 // Authorization header on unchanged and the node checks the token itself.
 // Client-supplied identity headers are never passed on. The gateway's own
-// requests (health checks, the value of "default") carry a signed read
-// identity named "gateway" when it holds the key.
+// requests (health checks, the value of "default" that /nodes shows) carry a
+// signed read identity named "gateway" when it holds the key.
 package gateway
 
 import (
+	"context"
 	"crypto/tls"
 	"errors"
 	"fmt"
@@ -293,7 +294,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch rt.Kind {
 	case api.RouteNodes:
-		api.WriteJSON(w, http.StatusOK, g.Nodes())
+		api.WriteJSON(w, http.StatusOK, g.NodesContext(r.Context()))
 	case api.RouteHealth:
 		ok, body := g.Health()
 		status := http.StatusOK
@@ -327,14 +328,45 @@ type NodeStatus struct {
 	LastCheck   string `json:"last_check,omitempty"`
 }
 
-// Nodes reports every known node's health and value of "default".
+// Nodes reports every known node's health and, for the healthy ones, its
+// value of "default", read from each node now (in parallel, each bounded by
+// HealthTimeout). The value is read only here, when someone asks: the node
+// counts the read as a client read of "default", which is what it is.
 func (g *Gateway) Nodes() []NodeStatus {
+	return g.NodesContext(context.Background())
+}
+
+// NodesContext is Nodes bounded by ctx.
+func (g *Gateway) NodesContext(ctx context.Context) []NodeStatus {
+	out := g.states()
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.HealthTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range out {
+		if out[i].Status != "healthy" {
+			continue
+		}
+		wg.Add(1)
+		go func(s *NodeStatus) {
+			defer wg.Done()
+			var c api.CounterResponse
+			if g.getJSON(ctx, s.URL+"/counter", &c) == nil {
+				s.Value = &c.Value
+			}
+		}(&out[i])
+	}
+	wg.Wait()
+	return out
+}
+
+// states is Nodes without the values: what the gateway knows without
+// asking any node.
+func (g *Gateway) states() []NodeStatus {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	out := make([]NodeStatus, 0, len(g.backends))
 	for _, b := range g.backends {
 		s := NodeStatus{URL: b.url, ID: b.id, Name: b.name, Status: "unhealthy", Error: b.reason,
-			Value: b.value, Outstanding: b.outstanding.Load()}
+			Outstanding: b.outstanding.Load()}
 		switch {
 		case b.retired:
 			s.Status = "unlisted" // kept only as the home of its idempotency keys
@@ -348,6 +380,7 @@ func (g *Gateway) Nodes() []NodeStatus {
 		}
 		out = append(out, s)
 	}
+	g.mu.Unlock()
 	slices.SortFunc(out, func(a, b NodeStatus) int {
 		if c := strings.Compare(a.Name, b.Name); c != 0 {
 			return c

@@ -345,7 +345,7 @@ func (tg *testGateway) refreshUntil(what string, cond func([]NodeStatus) bool) {
 	tg.clk.Advance(tg.cfg.HealthInterval)
 	want := tg.clk.Now().UTC().Format(time.RFC3339Nano)
 	waitFor(tg.t, "a health-check round: "+what, func() bool {
-		ns := tg.Nodes()
+		ns := tg.states()
 		for _, n := range ns {
 			if n.LastCheck != want {
 				return false
@@ -358,7 +358,7 @@ func (tg *testGateway) refreshUntil(what string, cond func([]NodeStatus) bool) {
 // status returns the gateway's view of the node at url.
 func (tg *testGateway) status(url string) NodeStatus {
 	tg.t.Helper()
-	for _, n := range tg.Nodes() {
+	for _, n := range tg.states() {
 		if n.URL == url {
 			return n
 		}

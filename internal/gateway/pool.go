@@ -13,7 +13,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/auth"
 	"github.com/dcounter/dcounter/internal/discoveryclient"
 	"github.com/dcounter/dcounter/internal/memberproof"
@@ -30,7 +29,6 @@ type backend struct {
 	everProven bool   // proven at least once: may be a key home
 	proven     bool   // proven at the last check
 	reason     string // why unhealthy: one of the coarse states
-	value      *int64 // of "default", from the last check
 	lastCheck  time.Time
 	static     bool      // from Config.Nodes: never dropped
 	unlisted   time.Time // when discovery stopped listing it (zero: listed)
@@ -215,7 +213,8 @@ func stateOf(err error) string {
 }
 
 // check proves one node's membership (with a keyring), then asks for its
-// health and its value of "default".
+// health. It reads no counter: a node counts every counter read as a
+// client operation (dcounter_operations_total), and checks are not clients.
 func (g *Gateway) check(b *backend) {
 	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.HealthTimeout)
 	defer cancel()
@@ -232,13 +231,6 @@ func (g *Gateway) check(b *backend) {
 	}
 	if err == nil {
 		err = g.getJSON(ctx, b.url+"/health", &h)
-	}
-	var value *int64
-	if err == nil {
-		var c api.CounterResponse
-		if g.getJSON(ctx, b.url+"/counter", &c) == nil {
-			value = &c.Value
-		}
 	}
 	if g.proofs == nil {
 		// Development mode: answering the health check is all the proof
@@ -257,9 +249,9 @@ func (g *Gateway) check(b *backend) {
 		b.everProven, b.id, b.name = true, m.ID, m.Name
 	}
 	if err == nil {
-		b.reason, b.value = "", value
+		b.reason = ""
 	} else {
-		b.reason, b.value = stateOf(err), nil
+		b.reason = stateOf(err)
 	}
 	switch {
 	case was && !b.healthy:
