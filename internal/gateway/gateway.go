@@ -11,15 +11,34 @@
 //
 // Writes are the routes that change counters (api.RouteKind.Writes):
 // increments and decrements, deletes, and changes of expiry; they all follow
-// the rules above and below. Reads (a counter, a page of the listing) go to
-// any healthy node; a listing's cursor is a key, so its pages may come from
-// different nodes.
+// the rules above and below.
 //
-// Writes carrying an Idempotency-Key header always go to the same node, the
-// key's home (rendezvous hashing over the proven nodes), which remembers the
-// key and replays its first answer to any retry. If the home node is down,
-// such a write fails with 503 rather than risk being applied a second time
-// elsewhere.
+// # Routing: read-your-writes
+//
+// Every request that names a counter (its reads and writes, keyed or not,
+// "default" included) goes to the counter's home: the first node in the
+// counter's rendezvous order (hashing over the nodes that ever proved
+// membership) that is healthy and in rotation. While the home stays healthy,
+// every read of a counter goes where its writes went, so a client reads its
+// own writes through the gateway. When the home is out of rotation the next
+// node in the order takes over for every request of the counter; a read
+// there can be stale until gossip has brought it the writes the home took
+// (see the README's "read-your-writes" section for every such case). A read
+// with ?min=N (minread.go) is answered only by a node at N or above, else
+// 503. Listings have no key: they go to the least busy healthy node, and a
+// listing's cursor is a key, so its pages may come from different nodes.
+//
+// Writes carrying an Idempotency-Key header go only to the counter's home,
+// healthy or not, which remembers the key and replays its first answer to
+// any retry (every retry names the same counter). If the home is down, such
+// a write fails with 503 rather than risk being applied a second time
+// elsewhere. Unkeyed writes follow the counter's order, and move to the
+// next node only under the retry rules above.
+//
+// Files: gateway.go (config, handler, /nodes, /health), pool.go (nodes,
+// health checks, proofs, discovery), dnsnodes.go (dns+ and dnssrv+ names),
+// routing.go (homes and rendezvous order), proxy.go (forwarding, retries,
+// identity), minread.go (?min reads), metrics.go.
 //
 // # Proven members
 //
@@ -108,6 +127,9 @@ type Config struct {
 	MaxTries int
 	// ProxyTimeout bounds one proxied request. Default 5s.
 	ProxyTimeout time.Duration
+	// MinReadWait bounds how long a read with ?min=N waits for a node to
+	// reach N. Default 1s.
+	MinReadWait time.Duration
 	// ListingGrace is how long a node that discovery no longer lists
 	// keeps getting traffic, as long as it passes its health checks (and
 	// proofs): a discovery server that restarts without its --data-file
@@ -197,6 +219,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.ProxyTimeout <= 0 {
 		cfg.ProxyTimeout = 5 * time.Second
+	}
+	if cfg.MinReadWait <= 0 {
+		cfg.MinReadWait = time.Second
 	}
 	if cfg.ListingGrace <= 0 {
 		cfg.ListingGrace = defaultListingGrace

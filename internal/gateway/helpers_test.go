@@ -466,10 +466,12 @@ func (tg *testGateway) metric(name, labels string) float64 {
 // untilNodeGets sends requests made by send(i) for i = 0, 1, … until one
 // reaches n (or n shows unhealthy, for a node that refuses connections), and
 // returns that request's key and response. Which node a request goes to
-// first is the balancer's choice; this finds the one that went to n.
+// first is its key's home; this finds a key whose home is n.
 func (tg *testGateway) untilNodeGets(n *fakeNode, send func(key string) response) (string, response) {
 	tg.t.Helper()
-	for i := 0; i < 20; i++ {
+	// Each key goes to its home: 60 keys over a few nodes all miss n with
+	// negligible odds.
+	for i := 0; i < 60; i++ {
 		key := fmt.Sprintf("k%d", i)
 		before := n.count()
 		unhealthyBefore := tg.status(n.URL()).Status == "unhealthy"
@@ -478,7 +480,7 @@ func (tg *testGateway) untilNodeGets(n *fakeNode, send func(key string) response
 			return key, resp
 		}
 	}
-	tg.t.Fatalf("no request reached %s in 20 tries", n.name)
+	tg.t.Fatalf("no request reached %s in 60 tries", n.name)
 	return "", response{}
 }
 

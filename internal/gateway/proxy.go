@@ -19,7 +19,7 @@ import (
 var errNoNode = service.Unavailable(errors.New("no healthy node"))
 
 func errHomeDown(b *backend) error {
-	return service.Unavailable(fmt.Errorf("node %s, which this Idempotency-Key belongs to, is down; retry later with the same key", b.url))
+	return service.Unavailable(fmt.Errorf("node %s, which this counter's writes with an Idempotency-Key belong to, is down; retry later with the same key", b.url))
 }
 
 // proxy forwards a counter request, failing over when that is safe, and
@@ -49,6 +49,14 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) st
 		return "bad_request"
 	}
 	keyed := idem != "" && write
+	if rt.Kind == api.RouteGet && r.Method == http.MethodGet && r.URL.RawQuery != "" {
+		if min, ok, err := minParam(r); err != nil {
+			api.WriteError(w, err)
+			return "bad_request"
+		} else if ok {
+			return g.readMin(w, r, rt.Key, min)
+		}
+	}
 	var tried []*backend
 	for attempt := 0; attempt < g.cfg.MaxTries; attempt++ {
 		var b *backend
@@ -56,7 +64,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) st
 			if attempt > 0 {
 				break // never move a keyed write to another node
 			}
-			b = g.home(idem)
+			b = g.home(rt.Key)
 			if b == nil {
 				break
 			}
@@ -64,7 +72,12 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) st
 				api.WriteError(w, errHomeDown(b))
 				return "unavailable"
 			}
-		} else if b = g.pick(tried); b == nil {
+		} else if rt.Kind == api.RouteList {
+			// A listing has no key: any node will do, the least busy first.
+			if b = g.pick(tried); b == nil {
+				break
+			}
+		} else if b = g.route(rt.Key, tried); b == nil {
 			break
 		}
 		tried = append(tried, b)
