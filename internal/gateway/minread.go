@@ -52,8 +52,9 @@ func minParam(r *http.Request) (int64, bool, error) {
 func (g *Gateway) readMin(w http.ResponseWriter, r *http.Request, key string, min int64) string {
 	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.MinReadWait)
 	defer cancel()
-	// The node answers the plain read: ?min is the gateway's.
-	plain := *r
+	// The node answers the plain read (?min is the gateway's), and no
+	// node's answer is awaited past the wait.
+	plain := r.WithContext(ctx)
 	u := *r.URL
 	u.RawQuery = ""
 	plain.URL = &u
@@ -63,13 +64,13 @@ func (g *Gateway) readMin(w http.ResponseWriter, r *http.Request, key string, mi
 	)
 	for {
 		for _, b := range g.order(key) {
-			resp, err := g.forward(&plain, b, nil)
+			resp, err := g.forward(plain, b, nil)
 			if err != nil {
 				if r.Context().Err() != nil {
 					return "client_gone"
 				}
-				if notSent(err) {
-					g.markDown(b, err)
+				if notSent(err) && ctx.Err() == nil {
+					g.markDown(b, err) // not when it was the wait that ran out
 				}
 				continue // a read: safe to ask the next node
 			}
