@@ -19,15 +19,20 @@ import (
 
 const gatewayHelp = `
 Runs the API gateway: one HTTP entry point serving the same counter routes as
-a node, spread over the healthy nodes (fewest outstanding requests first).
+a node. Every read and write of a counter goes to that counter's home node
+(consistent hashing over the nodes) while it is healthy, so a client reads its
+own writes; when the home is down, the next node in the counter's order takes
+over. Listings go to the least busy healthy node. GET /counters/KEY?min=N is
+answered only by a node whose value is at least N (waiting up to
+--min-read-wait for gossip), else 503.
 It health-checks every node each --health-interval and fails over: a request
 is tried on another node only when it certainly did not reach the first
 (connection refused, or the node answered 503), at most --max-tries times.
 GET /nodes shows every node's health and value of "default"; GET /health is
 200 while at least one node is healthy.
 
-Writes with an Idempotency-Key header always go to the key's home node, which
-applies them at most once and replays the first answer to retries.
+Writes with an Idempotency-Key header always go to the counter's home node,
+which applies them at most once and replays the first answer to retries.
 
 Nodes come from --nodes (client API URLs, or names that resolve to them:
 dns+host:port for every A/AAAA record of host, dnssrv+name for every target of
@@ -65,6 +70,7 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	fs.DurationVar(&cfg.HealthTimeout, "health-timeout", time.Second, "how long one health check may take")
 	fs.IntVar(&cfg.MaxTries, "max-tries", 3, "how many nodes one request may be tried on")
 	fs.DurationVar(&cfg.ProxyTimeout, "proxy-timeout", 5*time.Second, "how long one proxied request may take")
+	fs.DurationVar(&cfg.MinReadWait, "min-read-wait", time.Second, "how long a read with ?min=N may wait for a node to reach N")
 	var kf keyFlags
 	kf.register(fs, "prove nodes and sign discovery requests and forwarded identities")
 	var insecure bool

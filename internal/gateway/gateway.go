@@ -11,15 +11,34 @@
 //
 // Writes are the routes that change counters (api.RouteKind.Writes):
 // increments and decrements, deletes, and changes of expiry; they all follow
-// the rules above and below. Reads (a counter, a page of the listing) go to
-// any healthy node; a listing's cursor is a key, so its pages may come from
-// different nodes.
+// the rules above and below.
 //
-// Writes carrying an Idempotency-Key header always go to the same node, the
-// key's home (rendezvous hashing over the proven nodes), which remembers the
-// key and replays its first answer to any retry. If the home node is down,
-// such a write fails with 503 rather than risk being applied a second time
-// elsewhere.
+// # Routing: read-your-writes
+//
+// Every request that names a counter (its reads and writes, keyed or not,
+// "default" included) goes to the counter's home: the first node in the
+// counter's rendezvous order (hashing over the nodes that ever proved
+// membership) that is healthy and in rotation. While the home stays healthy,
+// every read of a counter goes where its writes went, so a client reads its
+// own writes through the gateway. When the home is out of rotation the next
+// node in the order takes over for every request of the counter; a read
+// there can be stale until gossip has brought it the writes the home took
+// (see the README's "read-your-writes" section for every such case). A read
+// with ?min=N (minread.go) is answered only by a node at N or above, else
+// 503. Listings have no key: they go to the least busy healthy node, and a
+// listing's cursor is a key, so its pages may come from different nodes.
+//
+// Writes carrying an Idempotency-Key header go only to the counter's home,
+// healthy or not, which remembers the key and replays its first answer to
+// any retry (every retry names the same counter). If the home is down, such
+// a write fails with 503 rather than risk being applied a second time
+// elsewhere. Unkeyed writes follow the counter's order, and move to the
+// next node only under the retry rules above.
+//
+// Files: gateway.go (config, handler, /nodes, /health), pool.go (nodes,
+// health checks, proofs, discovery), dnsnodes.go (dns+ and dnssrv+ names),
+// routing.go (homes and rendezvous order), proxy.go (forwarding, retries,
+// identity), minread.go (?min reads), metrics.go.
 //
 // # Proven members
 //
@@ -55,37 +74,29 @@
 // and never the client's token; otherwise it passes the client's
 // Authorization header on unchanged and the node checks the token itself.
 // Client-supplied identity headers are never passed on. The gateway's own
-// requests (health checks, the value of "default") carry a signed read
-// identity named "gateway" when it holds the key.
+// requests (health checks, the value of "default" that /nodes shows) carry a
+// signed read identity named "gateway" when it holds the key.
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"crypto/tls"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"hash/fnv"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/dcounter/dcounter/internal/api"
-	"github.com/dcounter/dcounter/internal/auth"
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/discoveryclient"
 	"github.com/dcounter/dcounter/internal/joinaddr"
 	"github.com/dcounter/dcounter/internal/memberproof"
-	"github.com/dcounter/dcounter/internal/service"
 )
 
 // IdempotencyHeader names the header that makes a write retry-safe.
@@ -116,6 +127,9 @@ type Config struct {
 	MaxTries int
 	// ProxyTimeout bounds one proxied request. Default 5s.
 	ProxyTimeout time.Duration
+	// MinReadWait bounds how long a read with ?min=N waits for a node to
+	// reach N. Default 1s.
+	MinReadWait time.Duration
 	// ListingGrace is how long a node that discovery no longer lists
 	// keeps getting traffic, as long as it passes its health checks (and
 	// proofs): a discovery server that restarts without its --data-file
@@ -158,24 +172,6 @@ const defaultListingGrace = 5 * time.Second
 
 // ErrConfig is returned for an unusable configuration.
 var ErrConfig = errors.New("gateway: invalid configuration")
-
-// backend is one node as the gateway sees it.
-type backend struct {
-	url         string
-	outstanding atomic.Int64
-
-	// Guarded by Gateway.mu.
-	id, name   string // from the last proof (without a key: the health check)
-	healthy    bool   // proven and healthy at the last check: gets traffic
-	everProven bool   // proven at least once: may be a key home
-	proven     bool   // proven at the last check
-	reason     string // why unhealthy: one of the coarse states
-	value      *int64 // of "default", from the last check
-	lastCheck  time.Time
-	static     bool      // from Config.Nodes: never dropped
-	unlisted   time.Time // when discovery stopped listing it (zero: listed)
-	retired    bool      // unlisted for ListingGrace: no traffic, only its keyed writes
-}
 
 // Gateway is a running gateway. It is an http.Handler.
 type Gateway struct {
@@ -223,6 +219,9 @@ func New(cfg Config) (*Gateway, error) {
 	}
 	if cfg.ProxyTimeout <= 0 {
 		cfg.ProxyTimeout = 5 * time.Second
+	}
+	if cfg.MinReadWait <= 0 {
+		cfg.MinReadWait = time.Second
 	}
 	if cfg.ListingGrace <= 0 {
 		cfg.ListingGrace = defaultListingGrace
@@ -310,358 +309,6 @@ func (g *Gateway) Close() error {
 	return nil
 }
 
-func (g *Gateway) run() {
-	defer close(g.done)
-	t := g.clk.NewTicker(g.cfg.HealthInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-g.stop:
-			return
-		case <-t.C():
-			g.refresh()
-		}
-	}
-}
-
-// refresh reads the node list from discovery (if any), re-resolves the
-// names in Nodes when due, and checks every node.
-func (g *Gateway) refresh() {
-	listed := false
-	if g.disc != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), g.cfg.HealthTimeout)
-		peers, err := g.disc.Peers(ctx)
-		cancel()
-		if err != nil {
-			g.log.Warn("discovery unreachable; keeping the known nodes", "err", err)
-		} else {
-			g.discovered, listed = peers, true
-		}
-	}
-	g.resolveDNSNodes()
-	if listed || len(g.dns) > 0 {
-		// Discovery's last answer and the names' last resolutions together
-		// are the listed nodes: a source that failed this round keeps what
-		// it listed before.
-		g.setDiscovered(g.discovered, g.dnsListed())
-	}
-	g.mu.Lock()
-	bs := make([]*backend, 0, len(g.backends))
-	for _, b := range g.backends {
-		bs = append(bs, b)
-	}
-	g.mu.Unlock()
-	var wg sync.WaitGroup
-	for _, b := range bs {
-		wg.Add(1)
-		go func() { defer wg.Done(); g.check(b) }()
-	}
-	wg.Wait()
-	if g.cfg.Metrics != nil {
-		g.mu.Lock()
-		healthy := 0
-		for _, b := range g.backends {
-			if b.healthy {
-				healthy++
-			}
-		}
-		g.cfg.Metrics.nodes.WithLabelValues("healthy").Set(float64(healthy))
-		g.cfg.Metrics.nodes.WithLabelValues("unhealthy").Set(float64(len(g.backends) - healthy))
-		g.mu.Unlock()
-	}
-}
-
-// setDiscovered makes peers (from discovery) and resolved (URLs from the
-// names in Nodes) the listed nodes.
-func (g *Gateway) setDiscovered(peers []discoveryclient.Entry, resolved []string) {
-	live := map[string]bool{}
-	for _, u := range resolved {
-		live[u] = true
-	}
-	for _, p := range peers {
-		if p.HTTPAddr == "" {
-			continue
-		}
-		addr := p.HTTPAddr
-		if g.cfg.TLS != nil && !strings.Contains(addr, "://") {
-			addr = "https://" + addr
-		}
-		u, err := normalize(addr)
-		if err != nil {
-			continue
-		}
-		live[u] = true
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	now := g.clk.Now()
-	tracked := 0
-	for _, b := range g.backends {
-		if !b.static {
-			tracked++
-		}
-	}
-	ignored := 0
-	for u := range live {
-		switch b := g.backends[u]; {
-		case b != nil:
-			if b.retired {
-				g.log.Info("node listed by discovery again", "url", u)
-			}
-			b.unlisted, b.retired = time.Time{}, false
-		case tracked >= g.cfg.MaxNodes:
-			ignored++
-		default:
-			tracked++
-			g.backends[u] = &backend{url: u, reason: stateUnchecked}
-			g.log.Info("node discovered", "url", u)
-		}
-	}
-	if ignored > 0 {
-		g.log.Warn("discovery lists more nodes than --max-nodes; ignoring the rest", "ignored", ignored, "max_nodes", g.cfg.MaxNodes)
-	}
-	// A node that discovery stops listing stays in rotation for
-	// ListingGrace while it passes its checks: an empty or partial list may
-	// only mean the discovery server restarted and has not heard every
-	// heartbeat yet. After that it gets no traffic, but stays known for
-	// KeyHomeGrace if it ever proved membership: it remains the home of its
-	// idempotency keys (which must not move to a node that has not seen
-	// them), and gets its keyed writes only while healthy. One that never
-	// proved anything is no home and is forgotten at once.
-	var unlisted []*backend
-	for u, b := range g.backends {
-		switch {
-		case b.static || live[u]:
-		case !b.everProven:
-			delete(g.backends, u)
-			g.log.Debug("unproven node no longer listed: forgotten", "url", u)
-		case b.unlisted.IsZero():
-			b.unlisted = now
-			unlisted = append(unlisted, b)
-			g.log.Info("node no longer listed by discovery; in rotation while it passes its checks for the listing grace",
-				"url", u, "grace", g.cfg.ListingGrace)
-		case now.Sub(b.unlisted) > g.cfg.KeyHomeGrace:
-			delete(g.backends, u)
-			g.log.Info("node forgotten", "url", u, "unlisted_for", now.Sub(b.unlisted).Round(time.Second))
-		default:
-			unlisted = append(unlisted, b)
-		}
-	}
-	for _, b := range unlisted {
-		if !b.retired && now.Sub(b.unlisted) >= g.cfg.ListingGrace {
-			b.retired = true
-			g.log.Info("node out of rotation: no longer listed by discovery", "url", b.url, "unlisted_for", now.Sub(b.unlisted).Round(time.Millisecond))
-		}
-	}
-	if len(unlisted) > g.cfg.MaxUnlisted {
-		slices.SortFunc(unlisted, func(a, b *backend) int { return a.unlisted.Compare(b.unlisted) })
-		for _, b := range unlisted[:len(unlisted)-g.cfg.MaxUnlisted] {
-			delete(g.backends, b.url)
-			g.log.Info("node forgotten: too many unlisted nodes", "url", b.url, "max_unlisted", g.cfg.MaxUnlisted)
-		}
-	}
-	g.rebuildRing()
-}
-
-// Coarse states /nodes reports for a node that gets no traffic. The error
-// behind each is logged, never shown: the addresses came from discovery or
-// --nodes, and their raw errors would map the gateway's network.
-const (
-	stateUnchecked   = "not checked yet"
-	stateUnreachable = "unreachable"
-	stateNotMember   = "not a proven member"
-	stateUnhealthy   = "unhealthy"
-)
-
-// errUnhealthy marks an answer that came back but was not a healthy one.
-var errUnhealthy = errors.New("gateway: unhealthy answer")
-
-// stateOf maps a check's error to its coarse state.
-func stateOf(err error) string {
-	switch {
-	case errors.Is(err, memberproof.ErrNotMember):
-		return stateNotMember
-	case errors.Is(err, errUnhealthy):
-		return stateUnhealthy
-	}
-	return stateUnreachable
-}
-
-// check proves one node's membership (with a keyring), then asks for its
-// health and its value of "default".
-func (g *Gateway) check(b *backend) {
-	ctx, cancel := context.WithTimeout(context.Background(), g.cfg.HealthTimeout)
-	defer cancel()
-	var (
-		m   memberproof.Member
-		err error
-	)
-	if g.proofs != nil {
-		m, err = g.proofs.Prove(ctx, b.url)
-	}
-	proven := err == nil
-	var h struct {
-		Status, ID, Name string
-	}
-	if err == nil {
-		err = g.getJSON(ctx, b.url+"/health", &h)
-	}
-	var value *int64
-	if err == nil {
-		var c api.CounterResponse
-		if g.getJSON(ctx, b.url+"/counter", &c) == nil {
-			value = &c.Value
-		}
-	}
-	if g.proofs == nil {
-		// Development mode: answering the health check is all the proof
-		// there is, and the node names itself.
-		proven, m.ID, m.Name = err == nil, h.ID, h.Name
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	was := b.healthy
-	b.lastCheck = g.clk.Now()
-	b.healthy, b.proven = err == nil, proven
-	if proven {
-		if !b.everProven || b.id != m.ID {
-			g.log.Info("node proved membership", "url", b.url, "id", m.ID, "name", m.Name)
-		}
-		b.everProven, b.id, b.name = true, m.ID, m.Name
-	}
-	if err == nil {
-		b.reason, b.value = "", value
-	} else {
-		b.reason, b.value = stateOf(err), nil
-	}
-	switch {
-	case was && !b.healthy:
-		g.log.Warn("node out of rotation", "url", b.url, "name", b.name, "state", b.reason, "err", err)
-	case !was && b.healthy:
-		g.log.Info("node healthy", "url", b.url, "name", b.name)
-	case !b.healthy && !b.everProven:
-		g.unusable++
-		if now := g.clk.Now(); g.lastUnusableLog.IsZero() || now.Sub(g.lastUnusableLog) >= time.Second {
-			g.log.Warn("addresses not usable (logged at most once a second)", "count", g.unusable,
-				"last_url", b.url, "last_state", b.reason, "last_err", err)
-			g.lastUnusableLog, g.unusable = now, 0
-		}
-	}
-}
-
-func (g *Gateway) getJSON(ctx context.Context, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
-	if !g.cfg.Keyring.Empty() {
-		auth.SignForwarded(req, g.cfg.Keyring.Primary(), auth.Identity{Role: auth.RoleRead, Name: "gateway"}, nil)
-	}
-	resp, err := g.client.Do(req)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
-	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%w: %s answered %s", errUnhealthy, url, resp.Status)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
-		return fmt.Errorf("%w: %s: %v", errUnhealthy, url, err)
-	}
-	return nil
-}
-
-// markDown takes a node out of rotation until its next good health check.
-func (g *Gateway) markDown(b *backend, err error) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if b.healthy {
-		g.log.Warn("node unreachable; out of rotation until it passes a health check", "url", b.url, "err", err)
-	}
-	b.healthy, b.reason = false, stateOf(err)
-}
-
-// pick returns the healthy node with the fewest outstanding requests that
-// is not in tried, or nil; ties go round-robin.
-func (g *Gateway) pick(tried []*backend) *backend {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	g.rr++
-	var best *backend
-	var bestLoad int64
-	n := len(g.ring)
-	for i := 0; i < n; i++ {
-		b := g.ring[(int(g.rr%uint64(n))+i)%n]
-		if !b.healthy || b.retired || slices.Contains(tried, b) {
-			continue
-		}
-		if load := b.outstanding.Load(); best == nil || load < bestLoad {
-			best, bestLoad = b, load
-		}
-	}
-	return best
-}
-
-// rebuildRing refreshes the stable order pick walks. Caller holds mu.
-func (g *Gateway) rebuildRing() {
-	g.ring = g.ring[:0]
-	for _, b := range g.backends {
-		g.ring = append(g.ring, b)
-	}
-	slices.SortFunc(g.ring, func(a, b *backend) int { return strings.Compare(a.url, b.url) })
-}
-
-// home returns the node an idempotency key belongs to: rendezvous hashing
-// over every node that ever proved membership, healthy or not, so that a
-// key does not move while its node is down. A node that never proved
-// anything is no candidate: it cannot block the key's writes.
-func (g *Gateway) home(key string) *backend {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	var best *backend
-	var bestScore uint64
-	for _, b := range g.backends {
-		if !b.everProven {
-			continue
-		}
-		h := fnv.New64a()
-		h.Write([]byte(b.url))
-		h.Write([]byte{0})
-		h.Write([]byte(key))
-		if s := mix(h.Sum64()); best == nil || s > bestScore {
-			best, bestScore = b, s
-		}
-	}
-	return best
-}
-
-// mix is the splitmix64 finaliser: FNV alone barely spreads keys that
-// differ only in their last bytes.
-func mix(x uint64) uint64 {
-	x ^= x >> 30
-	x *= 0xbf58476d1ce4e5b9
-	x ^= x >> 27
-	x *= 0x94d049bb133111eb
-	return x ^ x>>31
-}
-
-func (g *Gateway) healthy(b *backend) bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return b.healthy
-}
-
-// Errors the gateway answers with.
-var errNoNode = service.Unavailable(errors.New("no healthy node"))
-
-func errHomeDown(b *backend) error {
-	return service.Unavailable(fmt.Errorf("node %s, which this Idempotency-Key belongs to, is down; retry later with the same key", b.url))
-}
-
 // ServeHTTP serves the client API by proxying to the nodes.
 func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := g.clk.Now()
@@ -672,7 +319,7 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	switch rt.Kind {
 	case api.RouteNodes:
-		api.WriteJSON(w, http.StatusOK, g.Nodes())
+		api.WriteJSON(w, http.StatusOK, g.NodesContext(r.Context()))
 	case api.RouteHealth:
 		ok, body := g.Health()
 		status := http.StatusOK
@@ -694,167 +341,6 @@ func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-// proxy forwards a counter request, failing over when that is safe, and
-// returns an outcome label for metrics.
-func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) string {
-	write := rt.Kind.Writes()
-	var body []byte // nil for reads, never nil for writes (see forward)
-	if write {
-		var err error
-		body, err = io.ReadAll(http.MaxBytesReader(w, r.Body, api.MaxBody))
-		if err != nil {
-			var mbe *http.MaxBytesError
-			if errors.As(err, &mbe) {
-				api.WriteError(w, api.ErrBodyTooLarge)
-				return "bad_request"
-			}
-			api.WriteError(w, fmt.Errorf("%w: %v", api.ErrBadJSON, err))
-			return "bad_request"
-		}
-		if body == nil {
-			body = []byte{}
-		}
-	}
-	idem, err := api.IdempotencyKey(r)
-	if err != nil {
-		api.WriteError(w, err)
-		return "bad_request"
-	}
-	keyed := idem != "" && write
-	var tried []*backend
-	for attempt := 0; attempt < g.cfg.MaxTries; attempt++ {
-		var b *backend
-		if keyed {
-			if attempt > 0 {
-				break // never move a keyed write to another node
-			}
-			b = g.home(idem)
-			if b == nil {
-				break
-			}
-			if !g.healthy(b) {
-				api.WriteError(w, errHomeDown(b))
-				return "unavailable"
-			}
-		} else if b = g.pick(tried); b == nil {
-			break
-		}
-		tried = append(tried, b)
-		if attempt > 0 && g.cfg.Metrics != nil {
-			g.cfg.Metrics.retries.Inc()
-		}
-		resp, err := g.forward(r, b, body)
-		if err != nil {
-			if r.Context().Err() != nil {
-				return "client_gone" // the client gave up: no retry, nothing to answer
-			}
-			if notSent(err) {
-				g.markDown(b, err)
-				if keyed {
-					api.WriteError(w, errHomeDown(b))
-					return "unavailable"
-				}
-				continue // certainly not applied: safe to try another node
-			}
-			g.log.Warn("node failed after the request was sent", "url", b.url, "err", err)
-			api.WriteJSON(w, http.StatusBadGateway, api.ErrorResponse{Error: fmt.Sprintf(
-				"node %s failed after the request was sent: the change may or may not have been applied; retry with an Idempotency-Key to be safe", b.url)})
-			return "unknown"
-		}
-		if resp.StatusCode == http.StatusServiceUnavailable && !keyed {
-			resp.Body.Close()
-			g.markDown(b, fmt.Errorf("answered 503"))
-			continue // the node refused before applying anything
-		}
-		copyResponse(w, resp)
-		if resp.StatusCode/100 == 2 {
-			return "ok"
-		}
-		return "error"
-	}
-	api.WriteError(w, errNoNode)
-	return "unavailable"
-}
-
-// forward sends r to b with body, bounded by ProxyTimeout and by the
-// client's own context.
-func (g *Gateway) forward(r *http.Request, b *backend, body []byte) (*http.Response, error) {
-	b.outstanding.Add(1)
-	defer b.outstanding.Add(-1)
-	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ProxyTimeout)
-	req, err := http.NewRequestWithContext(ctx, r.Method, b.url+r.URL.RequestURI(), nil)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	if body != nil {
-		// A write (even a bodiless DELETE) is not replayable: net/http would
-		// otherwise resend a keyed write on a fresh connection by itself
-		// after a reused one failed, and a refusal of that resend would look
-		// like "never sent".
-		req.Body, req.GetBody, req.ContentLength = io.NopCloser(bytes.NewReader(body)), nil, int64(len(body))
-	}
-	for _, h := range []string{"Content-Type", IdempotencyHeader} {
-		if v := r.Header.Get(h); v != "" {
-			req.Header.Set(h, v)
-		}
-	}
-	g.passIdentity(r, req, body)
-	resp, err := g.client.Do(req)
-	if err != nil {
-		cancel()
-		return nil, err
-	}
-	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
-	return resp, nil
-}
-
-// passIdentity tells the node who the client is: a signed identity when
-// this gateway authenticated the client and holds the cluster key, else the
-// client's own Authorization header for the node to check.
-func (g *Gateway) passIdentity(r, req *http.Request, body []byte) {
-	id, ok := auth.FromContext(r.Context())
-	if ok && id.Via != auth.ViaOpen && id.Role != auth.RoleNone && !g.cfg.Keyring.Empty() {
-		auth.SignForwarded(req, g.cfg.Keyring.Primary(), id, body)
-		return
-	}
-	if v := r.Header.Get("Authorization"); v != "" {
-		req.Header.Set("Authorization", v)
-	}
-}
-
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c *cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
-}
-
-// notSent reports whether err means the request never reached the node: the
-// connection was refused or could not be made.
-func notSent(err error) bool {
-	if errors.Is(err, syscall.ECONNREFUSED) {
-		return true
-	}
-	var op *net.OpError
-	return errors.As(err, &op) && op.Op == "dial"
-}
-
-func copyResponse(w http.ResponseWriter, resp *http.Response) {
-	defer resp.Body.Close()
-	for _, h := range []string{"Content-Type", "Allow", api.ReplayedHeader} {
-		if v := resp.Header.Get(h); v != "" {
-			w.Header().Set(h, v)
-		}
-	}
-	w.WriteHeader(resp.StatusCode)
-	io.Copy(w, io.LimitReader(resp.Body, 1<<20))
-}
-
 // NodeStatus is one entry of the gateway's GET /nodes.
 type NodeStatus struct {
 	URL         string `json:"url"`
@@ -867,14 +353,45 @@ type NodeStatus struct {
 	LastCheck   string `json:"last_check,omitempty"`
 }
 
-// Nodes reports every known node's health and value of "default".
+// Nodes reports every known node's health and, for the healthy ones, its
+// value of "default", read from each node now (in parallel, each bounded by
+// HealthTimeout). The value is read only here, when someone asks: the node
+// counts the read as a client read of "default", which is what it is.
 func (g *Gateway) Nodes() []NodeStatus {
+	return g.NodesContext(context.Background())
+}
+
+// NodesContext is Nodes bounded by ctx.
+func (g *Gateway) NodesContext(ctx context.Context) []NodeStatus {
+	out := g.states()
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.HealthTimeout)
+	defer cancel()
+	var wg sync.WaitGroup
+	for i := range out {
+		if out[i].Status != "healthy" {
+			continue
+		}
+		wg.Add(1)
+		go func(s *NodeStatus) {
+			defer wg.Done()
+			var c api.CounterResponse
+			if g.getJSON(ctx, s.URL+"/counter", &c) == nil {
+				s.Value = &c.Value
+			}
+		}(&out[i])
+	}
+	wg.Wait()
+	return out
+}
+
+// states is Nodes without the values: what the gateway knows without
+// asking any node.
+func (g *Gateway) states() []NodeStatus {
 	g.mu.Lock()
-	defer g.mu.Unlock()
 	out := make([]NodeStatus, 0, len(g.backends))
 	for _, b := range g.backends {
 		s := NodeStatus{URL: b.url, ID: b.id, Name: b.name, Status: "unhealthy", Error: b.reason,
-			Value: b.value, Outstanding: b.outstanding.Load()}
+			Outstanding: b.outstanding.Load()}
 		switch {
 		case b.retired:
 			s.Status = "unlisted" // kept only as the home of its idempotency keys
@@ -888,6 +405,7 @@ func (g *Gateway) Nodes() []NodeStatus {
 		}
 		out = append(out, s)
 	}
+	g.mu.Unlock()
 	slices.SortFunc(out, func(a, b NodeStatus) int {
 		if c := strings.Compare(a.Name, b.Name); c != 0 {
 			return c

@@ -63,6 +63,33 @@ func TestHealthChecksRunEveryInterval(t *testing.T) {
 	}
 }
 
+// A node counts every counter read as a client operation, so the health
+// checks must read none: only asking /nodes (a real read, by an operator)
+// reads "default", once per healthy node.
+func TestHealthChecksReadNoCounter(t *testing.T) {
+	ns := newFakeNodes(t, "a", "b")
+	tg := newTestGateway(t, Config{}, ns...)
+	for range 3 {
+		tg.refresh()
+	}
+	for _, n := range ns {
+		if got := n.healthCheckCount(); got < 4 {
+			t.Fatalf("%s: %d health checks, want at least 4", n.name, got)
+		}
+		if got := n.counterReadCount(); got != 0 {
+			t.Errorf("%s: health checks read GET /counter %d times, want 0", n.name, got)
+		}
+	}
+	if resp := tg.do("GET", "/nodes", nil); resp.Status != http.StatusOK {
+		t.Fatalf("GET /nodes: %d %s", resp.Status, resp.Body)
+	}
+	for _, n := range ns {
+		if got := n.counterReadCount(); got != 1 {
+			t.Errorf("%s: GET /nodes read its value %d times, want 1", n.name, got)
+		}
+	}
+}
+
 func TestNodesListsEveryNode(t *testing.T) {
 	ns := newFakeNodes(t, "alpha", "beta", "gamma")
 	ns[0].value.Store(42)

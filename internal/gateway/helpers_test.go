@@ -345,7 +345,7 @@ func (tg *testGateway) refreshUntil(what string, cond func([]NodeStatus) bool) {
 	tg.clk.Advance(tg.cfg.HealthInterval)
 	want := tg.clk.Now().UTC().Format(time.RFC3339Nano)
 	waitFor(tg.t, "a health-check round: "+what, func() bool {
-		ns := tg.Nodes()
+		ns := tg.states()
 		for _, n := range ns {
 			if n.LastCheck != want {
 				return false
@@ -358,7 +358,7 @@ func (tg *testGateway) refreshUntil(what string, cond func([]NodeStatus) bool) {
 // status returns the gateway's view of the node at url.
 func (tg *testGateway) status(url string) NodeStatus {
 	tg.t.Helper()
-	for _, n := range tg.Nodes() {
+	for _, n := range tg.states() {
 		if n.URL == url {
 			return n
 		}
@@ -466,10 +466,12 @@ func (tg *testGateway) metric(name, labels string) float64 {
 // untilNodeGets sends requests made by send(i) for i = 0, 1, … until one
 // reaches n (or n shows unhealthy, for a node that refuses connections), and
 // returns that request's key and response. Which node a request goes to
-// first is the balancer's choice; this finds the one that went to n.
+// first is its key's home; this finds a key whose home is n.
 func (tg *testGateway) untilNodeGets(n *fakeNode, send func(key string) response) (string, response) {
 	tg.t.Helper()
-	for i := 0; i < 20; i++ {
+	// Each key goes to its home: 60 keys over a few nodes all miss n with
+	// negligible odds.
+	for i := 0; i < 60; i++ {
 		key := fmt.Sprintf("k%d", i)
 		before := n.count()
 		unhealthyBefore := tg.status(n.URL()).Status == "unhealthy"
@@ -478,7 +480,7 @@ func (tg *testGateway) untilNodeGets(n *fakeNode, send func(key string) response
 			return key, resp
 		}
 	}
-	tg.t.Fatalf("no request reached %s in 20 tries", n.name)
+	tg.t.Fatalf("no request reached %s in 60 tries", n.name)
 	return "", response{}
 }
 
