@@ -310,12 +310,13 @@ func workloads(m *manifests) []workload {
 
 // flagInfo is one flag as the binary's --help describes it.
 type flagInfo struct {
-	name, env, def string
-	takesValue     bool
+	name, def  string
+	env        []string // the variables it is read from, the command's own first
+	takesValue bool
 }
 
 var (
-	helpFlagLine = regexp.MustCompile(`^  --([a-z0-9-]+)(?: (\S+))?    \[\$([A-Z0-9_]+)\]$`)
+	helpFlagLine = regexp.MustCompile(`^  --([a-z0-9-]+)(?: (\S+))?    \[(\$[A-Z0-9_]+(?:, \$[A-Z0-9_]+)*)\]$`)
 	helpDefault  = regexp.MustCompile(`\(default ([^()]*)\)$`)
 )
 
@@ -331,7 +332,11 @@ func commandFlags(t *testing.T, cmd string) map[string]flagInfo {
 	for _, l := range strings.Split(string(out), "\n") {
 		if m := helpFlagLine.FindStringSubmatch(l); m != nil {
 			// Boolean flags show no value name.
-			flags[m[1]] = flagInfo{name: m[1], env: m[3], takesValue: m[2] != ""}
+			var envs []string
+			for _, v := range strings.Split(m[3], ", ") {
+				envs = append(envs, strings.TrimPrefix(v, "$"))
+			}
+			flags[m[1]] = flagInfo{name: m[1], env: envs, takesValue: m[2] != ""}
 			last = m[1]
 			continue
 		}
@@ -446,7 +451,9 @@ func containers(t *testing.T, m *manifests) []*container {
 			help := flagsOf(cmd)
 			byEnv := map[string]flagInfo{}
 			for _, f := range help {
-				byEnv[f.env] = f
+				for _, e := range f.env {
+					byEnv[e] = f
+				}
 			}
 			env := map[string]string{}
 			used := map[string]bool{}
