@@ -64,19 +64,19 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	)
 	fs.StringVar(&addr, "http-addr", "127.0.0.1:8000", "`host:port` to serve on")
 	fs.StringVar(&nodes, "nodes", "", "comma-separated node client API `URL`s (http://host:port), or names resolving to them: dns+host:port (every A/AAAA record; dns+https://host:port for TLS) or dnssrv+name (every SRV target, with its port)")
-	fs.DurationVar(&cfg.ResolveInterval, "resolve-interval", 30*time.Second, "re-resolve the dns+ and dnssrv+ names of --nodes this often")
+	fs.DurationVar(&cfg.ResolveInterval, "resolve-interval", gateway.DefaultResolveInterval, "re-resolve the dns+ and dnssrv+ names of --nodes this often")
 	fs.StringVar(&disc, "discovery", "", "comma-separated discovery server `URL`s to find nodes through")
-	fs.DurationVar(&cfg.HealthInterval, "health-interval", time.Second, "how often every node is health-checked")
-	fs.DurationVar(&cfg.HealthTimeout, "health-timeout", time.Second, "how long one health check may take")
-	fs.IntVar(&cfg.MaxTries, "max-tries", 3, "how many nodes one request may be tried on")
-	fs.DurationVar(&cfg.ProxyTimeout, "proxy-timeout", 5*time.Second, "how long one proxied request may take")
-	fs.DurationVar(&cfg.MinReadWait, "min-read-wait", time.Second, "how long a read with ?min=N may wait for a node to reach N")
+	fs.DurationVar(&cfg.HealthInterval, "health-interval", gateway.DefaultHealthInterval, "how often every node is health-checked")
+	fs.DurationVar(&cfg.HealthTimeout, "health-timeout", gateway.DefaultHealthTimeout, "how long one health check may take")
+	fs.IntVar(&cfg.MaxTries, "max-tries", gateway.DefaultMaxTries, "how many nodes one request may be tried on")
+	fs.DurationVar(&cfg.ProxyTimeout, "proxy-timeout", gateway.DefaultProxyTimeout, "how long one proxied request may take")
+	fs.DurationVar(&cfg.MinReadWait, "min-read-wait", gateway.DefaultMinReadWait, "how long a read with ?min=N may wait for a node to reach N")
 	var kf keyFlags
 	kf.register(fs, "prove nodes and sign discovery requests and forwarded identities")
 	var insecure bool
-	fs.StringVar(&cfg.Cluster, "cluster", "dcounter", "cluster `name` nodes must prove membership of")
+	fs.StringVar(&cfg.Cluster, "cluster", gateway.DefaultCluster, "cluster `name` nodes must prove membership of")
 	fs.BoolVar(&insecure, "insecure", false, "allow serving without --cluster-key on an address other machines can reach (any address listed by discovery or --nodes that answers a health check then gets client traffic)")
-	fs.IntVar(&cfg.MaxNodes, "max-nodes", 1024, "most nodes tracked from discovery")
+	fs.IntVar(&cfg.MaxNodes, "max-nodes", gateway.DefaultMaxNodes, "most nodes tracked from discovery")
 	var af apiFlags
 	af.register(fs, true)
 	var tlsCA string

@@ -203,44 +203,62 @@ type Gateway struct {
 	once sync.Once
 }
 
+// Defaults of Config's fields: a zero field takes its default; a negative
+// one is refused. The flags of 'dcounter gateway' default to the same values.
+const (
+	DefaultHealthInterval  = time.Second
+	DefaultHealthTimeout   = time.Second
+	DefaultMaxTries        = 3
+	DefaultProxyTimeout    = 5 * time.Second
+	DefaultMinReadWait     = time.Second
+	DefaultResolveInterval = 30 * time.Second
+	DefaultKeyHomeGrace    = time.Hour
+	DefaultCluster         = "dcounter"
+	DefaultMaxNodes        = 1024
+	DefaultMaxUnlisted     = 64
+)
+
+// orDefault is v, or def when v is zero.
+func orDefault[T comparable](v, def T) T {
+	var zero T
+	if v == zero {
+		return def
+	}
+	return v
+}
+
 // New returns a running gateway; it checks every node once before returning.
 func New(cfg Config) (*Gateway, error) {
 	if len(cfg.Nodes) == 0 && len(cfg.Discovery) == 0 {
 		return nil, fmt.Errorf("%w: give --nodes or --discovery", ErrConfig)
 	}
-	if cfg.HealthInterval <= 0 {
-		cfg.HealthInterval = time.Second
+	for _, d := range []struct {
+		name string
+		v    time.Duration
+	}{
+		{"health-interval", cfg.HealthInterval}, {"health-timeout", cfg.HealthTimeout},
+		{"proxy-timeout", cfg.ProxyTimeout}, {"min-read-wait", cfg.MinReadWait},
+		{"listing grace", cfg.ListingGrace}, {"resolve-interval", cfg.ResolveInterval},
+		{"key-home grace", cfg.KeyHomeGrace},
+	} {
+		if d.v < 0 {
+			return nil, fmt.Errorf("%w: %s must not be negative (got %v; 0 means the default)", ErrConfig, d.name, d.v)
+		}
 	}
-	if cfg.HealthTimeout <= 0 {
-		cfg.HealthTimeout = time.Second
+	if cfg.MaxTries < 0 || cfg.MaxNodes < 0 || cfg.MaxUnlisted < 0 {
+		return nil, fmt.Errorf("%w: max-tries, max-nodes and the unlisted-home limit must not be negative", ErrConfig)
 	}
-	if cfg.MaxTries <= 0 {
-		cfg.MaxTries = 3
-	}
-	if cfg.ProxyTimeout <= 0 {
-		cfg.ProxyTimeout = 5 * time.Second
-	}
-	if cfg.MinReadWait <= 0 {
-		cfg.MinReadWait = time.Second
-	}
-	if cfg.ListingGrace <= 0 {
-		cfg.ListingGrace = defaultListingGrace
-	}
-	if cfg.ResolveInterval <= 0 {
-		cfg.ResolveInterval = 30 * time.Second
-	}
-	if cfg.KeyHomeGrace <= 0 {
-		cfg.KeyHomeGrace = time.Hour
-	}
-	if cfg.Cluster == "" {
-		cfg.Cluster = "dcounter"
-	}
-	if cfg.MaxNodes <= 0 {
-		cfg.MaxNodes = 1024
-	}
-	if cfg.MaxUnlisted <= 0 {
-		cfg.MaxUnlisted = 64
-	}
+	cfg.HealthInterval = orDefault(cfg.HealthInterval, DefaultHealthInterval)
+	cfg.HealthTimeout = orDefault(cfg.HealthTimeout, DefaultHealthTimeout)
+	cfg.MaxTries = orDefault(cfg.MaxTries, DefaultMaxTries)
+	cfg.ProxyTimeout = orDefault(cfg.ProxyTimeout, DefaultProxyTimeout)
+	cfg.MinReadWait = orDefault(cfg.MinReadWait, DefaultMinReadWait)
+	cfg.ListingGrace = orDefault(cfg.ListingGrace, defaultListingGrace)
+	cfg.ResolveInterval = orDefault(cfg.ResolveInterval, DefaultResolveInterval)
+	cfg.KeyHomeGrace = orDefault(cfg.KeyHomeGrace, DefaultKeyHomeGrace)
+	cfg.Cluster = orDefault(cfg.Cluster, DefaultCluster)
+	cfg.MaxNodes = orDefault(cfg.MaxNodes, DefaultMaxNodes)
+	cfg.MaxUnlisted = orDefault(cfg.MaxUnlisted, DefaultMaxUnlisted)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
