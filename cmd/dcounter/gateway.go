@@ -2,19 +2,12 @@ package main
 
 import (
 	"context"
-	"crypto/tls"
-	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"net"
-	"net/http"
-	"time"
 
-	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/gateway"
-	"github.com/dcounter/dcounter/internal/ui"
 )
 
 const gatewayHelp = `
@@ -119,6 +112,10 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
 		return exitUsage
 	}
+	if sec.guard != nil {
+		cfg.Auth = sec.guard
+	}
+	cfg.ServerTLS = sec.serverTLS()
 	g, err := gateway.New(cfg)
 	if err != nil {
 		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
@@ -131,32 +128,12 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		logger.Error("cannot listen", "addr", addr, "err", err)
 		return 1
 	}
-	if c := sec.serverTLS(); c != nil {
-		ln = tls.NewListener(ln, c)
-	}
-	var handler http.Handler = ui.MountAPI(g, g) // the dashboard's data routes: authorised like the API
-	if sec.guard != nil {
-		handler = api.Authorize(handler, sec.guard)
-	}
-	srv := api.NewServer(ui.Mount(handler)) // the dashboard's files: no data, no token needed
-	// Failed TLS handshakes and malformed requests are anyone's to cause:
-	// debug level, not stderr.
-	srv.ErrorLog = slog.NewLogLogger(logger.With("component", "api").Handler(), slog.LevelDebug)
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
 	_, h := g.Health()
 	logger.Info("gateway started", "http_addr", ln.Addr().String(), "nodes", h.Nodes, "healthy", h.HealthyNodes,
 		"proven_members_only", !cfg.Keyring.Empty(), "cluster", cfg.Cluster, "key_ids", cfg.Keyring.IDs())
-	select {
-	case err := <-errc:
+	if err := g.Run(ctx, ln); err != nil {
 		logger.Error("server stopped", "err", err)
 		return 1
-	case <-ctx.Done():
-	}
-	sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if err := srv.Shutdown(sctx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		logger.Error("shutdown", "err", err)
 	}
 	logger.Info("gateway stopped")
 	return 0

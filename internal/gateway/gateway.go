@@ -165,6 +165,14 @@ type Config struct {
 	// With it, nodes that discovery lists without a scheme are reached over
 	// https. Default: the system's roots.
 	TLS *tls.Config
+	// Auth, if set, authenticates and authorises every client request Run
+	// serves (api.Authorize); nil leaves the API open.
+	Auth api.Authenticator
+	// ServerTLS, if set, makes Run serve clients over TLS.
+	ServerTLS *tls.Config
+	// ShutdownTimeout bounds how long Run lets requests in flight finish
+	// once its context ends. Default DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
 }
 
 // defaultListingGrace is Config.ListingGrace's default.
@@ -216,6 +224,7 @@ const (
 	DefaultCluster         = "dcounter"
 	DefaultMaxNodes        = 1024
 	DefaultMaxUnlisted     = 64
+	DefaultShutdownTimeout = 10 * time.Second
 )
 
 // orDefault is v, or def when v is zero.
@@ -239,7 +248,7 @@ func New(cfg Config) (*Gateway, error) {
 		{"health-interval", cfg.HealthInterval}, {"health-timeout", cfg.HealthTimeout},
 		{"proxy-timeout", cfg.ProxyTimeout}, {"min-read-wait", cfg.MinReadWait},
 		{"listing grace", cfg.ListingGrace}, {"resolve-interval", cfg.ResolveInterval},
-		{"key-home grace", cfg.KeyHomeGrace},
+		{"key-home grace", cfg.KeyHomeGrace}, {"shutdown timeout", cfg.ShutdownTimeout},
 	} {
 		if d.v < 0 {
 			return nil, fmt.Errorf("%w: %s must not be negative (got %v; 0 means the default)", ErrConfig, d.name, d.v)
@@ -259,6 +268,7 @@ func New(cfg Config) (*Gateway, error) {
 	cfg.Cluster = orDefault(cfg.Cluster, DefaultCluster)
 	cfg.MaxNodes = orDefault(cfg.MaxNodes, DefaultMaxNodes)
 	cfg.MaxUnlisted = orDefault(cfg.MaxUnlisted, DefaultMaxUnlisted)
+	cfg.ShutdownTimeout = orDefault(cfg.ShutdownTimeout, DefaultShutdownTimeout)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
