@@ -91,7 +91,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs.DurationVar(&cfg.MaxClockSkew, "max-clock-skew", node.DefaultMaxClockSkew, "warn (at most once a minute per member) when a member's wall clock differs from ours by more than this `duration`; offsets are exported as dcounter_member_clock_offset_seconds either way, and membership and idempotency never depend on them")
 	fs.DurationVar(&cfg.ExpiryGrace, "expiry-grace", 0, "keep an expired key's counts this `duration` past its deadline before freeing them, so replicas whose clocks run behind by less still agree on what it read before the deadline (default 2×--max-clock-skew)")
 	fs.DurationVar(&cfg.MemberHorizon, "member-horizon", 0, "forget a member dead or left for this `duration` (measured on this node's clock from when it saw it go): it stops costing memory and gossip, its counts stay, and it rejoins if it comes back; a member cut off for longer is no longer looked for (default: --reclaim-horizon)")
-	fs.DurationVar(&shutdownTimeout, "shutdown-timeout", 10*time.Second, "on SIGTERM, give the drain and in-flight client requests (HTTP and Redis protocol) at most this `duration`; the goodbye adds at most 1s, then the final snapshot; set the orchestrator's grace period (terminationGracePeriodSeconds) above the sum")
+	fs.DurationVar(&shutdownTimeout, "shutdown-timeout", node.DefaultShutdownTimeout, "on SIGTERM, give the drain and in-flight client requests (HTTP and Redis protocol) at most this `duration`; the goodbye adds at most 1s, then the final snapshot; set the orchestrator's grace period (terminationGracePeriodSeconds) above the sum")
 	fs.DurationVar(&cfg.ReclaimHorizon, "reclaim-horizon", node.DefaultReclaimHorizon, "forget a deleted or expired key's tombstone after this `duration`; a replica cut off for longer that held an older generation of the key can bring it back, so keep it above the longest outage you would let a node rejoin after")
 	fs.DurationVar(&cfg.ShutdownDrain, "shutdown-drain", node.DefaultShutdownDrain, "on SIGTERM, refuse client requests with 503 (certainly not applied: gateways retry them on another node) for at most this `duration`, or until none came for 100ms, before closing the client API; without it a write a gateway sends on a kept-alive connection just as the node closes it may end in doubt (502). 0 turns it off")
 	fs.DurationVar(&clockShift, "clock-offset", 0, "testing aid: shift this node's wall clock by `duration` (e.g. -1h, 48h), as if the system clock were wrong; timers and elapsed times are unaffected. Used to reproduce and test clock skew")
@@ -181,11 +181,7 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		logger.Error("cannot start", "err", err)
 		return 1
 	}
-	<-ctx.Done()
-	logger.Info("shutting down")
-	sctx, cancel := context.WithTimeout(context.Background(), shutdownTimeout)
-	defer cancel()
-	if err := n.Shutdown(sctx); err != nil {
+	if err := n.Run(ctx, shutdownTimeout); err != nil {
 		// A timeout only cut in-flight requests short; anything else (a
 		// failed final snapshot, say) means the stop was not clean.
 		logger.Error("shutdown", "err", err)

@@ -217,6 +217,7 @@ const (
 	DefaultReclaimInterval    = time.Second
 	DefaultSnapshotInterval   = 5 * time.Minute
 	DefaultShutdownDrain      = time.Second
+	DefaultShutdownTimeout    = 10 * time.Second // Run's default
 )
 
 // setDefaults fills zero fields with their defaults and refuses values
@@ -560,6 +561,21 @@ func (n *Node) HTTPAddr() string {
 		return ""
 	}
 	return n.ln.Addr().String()
+}
+
+// Run blocks until ctx ends (a signal, in 'dcounter node'), then stops the
+// node with Shutdown, giving the drain and the requests in flight at most
+// timeout (0: DefaultShutdownTimeout). It returns Shutdown's error: nil
+// after a clean stop.
+func (n *Node) Run(ctx context.Context, timeout time.Duration) error {
+	<-ctx.Done()
+	n.log.Info("shutting down")
+	if timeout <= 0 {
+		timeout = DefaultShutdownTimeout
+	}
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	return n.Shutdown(sctx)
 }
 
 // Shutdown drains the client API and the Redis-protocol listener

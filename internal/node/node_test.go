@@ -246,3 +246,27 @@ func TestConfigRefusesNegativeValues(t *testing.T) {
 		t.Fatalf("zero Config did not take the defaults: %+v", c)
 	}
 }
+
+// TestRunStopsWhenItsContextEnds: Run blocks while the context lives and
+// stops the node cleanly once it ends.
+func TestRunStopsWhenItsContextEnds(t *testing.T) {
+	nd, err := New(context.Background(), Config{Name: "r", GossipAddr: "127.0.0.1:0", Logger: testLogger(t)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- nd.Run(ctx, 0) }()
+	select {
+	case err := <-done:
+		t.Fatalf("Run returned before its context ended: %v", err)
+	default:
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	if _, _, err := nd.Add(context.Background(), "k", 1, service.WriteOptions{}); service.ClassOf(err) != service.ClassUnavailable {
+		t.Fatalf("a write after Run returned: %v, want unavailable", err)
+	}
+}
