@@ -7,7 +7,6 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
-	"strings"
 	"testing"
 	"time"
 )
@@ -39,17 +38,6 @@ func rywRound(ctx context.Context, gw *proc, key string, min bool) (stale, faile
 	return r.Value < w.Value, false
 }
 
-func waitGatewayHealthy(t *testing.T, gw *proc, n int) {
-	t.Helper()
-	waitFor(t, 10*time.Second, func() error {
-		b, err := gw.get("/health")
-		if err == nil && !strings.Contains(string(b), fmt.Sprintf(`"healthy_nodes":%d`, n)) {
-			err = fmt.Errorf("gateway health: %s", b)
-		}
-		return err
-	}, true)
-}
-
 // TestGatewayReadYourWrites runs rounds of "increment through the gateway,
 // then read through the gateway": with every node healthy no read may be
 // stale; with a node killed mid-run the stale-read rate is reported (plain
@@ -57,7 +45,7 @@ func waitGatewayHealthy(t *testing.T, gw *proc, n int) {
 func TestGatewayReadYourWrites(t *testing.T) {
 	nodes := startCluster(t, 3)
 	gw := startGateway(t, nodes, "--health-interval", "200ms")
-	waitGatewayHealthy(t, gw, 3)
+	gatewayHealthy(t, gw, 3)
 	ctx := context.Background()
 
 	const rounds = 1000
@@ -104,7 +92,7 @@ func TestGatewayReadYourWrites(t *testing.T) {
 		if !min {
 			nodes[1].start()
 			waitFor(t, 10*time.Second, func() error { return memberCount(nodes[1], 3) }, true)
-			waitGatewayHealthy(t, gw, 3)
+			gatewayHealthy(t, gw, 3)
 		}
 	}
 }
@@ -132,7 +120,7 @@ func defaultReads(t *testing.T, p *proc) int {
 func TestGatewayHealthChecksAreNoClientReads(t *testing.T) {
 	nodes := startCluster(t, 2)
 	gw := startGateway(t, nodes, "--health-interval", "50ms")
-	waitGatewayHealthy(t, gw, 2)
+	gatewayHealthy(t, gw, 2)
 	asks := 0
 	lastChecks := map[string]bool{}
 	// Watch the gateway's checks go by: a few rounds, each a new last_check.
