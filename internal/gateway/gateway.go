@@ -79,6 +79,7 @@
 package gateway
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -227,15 +228,6 @@ const (
 	DefaultShutdownTimeout = 10 * time.Second
 )
 
-// orDefault is v, or def when v is zero.
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
-}
-
 // New returns a running gateway; it checks every node once before returning.
 func New(cfg Config) (*Gateway, error) {
 	if len(cfg.Nodes) == 0 && len(cfg.Discovery) == 0 {
@@ -257,18 +249,18 @@ func New(cfg Config) (*Gateway, error) {
 	if cfg.MaxTries < 0 || cfg.MaxNodes < 0 || cfg.MaxUnlisted < 0 {
 		return nil, fmt.Errorf("%w: max-tries, max-nodes and the unlisted-home limit must not be negative", ErrConfig)
 	}
-	cfg.HealthInterval = orDefault(cfg.HealthInterval, DefaultHealthInterval)
-	cfg.HealthTimeout = orDefault(cfg.HealthTimeout, DefaultHealthTimeout)
-	cfg.MaxTries = orDefault(cfg.MaxTries, DefaultMaxTries)
-	cfg.ProxyTimeout = orDefault(cfg.ProxyTimeout, DefaultProxyTimeout)
-	cfg.MinReadWait = orDefault(cfg.MinReadWait, DefaultMinReadWait)
-	cfg.ListingGrace = orDefault(cfg.ListingGrace, defaultListingGrace)
-	cfg.ResolveInterval = orDefault(cfg.ResolveInterval, DefaultResolveInterval)
-	cfg.KeyHomeGrace = orDefault(cfg.KeyHomeGrace, DefaultKeyHomeGrace)
-	cfg.Cluster = orDefault(cfg.Cluster, DefaultCluster)
-	cfg.MaxNodes = orDefault(cfg.MaxNodes, DefaultMaxNodes)
-	cfg.MaxUnlisted = orDefault(cfg.MaxUnlisted, DefaultMaxUnlisted)
-	cfg.ShutdownTimeout = orDefault(cfg.ShutdownTimeout, DefaultShutdownTimeout)
+	cfg.HealthInterval = cmp.Or(cfg.HealthInterval, DefaultHealthInterval)
+	cfg.HealthTimeout = cmp.Or(cfg.HealthTimeout, DefaultHealthTimeout)
+	cfg.MaxTries = cmp.Or(cfg.MaxTries, DefaultMaxTries)
+	cfg.ProxyTimeout = cmp.Or(cfg.ProxyTimeout, DefaultProxyTimeout)
+	cfg.MinReadWait = cmp.Or(cfg.MinReadWait, DefaultMinReadWait)
+	cfg.ListingGrace = cmp.Or(cfg.ListingGrace, defaultListingGrace)
+	cfg.ResolveInterval = cmp.Or(cfg.ResolveInterval, DefaultResolveInterval)
+	cfg.KeyHomeGrace = cmp.Or(cfg.KeyHomeGrace, DefaultKeyHomeGrace)
+	cfg.Cluster = cmp.Or(cfg.Cluster, DefaultCluster)
+	cfg.MaxNodes = cmp.Or(cfg.MaxNodes, DefaultMaxNodes)
+	cfg.MaxUnlisted = cmp.Or(cfg.MaxUnlisted, DefaultMaxUnlisted)
+	cfg.ShutdownTimeout = cmp.Or(cfg.ShutdownTimeout, DefaultShutdownTimeout)
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}

@@ -12,6 +12,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -252,33 +253,33 @@ func (c *Config) setDefaults() error {
 	if c.Cluster == "" {
 		c.Cluster = DefaultCluster
 	}
-	c.JoinInterval = orDefault(c.JoinInterval, DefaultJoinInterval)
-	c.JoinTimeout = orDefault(c.JoinTimeout, DefaultJoinTimeout)
-	c.SyncInterval = orDefault(c.SyncInterval, DefaultSyncInterval)
-	c.DeltaInterval = orDefault(c.DeltaInterval, DefaultDeltaInterval)
-	c.Fanout = orDefault(c.Fanout, DefaultFanout)
-	c.IdempotencyWindow = orDefault(c.IdempotencyWindow, DefaultIdempotencyWindow)
-	c.MaxIdempotencyKeys = orDefault(c.MaxIdempotencyKeys, DefaultMaxIdempotencyKeys)
-	c.DiscoveryInterval = orDefault(c.DiscoveryInterval, DefaultDiscoveryInterval)
-	c.SuspectAfter = orDefault(c.SuspectAfter, DefaultSuspectAfter)
-	c.DeadAfter = orDefault(c.DeadAfter, DefaultDeadAfter)
+	c.JoinInterval = cmp.Or(c.JoinInterval, DefaultJoinInterval)
+	c.JoinTimeout = cmp.Or(c.JoinTimeout, DefaultJoinTimeout)
+	c.SyncInterval = cmp.Or(c.SyncInterval, DefaultSyncInterval)
+	c.DeltaInterval = cmp.Or(c.DeltaInterval, DefaultDeltaInterval)
+	c.Fanout = cmp.Or(c.Fanout, DefaultFanout)
+	c.IdempotencyWindow = cmp.Or(c.IdempotencyWindow, DefaultIdempotencyWindow)
+	c.MaxIdempotencyKeys = cmp.Or(c.MaxIdempotencyKeys, DefaultMaxIdempotencyKeys)
+	c.DiscoveryInterval = cmp.Or(c.DiscoveryInterval, DefaultDiscoveryInterval)
+	c.SuspectAfter = cmp.Or(c.SuspectAfter, DefaultSuspectAfter)
+	c.DeadAfter = cmp.Or(c.DeadAfter, DefaultDeadAfter)
 	if c.DeadAfter <= c.SuspectAfter {
 		return fmt.Errorf("%w: dead-after (%v) must be longer than suspect-after (%v)", ErrConfig, c.DeadAfter, c.SuspectAfter)
 	}
-	c.MaxClockSkew = orDefault(c.MaxClockSkew, DefaultMaxClockSkew)
-	c.ExpiryGrace = orDefault(c.ExpiryGrace, 2*c.MaxClockSkew)
-	c.ReclaimHorizon = orDefault(c.ReclaimHorizon, DefaultReclaimHorizon)
+	c.MaxClockSkew = cmp.Or(c.MaxClockSkew, DefaultMaxClockSkew)
+	c.ExpiryGrace = cmp.Or(c.ExpiryGrace, 2*c.MaxClockSkew)
+	c.ReclaimHorizon = cmp.Or(c.ReclaimHorizon, DefaultReclaimHorizon)
 	if c.ReclaimHorizon <= c.ExpiryGrace {
 		return fmt.Errorf("%w: reclaim-horizon (%v) must be longer than expiry-grace (%v)", ErrConfig, c.ReclaimHorizon, c.ExpiryGrace)
 	}
 	if c.MemberHorizon > 0 && c.MemberHorizon <= c.DeadAfter {
 		return fmt.Errorf("%w: member-horizon (%v) must be longer than dead-after (%v)", ErrConfig, c.MemberHorizon, c.DeadAfter)
 	}
-	c.MemberHorizon = orDefault(c.MemberHorizon, max(c.ReclaimHorizon, 2*c.DeadAfter))
-	c.ReclaimInterval = orDefault(c.ReclaimInterval, DefaultReclaimInterval)
-	c.SnapshotInterval = orDefault(c.SnapshotInterval, DefaultSnapshotInterval)
+	c.MemberHorizon = cmp.Or(c.MemberHorizon, max(c.ReclaimHorizon, 2*c.DeadAfter))
+	c.ReclaimInterval = cmp.Or(c.ReclaimInterval, DefaultReclaimInterval)
+	c.SnapshotInterval = cmp.Or(c.SnapshotInterval, DefaultSnapshotInterval)
 	// ShutdownDrain: negative turns the drain off (documented on the field).
-	c.ShutdownDrain = orDefault(c.ShutdownDrain, DefaultShutdownDrain)
+	c.ShutdownDrain = cmp.Or(c.ShutdownDrain, DefaultShutdownDrain)
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -289,15 +290,6 @@ func (c *Config) setDefaults() error {
 		return fmt.Errorf("%w: cluster name longer than %d bytes", ErrConfig, wire.MaxClusterLen)
 	}
 	return nil
-}
-
-// orDefault is v, or def when v is zero.
-func orDefault[T comparable](v, def T) T {
-	var zero T
-	if v == zero {
-		return def
-	}
-	return v
 }
 
 // Node is a running replica.

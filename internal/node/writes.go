@@ -472,8 +472,7 @@ func (n *Node) commitGroup(g *group, ws []service.Write, out []service.WriteResu
 	// change); a run of unkeyed ones shares one. Entries go to one pooled
 	// slice, cut into the parts once it has stopped growing: the log has
 	// encoded them by the time it answers, and gossip keeps only keys.
-	var ends []int // entry index where each part ends
-	ends = g.ends[:0]
+	ends := g.ends[:0] // entry index where each part ends
 	for k := range g.st {
 		s := &g.st[k]
 		if s.idem != nil {
