@@ -11,6 +11,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"text/tabwriter"
@@ -19,6 +20,8 @@ import (
 
 	"github.com/dcounter/dcounter/client"
 	"github.com/dcounter/dcounter/internal/tlsfiles"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 const defaultAddr = "http://127.0.0.1:8080"
@@ -61,7 +64,7 @@ type conn struct {
 // clientEnv are the flags client verbs read from DCOUNTER_* variables.
 var clientEnv = []string{"addr", "token", "ca", "client-cert", "client-key", "timeout"}
 
-func (c *conn) register(fs *flagSet) {
+func (c *conn) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.token, "token", "", "bearer `token` for a server with --auth-file; prefer the environment variable, command lines are visible to other users")
 	fs.StringVar(&c.ca, "ca", "", "PEM CA `file` to verify an https:// server with (default: the system's roots)")
 	fs.StringVar(&c.cert, "client-cert", "", "PEM certificate `file` to present to a server with --tls-client-ca (with --client-key)")
@@ -112,7 +115,7 @@ type cliClient struct {
 }
 
 // registerWrite adds the flag of verbs that write.
-func (c *cliClient) registerWrite(fs *flagSet) {
+func (c *cliClient) registerWrite(fs *pflag.FlagSet) {
 	fs.StringVar(&c.idem, "idempotency-key", "", "send the write with this `key` (1-255 printable ASCII characters) instead of a fresh one, so that running the command again (after an unknown outcome) applies it at most once")
 }
 
@@ -133,13 +136,14 @@ func (c *cliClient) checkIdem(verb string, stderr io.Writer) bool {
 	return true
 }
 
-func (c *cliClient) register(fs *flagSet) {
+func (c *cliClient) register(fs *pflag.FlagSet) {
 	fs.StringVar(&c.addr, "addr", defaultAddr, "`URL` of a node or gateway; several, comma-separated, to fail over between them")
 	fs.DurationVar(&c.timeout, "timeout", 5*time.Second, "request `timeout`")
 	fs.BoolVar(&c.json, "json", false, "print the answer as JSON")
 	c.conn.register(fs)
-	fs.envOnly(clientEnv...)
 }
+
+func isClientEnv(flagName string) bool { return slices.Contains(clientEnv, flagName) }
 
 // do opens a client and runs f with a context bounded by --timeout,
 // printing f's error; it returns the exit code.
@@ -215,34 +219,31 @@ func ttlText(ms int64) string {
 	return (time.Duration(ms) * time.Millisecond).String()
 }
 
-func clientVerb(verb string) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-		syn := verb + " [KEY] [--by N] [--ttl DURATION [--ttl-always]] [--addr URL]"
-		if verb == "get" {
-			syn = "get [KEY] [--addr URL]"
-		}
-		help := clientHelp + writeTTLHelp + connHelp
-		if verb == "get" {
-			help = clientHelp + connHelp
-		}
-		fs := newFlagSet(verb, syn, help, stderr)
-		var c cliClient
-		c.register(fs)
-		var (
-			by        uint64 = 1
-			ttl       time.Duration
-			ttlAlways bool
-		)
-		if verb != "get" {
-			fs.Uint64Var(&by, "by", 1, "positive `amount` to add or subtract")
-			fs.DurationVar(&ttl, "ttl", 0, "also expire the key this `duration` from now (whole milliseconds, e.g. 90s, 1h), if it has no expiry yet")
-			fs.BoolVar(&ttlAlways, "ttl-always", false, "with --ttl: replace any expiry the key has")
-			c.registerWrite(fs)
-		}
-		pos, code, ok := fs.parseOrExit(args, stdout)
-		if !ok {
-			return code
-		}
+func counterCommand(verb, short string) *cobra.Command {
+	syn := verb + " [KEY] [--by N] [--ttl DURATION [--ttl-always]] [--addr URL]"
+	if verb == "get" {
+		syn = "get [KEY] [--addr URL]"
+	}
+	help := clientHelp + writeTTLHelp + connHelp
+	if verb == "get" {
+		help = clientHelp + connHelp
+	}
+	cmd := newCommand(syn, short, help)
+	fs := cmd.Flags()
+	var c cliClient
+	c.register(fs)
+	var (
+		by        uint64 = 1
+		ttl       time.Duration
+		ttlAlways bool
+	)
+	if verb != "get" {
+		fs.Uint64Var(&by, "by", 1, "positive `amount` to add or subtract")
+		fs.DurationVar(&ttl, "ttl", 0, "also expire the key this `duration` from now (whole milliseconds, e.g. 90s, 1h), if it has no expiry yet")
+		fs.BoolVar(&ttlAlways, "ttl-always", false, "with --ttl: replace any expiry the key has")
+		c.registerWrite(fs)
+	}
+	return finish(cmd, envClient, func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
 		if len(pos) > 1 {
 			fmt.Fprintf(stderr, "dcounter %s: want at most one KEY, got %d arguments\n", verb, len(pos))
 			return exitUsage
@@ -296,7 +297,7 @@ func clientVerb(verb string) func(ctx context.Context, args []string, stdout, st
 			c.print(stdout, answerOf(got), value)
 			return nil
 		})
-	}
+	})
 }
 
 // checkTTL refuses an expiry the server would: not positive, or not whole
@@ -341,31 +342,34 @@ func keyArg(verb string, pos []string, max int, stderr io.Writer) (string, bool)
 // keyVerbArgs parses the arguments of a verb that takes KEY and at most
 // maxArgs positional arguments in all: the client, the positional
 // arguments (KEY first) and, when ok is false, the exit code.
-func keyVerbArgs(fs *flagSet, verb string, maxArgs int, args []string, stdout, stderr io.Writer) (c cliClient, pos []string, code int, ok bool) {
-	c.register(fs)
-	c.registerWrite(fs)
-	pos, code, ok = fs.parseOrExit(args, stdout)
-	if !ok {
-		return c, nil, code, false
-	}
-	if _, ok := keyArg(verb, pos, maxArgs, stderr); !ok || !c.checkIdem(verb, stderr) {
-		return c, nil, exitUsage, false
-	}
-	return c, pos, 0, true
+// keyCommand builds a verb that takes KEY and at most maxArgs positional
+// arguments in all; run gets the client and the positional arguments (KEY
+// first).
+func keyCommand(use, short, long string, maxArgs int, run func(ctx context.Context, c *cliClient, pos []string, stdout, stderr io.Writer) int) *cobra.Command {
+	cmd := newCommand(use, short, long)
+	var c cliClient
+	c.register(cmd.Flags())
+	c.registerWrite(cmd.Flags())
+	verb := cmd.Name()
+	return finish(cmd, envClient, func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
+		if _, ok := keyArg(verb, pos, maxArgs, stderr); !ok || !c.checkIdem(verb, stderr) {
+			return exitUsage
+		}
+		return run(ctx, &c, pos, stdout, stderr)
+	})
 }
 
-func runDel(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("del", "del KEY [--addr URL]", `
+func delCommand() *cobra.Command {
+	return keyCommand("del KEY [--addr URL]", "delete a counter everywhere: del KEY", `
 Deletes a counter: it reads 0 and is no longer listed, on every node, and
 loses its expiry; a later write counts from 0. Prints "deleted", or "not
 found" when the key was not live (absent, deleted or expired) on the node
 that took the delete; both exit 0, and the delete is recorded either way, so
 that it also reaches replicas that have not yet seen the key's last writes.
-`+connHelp, stderr)
-	c, pos, code, ok := keyVerbArgs(fs, "del", 1, args, stdout, stderr)
-	if !ok {
-		return code
-	}
+`+connHelp, 1, runDel)
+}
+
+func runDel(ctx context.Context, c *cliClient, pos []string, stdout, stderr io.Writer) int {
 	key := pos[0]
 	return c.do(ctx, "del", stderr, func(ctx context.Context, cl *client.Client) error {
 		existed, err := cl.Delete(ctx, key, c.writeOpts()...)
@@ -388,8 +392,8 @@ that it also reaches replicas that have not yet seen the key's last writes.
 	})
 }
 
-func runTTL(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("ttl", "ttl KEY [SECONDS|DURATION] [--addr URL]", `
+func ttlCommand() *cobra.Command {
+	return keyCommand("ttl KEY [SECONDS|DURATION] [--addr URL]", "show or set a counter's expiry: ttl KEY [SECONDS]", `
 With only KEY, prints the time left before the counter expires, or "none"
 (also for a key that is not live: absent, deleted or expired).
 
@@ -397,11 +401,10 @@ With SECONDS (or a duration like 90s, 1h30m, 1500ms), makes the counter
 expire that long from now, replacing any expiry it had, and prints the time
 left. Exits 1 if the key is not live: only a live key can be given an
 expiry. "dcounter persist KEY" removes it.
-`+connHelp, stderr)
-	c, pos, code, ok := keyVerbArgs(fs, "ttl", 2, args, stdout, stderr)
-	if !ok {
-		return code
-	}
+`+connHelp, 2, runTTL)
+}
+
+func runTTL(ctx context.Context, c *cliClient, pos []string, stdout, stderr io.Writer) int {
 	key := pos[0]
 	var d time.Duration
 	if len(pos) == 2 {
@@ -427,15 +430,14 @@ expiry. "dcounter persist KEY" removes it.
 	})
 }
 
-func runPersist(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("persist", "persist KEY [--addr URL]", `
+func persistCommand() *cobra.Command {
+	return keyCommand("persist KEY [--addr URL]", "remove a counter's expiry: persist KEY", `
 Removes a counter's expiry, so that it lives until deleted, and prints its
 value. Exits 1 if the key is not live (absent, deleted or expired).
-`+connHelp, stderr)
-	c, pos, code, ok := keyVerbArgs(fs, "persist", 1, args, stdout, stderr)
-	if !ok {
-		return code
-	}
+`+connHelp, 1, runPersist)
+}
+
+func runPersist(ctx context.Context, c *cliClient, pos []string, stdout, stderr io.Writer) int {
 	key := pos[0]
 	return c.do(ctx, "persist", stderr, func(ctx context.Context, cl *client.Client) error {
 		got, err := cl.Persist(ctx, key, c.writeOpts()...)
@@ -450,8 +452,8 @@ value. Exits 1 if the key is not live (absent, deleted or expired).
 // maxPage is the server's largest page (api.MaxListLimit).
 const maxPage = 1000
 
-func runKeys(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("keys", "keys [PREFIX] [--limit N] [--addr URL]", `
+func keysCommand() *cobra.Command {
+	cmd := newCommand("keys [PREFIX] [--limit N] [--addr URL]", "list live counters: keys [PREFIX] [--limit N]", `
 Lists the live counters whose keys start with PREFIX (default: all), in
 byte-wise key order, one per line: KEY VALUE, and the time left when the key
 expires. A key with white space, quotes or unprintable characters is printed
@@ -462,59 +464,57 @@ Pages through the listing until its end (or --limit keys). A listing is not
 a snapshot: keys written or deleted meanwhile may or may not show. Exits 1
 if a page could not be read, after printing the keys read before it.
 --timeout bounds each page.
-`+connHelp, stderr)
+`+connHelp)
 	var c cliClient
-	c.register(fs)
-	limit := fs.Int("limit", 0, "print at most `N` keys (0: all)")
-	pos, code, ok := fs.parseOrExit(args, stdout)
-	if !ok {
-		return code
-	}
-	if len(pos) > 1 {
-		fmt.Fprintf(stderr, "dcounter keys: want at most one PREFIX, got %d arguments\n", len(pos))
-		return exitUsage
-	}
-	if *limit < 0 {
-		fmt.Fprintf(stderr, "dcounter keys: --limit must not be negative\n")
-		return exitUsage
-	}
-	opts := client.ListOptions{}
-	if len(pos) == 1 {
-		opts.Prefix = pos[0]
-	}
-	cl, err := c.open(c.addr)
-	if err != nil {
-		fmt.Fprintf(stderr, "dcounter keys: %v\n", err)
-		return exitUsage
-	}
-	printed := 0
-	for {
-		opts.Limit = maxPage
-		if *limit > 0 {
-			opts.Limit = min(opts.Limit, *limit-printed)
+	c.register(cmd.Flags())
+	limit := cmd.Flags().Int("limit", 0, "print at most `N` keys (0: all)")
+	return finish(cmd, envClient, func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
+		if len(pos) > 1 {
+			fmt.Fprintf(stderr, "dcounter keys: want at most one PREFIX, got %d arguments\n", len(pos))
+			return exitUsage
 		}
-		pctx, cancel := context.WithTimeout(ctx, c.timeout)
-		page, err := cl.List(pctx, opts)
-		cancel()
+		if *limit < 0 {
+			fmt.Fprintf(stderr, "dcounter keys: --limit must not be negative\n")
+			return exitUsage
+		}
+		opts := client.ListOptions{}
+		if len(pos) == 1 {
+			opts.Prefix = pos[0]
+		}
+		cl, err := c.open(c.addr)
 		if err != nil {
-			fmt.Fprintf(stderr, "dcounter keys: %s\n", errText(err))
-			return 1
+			fmt.Fprintf(stderr, "dcounter keys: %v\n", err)
+			return exitUsage
 		}
-		for _, it := range page.Items {
-			c.print(stdout, answerOf(it), func(a counterAnswer) string {
-				line := keyText(a.Key) + " " + strconv.FormatInt(a.Value, 10)
-				if a.TTLMs > 0 {
-					line += " " + ttlText(a.TTLMs)
-				}
-				return line
-			})
-			printed++
+		printed := 0
+		for {
+			opts.Limit = maxPage
+			if *limit > 0 {
+				opts.Limit = min(opts.Limit, *limit-printed)
+			}
+			pctx, cancel := context.WithTimeout(ctx, c.timeout)
+			page, err := cl.List(pctx, opts)
+			cancel()
+			if err != nil {
+				fmt.Fprintf(stderr, "dcounter keys: %s\n", errText(err))
+				return 1
+			}
+			for _, it := range page.Items {
+				c.print(stdout, answerOf(it), func(a counterAnswer) string {
+					line := keyText(a.Key) + " " + strconv.FormatInt(a.Value, 10)
+					if a.TTLMs > 0 {
+						line += " " + ttlText(a.TTLMs)
+					}
+					return line
+				})
+				printed++
+			}
+			if page.Next == "" || (*limit > 0 && printed >= *limit) {
+				return 0
+			}
+			opts.Cursor = page.Next
 		}
-		if page.Next == "" || (*limit > 0 && printed >= *limit) {
-			return 0
-		}
-		opts.Cursor = page.Next
-	}
+	})
 }
 
 // keyText prints a key as is when that is unambiguous on a line of
@@ -537,19 +537,13 @@ func noArgs(verb string, pos []string, stderr io.Writer) bool {
 	return true
 }
 
-func runNodes(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return nodesVerb("nodes")(ctx, args, stdout, stderr)
-}
-
-func nodesVerb(verb string) func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	return func(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-		fs := newFlagSet(verb, verb+" [--addr URL]", "Lists the members that the node (or gateway) at --addr sees, with their state. \"members\" and \"nodes\" are the same command.", stderr)
-		var c cliClient
-		c.register(fs)
-		pos, code, ok := fs.parseOrExit(args, stdout)
-		if !ok {
-			return code
-		}
+func nodesCommand() *cobra.Command {
+	cmd := newCommand("nodes [--addr URL]", "list the members a node (or gateway) sees", "Lists the members that the node (or gateway) at --addr sees, with their state. \"members\" and \"nodes\" are the same command.")
+	cmd.Aliases = []string{"members"}
+	var c cliClient
+	c.register(cmd.Flags())
+	return finish(cmd, envClient, func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
+		verb := cmd.CalledAs()
 		if !noArgs(verb, pos, stderr) {
 			return exitUsage
 		}
@@ -561,7 +555,7 @@ func nodesVerb(verb string) func(ctx context.Context, args []string, stdout, std
 			printNodes(stdout, raw, c.json)
 			return nil
 		})
-	}
+	})
 }
 
 func printNodes(stdout io.Writer, raw json.RawMessage, asJSON bool) {
@@ -596,107 +590,97 @@ func printNodes(stdout io.Writer, raw json.RawMessage, asJSON bool) {
 	tw.Flush()
 }
 
-func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("status", "status [--addr URL]", "Shows the health summary of the node (or gateway) at --addr (indented JSON; one line with --json). Exits 1 unless it is healthy.", stderr)
+func statusCommand() *cobra.Command {
+	cmd := newCommand("status [--addr URL]", "show a node's health summary", "Shows the health summary of the node (or gateway) at --addr (indented JSON; one line with --json). Exits 1 unless it is healthy.")
 	var c cliClient
-	c.register(fs)
-	pos, code, ok := fs.parseOrExit(args, stdout)
-	if !ok {
-		return code
-	}
-	if !noArgs("status", pos, stderr) {
-		return exitUsage
-	}
-	return c.do(ctx, "status", stderr, func(ctx context.Context, cl *client.Client) error {
-		raw, err := cl.Health(ctx)
-		if len(raw) > 0 {
-			var v any
-			if json.Unmarshal(raw, &v) == nil {
-				var b []byte
-				if c.json {
-					b, _ = json.Marshal(v)
-				} else {
-					b, _ = json.MarshalIndent(v, "", "  ")
-				}
-				fmt.Fprintln(stdout, string(b))
-			}
+	c.register(cmd.Flags())
+	return finish(cmd, envClient, func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
+		if !noArgs("status", pos, stderr) {
+			return exitUsage
 		}
-		return err
+		return c.do(ctx, "status", stderr, func(ctx context.Context, cl *client.Client) error {
+			raw, err := cl.Health(ctx)
+			if len(raw) > 0 {
+				var v any
+				if json.Unmarshal(raw, &v) == nil {
+					var b []byte
+					if c.json {
+						b, _ = json.Marshal(v)
+					} else {
+						b, _ = json.MarshalIndent(v, "", "  ")
+					}
+					fmt.Fprintln(stdout, string(b))
+				}
+			}
+			return err
+		})
 	})
 }
 
-func runHealth(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("health", "health [URL] [--addr URL]", `
+func healthCommand() *cobra.Command {
+	cmd := newCommand("health [URL] [--addr URL]", "exit 0 if the node at URL is healthy (for container health checks)", `
 Exits 0 if GET URL/health answers 200, else 1. For container health checks;
 prints nothing on success (with --json, the server's answer). URL defaults
 to --addr.
-`, stderr)
+`)
 	var c cliClient
-	c.register(fs)
-	fs.Lookup("timeout").DefValue = "2s"
+	c.register(cmd.Flags())
+	cmd.Flags().Lookup("timeout").DefValue = "2s"
 	c.timeout = 2 * time.Second
-	pos, code, ok := fs.parseOrExit(args, stdout)
-	if !ok {
-		return code
-	}
-	if len(pos) > 1 {
-		fmt.Fprintf(stderr, "dcounter health: want at most one URL, got %d arguments\n", len(pos))
-		return exitUsage
-	}
-	if len(pos) == 1 {
-		c.addr = pos[0]
-	}
-	return c.do(ctx, "health", stderr, func(ctx context.Context, cl *client.Client) error {
-		raw, err := cl.Health(ctx)
-		if err == nil && c.json {
-			fmt.Fprintln(stdout, strings.TrimSpace(string(raw)))
+	return finish(cmd, envClient, func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
+		if len(pos) > 1 {
+			fmt.Fprintf(stderr, "dcounter health: want at most one URL, got %d arguments\n", len(pos))
+			return exitUsage
 		}
-		return err
+		if len(pos) == 1 {
+			c.addr = pos[0]
+		}
+		return c.do(ctx, "health", stderr, func(ctx context.Context, cl *client.Client) error {
+			raw, err := cl.Health(ctx)
+			if err == nil && c.json {
+				fmt.Fprintln(stdout, strings.TrimSpace(string(raw)))
+			}
+			return err
+		})
 	})
 }
 
-func runKeygen(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("keygen", "keygen", "Prints a new random 32-byte key, base64-encoded, for --cluster-key / DCOUNTER_CLUSTER_KEY.", stderr)
-	asJSON := fs.Bool("json", false, `print {"key":…}`)
-	fs.envOnly()
-	pos, code, ok := fs.parseOrExit(args, stdout)
-	if !ok {
-		return code
-	}
-	if !noArgs("keygen", pos, stderr) {
-		return exitUsage
-	}
-	var k [32]byte
-	if _, err := rand.Read(k[:]); err != nil {
-		fmt.Fprintf(stderr, "dcounter keygen: %v\n", err)
-		return 1
-	}
-	key := base64.StdEncoding.EncodeToString(k[:])
-	if *asJSON {
-		b, _ := json.Marshal(map[string]string{"key": key})
-		fmt.Fprintln(stdout, string(b))
+func keygenCommand() *cobra.Command {
+	cmd := newCommand("keygen", "print a new random cluster key for --cluster-key", "Prints a new random 32-byte key, base64-encoded, for --cluster-key / DCOUNTER_CLUSTER_KEY.")
+	asJSON := cmd.Flags().Bool("json", false, `print {"key":…}`)
+	return finish(cmd, envNone, func(_ context.Context, pos []string, stdout, stderr io.Writer) int {
+		if !noArgs("keygen", pos, stderr) {
+			return exitUsage
+		}
+		var k [32]byte
+		if _, err := rand.Read(k[:]); err != nil {
+			fmt.Fprintf(stderr, "dcounter keygen: %v\n", err)
+			return 1
+		}
+		key := base64.StdEncoding.EncodeToString(k[:])
+		if *asJSON {
+			b, _ := json.Marshal(map[string]string{"key": key})
+			fmt.Fprintln(stdout, string(b))
+			return 0
+		}
+		fmt.Fprintln(stdout, key)
 		return 0
-	}
-	fmt.Fprintln(stdout, key)
-	return 0
+	})
 }
 
-func runVersion(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("version", "version", "Prints the version.", stderr)
-	asJSON := fs.Bool("json", false, `print {"version":…}`)
-	fs.envOnly()
-	pos, code, ok := fs.parseOrExit(args, stdout)
-	if !ok {
-		return code
-	}
-	if !noArgs("version", pos, stderr) {
-		return exitUsage
-	}
-	if *asJSON {
-		b, _ := json.Marshal(map[string]string{"version": version})
-		fmt.Fprintln(stdout, string(b))
+func versionCommand() *cobra.Command {
+	cmd := newCommand("version", "print the version", "Prints the version.")
+	asJSON := cmd.Flags().Bool("json", false, `print {"version":…}`)
+	return finish(cmd, envNone, func(_ context.Context, pos []string, stdout, stderr io.Writer) int {
+		if !noArgs("version", pos, stderr) {
+			return exitUsage
+		}
+		if *asJSON {
+			b, _ := json.Marshal(map[string]string{"version": version})
+			fmt.Fprintln(stdout, string(b))
+			return 0
+		}
+		fmt.Fprintln(stdout, "dcounter", version)
 		return 0
-	}
-	fmt.Fprintln(stdout, "dcounter", version)
-	return 0
+	})
 }

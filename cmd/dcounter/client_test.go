@@ -257,7 +257,7 @@ func TestClientLifecycleUsageErrors(t *testing.T) {
 		{[]string{"inc", "a", "--ttl", "1us"}, "whole milliseconds"},
 		{[]string{"inc", "a", "--ttl", "-1s"}, "must be positive"},
 		{[]string{"inc", "a", "--ttl-always"}, "--ttl-always needs --ttl"},
-		{[]string{"get", "a", "--ttl", "1s"}, "flag provided but not defined: --ttl"},
+		{[]string{"get", "a", "--ttl", "1s"}, "unknown flag: --ttl"},
 		{[]string{"keys", "a", "b"}, "want at most one PREFIX"},
 		{[]string{"keys", "--limit", "-1"}, "--limit must not be negative"},
 	} {

@@ -9,6 +9,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/discovery"
+	"github.com/spf13/cobra"
 )
 
 const discoveryHelp = `
@@ -31,8 +32,9 @@ The registry holds at most --max-entries entries, and at most
 --max-per-source registered from one IP address.
 `
 
-func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("discovery", "discovery [flags]", discoveryHelp, stderr)
+func discoveryCommand() *cobra.Command {
+	c := newCommand("discovery [flags]", "run a discovery server that nodes register with to find peers", discoveryHelp)
+	fs := c.Flags()
 	var (
 		addr string
 		cfg  discovery.Config
@@ -49,51 +51,53 @@ func runDiscovery(ctx context.Context, args []string, stdout, stderr io.Writer) 
 	var af apiFlags
 	af.register(fs, false)
 	var sf serverFlags
-	sf.register(fs)
-	logger, stopDebug, code, ok := sf.parse(fs, args, stdout, stderr)
-	if !ok {
-		return code
-	}
-	defer stopDebug()
-	cfg.Logger = logger
-	var err error
-	if cfg.Keyring, err = kf.keyring(); err != nil {
-		fmt.Fprintf(stderr, "dcounter discovery: %v\n", err)
-		return exitUsage
-	}
-	if cfg.Keyring.Empty() && !insecure && !loopback(addr) {
-		fmt.Fprintf(stderr, "dcounter discovery: --http-addr %s can be reached from other machines, but registrations are\n"+
-			"unauthenticated without a cluster key: anyone who can reach the port could list addresses that nodes and\n"+
-			"gateways will contact. Set --cluster-key (or DCOUNTER_CLUSTER_KEY; the nodes' key), or pass --insecure on\n"+
-			"a network you trust.\n", addr)
-		return exitUsage
-	}
-	srv, err := discovery.New(cfg)
-	if err != nil {
-		logger.Error("cannot start", "err", err)
-		return 1
-	}
-	defer srv.Close()
-	sec, err := af.build(clusterkey.Keyring{}, logger)
-	if err != nil {
-		fmt.Fprintf(stderr, "dcounter discovery: %v\n", err)
-		return exitUsage
-	}
-	onHangup(ctx, func() { sec.reload(logger) })
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		logger.Error("cannot listen", "addr", addr, "err", err)
-		return 1
-	}
-	if c := sec.serverTLS(); c != nil {
-		ln = tls.NewListener(ln, c)
-	}
-	logger.Info("discovery server started", "http_addr", ln.Addr().String(), "ttl", cfg.TTL, "data_file", cfg.DataFile,
-		"authenticated", !cfg.Keyring.Empty(), "key_ids", cfg.Keyring.IDs())
-	if err := discovery.Serve(ctx, ln, srv); err != nil {
-		logger.Error("server stopped", "err", err)
-		return 1
-	}
-	logger.Info("discovery server stopped")
-	return 0
+	sf.register(c)
+	return finish(c, envServer, func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
+		logger, stopDebug, code, ok := sf.start("discovery", pos, stderr)
+		if !ok {
+			return code
+		}
+		defer stopDebug()
+		cfg.Logger = logger
+		var err error
+		if cfg.Keyring, err = kf.keyring(); err != nil {
+			fmt.Fprintf(stderr, "dcounter discovery: %v\n", err)
+			return exitUsage
+		}
+		if cfg.Keyring.Empty() && !insecure && !loopback(addr) {
+			fmt.Fprintf(stderr, "dcounter discovery: --http-addr %s can be reached from other machines, but registrations are\n"+
+				"unauthenticated without a cluster key: anyone who can reach the port could list addresses that nodes and\n"+
+				"gateways will contact. Set --cluster-key (or DCOUNTER_CLUSTER_KEY; the nodes' key), or pass --insecure on\n"+
+				"a network you trust.\n", addr)
+			return exitUsage
+		}
+		srv, err := discovery.New(cfg)
+		if err != nil {
+			logger.Error("cannot start", "err", err)
+			return 1
+		}
+		defer srv.Close()
+		sec, err := af.build(clusterkey.Keyring{}, logger)
+		if err != nil {
+			fmt.Fprintf(stderr, "dcounter discovery: %v\n", err)
+			return exitUsage
+		}
+		onHangup(ctx, func() { sec.reload(logger) })
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			logger.Error("cannot listen", "addr", addr, "err", err)
+			return 1
+		}
+		if c := sec.serverTLS(); c != nil {
+			ln = tls.NewListener(ln, c)
+		}
+		logger.Info("discovery server started", "http_addr", ln.Addr().String(), "ttl", cfg.TTL, "data_file", cfg.DataFile,
+			"authenticated", !cfg.Keyring.Empty(), "key_ids", cfg.Keyring.IDs())
+		if err := discovery.Serve(ctx, ln, srv); err != nil {
+			logger.Error("server stopped", "err", err)
+			return 1
+		}
+		logger.Info("discovery server stopped")
+		return 0
+	})
 }

@@ -4,8 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
-	"errors"
-	"flag"
 	"io"
 	"os"
 	"slices"
@@ -14,6 +12,8 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clusterkey"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 // clearDcounterEnv unsets every DCOUNTER_* variable for the duration of the
@@ -30,29 +30,35 @@ func clearDcounterEnv(t *testing.T) {
 	}
 }
 
-// testFlags mirrors a client verb's flags.
-type testFlags struct {
-	fs      *flagSet
-	stderr  *bytes.Buffer
-	by      *uint64
-	addr    *string
-	timeout *time.Duration
-	verbose *bool
+// testCmd is a command "inc" with a client verb's kind of flags, run
+// through the same root, parsing and environment as dcounter's commands;
+// it records what it was given.
+type testCmd struct {
+	by      uint64
+	addr    string
+	timeout time.Duration
+	verbose bool
+	pos     []string
+	ran     bool
 }
 
-func newTestFlags(t *testing.T) testFlags {
+// runTest runs args on a root holding only the test command, its flags
+// read from the environment as scope says.
+func (tc *testCmd) runTest(t *testing.T, scope envScope, args ...string) (code int, stdout, stderr string) {
 	t.Helper()
-	clearDcounterEnv(t)
-	var stderr bytes.Buffer
-	fs := newFlagSet("inc", "inc [KEY] [--by N]", "Increments a counter.", &stderr)
-	return testFlags{
-		fs:      fs,
-		stderr:  &stderr,
-		by:      fs.Uint64("by", 1, "positive `amount` to add"),
-		addr:    fs.String("addr", defaultAddr, "`URL` of a node"),
-		timeout: fs.Duration("timeout", 5*time.Second, "request `timeout`"),
-		verbose: fs.Bool("verbose", false, "say more"),
-	}
+	c := newCommand("inc [KEY] [--by N]", "increment", "Increments a counter.")
+	fs := c.Flags()
+	fs.Uint64Var(&tc.by, "by", 1, "positive `amount` to add")
+	fs.StringVar(&tc.addr, "addr", defaultAddr, "`URL` of a node")
+	fs.DurationVar(&tc.timeout, "timeout", 5*time.Second, "request `timeout`")
+	fs.BoolVar(&tc.verbose, "verbose", false, "say more")
+	finish(c, scope, func(_ context.Context, pos []string, _, _ io.Writer) int {
+		tc.pos, tc.ran = pos, true
+		return 0
+	})
+	var out, errb bytes.Buffer
+	code = execute(context.Background(), newRoot(c), args, &out, &errb)
+	return code, out.String(), errb.String()
 }
 
 func TestEnvName(t *testing.T) {
@@ -61,7 +67,7 @@ func TestEnvName(t *testing.T) {
 		{"by", "DCOUNTER_BY"},
 		{"cluster-key", "DCOUNTER_CLUSTER_KEY"},
 		{"join-timeout", "DCOUNTER_JOIN_TIMEOUT"},
-		{"a-b-c", "DCOUNTER_A_B_C"},
+		{"gateway-http-addr", "DCOUNTER_GATEWAY_HTTP_ADDR"},
 	}
 	for _, tc := range tests {
 		if got := envName(tc.flag); got != tc.want {
@@ -78,51 +84,32 @@ func TestParsePositionalAndFlags(t *testing.T) {
 		by      uint64
 		verbose bool
 	}{
-		{name: "nothing", args: nil, pos: nil, by: 1},
+		{name: "nothing", args: nil, pos: []string{}, by: 1},
 		{name: "flag after positional", args: []string{"mykey", "--by", "5"}, pos: []string{"mykey"}, by: 5},
 		{name: "flag before positional", args: []string{"--by", "5", "mykey"}, pos: []string{"mykey"}, by: 5},
-		{name: "interleaved", args: []string{"a", "--by=5", "b", "-verbose", "c"}, pos: []string{"a", "b", "c"}, by: 5, verbose: true},
+		{name: "interleaved", args: []string{"a", "--by=5", "b", "--verbose", "c"}, pos: []string{"a", "b", "c"}, by: 5, verbose: true},
 		{name: "only positionals", args: []string{"a", "b"}, pos: []string{"a", "b"}, by: 1},
 		{name: "double dash ends flags after a positional", args: []string{"mykey", "--", "--by", "5"}, pos: []string{"mykey", "--by", "5"}, by: 1},
 		{name: "double dash first", args: []string{"--", "--by", "5"}, pos: []string{"--by", "5"}, by: 1},
 		{name: "double dash after flags", args: []string{"--by", "5", "--", "-x"}, pos: []string{"-x"}, by: 5},
 		{name: "dash-leading key after double dash", args: []string{"--", "-5"}, pos: []string{"-5"}, by: 1},
+		{name: "double dash in the middle", args: []string{"a", "--", "b", "--by", "5"}, pos: []string{"a", "b", "--by", "5"}, by: 1},
+		{name: "a second double dash is a positional", args: []string{"--", "--"}, pos: []string{"--"}, by: 1},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newTestFlags(t)
-			pos, err := f.fs.parse(tc.args)
-			if err != nil {
-				t.Fatalf("parse(%q): %v", tc.args, err)
+			clearDcounterEnv(t)
+			var c testCmd
+			if code, _, errOut := c.runTest(t, envServer, append([]string{"inc"}, tc.args...)...); code != 0 {
+				t.Fatalf("inc %q = %d: %s", tc.args, code, errOut)
 			}
-			if !slices.Equal(pos, tc.pos) {
-				t.Errorf("positional = %q, want %q", pos, tc.pos)
+			if !slices.Equal(c.pos, tc.pos) {
+				t.Errorf("positional = %q, want %q", c.pos, tc.pos)
 			}
-			if *f.by != tc.by || *f.verbose != tc.verbose {
-				t.Errorf("by=%d verbose=%v, want by=%d verbose=%v", *f.by, *f.verbose, tc.by, tc.verbose)
+			if c.by != tc.by || c.verbose != tc.verbose {
+				t.Errorf("by=%d verbose=%v, want by=%d verbose=%v", c.by, c.verbose, tc.by, tc.verbose)
 			}
 		})
-	}
-}
-
-func TestParseDoubleDashBeforePositional(t *testing.T) {
-	tests := []struct {
-		args []string
-		pos  []string
-	}{
-		{[]string{"--", "mykey", "--by", "5"}, []string{"mykey", "--by", "5"}},
-		{[]string{"a", "--", "b", "--by", "5"}, []string{"a", "b", "--by", "5"}},
-		{[]string{"--", "--"}, []string{"--"}}, // the second "--" is a positional, but is dropped
-	}
-	for _, tc := range tests {
-		f := newTestFlags(t)
-		pos, err := f.fs.parse(tc.args)
-		if err != nil {
-			t.Fatalf("parse(%q): %v", tc.args, err)
-		}
-		if !slices.Equal(pos, tc.pos) || *f.by != 1 {
-			t.Errorf("parse(%q): positional = %q, by = %d; want %q, by = 1", tc.args, pos, *f.by, tc.pos)
-		}
 	}
 }
 
@@ -164,25 +151,52 @@ func TestParseEnv(t *testing.T) {
 			by:   3, addr: defaultAddr, timeout: time.Second,
 		},
 		{
+			name: "scoped variable wins over the shared one",
+			env:  map[string]string{"DCOUNTER_BY": "7", "DCOUNTER_INC_BY": "8"},
+			by:   8, addr: defaultAddr, timeout: 5 * time.Second,
+		},
+		{
+			name: "an empty variable counts as unset",
+			env:  map[string]string{"DCOUNTER_BY": "7", "DCOUNTER_INC_BY": ""},
+			by:   7, addr: defaultAddr, timeout: 5 * time.Second,
+		},
+		{
 			name: "unrelated variables are ignored",
-			env:  map[string]string{"DCOUNTER_NOPE": "x", "BY": "9"},
+			env:  map[string]string{"DCOUNTER_NOPE": "x", "BY": "9", "DCOUNTER_NODE_BY": "9"},
 			by:   1, addr: defaultAddr, timeout: 5 * time.Second,
 		},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newTestFlags(t)
+			clearDcounterEnv(t)
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			if _, err := f.fs.parse(tc.args); err != nil {
-				t.Fatalf("parse: %v", err)
+			var c testCmd
+			if code, _, errOut := c.runTest(t, envServer, append([]string{"inc"}, tc.args...)...); code != 0 {
+				t.Fatalf("inc %q = %d: %s", tc.args, code, errOut)
 			}
-			if *f.by != tc.by || *f.addr != tc.addr || *f.timeout != tc.timeout || *f.verbose != tc.verbose {
+			if c.by != tc.by || c.addr != tc.addr || c.timeout != tc.timeout || c.verbose != tc.verbose {
 				t.Errorf("got by=%d addr=%q timeout=%v verbose=%v\nwant by=%d addr=%q timeout=%v verbose=%v",
-					*f.by, *f.addr, *f.timeout, *f.verbose, tc.by, tc.addr, tc.timeout, tc.verbose)
+					c.by, c.addr, c.timeout, c.verbose, tc.by, tc.addr, tc.timeout, tc.verbose)
 			}
 		})
+	}
+}
+
+// A client verb reads only its connection flags from the environment, and
+// only from the shared variables.
+func TestParseEnvClientScope(t *testing.T) {
+	clearDcounterEnv(t)
+	t.Setenv("DCOUNTER_BY", "1000")
+	t.Setenv("DCOUNTER_INC_ADDR", "http://scoped:1")
+	t.Setenv("DCOUNTER_TIMEOUT", "1s")
+	var c testCmd
+	if code, _, errOut := c.runTest(t, envClient, "inc"); code != 0 {
+		t.Fatalf("inc = %d: %s", code, errOut)
+	}
+	if c.by != 1 || c.addr != defaultAddr || c.timeout != time.Second {
+		t.Errorf("by=%d addr=%q timeout=%v; want 1, %q, 1s", c.by, c.addr, c.timeout, defaultAddr)
 	}
 }
 
@@ -190,30 +204,29 @@ func TestParseInvalidEnv(t *testing.T) {
 	tests := []struct {
 		name string
 		env  map[string]string
-		want []string // substrings of the error
+		want []string // substrings of stderr
 	}{
 		{"not a number", map[string]string{"DCOUNTER_BY": "lots"}, []string{`"lots"`, "$DCOUNTER_BY"}},
 		{"negative", map[string]string{"DCOUNTER_BY": "-1"}, []string{"$DCOUNTER_BY"}},
 		{"bad duration", map[string]string{"DCOUNTER_TIMEOUT": "soon"}, []string{`"soon"`, "$DCOUNTER_TIMEOUT"}},
 		{"bad bool", map[string]string{"DCOUNTER_VERBOSE": "maybe"}, []string{"$DCOUNTER_VERBOSE"}},
+		{"scoped variable", map[string]string{"DCOUNTER_INC_BY": "x"}, []string{"$DCOUNTER_INC_BY"}},
 		{"every bad variable is named", map[string]string{"DCOUNTER_BY": "x", "DCOUNTER_TIMEOUT": "y"}, []string{"$DCOUNTER_BY", "$DCOUNTER_TIMEOUT"}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newTestFlags(t)
+			clearDcounterEnv(t)
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			pos, err := f.fs.parse([]string{"key"})
-			if err == nil {
-				t.Fatalf("parse succeeded with pos %q, want an error", pos)
+			var c testCmd
+			code, out, errOut := c.runTest(t, envServer, "inc", "key")
+			if code != exitUsage || c.ran || out != "" {
+				t.Fatalf("exit %d, ran %v, stdout %q; want %d, not run, nothing", code, c.ran, out, exitUsage)
 			}
-			for _, w := range tc.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not mention %q", err, w)
-				}
-				if !strings.Contains(f.stderr.String(), w) {
-					t.Errorf("stderr %q does not mention %q", f.stderr, w)
+			for _, w := range append(tc.want, "Run 'dcounter inc --help' for usage.") {
+				if !strings.Contains(errOut, w) {
+					t.Errorf("stderr %q does not mention %q", errOut, w)
 				}
 			}
 		})
@@ -221,79 +234,59 @@ func TestParseInvalidEnv(t *testing.T) {
 }
 
 func TestParseHelp(t *testing.T) {
-	for _, args := range [][]string{{"--help"}, {"-h"}, {"-help"}, {"mykey", "--help"}, {"--by", "5", "--help"}} {
-		f := newTestFlags(t)
-		if _, err := f.fs.parse(args); !errors.Is(err, flag.ErrHelp) {
-			t.Errorf("parse(%q) error = %v, want flag.ErrHelp", args, err)
+	for _, args := range [][]string{{"--help"}, {"-h"}, {"mykey", "--help"}, {"--by", "5", "--help"}} {
+		clearDcounterEnv(t)
+		t.Setenv("DCOUNTER_BY", "not a number") // help does not read the environment
+		var c testCmd
+		code, out, errOut := c.runTest(t, envServer, append([]string{"inc"}, args...)...)
+		if code != 0 || c.ran || errOut != "" {
+			t.Errorf("inc %q: exit %d, ran %v, stderr %q; want 0, not run, nothing", args, code, c.ran, errOut)
 		}
-		if f.stderr.Len() != 0 {
-			t.Errorf("parse(%q) wrote to stderr: %q", args, f.stderr)
+		if !strings.HasPrefix(out, "Usage: dcounter inc [KEY] [--by N]\n") || !strings.Contains(out, "Increments a counter.") {
+			t.Errorf("usage does not start with the synopsis and help:\n%s", out)
+		}
+		for _, name := range []string{"by", "addr", "timeout", "verbose"} {
+			want := "  --" + name + " "
+			line := slices.IndexFunc(strings.Split(out, "\n"), func(l string) bool { return strings.HasPrefix(l, want) })
+			if line < 0 || !strings.Contains(strings.Split(out, "\n")[line], "[$DCOUNTER_INC_"+strings.ToUpper(name)+", $DCOUNTER_"+strings.ToUpper(name)+"]") {
+				t.Errorf("usage has no line for --%s with both its variables:\n%s", name, out)
+			}
+		}
+		if !strings.Contains(out, "(default "+defaultAddr+")") || !strings.Contains(out, "(default 5s)") {
+			t.Errorf("usage does not show non-zero defaults:\n%s", out)
 		}
 	}
 }
 
-func TestParseOrExitHelp(t *testing.T) {
-	f := newTestFlags(t)
-	var stdout bytes.Buffer
-	pos, code, ok := f.fs.parseOrExit([]string{"--help"}, &stdout)
-	if ok || code != 0 || pos != nil {
-		t.Fatalf("parseOrExit(--help) = %q, %d, %v; want nil, 0, false", pos, code, ok)
-	}
-	if f.stderr.Len() != 0 {
-		t.Errorf("help wrote to stderr: %q", f.stderr)
-	}
-	out := stdout.String()
-	if !strings.HasPrefix(out, "Usage: dcounter inc [KEY] [--by N]\n") || !strings.Contains(out, "Increments a counter.") {
-		t.Errorf("usage does not start with the synopsis and help:\n%s", out)
-	}
-	checkFlagsListed(t, out, f.fs)
-	if !strings.Contains(out, "(default "+defaultAddr+")") || !strings.Contains(out, "(default 5s)") {
-		t.Errorf("usage does not show non-zero defaults:\n%s", out)
-	}
-}
-
-// checkFlagsListed checks that usage has a line for every flag of fs that
-// names its environment variable.
-func checkFlagsListed(t *testing.T, usage string, fs *flagSet) {
-	t.Helper()
-	lines := strings.Split(usage, "\n")
-	fs.VisitAll(func(f *flag.Flag) {
-		found := slices.ContainsFunc(lines, func(l string) bool {
-			return strings.HasPrefix(l, "  --"+f.Name+" ") && strings.Contains(l, "$"+envName(f.Name)+"]")
-		})
-		if !found {
-			t.Errorf("usage has no line for --%s with [$%s]:\n%s", f.Name, envName(f.Name), usage)
-		}
-	})
-}
-
-func TestParseOrExitErrors(t *testing.T) {
+func TestParseErrors(t *testing.T) {
 	tests := []struct {
 		name string
 		env  map[string]string
 		args []string
 		want string
 	}{
-		{"unknown flag", nil, []string{"key", "--nope"}, "flag provided but not defined: --nope"},
-		{"bad flag value", nil, []string{"--by", "x"}, `invalid value "x" for flag --by`},
+		{"unknown flag", nil, []string{"key", "--nope"}, "dcounter inc: unknown flag: --nope"},
+		{"unknown flag with value", nil, []string{"--nope=1", "key"}, "unknown flag: --nope"},
+		{"unknown shorthand", nil, []string{"-x"}, "unknown shorthand flag: 'x' in -x"},
+		{"bad flag value", nil, []string{"--by", "x"}, `invalid value "x" for --by`},
+		{"negative flag value", nil, []string{"--by", "-3"}, `invalid value "-3" for --by`},
 		{"missing flag value", nil, []string{"--by"}, "flag needs an argument: --by"},
 		{"bad env value", map[string]string{"DCOUNTER_BY": "x"}, nil, "$DCOUNTER_BY"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			f := newTestFlags(t)
+			clearDcounterEnv(t)
 			for k, v := range tc.env {
 				t.Setenv(k, v)
 			}
-			var stdout bytes.Buffer
-			_, code, ok := f.fs.parseOrExit(tc.args, &stdout)
-			if ok || code != exitUsage {
-				t.Fatalf("parseOrExit(%q) = code %d, ok %v; want %d, false", tc.args, code, ok, exitUsage)
+			var c testCmd
+			code, out, errOut := c.runTest(t, envServer, append([]string{"inc"}, tc.args...)...)
+			if code != exitUsage || c.ran {
+				t.Fatalf("inc %q = exit %d, ran %v; want %d, not run", tc.args, code, c.ran, exitUsage)
 			}
-			if stdout.Len() != 0 {
-				t.Errorf("stdout = %q, want nothing", stdout.String())
+			if out != "" {
+				t.Errorf("stdout = %q, want nothing", out)
 			}
-			errOut := f.stderr.String()
 			if !strings.Contains(errOut, tc.want) || !strings.Contains(errOut, "Run 'dcounter inc --help' for usage.") {
 				t.Errorf("stderr = %q, want it to contain %q and a pointer to --help", errOut, tc.want)
 			}
@@ -314,7 +307,7 @@ func TestRunTopLevel(t *testing.T) {
 		{name: "--help", args: []string{"--help"}, code: 0, usageOnOut: true},
 		{name: "-h", args: []string{"-h"}, code: 0, usageOnOut: true},
 		{name: "unknown command", args: []string{"frob"}, code: exitUsage, errWant: `dcounter: unknown command "frob"`},
-		{name: "flag instead of command", args: []string{"--by", "5"}, code: exitUsage, errWant: `unknown command "--by"`},
+		{name: "flag instead of command", args: []string{"--by", "5"}, code: exitUsage, errWant: "dcounter: unknown flag: --by"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -331,12 +324,14 @@ func TestRunTopLevel(t *testing.T) {
 				t.Errorf("unexpected output on the other stream: %q", other.String())
 			}
 			u := usageOut.String()
-			if !strings.Contains(u, "Usage:\n  dcounter <command> [arguments]") {
+			if !strings.Contains(u, "Usage:\n  dcounter <command> [arguments]") || !strings.Contains(u, "DCOUNTER_ADDR") {
 				t.Errorf("no usage in output:\n%s", u)
 			}
 			for _, c := range commands() {
-				if !strings.Contains(u, "  "+c.name+" ") {
-					t.Errorf("usage does not list command %q:\n%s", c.name, u)
+				for _, name := range append([]string{c.Name()}, c.Aliases...) {
+					if !strings.Contains(u, "\n  "+name+" ") {
+						t.Errorf("usage does not list command %q:\n%s", name, u)
+					}
 				}
 			}
 			if !strings.Contains(u, tc.errWant) {
@@ -348,20 +343,51 @@ func TestRunTopLevel(t *testing.T) {
 
 func TestRunCommandHelp(t *testing.T) {
 	for _, c := range commands() {
-		if c.name == "version" { // takes no flags
-			continue
+		for _, name := range append([]string{c.Name()}, c.Aliases...) {
+			for _, args := range [][]string{{name, "--help"}, {name, "-h"}, {"help", name}} {
+				clearDcounterEnv(t)
+				var stdout, stderr bytes.Buffer
+				if code := run(context.Background(), args, &stdout, &stderr); code != 0 {
+					t.Fatalf("%q = %d, want 0; stderr: %s", args, code, stderr.String())
+				}
+				if stderr.Len() != 0 {
+					t.Errorf("%q: stderr = %q, want nothing", args, stderr.String())
+				}
+				if out := stdout.String(); !strings.HasPrefix(out, "Usage: dcounter "+c.Name()) || !strings.Contains(out, "--help") {
+					t.Errorf("%q output:\n%s", args, out)
+				}
+			}
 		}
-		t.Run(c.name, func(t *testing.T) {
-			clearDcounterEnv(t)
-			var stdout, stderr bytes.Buffer
-			if code := run(context.Background(), []string{c.name, "--help"}, &stdout, &stderr); code != 0 {
-				t.Fatalf("%s --help = %d, want 0; stderr: %s", c.name, code, stderr.String())
+	}
+}
+
+// Every flag of every command is in its --help with the variables it is
+// read from: all of a server's, scoped first; a client verb's connection
+// flags only; none of the other commands'.
+func TestRunHelpListsEveryFlagAndVariable(t *testing.T) {
+	servers := map[string]bool{"node": true, "gateway": true, "discovery": true}
+	for _, c := range commands() {
+		clearDcounterEnv(t)
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), []string{c.Name(), "--help"}, &stdout, &stderr); code != 0 {
+			t.Fatalf("%s --help = %d", c.Name(), code)
+		}
+		lines := strings.Split(stdout.String(), "\n")
+		c.Flags().VisitAll(func(f *pflag.Flag) {
+			i := slices.IndexFunc(lines, func(l string) bool { return strings.HasPrefix(l, "  --"+f.Name+" ") || l == "  --"+f.Name })
+			if i < 0 || i+1 >= len(lines) || !strings.HasPrefix(lines[i+1], "      ") || len(strings.TrimSpace(lines[i+1])) < 5 {
+				t.Errorf("%s --help does not explain --%s:\n%s", c.Name(), f.Name, stdout.String())
+				return
 			}
-			if stderr.Len() != 0 {
-				t.Errorf("stderr = %q, want nothing", stderr.String())
+			var want string
+			switch {
+			case servers[c.Name()]:
+				want = "[$" + envName(c.Name()+"-"+f.Name) + ", $" + envName(f.Name) + "]"
+			case slices.Contains(clientEnv, f.Name) && c.Name() != "completion" && c.Name() != "keygen" && c.Name() != "version" && c.Name() != "secrets":
+				want = "[$" + envName(f.Name) + "]"
 			}
-			if out := stdout.String(); !strings.HasPrefix(out, "Usage: dcounter "+c.name) {
-				t.Errorf("%s --help output:\n%s", c.name, out)
+			if want == "" && strings.Contains(lines[i], "[$") || !strings.HasSuffix(lines[i], want) {
+				t.Errorf("%s --help: %q, want it to end with %q", c.Name(), lines[i], want)
 			}
 		})
 	}
@@ -385,30 +411,164 @@ func TestRunNodeHelpListsEveryFlag(t *testing.T) {
 }
 
 func TestRunUnknownFlag(t *testing.T) {
-	for _, args := range [][]string{{"get", "--nope"}, {"inc", "key", "--bogus=1"}, {"node", "--nope"}, {"keygen", "--nope"}, {"status", "-x"}} {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"get", "--nope"}, "dcounter get: unknown flag: --nope"},
+		{[]string{"inc", "key", "--bogus=1"}, "dcounter inc: unknown flag: --bogus"},
+		{[]string{"inc", "--bogus"}, "dcounter inc: unknown flag: --bogus"},
+		{[]string{"node", "--nope"}, "dcounter node: unknown flag: --nope"},
+		{[]string{"keygen", "--nope"}, "dcounter keygen: unknown flag: --nope"},
+		{[]string{"members", "--nope"}, "dcounter nodes: unknown flag: --nope"},
+		{[]string{"status", "-x"}, "dcounter status: unknown shorthand flag: 'x' in -x"},
+		{[]string{"get", "--ttl", "1s"}, "dcounter get: unknown flag: --ttl"},
+	} {
 		clearDcounterEnv(t)
 		var stdout, stderr bytes.Buffer
-		if code := run(context.Background(), args, &stdout, &stderr); code != exitUsage {
-			t.Errorf("run(%q) = %d, want %d", args, code, exitUsage)
+		if code := run(context.Background(), tc.args, &stdout, &stderr); code != exitUsage {
+			t.Errorf("run(%q) = %d, want %d", tc.args, code, exitUsage)
 		}
-		if !strings.Contains(stderr.String(), "flag provided but not defined") || !strings.Contains(stderr.String(), "--help' for usage") {
-			t.Errorf("run(%q) stderr = %q", args, stderr.String())
+		name := strings.Fields(strings.TrimPrefix(tc.want, "dcounter "))[0]
+		name = strings.TrimSuffix(name, ":")
+		if !strings.Contains(stderr.String(), tc.want) || !strings.Contains(stderr.String(), "Run 'dcounter "+name+" --help' for usage.") {
+			t.Errorf("run(%q) stderr = %q, want %q and a pointer to --help", tc.args, stderr.String(), tc.want)
 		}
 		if stdout.Len() != 0 {
-			t.Errorf("run(%q) stdout = %q, want nothing", args, stdout.String())
+			t.Errorf("run(%q) stdout = %q, want nothing", tc.args, stdout.String())
+		}
+	}
+}
+
+// Extra (or missing) positional arguments are usage errors, before
+// anything is contacted or started.
+func TestRunWrongArgumentCount(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"inc", "a", "b"}, "want at most one KEY, got 2 arguments"},
+		{[]string{"get", "a", "b"}, "want at most one KEY"},
+		{[]string{"del"}, "want KEY, got 0 arguments"},
+		{[]string{"del", "a", "b"}, "want KEY, got 2 arguments"},
+		{[]string{"ttl", "a", "1", "2"}, "want KEY [SECONDS], got 3 arguments"},
+		{[]string{"persist", "a", "b"}, "want KEY, got 2 arguments"},
+		{[]string{"keys", "a", "b"}, "want at most one PREFIX"},
+		{[]string{"nodes", "extra"}, `dcounter nodes: unexpected argument "extra"`},
+		{[]string{"members", "extra"}, `dcounter members: unexpected argument "extra"`},
+		{[]string{"status", "extra"}, `unexpected argument "extra"`},
+		{[]string{"health", "a", "b"}, "want at most one URL"},
+		{[]string{"keygen", "extra"}, `unexpected argument "extra"`},
+		{[]string{"version", "extra"}, `unexpected argument "extra"`},
+		{[]string{"secrets", "init"}, "want 'init DIR' or 'token DIR ROLE'"},
+		{[]string{"completion"}, "want one shell"},
+		{[]string{"completion", "bash", "zsh"}, "want one shell"},
+		{[]string{"completion", "tcsh"}, `unknown shell "tcsh"`},
+		{[]string{"node", "extra"}, `dcounter node: unexpected argument "extra"`},
+		{[]string{"gateway", "extra"}, `dcounter gateway: unexpected argument "extra"`},
+		{[]string{"discovery", "extra"}, `dcounter discovery: unexpected argument "extra"`},
+	} {
+		clearDcounterEnv(t)
+		var stdout, stderr bytes.Buffer
+		args := append(slices.Clone(tc.args), "--addr", "http://127.0.0.1:1")
+		if slices.Contains([]string{"node", "gateway", "discovery", "keygen", "version", "secrets", "completion"}, tc.args[0]) {
+			args = tc.args
+		}
+		if code := run(context.Background(), args, &stdout, &stderr); code != exitUsage {
+			t.Errorf("run(%q) = %d, want %d; stderr %q", args, code, exitUsage, stderr.String())
+		}
+		if !strings.Contains(stderr.String(), tc.want) || stdout.Len() != 0 {
+			t.Errorf("run(%q): stdout %q, stderr %q; want nothing and %q", args, stdout.String(), stderr.String(), tc.want)
 		}
 	}
 }
 
 func TestRunInvalidEnv(t *testing.T) {
-	clearDcounterEnv(t)
-	t.Setenv("DCOUNTER_TIMEOUT", "soon")
-	var stdout, stderr bytes.Buffer
-	if code := run(context.Background(), []string{"get", "key"}, &stdout, &stderr); code != exitUsage {
-		t.Fatalf("get with bad $DCOUNTER_TIMEOUT = %d, want %d", code, exitUsage)
+	for _, tc := range []struct {
+		args []string
+		env  string
+	}{
+		{[]string{"get", "key"}, "DCOUNTER_TIMEOUT"},
+		{[]string{"health"}, "DCOUNTER_TIMEOUT"},
+		{[]string{"node", "--in-memory"}, "DCOUNTER_FANOUT"},
+		{[]string{"node", "--in-memory"}, "DCOUNTER_NODE_SYNC_INTERVAL"},
+		{[]string{"gateway", "--nodes", "http://127.0.0.1:1"}, "DCOUNTER_GATEWAY_MAX_TRIES"},
+		{[]string{"discovery"}, "DCOUNTER_INSECURE"},
+	} {
+		clearDcounterEnv(t)
+		t.Setenv(tc.env, "soon")
+		var stdout, stderr bytes.Buffer
+		if code := run(context.Background(), tc.args, &stdout, &stderr); code != exitUsage {
+			t.Fatalf("%q with bad $%s = %d, want %d", tc.args, tc.env, code, exitUsage)
+		}
+		if !strings.Contains(stderr.String(), `invalid value "soon" for $`+tc.env) {
+			t.Fatalf("%q: stderr does not name $%s: %q", tc.args, tc.env, stderr.String())
+		}
 	}
-	if !strings.Contains(stderr.String(), "$DCOUNTER_TIMEOUT") {
-		t.Fatalf("stderr does not name the variable: %q", stderr.String())
+}
+
+// envFlag parses no arguments for c, fills its flags from the environment
+// and returns the value of --name.
+func envFlag(t *testing.T, c *cobra.Command, name string) string {
+	t.Helper()
+	if err := c.Flags().Parse(nil); err != nil {
+		t.Fatal(err)
+	}
+	if err := applyEnv(c.Flags()); err != nil {
+		t.Fatal(err)
+	}
+	return c.Flags().Lookup(name).Value.String()
+}
+
+// A server's flag is read from a variable scoped to its command before the
+// shared one, and never from another command's; a client verb reads only
+// its connection variables, and only the shared ones.
+func TestEnvScopes(t *testing.T) {
+	clearDcounterEnv(t)
+	t.Setenv("DCOUNTER_NODE_HTTP_ADDR", "10.9.9.9:8080")
+	if got := envFlag(t, gatewayCommand(), "http-addr"); got != "127.0.0.1:8000" {
+		t.Errorf("gateway with only $DCOUNTER_NODE_HTTP_ADDR set: --http-addr %q, want its default", got)
+	}
+	if got := envFlag(t, nodeCommand(), "http-addr"); got != "10.9.9.9:8080" {
+		t.Errorf("node with $DCOUNTER_NODE_HTTP_ADDR: --http-addr %q", got)
+	}
+	t.Setenv("DCOUNTER_HTTP_ADDR", "shared:1")
+	if got := envFlag(t, gatewayCommand(), "http-addr"); got != "shared:1" {
+		t.Errorf("gateway with $DCOUNTER_HTTP_ADDR: %q", got)
+	}
+	if got := envFlag(t, nodeCommand(), "http-addr"); got != "10.9.9.9:8080" {
+		t.Errorf("node with both: %q, want its scoped variable's", got)
+	}
+	t.Setenv("DCOUNTER_GATEWAY_HTTP_ADDR", "mine:2")
+	if got := envFlag(t, gatewayCommand(), "http-addr"); got != "mine:2" {
+		t.Errorf("gateway with $DCOUNTER_GATEWAY_HTTP_ADDR: %q", got)
+	}
+	if got := envFlag(t, discoveryCommand(), "http-addr"); got != "shared:1" {
+		t.Errorf("discovery read another server's variable: %q", got)
+	}
+	t.Setenv("DCOUNTER_BY", "1000")
+	t.Setenv("DCOUNTER_INC_ADDR", "http://scoped:1")
+	t.Setenv("DCOUNTER_ADDR", "http://shared:1")
+	if got := envFlag(t, counterCommand("inc", ""), "by"); got != "1" {
+		t.Errorf("inc read $DCOUNTER_BY: --by %s", got)
+	}
+	if got := envFlag(t, counterCommand("inc", ""), "addr"); got != "http://shared:1" {
+		t.Errorf("inc: --addr %s, want $DCOUNTER_ADDR's", got)
+	}
+}
+
+// The scoped variable reaches the gateway's checks through the real
+// command: a refusal names the address it came from.
+func TestGatewayReadsItsScopedVariable(t *testing.T) {
+	clearDcounterEnv(t)
+	t.Setenv("DCOUNTER_NODE_HTTP_ADDR", "0.0.0.0:8080")
+	t.Setenv("DCOUNTER_GATEWAY_HTTP_ADDR", "10.1.2.3:8000")
+	var stdout, stderr bytes.Buffer
+	if code := run(context.Background(), []string{"gateway", "--nodes", "http://127.0.0.1:1"}, &stdout, &stderr); code != exitUsage {
+		t.Fatalf("gateway = %d, want %d; stderr: %s", code, exitUsage, stderr.String())
+	}
+	if !strings.Contains(stderr.String(), "--http-addr 10.1.2.3:8000") || strings.Contains(stderr.String(), "0.0.0.0") {
+		t.Fatalf("stderr = %q, want the gateway's own address", stderr.String())
 	}
 }
 
@@ -567,37 +727,5 @@ func TestCheckExposure(t *testing.T) {
 		if err != nil && (!strings.Contains(err.Error(), "--auth-file") || !strings.Contains(err.Error(), "--insecure-api")) {
 			t.Errorf("error does not say how to fix it: %v", err)
 		}
-	}
-}
-
-// A server's flag is read from a variable scoped to its command before the
-// shared one; a client verb reads only its connection variables.
-func TestEnvScopes(t *testing.T) {
-	clearDcounterEnv(t)
-	parse := func(cmd string, client bool) string {
-		t.Helper()
-		fs := newFlagSet(cmd, cmd, "", io.Discard)
-		addr := fs.String("http-addr", "default", "")
-		if client {
-			fs.envOnly("addr")
-		}
-		if _, err := fs.parse(nil); err != nil {
-			t.Fatal(err)
-		}
-		return *addr
-	}
-	t.Setenv("DCOUNTER_HTTP_ADDR", "shared")
-	if got := parse("gateway", false); got != "shared" {
-		t.Errorf("gateway with only $DCOUNTER_HTTP_ADDR: %q", got)
-	}
-	t.Setenv("DCOUNTER_GATEWAY_HTTP_ADDR", "mine")
-	if got := parse("gateway", false); got != "mine" {
-		t.Errorf("gateway with $DCOUNTER_GATEWAY_HTTP_ADDR: %q", got)
-	}
-	if got := parse("node", false); got != "shared" {
-		t.Errorf("node read the gateway's variable: %q", got)
-	}
-	if got := parse("inc", true); got != "default" {
-		t.Errorf("a client verb read $DCOUNTER_HTTP_ADDR: %q", got)
 	}
 }

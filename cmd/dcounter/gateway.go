@@ -8,6 +8,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/gateway"
+	"github.com/spf13/cobra"
 )
 
 const gatewayHelp = `
@@ -49,8 +50,9 @@ signed with the key, instead of the token; without it, it passes the client's
 Authorization header on and the node checks the token itself.
 `
 
-func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("gateway", "gateway --http-addr H:P (--discovery URL[,…] | --nodes URL,…) [flags]", gatewayHelp, stderr)
+func gatewayCommand() *cobra.Command {
+	c := newCommand("gateway --http-addr H:P (--discovery URL[,…] | --nodes URL,…) [flags]", "run the API gateway that balances clients over healthy nodes", gatewayHelp)
+	fs := c.Flags()
 	var (
 		addr, nodes, disc string
 		cfg               gateway.Config
@@ -75,66 +77,68 @@ func runGateway(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	var tlsCA string
 	fs.StringVar(&tlsCA, "tls-ca", "", "PEM CA `file` that nodes' and discovery servers' certificates are verified with; nodes that discovery lists without a scheme are then reached over https, and the gateway presents its --tls-cert to nodes that require client certificates")
 	var sf serverFlags
-	sf.register(fs)
-	logger, stopDebug, code, ok := sf.parse(fs, args, stdout, stderr)
-	if !ok {
-		return code
-	}
-	defer stopDebug()
-	cfg.Nodes, cfg.Discovery, cfg.Logger = splitList(nodes), splitList(disc), logger
-	cfg.Metrics = gateway.NewMetrics()
-	if len(cfg.Nodes) == 0 && len(cfg.Discovery) == 0 {
-		fmt.Fprintln(stderr, "dcounter gateway: give --nodes URL,… or --discovery URL (or both)")
-		return exitUsage
-	}
-	var err error
-	if cfg.Keyring, err = kf.keyring(); err != nil {
-		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
-		return exitUsage
-	}
-	if cfg.Keyring.Empty() && !insecure && !loopback(addr) {
-		fmt.Fprintf(stderr, "dcounter gateway: --http-addr %s can be reached from other machines, but without a cluster key the\n"+
-			"gateway cannot tell real nodes from any address discovery or --nodes lists: client writes could go to\n"+
-			"an impostor. Set --cluster-key (or DCOUNTER_CLUSTER_KEY; the nodes' key), or pass --insecure on a\n"+
-			"network you trust.\n", addr)
-		return exitUsage
-	}
-	if err := af.checkExposure("--http-addr", addr); err != nil {
-		fmt.Fprintf(stderr, "dcounter gateway: %v.\n", err)
-		return exitUsage
-	}
-	sec, err := af.build(clusterkey.Keyring{}, logger) // the gateway believes no forwarded identity
-	if err != nil {
-		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
-		return exitUsage
-	}
-	if cfg.TLS, err = clientTLS(tlsCA, sec.tls); err != nil {
-		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
-		return exitUsage
-	}
-	if sec.guard != nil {
-		cfg.Auth = sec.guard
-	}
-	cfg.ServerTLS = sec.serverTLS()
-	g, err := gateway.New(cfg)
-	if err != nil {
-		fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
-		return exitUsage
-	}
-	defer g.Close()
-	onHangup(ctx, func() { sec.reload(logger) })
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		logger.Error("cannot listen", "addr", addr, "err", err)
-		return 1
-	}
-	_, h := g.Health()
-	logger.Info("gateway started", "http_addr", ln.Addr().String(), "nodes", h.Nodes, "healthy", h.HealthyNodes,
-		"proven_members_only", !cfg.Keyring.Empty(), "cluster", cfg.Cluster, "key_ids", cfg.Keyring.IDs())
-	if err := g.Run(ctx, ln); err != nil {
-		logger.Error("server stopped", "err", err)
-		return 1
-	}
-	logger.Info("gateway stopped")
-	return 0
+	sf.register(c)
+	return finish(c, envServer, func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
+		logger, stopDebug, code, ok := sf.start("gateway", pos, stderr)
+		if !ok {
+			return code
+		}
+		defer stopDebug()
+		cfg.Nodes, cfg.Discovery, cfg.Logger = splitList(nodes), splitList(disc), logger
+		cfg.Metrics = gateway.NewMetrics()
+		if len(cfg.Nodes) == 0 && len(cfg.Discovery) == 0 {
+			fmt.Fprintln(stderr, "dcounter gateway: give --nodes URL,… or --discovery URL (or both)")
+			return exitUsage
+		}
+		var err error
+		if cfg.Keyring, err = kf.keyring(); err != nil {
+			fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
+			return exitUsage
+		}
+		if cfg.Keyring.Empty() && !insecure && !loopback(addr) {
+			fmt.Fprintf(stderr, "dcounter gateway: --http-addr %s can be reached from other machines, but without a cluster key the\n"+
+				"gateway cannot tell real nodes from any address discovery or --nodes lists: client writes could go to\n"+
+				"an impostor. Set --cluster-key (or DCOUNTER_CLUSTER_KEY; the nodes' key), or pass --insecure on a\n"+
+				"network you trust.\n", addr)
+			return exitUsage
+		}
+		if err := af.checkExposure("--http-addr", addr); err != nil {
+			fmt.Fprintf(stderr, "dcounter gateway: %v.\n", err)
+			return exitUsage
+		}
+		sec, err := af.build(clusterkey.Keyring{}, logger) // the gateway believes no forwarded identity
+		if err != nil {
+			fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
+			return exitUsage
+		}
+		if cfg.TLS, err = clientTLS(tlsCA, sec.tls); err != nil {
+			fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
+			return exitUsage
+		}
+		if sec.guard != nil {
+			cfg.Auth = sec.guard
+		}
+		cfg.ServerTLS = sec.serverTLS()
+		g, err := gateway.New(cfg)
+		if err != nil {
+			fmt.Fprintf(stderr, "dcounter gateway: %v\n", err)
+			return exitUsage
+		}
+		defer g.Close()
+		onHangup(ctx, func() { sec.reload(logger) })
+		ln, err := net.Listen("tcp", addr)
+		if err != nil {
+			logger.Error("cannot listen", "addr", addr, "err", err)
+			return 1
+		}
+		_, h := g.Health()
+		logger.Info("gateway started", "http_addr", ln.Addr().String(), "nodes", h.Nodes, "healthy", h.HealthyNodes,
+			"proven_members_only", !cfg.Keyring.Empty(), "cluster", cfg.Cluster, "key_ids", cfg.Keyring.IDs())
+		if err := g.Run(ctx, ln); err != nil {
+			logger.Error("server stopped", "err", err)
+			return 1
+		}
+		logger.Info("gateway stopped")
+		return 0
+	})
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/dcounter/dcounter/internal/node"
 	"github.com/dcounter/dcounter/internal/respserver"
 	"github.com/dcounter/dcounter/internal/wal"
+	"github.com/spf13/cobra"
 )
 
 const nodeHelp = `
@@ -46,8 +47,9 @@ Example: a three-node cluster on one machine
   dcounter node --name n3 --gossip-addr 127.0.0.1:7948 --http-addr 127.0.0.1:8082 --data-dir /tmp/n3 --join 127.0.0.1:7946
 `
 
-func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := newFlagSet("node", "node [flags]", nodeHelp, stderr)
+func nodeCommand() *cobra.Command {
+	c := newCommand("node [flags]", "run a replica (gossip + client API)", nodeHelp)
+	fs := c.Flags()
 	var (
 		cfg             node.Config
 		join            string
@@ -100,94 +102,97 @@ func runNode(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	var tlsCA string
 	fs.StringVar(&tlsCA, "tls-ca", "", "PEM CA `file` to verify https:// discovery servers with (default: the system's roots)")
 	var sf serverFlags
-	sf.register(fs)
-	logger, stopDebug, code, ok := sf.parse(fs, args, stdout, stderr)
-	if !ok {
-		return code
-	}
-	defer stopDebug()
-	cfg.Logger = logger
-	if cfg.ShutdownDrain == 0 {
-		cfg.ShutdownDrain = -1 // the flag's 0 means off; the Config's, the default
-	}
-	if clockShift != 0 {
-		cfg.Clock = clock.Offset{Clock: clock.Real{}, D: clockShift}
-		logger.Warn("wall clock shifted by --clock-offset (a testing aid)", "offset", clockShift)
-	}
-	cfg.Join = splitList(join)
-	if _, err := joinaddr.ParseList(cfg.Join); err != nil {
-		fmt.Fprintf(stderr, "dcounter node: --join: %v\n", err)
-		return exitUsage
-	}
-	cfg.Discovery = splitList(disc)
-	var err error
-	if cfg.ClusterKeys, err = kf.keyring(); err != nil {
-		fmt.Fprintf(stderr, "dcounter node: %v\n", err)
-		return exitUsage
-	}
-	switch {
-	case cfg.DataDir == "" && !inMemory:
-		fmt.Fprintln(stderr, "dcounter node: --data-dir is required: it holds the write-ahead log that keeps acknowledged writes across crashes.\nPass --in-memory to run without persistence (every restart is then a new replica).")
-		return exitUsage
-	case cfg.DataDir != "" && inMemory:
-		fmt.Fprintln(stderr, "dcounter node: --data-dir and --in-memory exclude each other")
-		return exitUsage
-	}
-	if cfg.Fsync, err = wal.ParseSyncPolicy(fsync); err != nil {
-		fmt.Fprintf(stderr, "dcounter node: --fsync %q: want always, interval or none\n", fsync)
-		return exitUsage
-	}
-	if cfg.ClusterKeys.Empty() && !insecure && !loopback(cfg.GossipAddr) {
-		fmt.Fprintf(stderr, "dcounter node: --gossip-addr %s can be reached from other machines, but gossip is unauthenticated\n"+
-			"without a cluster key: anyone who can reach the port could set any counter. Set --cluster-key (or\n"+
-			"DCOUNTER_CLUSTER_KEY; make one with 'dcounter keygen'), or pass --insecure-gossip on a network you trust.\n", cfg.GossipAddr)
-		return exitUsage
-	}
-	if err := checkAdvertise(cfg.GossipAddr, cfg.AdvertiseAddr); err != nil {
-		fmt.Fprintf(stderr, "dcounter node: %v\n", err)
-		return exitUsage
-	}
-	if err := af.checkExposure("--http-addr", cfg.HTTPAddr); err != nil {
-		fmt.Fprintf(stderr, "dcounter node: %v.\n", err)
-		return exitUsage
-	}
-	if cfg.RESPAddr != "" {
-		if err := af.checkExposure("--resp-addr", cfg.RESPAddr); err != nil {
+	sf.register(c)
+	completeValues(c, "fsync", "always", "interval", "none")
+	return finish(c, envServer, func(ctx context.Context, pos []string, stdout, stderr io.Writer) int {
+		logger, stopDebug, code, ok := sf.start("node", pos, stderr)
+		if !ok {
+			return code
+		}
+		defer stopDebug()
+		cfg.Logger = logger
+		if cfg.ShutdownDrain == 0 {
+			cfg.ShutdownDrain = -1 // the flag's 0 means off; the Config's, the default
+		}
+		if clockShift != 0 {
+			cfg.Clock = clock.Offset{Clock: clock.Real{}, D: clockShift}
+			logger.Warn("wall clock shifted by --clock-offset (a testing aid)", "offset", clockShift)
+		}
+		cfg.Join = splitList(join)
+		if _, err := joinaddr.ParseList(cfg.Join); err != nil {
+			fmt.Fprintf(stderr, "dcounter node: --join: %v\n", err)
+			return exitUsage
+		}
+		cfg.Discovery = splitList(disc)
+		var err error
+		if cfg.ClusterKeys, err = kf.keyring(); err != nil {
+			fmt.Fprintf(stderr, "dcounter node: %v\n", err)
+			return exitUsage
+		}
+		switch {
+		case cfg.DataDir == "" && !inMemory:
+			fmt.Fprintln(stderr, "dcounter node: --data-dir is required: it holds the write-ahead log that keeps acknowledged writes across crashes.\nPass --in-memory to run without persistence (every restart is then a new replica).")
+			return exitUsage
+		case cfg.DataDir != "" && inMemory:
+			fmt.Fprintln(stderr, "dcounter node: --data-dir and --in-memory exclude each other")
+			return exitUsage
+		}
+		if cfg.Fsync, err = wal.ParseSyncPolicy(fsync); err != nil {
+			fmt.Fprintf(stderr, "dcounter node: --fsync %q: want always, interval or none\n", fsync)
+			return exitUsage
+		}
+		if cfg.ClusterKeys.Empty() && !insecure && !loopback(cfg.GossipAddr) {
+			fmt.Fprintf(stderr, "dcounter node: --gossip-addr %s can be reached from other machines, but gossip is unauthenticated\n"+
+				"without a cluster key: anyone who can reach the port could set any counter. Set --cluster-key (or\n"+
+				"DCOUNTER_CLUSTER_KEY; make one with 'dcounter keygen'), or pass --insecure-gossip on a network you trust.\n", cfg.GossipAddr)
+			return exitUsage
+		}
+		if err := checkAdvertise(cfg.GossipAddr, cfg.AdvertiseAddr); err != nil {
+			fmt.Fprintf(stderr, "dcounter node: %v\n", err)
+			return exitUsage
+		}
+		if err := af.checkExposure("--http-addr", cfg.HTTPAddr); err != nil {
 			fmt.Fprintf(stderr, "dcounter node: %v.\n", err)
 			return exitUsage
 		}
-	}
-	// The keyring also verifies identities that gateways forward.
-	sec, err := af.build(cfg.ClusterKeys, logger)
-	if err != nil {
-		fmt.Fprintf(stderr, "dcounter node: %v\n", err)
-		return exitUsage
-	}
-	if sec.guard != nil {
-		cfg.Auth = sec.guard
-	}
-	if sec.tokens != nil {
-		cfg.Tokens = sec.tokens
-	}
-	cfg.TLS = sec.serverTLS()
-	if cfg.DiscoveryTLS, err = clientTLS(tlsCA, nil); err != nil {
-		fmt.Fprintf(stderr, "dcounter node: %v\n", err)
-		return exitUsage
-	}
-	onHangup(ctx, func() { sec.reload(logger) })
+		if cfg.RESPAddr != "" {
+			if err := af.checkExposure("--resp-addr", cfg.RESPAddr); err != nil {
+				fmt.Fprintf(stderr, "dcounter node: %v.\n", err)
+				return exitUsage
+			}
+		}
+		// The keyring also verifies identities that gateways forward.
+		sec, err := af.build(cfg.ClusterKeys, logger)
+		if err != nil {
+			fmt.Fprintf(stderr, "dcounter node: %v\n", err)
+			return exitUsage
+		}
+		if sec.guard != nil {
+			cfg.Auth = sec.guard
+		}
+		if sec.tokens != nil {
+			cfg.Tokens = sec.tokens
+		}
+		cfg.TLS = sec.serverTLS()
+		if cfg.DiscoveryTLS, err = clientTLS(tlsCA, nil); err != nil {
+			fmt.Fprintf(stderr, "dcounter node: %v\n", err)
+			return exitUsage
+		}
+		onHangup(ctx, func() { sec.reload(logger) })
 
-	n, err := node.New(ctx, cfg)
-	if err != nil {
-		logger.Error("cannot start", "err", err)
-		return 1
-	}
-	if err := n.Run(ctx, shutdownTimeout); err != nil {
-		// A timeout only cut in-flight requests short; anything else (a
-		// failed final snapshot, say) means the stop was not clean.
-		logger.Error("shutdown", "err", err)
-		return 1
-	}
-	return 0
+		n, err := node.New(ctx, cfg)
+		if err != nil {
+			logger.Error("cannot start", "err", err)
+			return 1
+		}
+		if err := n.Run(ctx, shutdownTimeout); err != nil {
+			// A timeout only cut in-flight requests short; anything else (a
+			// failed final snapshot, say) means the stop was not clean.
+			logger.Error("shutdown", "err", err)
+			return 1
+		}
+		return 0
+	})
 }
 
 func newLogger(w io.Writer, level, format string) (*slog.Logger, error) {

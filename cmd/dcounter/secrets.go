@@ -14,6 +14,8 @@ import (
 
 	"github.com/dcounter/dcounter/internal/atomicfile"
 	"github.com/dcounter/dcounter/internal/clusterkey"
+	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 )
 
 const secretsHelp = `
@@ -37,12 +39,13 @@ const (
 	secretsAuthFile = "auth"
 )
 
-func runSecrets(_ context.Context, args []string, stdout, stderr io.Writer) int {
-	fset := newFlagSet("secrets", "secrets init DIR | secrets token DIR ROLE", secretsHelp, stderr)
-	pos, code, ok := fset.parseOrExit(args, stdout)
-	if !ok {
-		return code
-	}
+func secretsCommand() *cobra.Command {
+	c := newCommand("secrets init DIR | secrets token DIR ROLE", "create a secrets dir (cluster key, client tokens) for a secure cluster", secretsHelp)
+	c.ValidArgs = []string{"init", "token"}
+	return finish(c, envNone, runSecrets)
+}
+
+func runSecrets(_ context.Context, pos []string, stdout, stderr io.Writer) int {
 	switch {
 	case len(pos) == 2 && pos[0] == "init":
 		created, err := initSecrets(pos[1])
@@ -145,7 +148,7 @@ func readKeyFile(path string) (clusterkey.Keyring, error) {
 // discovery and gateway.
 type keyFlags struct{ key, file string }
 
-func (kf *keyFlags) register(fs *flagSet, use string) {
+func (kf *keyFlags) register(fs *pflag.FlagSet, use string) {
 	fs.StringVar(&kf.key, "cluster-key", "", "cluster `keys`: comma-separated base64 32-byte keys, the first used to "+use+", all accepted (make one with 'dcounter keygen'). "+
 		"Rotate by adding the new key everywhere, then moving it first, then removing the old one. Prefer --cluster-key-file or the environment variable: command lines are visible to other users")
 	fs.StringVar(&kf.file, "cluster-key-file", "", "`file` holding the cluster keys (comma- or newline-separated, as --cluster-key; 'dcounter secrets init' makes one); excludes --cluster-key")

@@ -12,6 +12,7 @@ import (
 	"github.com/dcounter/dcounter/internal/auth"
 	"github.com/dcounter/dcounter/internal/clusterkey"
 	"github.com/dcounter/dcounter/internal/tlsfiles"
+	"github.com/spf13/pflag"
 )
 
 // apiFlags are the client-API security flags of node and gateway (auth and
@@ -23,7 +24,7 @@ type apiFlags struct {
 	tlsCert, tlsKey, clientCA string
 }
 
-func (af *apiFlags) register(fs *flagSet, withAuth bool) {
+func (af *apiFlags) register(fs *pflag.FlagSet, withAuth bool) {
 	af.withAuth = withAuth
 	if withAuth {
 		fs.StringVar(&af.authFile, "auth-file", "", "`file` of client tokens, one 'TOKEN ROLE [NAME]' per line (ROLE: read, write or admin; make tokens with 'dcounter keygen'); reloaded on SIGHUP. Without it the client API is open to whoever can reach it")
