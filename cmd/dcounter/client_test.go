@@ -354,3 +354,48 @@ func TestClientOutcomeUnknownNamesTheKey(t *testing.T) {
 		t.Fatalf("exit %d, stderr %q", code, errb.String())
 	}
 }
+
+// A verb's own settings never come from the environment, only how to reach
+// the server: DCOUNTER_BY=1000 dcounter inc adds 1.
+func TestClientVerbReadsOnlyConnectionVariables(t *testing.T) {
+	ts := newClientTestServer(t)
+	t.Setenv("DCOUNTER_ADDR", ts.url)
+	for k, v := range map[string]string{"DCOUNTER_BY": "1000", "DCOUNTER_JSON": "true", "DCOUNTER_TTL": "1h", "DCOUNTER_INC_BY": "7", "DCOUNTER_INC_ADDR": "http://127.0.0.1:1"} {
+		t.Setenv(k, v)
+	}
+	var out, errb bytes.Buffer
+	if code := run(context.Background(), []string{"inc", "scoped"}, &out, &errb); code != 0 || out.String() != "1\n" {
+		t.Fatalf("inc = %d, stdout %q, stderr %q; want 0 and 1", code, out.String(), errb.String())
+	}
+	if got := ts.last(); got != (sentRequest{"POST", "/counters/scoped/increment", `{"amount":1}`}) {
+		t.Fatalf("sent %+v", got)
+	}
+}
+
+// health checks --addr, read from DCOUNTER_ADDR, unless given a URL.
+func TestHealthHonoursAddrVariable(t *testing.T) {
+	ts := newClientTestServer(t)
+	dead := "http://127.0.0.1:1"
+	for _, tc := range []struct {
+		env  string
+		args []string
+		code int
+	}{
+		{ts.url, nil, 0},
+		{dead, nil, 1},
+		{dead, []string{ts.url}, 0},
+		{ts.url, []string{dead}, 1},
+		{dead, []string{"--addr", ts.url}, 0},
+	} {
+		t.Setenv("DCOUNTER_ADDR", tc.env)
+		var out, errb bytes.Buffer
+		before := len(ts.sent)
+		code := run(context.Background(), append([]string{"health"}, tc.args...), &out, &errb)
+		if code != tc.code || out.Len() != 0 {
+			t.Errorf("DCOUNTER_ADDR=%s health %q = %d, stdout %q, stderr %q; want %d", tc.env, tc.args, code, out.String(), errb.String(), tc.code)
+		}
+		if reached := len(ts.sent) > before; reached != (tc.code == 0) {
+			t.Errorf("DCOUNTER_ADDR=%s health %q: server reached %v", tc.env, tc.args, reached)
+		}
+	}
+}
