@@ -204,9 +204,21 @@ func TestCLIBehaves(t *testing.T) {
 	if out, errOut, code := runCLI(t, nil, "inc", "fo", "--addr", dead+","+p.HTTP); code != 0 || strings.TrimSpace(out) != "1" {
 		t.Errorf("inc --addr dead,live = %q (exit %d, %s)", out, code, errOut)
 	}
+	// The scripts ask the binary what to complete (dcounter __complete).
+	for _, c := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"__complete", "mem"}, "members"},
+		{[]string{"__complete", "inc", "--ttl-"}, "--ttl-always"},
+	} {
+		if out, errOut, code := runCLI(t, nil, c.args...); code != 0 || !strings.Contains(out, c.want) {
+			t.Errorf("dcounter %q: exit %d, stderr %q, completions:\n%s", c.args, code, errOut, out)
+		}
+	}
 	for _, sh := range []string{"bash", "zsh", "fish"} {
 		out, errOut, code := runCLI(t, nil, "completion", sh)
-		if code != 0 || !strings.Contains(out, "members") || !strings.Contains(out, "ttl-always") {
+		if code != 0 || !strings.Contains(out, "__complete") {
 			t.Errorf("completion %s: exit %d, stderr %q, script:\n%s", sh, code, errOut, out)
 		}
 		if sh == "bash" {
