@@ -415,6 +415,7 @@ func TestRunUnknownFlag(t *testing.T) {
 		args []string
 		want string
 	}{
+		{[]string{"help", "frob"}, `dcounter help: unknown command "frob"`},
 		{[]string{"get", "--nope"}, "dcounter get: unknown flag: --nope"},
 		{[]string{"inc", "key", "--bogus=1"}, "dcounter inc: unknown flag: --bogus"},
 		{[]string{"inc", "--bogus"}, "dcounter inc: unknown flag: --bogus"},

@@ -182,6 +182,22 @@ func newRoot(cmds ...*cobra.Command) *cobra.Command {
 		}
 		return out, cobra.ShellCompDirectiveNoFileComp
 	}
+	// cobra's help command prints the root's usage and exits 0 for an
+	// unknown command; make that the usage error it is.
+	root.InitDefaultHelpCmd()
+	for _, c := range root.Commands() {
+		if c.Name() == "help" && c.Run != nil {
+			show := c.Run
+			c.Run = nil
+			c.RunE = func(c *cobra.Command, args []string) error {
+				if found, _, err := c.Root().Find(args); found == nil || err != nil {
+					return usageError{fmt.Errorf("unknown command %q", strings.Join(args, " "))}
+				}
+				show(c, args)
+				return nil
+			}
+		}
+	}
 	root.SetFlagErrorFunc(flagError)
 	root.SetHelpFunc(func(c *cobra.Command, _ []string) { usage(c, c.OutOrStdout()) })
 	root.SetUsageFunc(func(c *cobra.Command) error { usage(c, c.ErrOrStderr()); return nil })
