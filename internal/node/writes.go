@@ -621,11 +621,11 @@ func (n *Node) logGroup(g *group) error {
 		n.pendingMetas[seq] = g.metas
 		defer delete(n.pendingMetas, seq) // mu is held again on return
 	}
-	if err := n.wal.Submit(g.parts, g.done); err != nil {
+	if err := n.wal.EnqueueGroup(g.parts, g.done); err != nil {
 		return service.Unavailable(err) // nothing was queued
 	}
 	n.mu.Unlock()
-	err := n.wal.Await(g.done) // may write the log itself: see wal.Submit
+	err := <-g.done
 	n.mu.Lock()
 	if err != nil {
 		// Not a 503: the records may have reached the disk, so the writes

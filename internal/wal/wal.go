@@ -82,9 +82,6 @@ type request struct {
 	c    crdt.Contents
 	idem *Idem      // set by Enqueue
 	done chan error // nil for AppendAsync
-	// await: done's owner will call Await, so it may be handed the turn
-	// to write the log (errLead) while this request is queued.
-	await bool
 }
 
 // Log is an open write-ahead log. Its methods are safe for concurrent use.
@@ -92,14 +89,7 @@ type Log struct {
 	opts Options
 	log  *slog.Logger
 
-	mu sync.Mutex
-	// writing is set while one goroutine — a caller of Await leading a
-	// group commit, or the writer goroutine — has the turn to write the
-	// queue: it alone touches the file, and it drains the queue or hands
-	// the turn on before clearing writing (see lead). idle is signalled
-	// when it clears.
-	writing  bool
-	idle     *sync.Cond
+	mu       sync.Mutex
 	queue    []request
 	spare    []request // the last written batch's slice, for the next queue
 	nextLSN  uint64
@@ -168,7 +158,6 @@ func open(opts Options, apply rawApply) (*Log, Recovery, error) {
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
 		snapshotDue: make(chan struct{}, 1), rotate: make(chan rotateRequest),
 	}
-	l.idle = sync.NewCond(&l.mu)
 	start := opts.Clock.Now()
 	rec, last, err := l.recover(apply)
 	if err != nil {
@@ -217,15 +206,6 @@ type Part struct {
 // if any part holds an invalid entry or meta (ErrInvalidEntry) or the log
 // is closed or failed. Parts with empty contents are skipped.
 func (l *Log) EnqueueGroup(parts []Part, done chan error) error {
-	if err := checkParts(parts); err != nil {
-		return err
-	}
-	return l.enqueue(parts, done, false)
-}
-
-// checkParts refuses parts that hold an invalid entry, meta or
-// idempotency key (see EnqueueGroup).
-func checkParts(parts []Part) error {
 	for _, p := range parts {
 		for _, e := range p.C.Entries {
 			if err := checkEntry(e); err != nil {
@@ -241,52 +221,15 @@ func checkParts(parts []Part) error {
 			return fmt.Errorf("%w: idempotency key of %d bytes", ErrInvalidEntry, len(p.Idem.Key))
 		}
 	}
-	return nil
+	return l.enqueue(parts, done)
 }
-
-// Submit is EnqueueGroup for a caller that then calls Await(done), which
-// it must do at once (after releasing its own locks): the log is written
-// by its callers rather than by a goroutine of its own. The first to
-// await while nobody writes writes the queue itself — its own group and
-// whatever others queued meanwhile — and the groups queued while it
-// wrote are handed on to one of their awaiters. A write thus needs no
-// hand-off to another goroutine and back.
-func (l *Log) Submit(parts []Part, done chan error) error {
-	if err := checkParts(parts); err != nil {
-		return err
-	}
-	return l.enqueue(parts, done, true)
-}
-
-// Await waits for the outcome of the group Submit queued with done,
-// writing the log meanwhile if it is this caller's turn (see Submit).
-func (l *Log) Await(done chan error) error {
-	l.mu.Lock()
-	lead := !l.writing && len(l.queue) > 0
-	l.writing = l.writing || lead
-	l.mu.Unlock()
-	for {
-		if lead {
-			l.lead()
-		}
-		err := <-done
-		if err != errLead {
-			return err
-		}
-		lead = true // handed the turn: this group is queued, not written
-	}
-}
-
-// errLead, sent on an awaited request's done, hands its awaiter the turn
-// to write the log.
-var errLead = errors.New("wal: your turn to write")
 
 // AppendAsync logs c (changes learned from peers) without waiting; a
 // failure shows in Err and in every later Enqueue. Invalid entries and
 // metas (see ErrInvalidEntry) are dropped, and logged as an error: a
 // caller should never pass them.
 func (l *Log) AppendAsync(c crdt.Contents) {
-	l.enqueue([]Part{{C: l.validOnly(c)}}, nil, false)
+	l.enqueue([]Part{{C: l.validOnly(c)}}, nil)
 }
 
 // checkEntry returns an error wrapping ErrInvalidEntry for an entry that
@@ -347,7 +290,7 @@ func keepValid[T any](items []T, check func(T) error) (kept []T, dropped int, fi
 	return items, 0, nil
 }
 
-func (l *Log) enqueue(parts []Part, done chan error, await bool) error {
+func (l *Log) enqueue(parts []Part, done chan error) error {
 	last := -1
 	for i, p := range parts {
 		if p.C.Len() > 0 {
@@ -391,7 +334,7 @@ func (l *Log) enqueue(parts []Part, done chan error, await bool) error {
 			if c.Len() == 0 {
 				r.idem = p.Idem
 				if i == last {
-					r.done, r.await = done, await && done != nil
+					r.done = done
 				}
 			}
 			l.nextLSN++
@@ -399,12 +342,9 @@ func (l *Log) enqueue(parts []Part, done chan error, await bool) error {
 		}
 	}
 	l.mu.Unlock()
-	if !await {
-		// Await writes an awaited group; others are the writer goroutine's.
-		select {
-		case l.kick <- struct{}{}:
-		default:
-		}
+	select {
+	case l.kick <- struct{}{}:
+	default:
 	}
 	return nil
 }

@@ -115,93 +115,24 @@ func (l *Log) run() {
 			// node with few cores this turns a trickle of one-record
 			// batches into one batch per fsync.
 			runtime.Gosched()
-			l.mu.Lock()
-			mine := !l.writing && len(l.queue) > 0
-			l.writing = l.writing || mine
-			l.mu.Unlock()
-			if mine {
-				l.finishTurn()
-			}
+			l.drain()
 		case <-tick:
-			l.takeTurn()
 			if l.dirty {
 				l.sync()
 			}
-			l.finishTurn()
 		case r := <-l.rotate:
-			l.takeTurn()
 			if l.Err() == nil && l.written != 0 && l.written <= r.lsn && l.size >= rotateMin {
 				if err := l.startSegment(l.written + 1); err != nil {
 					l.fail(err)
 				}
 			}
-			l.finishTurn()
 			close(r.done)
 		case <-l.stop:
-			l.takeTurn()
 			l.drain()
 			if l.dirty {
 				l.sync()
 			}
-			l.finishTurn()
 			return
-		}
-	}
-}
-
-// takeTurn waits until nobody writes the log, then takes the turn to.
-// Writer goroutine only.
-func (l *Log) takeTurn() {
-	l.mu.Lock()
-	for l.writing {
-		l.idle.Wait()
-	}
-	l.writing = true
-	l.mu.Unlock()
-}
-
-// finishTurn writes the queue until it is empty and ends the turn.
-// Writer goroutine only: an awaiter ends its turn with lead.
-func (l *Log) finishTurn() {
-	for {
-		l.drain()
-		l.mu.Lock()
-		if len(l.queue) == 0 {
-			l.writing = false
-			l.idle.Broadcast()
-			l.mu.Unlock()
-			return
-		}
-		l.mu.Unlock()
-	}
-}
-
-// lead writes the queue as one batch, for an awaiter whose turn it is
-// (see Submit), then hands the turn to the awaiter of a group queued
-// meanwhile, so that this caller's answer waits for one batch only. With
-// no awaiter queued, the writer goroutine writes what is left.
-func (l *Log) lead() {
-	// As the writer goroutine does: let callers about to submit run first,
-	// so that they join this batch.
-	runtime.Gosched()
-	l.drain()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	for i := range l.queue {
-		if r := &l.queue[i]; r.await {
-			// done has room: its request is queued, so not yet answered,
-			// and nothing else is ever sent on it before its answer.
-			r.await = false
-			r.done <- errLead
-			return // the turn goes with it: writing stays set
-		}
-	}
-	l.writing = false
-	l.idle.Broadcast()
-	if len(l.queue) > 0 {
-		select {
-		case l.kick <- struct{}{}:
-		default:
 		}
 	}
 }
