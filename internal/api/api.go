@@ -503,6 +503,20 @@ type WriteRequest struct {
 // sign, fraction, exponent or quotes. ttl_mode needs a TTL and defaults to
 // if_none.
 func ParseWrite(body io.Reader) (WriteRequest, error) {
+	bp := bufs.Get().(*[]byte)
+	b, err := readBody((*bp)[:0], body, ErrBadJSON)
+	defer func() {
+		if cap(b) <= 4<<10 {
+			*bp = b[:0]
+			bufs.Put(bp)
+		}
+	}()
+	if err != nil {
+		return WriteRequest{Amount: 1}, err
+	}
+	if n, ok := plainAmount(b); ok {
+		return WriteRequest{Amount: n}, nil
+	}
 	wr := WriteRequest{Amount: 1}
 	var req struct {
 		Amount     json.RawMessage `json:"amount"`
@@ -510,7 +524,7 @@ func ParseWrite(body io.Reader) (WriteRequest, error) {
 		TTLMillis  json.RawMessage `json:"ttl_ms"`
 		TTLMode    json.RawMessage `json:"ttl_mode"`
 	}
-	empty, err := decodeObject(body, &req, ErrBadJSON)
+	empty, err := decodeBytes(b, &req, ErrBadJSON)
 	if err != nil || empty {
 		return wr, err
 	}
@@ -582,14 +596,81 @@ func parseTTLFields(secName string, sec json.RawMessage, msName string, ms json.
 // with no unknown fields; empty reports a body of only white space (v
 // untouched). Syntax errors wrap bad.
 func decodeObject(body io.Reader, v any, bad error) (empty bool, err error) {
-	b, err := io.ReadAll(body)
+	b, err := readBody(nil, body, bad)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return false, ErrBodyTooLarge
-		}
-		return false, fmt.Errorf("%w: %v", bad, err)
+		return false, err
 	}
+	return decodeBytes(b, v, bad)
+}
+
+// readBody appends body to b; a read error wraps bad, or is
+// ErrBodyTooLarge past an http.MaxBytesReader's limit.
+func readBody(b []byte, body io.Reader, bad error) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return b, ErrBodyTooLarge
+			}
+			return b, fmt.Errorf("%w: %v", bad, err)
+		}
+	}
+}
+
+// plainAmount reads the body nearly every write sends, {"amount":N} with
+// N from 1 to MaxInt64 in plain digits (JSON white space allowed around
+// the tokens), without encoding/json; ok is false for any other body,
+// which the full decoder then reads (and refuses, if it must).
+func plainAmount(b []byte) (n int64, ok bool) {
+	b = bytes.TrimSpace(b)
+	b, ok = bytes.CutPrefix(b, []byte("{"))
+	if !ok {
+		return 0, false
+	}
+	b, ok = bytes.CutPrefix(skipJSONSpace(b), []byte(`"amount"`))
+	if !ok {
+		return 0, false
+	}
+	b, ok = bytes.CutPrefix(skipJSONSpace(b), []byte(":"))
+	if !ok {
+		return 0, false
+	}
+	b = skipJSONSpace(b)
+	i := 0
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	if i == 0 || i > 19 || b[0] == '0' {
+		return 0, false // none, too many, or a leading zero (not JSON)
+	}
+	v, err := strconv.ParseInt(string(b[:i]), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	if rest := skipJSONSpace(b[i:]); len(rest) != 1 || rest[0] != '}' {
+		return 0, false
+	}
+	return v, true
+}
+
+// skipJSONSpace drops the JSON white space b starts with.
+func skipJSONSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	return b
+}
+
+// decodeBytes is decodeObject for a body already read.
+func decodeBytes(b []byte, v any, bad error) (empty bool, err error) {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
 		return true, nil
