@@ -89,3 +89,18 @@ func (r *bytesReader) Read(p []byte) (int, error) {
 	r.b = r.b[n:]
 	return n, nil
 }
+
+// BenchmarkParseWrite: the body of a write as clients send it.
+//
+//	go test -run '^$' -bench ParseWrite -benchmem ./internal/api/
+func BenchmarkParseWrite(b *testing.B) {
+	body := []byte(`{"amount":41}`)
+	r := &bytesReader{}
+	b.ReportAllocs()
+	for b.Loop() {
+		r.b = body
+		if _, err := ParseWrite(r); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
