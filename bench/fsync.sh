@@ -22,13 +22,16 @@ start() { # POLICY PORT
     --data-dir "$tmp/data-$1" --log-level warn &
   wait_up "http://127.0.0.1:$2/health"
 }
-start always 19081
-start none 19082
+# Ports from this shell's PID, so that runs by different users of one
+# machine do not collide.
+port=$((20000 + ($$ % 4000) * 10))
+start always "$port"
+start none "$((port + 1))"
 : >"$tmp/always"; : >"$tmp/none"
 for r in $(seq "$rounds"); do
   for p in always none; do
-    port=19081; [ $p = none ] && port=19082
-    "${pin_wrk[@]}" wrk -t1 -c"$conns" -d"$dur" -s "$tmp/post.lua" "http://127.0.0.1:$port/increment" |
+    pp=$port; [ $p = none ] && pp=$((port + 1))
+    "${pin_wrk[@]}" wrk -t1 -c"$conns" -d"$dur" -s "$tmp/post.lua" "http://127.0.0.1:$pp/increment" |
       awk '/Requests\/sec/ {print $2}' >>"$tmp/$p"
   done
 done

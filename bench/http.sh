@@ -26,25 +26,38 @@ pin_srv=() pin_wrk=()
 if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin_srv=(taskset -c 0) pin_wrk=(taskset -c 1); fi
 rounds=${DCOUNTER_BENCH_ROUNDS:-3}
 
-rps() { # URL -> requests/s
-  "${pin_wrk[@]}" wrk -t1 -c"$conns" -d"$dur" -s "$tmp/post.lua" "$1" | tee -a "$tmp/wrk.log" | awk '/Requests\/sec/ {print $2}'
+# CPU time (user + system, clock ticks) a process has used, from /proc.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+rps() { # URL PID NAME -> requests/s on stdout; the server's CPU µs per request to $tmp/NAME.cpu
+  local t0 out
+  t0=$(ticks "$2")
+  out=$("${pin_wrk[@]}" wrk -t1 -c"$conns" -d"$dur" -s "$tmp/post.lua" "$1")
+  echo "$out" >>"$tmp/wrk.log"
+  awk -v t="$(($(ticks "$2") - t0))" -v hz="$hz" -v n="$(echo "$out" | awk '/requests in/ {print $1}')" \
+    'BEGIN { printf "%.2f\n", t / hz * 1e6 / n }' >>"$tmp/$3.cpu"
+  echo "$out" | awk '/Requests\/sec/ {print $2}'
 }
 wait_up() { for _ in $(seq 100); do curl -fs "$1" >/dev/null && return; sleep 0.05; done; echo "server at $1 did not start" >&2; exit 1; }
 median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
-"${pin_srv[@]}" "$tmp/baseline" --addr 127.0.0.1:19090 & base_pid=$!
-wait_up http://127.0.0.1:19090/counter
+# Ports from this shell's PID, so that runs by different users of one
+# machine do not collide.
+port=$((20000 + ($$ % 4000) * 10))
+"${pin_srv[@]}" "$tmp/baseline" --addr "127.0.0.1:$port" & base_pid=$!
+wait_up "http://127.0.0.1:$port/counter"
 # shellcheck disable=SC2086
-"${pin_srv[@]}" "$tmp/dcounter" node --gossip-addr 127.0.0.1:19946 --http-addr 127.0.0.1:19080 --data-dir "$tmp/data" --log-level warn ${DCOUNTER_BENCH_NODE_FLAGS:-} & node_pid=$!
-wait_up http://127.0.0.1:19080/health
+"${pin_srv[@]}" "$tmp/dcounter" node --gossip-addr "127.0.0.1:$((port + 2))" --http-addr "127.0.0.1:$((port + 1))" --data-dir "$tmp/data" --log-level warn ${DCOUNTER_BENCH_NODE_FLAGS:-} & node_pid=$!
+wait_up "http://127.0.0.1:$((port + 1))/health"
 
 : >"$tmp/base" ; : >"$tmp/node"
 for r in $(seq "$rounds"); do
-  rps http://127.0.0.1:19090/increment >>"$tmp/base"
-  rps http://127.0.0.1:19080/increment >>"$tmp/node"
+  rps "http://127.0.0.1:$port/increment" "$base_pid" base >>"$tmp/base"
+  rps "http://127.0.0.1:$((port + 1))/increment" "$node_pid" node >>"$tmp/node"
 done
 base=$(median <"$tmp/base"); node=$(median <"$tmp/node")
-final=$(curl -fs http://127.0.0.1:19080/counter)
+base_cpu=$(median <"$tmp/base.cpu"); node_cpu=$(median <"$tmp/node.cpu")
+final=$(curl -fs "http://127.0.0.1:$((port + 1))/counter")
 kill "$base_pid" "$node_pid"
 
 echo "POST /increment, wrk -t1 -c$conns -d$dur x $rounds alternating rounds, server on CPU 0, wrk on CPU 1"
@@ -52,5 +65,10 @@ echo "baseline rounds: $(tr '\n' ' ' <"$tmp/base")"
 echo "node rounds:     $(tr '\n' ' ' <"$tmp/node")"
 printf 'baseline net/http counter (median): %10.0f req/s\n' "$base"
 printf 'dcounter node (median):             %10.0f req/s\n' "$node"
-awk -v a="$node" -v b="$base" 'BEGIN { printf "ratio: %.2f (target >= 0.60)\n", a / b }'
+awk -v a="$node" -v b="$base" 'BEGIN { printf "ratio: %.2f\n", a / b }'
+# CPU per request is what the load of other processes distorts least.
+echo "baseline CPU per request (median): $base_cpu µs; rounds: $(tr '\n' ' ' <"$tmp/base.cpu")"
+echo "node CPU per request (median):     $node_cpu µs; rounds: $(tr '\n' ' ' <"$tmp/node.cpu")"
+awk -v a="$node_cpu" -v b="$base_cpu" 'BEGIN { printf "CPU per request ratio, baseline/node: %.2f\n", b / a }'
+echo "load: $(uptime)"
 echo "node's final value: $final"

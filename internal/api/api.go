@@ -50,6 +50,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -214,7 +215,8 @@ type Route struct {
 // Match classifies r against the client API, checking the method (setting
 // Allow on w when it is wrong) and the key. Errors carry their status.
 func Match(w http.ResponseWriter, r *http.Request) (Route, error) {
-	segs, err := segments(r.URL)
+	var buf [4]string // every route has at most 3 segments
+	segs, err := segments(buf[:0], r.URL)
 	if err != nil {
 		return Route{}, err
 	}
@@ -287,9 +289,11 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 		}
 		writeCounter(w, rt.Key, c, false)
 	case RouteAdd:
-		wr, err := ParseWrite(http.MaxBytesReader(w, r.Body, MaxBody))
-		if err != nil {
-			return err
+		wr := WriteRequest{Amount: 1} // no body: an amount of 1
+		if r.Body != nil && r.Body != http.NoBody {
+			if wr, err = ParseWrite(http.MaxBytesReader(w, r.Body, MaxBody)); err != nil {
+				return err
+			}
 		}
 		idem, err := IdempotencyKey(r)
 		if err != nil {
@@ -371,32 +375,103 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 	return nil
 }
 
-// writeCounter answers with c under the key the client asked for.
+// writeCounter answers with c under the key the client asked for. It is
+// the answer to every read and write of a counter, so it encodes by hand
+// what writeJSON would (appendCounter) into a pooled buffer.
 func writeCounter(w http.ResponseWriter, key string, c service.Counter, replayed bool) {
+	h := w.Header()
 	if replayed {
-		w.Header().Set(ReplayedHeader, "true")
+		h[ReplayedHeader] = headerTrue
 	}
 	resp := CounterOf(c)
 	resp.Key = key
-	writeJSON(w, http.StatusOK, resp)
+	bp := bufs.Get().(*[]byte)
+	b := appendCounter((*bp)[:0], &resp)
+	setJSONHeaders(h, len(b))
+	w.WriteHeader(http.StatusOK)
+	w.Write(b)
+	if cap(b) <= 4<<10 {
+		*bp = b
+		bufs.Put(bp)
+	}
+}
+
+// bufs holds the buffers writeCounter encodes into.
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
+
+// Header values set without allocating. Header maps own their values'
+// slices only as far as Set and Add go, which replace or append (a
+// full slice reallocates); nothing writes into one in place.
+var (
+	headerJSON = []string{"application/json"}
+	headerTrue = []string{"true"}
+	// headerLens[n] is the Content-Length value n, for small answers.
+	headerLens = func() (l [256][]string) {
+		for i := range l {
+			l[i] = []string{strconv.Itoa(i)}
+		}
+		return l
+	}()
+)
+
+// setJSONHeaders sets the Content-Type and Content-Length of a JSON
+// answer of n bytes.
+func setJSONHeaders(h http.Header, n int) {
+	h["Content-Type"] = headerJSON
+	if n < len(headerLens) {
+		h["Content-Length"] = headerLens[n]
+	} else {
+		h["Content-Length"] = []string{strconv.Itoa(n)}
+	}
+}
+
+// appendCounter appends r as json.Marshal encodes it, and a newline.
+func appendCounter(b []byte, r *CounterResponse) []byte {
+	b = append(b, `{"key":`...)
+	b = appendJSONString(b, r.Key)
+	b = append(b, `,"value":`...)
+	b = strconv.AppendInt(b, r.Value, 10)
+	if r.TTLMillis != 0 {
+		b = append(b, `,"ttl_ms":`...)
+		b = strconv.AppendInt(b, r.TTLMillis, 10)
+	}
+	return append(b, "}\n"...)
+}
+
+// appendJSONString appends s as json.Marshal encodes a string: a key of
+// printable ASCII that needs no escape is copied, any other goes through
+// encoding/json (HTML-safe escapes, invalid UTF-8 replaced).
+func appendJSONString(b []byte, s string) []byte {
+	for i := 0; i < len(s); i++ {
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always encodes
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
 }
 
 // segments splits the escaped path and unescapes each segment, so that a
-// percent-encoded "/" stays inside its key.
-func segments(u *url.URL) ([]string, error) {
+// percent-encoded "/" stays inside its key, appending them to parts.
+func segments(parts []string, u *url.URL) ([]string, error) {
 	p := strings.TrimPrefix(u.EscapedPath(), "/")
 	if p == "" {
 		return nil, fmt.Errorf("%w: /", ErrNotFound)
 	}
-	parts := strings.Split(p, "/")
-	for i, s := range parts {
-		us, err := url.PathUnescape(s)
+	for {
+		s, rest, more := strings.Cut(p, "/")
+		us, err := url.PathUnescape(s) // s itself when it holds no escape
 		if err != nil {
 			return nil, fmt.Errorf("%w: bad escape in path", crdt.ErrBadKey)
 		}
-		parts[i] = us
+		parts = append(parts, us)
+		if !more {
+			return parts, nil
+		}
+		p = rest
 	}
-	return parts, nil
 }
 
 // IdempotencyKey returns the request's Idempotency-Key ("" if none),
@@ -428,6 +503,20 @@ type WriteRequest struct {
 // sign, fraction, exponent or quotes. ttl_mode needs a TTL and defaults to
 // if_none.
 func ParseWrite(body io.Reader) (WriteRequest, error) {
+	bp := bufs.Get().(*[]byte)
+	b, err := readBody((*bp)[:0], body, ErrBadJSON)
+	defer func() {
+		if cap(b) <= 4<<10 {
+			*bp = b[:0]
+			bufs.Put(bp)
+		}
+	}()
+	if err != nil {
+		return WriteRequest{Amount: 1}, err
+	}
+	if n, ok := plainAmount(b); ok {
+		return WriteRequest{Amount: n}, nil
+	}
 	wr := WriteRequest{Amount: 1}
 	var req struct {
 		Amount     json.RawMessage `json:"amount"`
@@ -435,7 +524,7 @@ func ParseWrite(body io.Reader) (WriteRequest, error) {
 		TTLMillis  json.RawMessage `json:"ttl_ms"`
 		TTLMode    json.RawMessage `json:"ttl_mode"`
 	}
-	empty, err := decodeObject(body, &req, ErrBadJSON)
+	empty, err := decodeBytes(b, &req, ErrBadJSON)
 	if err != nil || empty {
 		return wr, err
 	}
@@ -507,14 +596,81 @@ func parseTTLFields(secName string, sec json.RawMessage, msName string, ms json.
 // with no unknown fields; empty reports a body of only white space (v
 // untouched). Syntax errors wrap bad.
 func decodeObject(body io.Reader, v any, bad error) (empty bool, err error) {
-	b, err := io.ReadAll(body)
+	b, err := readBody(nil, body, bad)
 	if err != nil {
-		var mbe *http.MaxBytesError
-		if errors.As(err, &mbe) {
-			return false, ErrBodyTooLarge
-		}
-		return false, fmt.Errorf("%w: %v", bad, err)
+		return false, err
 	}
+	return decodeBytes(b, v, bad)
+}
+
+// readBody appends body to b; a read error wraps bad, or is
+// ErrBodyTooLarge past an http.MaxBytesReader's limit.
+func readBody(b []byte, body io.Reader, bad error) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := body.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err == io.EOF {
+			return b, nil
+		}
+		if err != nil {
+			var mbe *http.MaxBytesError
+			if errors.As(err, &mbe) {
+				return b, ErrBodyTooLarge
+			}
+			return b, fmt.Errorf("%w: %v", bad, err)
+		}
+	}
+}
+
+// plainAmount reads the body nearly every write sends, {"amount":N} with
+// N from 1 to MaxInt64 in plain digits (JSON white space allowed around
+// the tokens), without encoding/json; ok is false for any other body,
+// which the full decoder then reads (and refuses, if it must).
+func plainAmount(b []byte) (n int64, ok bool) {
+	b = bytes.TrimSpace(b)
+	b, ok = bytes.CutPrefix(b, []byte("{"))
+	if !ok {
+		return 0, false
+	}
+	b, ok = bytes.CutPrefix(skipJSONSpace(b), []byte(`"amount"`))
+	if !ok {
+		return 0, false
+	}
+	b, ok = bytes.CutPrefix(skipJSONSpace(b), []byte(":"))
+	if !ok {
+		return 0, false
+	}
+	b = skipJSONSpace(b)
+	i := 0
+	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
+		i++
+	}
+	if i == 0 || i > 19 || b[0] == '0' {
+		return 0, false // none, too many, or a leading zero (not JSON)
+	}
+	v, err := strconv.ParseInt(string(b[:i]), 10, 64)
+	if err != nil {
+		return 0, false
+	}
+	if rest := skipJSONSpace(b[i:]); len(rest) != 1 || rest[0] != '}' {
+		return 0, false
+	}
+	return v, true
+}
+
+// skipJSONSpace drops the JSON white space b starts with.
+func skipJSONSpace(b []byte) []byte {
+	for len(b) > 0 && (b[0] == ' ' || b[0] == '\t' || b[0] == '\n' || b[0] == '\r') {
+		b = b[1:]
+	}
+	return b
+}
+
+// decodeBytes is decodeObject for a body already read.
+func decodeBytes(b []byte, v any, bad error) (empty bool, err error) {
 	b = bytes.TrimSpace(b)
 	if len(b) == 0 {
 		return true, nil
@@ -614,8 +770,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
 	}
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("Content-Length", strconv.Itoa(len(b)+1))
+	setJSONHeaders(w.Header(), len(b)+1)
 	w.WriteHeader(status)
 	w.Write(append(b, '\n'))
 }

@@ -1,0 +1,66 @@
+package node
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dcounter/dcounter/internal/testutil"
+	"github.com/dcounter/dcounter/internal/wal"
+)
+
+// BenchmarkHTTPIncrement measures POST /increment through the node's whole
+// client handler (routing, the service middleware, the write path, the
+// log, the JSON answer) in memory, without a network: 64 concurrent
+// clients, as bench/http.sh's wrk. cpu-µs/op is this process's CPU time
+// (getrusage) per request, which a loaded machine distorts far less than
+// ns/op; writes/fsync is the log's group size.
+//
+//	go test -run '^$' -bench HTTPIncrement -benchmem ./internal/node/
+func BenchmarkHTTPIncrement(b *testing.B) {
+	for _, p := range []wal.SyncPolicy{wal.SyncNone, wal.SyncAlways} {
+		b.Run("fsync="+p.String(), func(b *testing.B) {
+			nd, err := New(context.Background(), Config{
+				Name: "bench", GossipAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", DataDir: b.TempDir(), Fsync: p,
+				SnapshotInterval: time.Hour, Logger: testutil.Logger(b, slog.LevelWarn),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { nd.Shutdown(context.Background()) })
+			h := nd.http.Handler
+			s0 := nd.wal.Stats()
+			b.SetParallelism(32) // 64 goroutines on 2 CPUs
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					r := httptest.NewRequest(http.MethodPost, "/increment", nil)
+					w := httptest.NewRecorder()
+					h.ServeHTTP(w, r)
+					if w.Code != http.StatusOK {
+						b.Fatal(w.Code, w.Body.String())
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+			s := nd.wal.Stats()
+			if p == wal.SyncAlways && s.Syncs > s0.Syncs {
+				b.ReportMetric(float64(s.Records-s0.Records)/float64(s.Syncs-s0.Syncs), "writes/fsync")
+			}
+		})
+	}
+}
+
+// cpuTime is the user and system CPU time this process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
