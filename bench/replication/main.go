@@ -6,7 +6,8 @@
 // writes/s, the CPU of all node processes (utime+stime from /proc/PID/stat)
 // from the first write to convergence, the cluster's idle CPU over an equal
 // time (measured just before the writes), and the gossip bytes the nodes
-// sent (dcounter_gossip_bytes_total, direction out).
+// sent (dcounter_gossip_bytes_total, direction out), their messages and
+// the nodes' write-ahead log fsyncs.
 //
 // bench/replication.sh runs it for 1, 5 and 20 nodes and derives the cost of
 // a replica applying a write from those lines.
@@ -58,9 +59,9 @@ func main() {
 		os.Exit(1)
 	}
 	// One machine-readable line: name=value pairs.
-	fmt.Printf("%snodes=%d writes=%d write_s=%.3f conv_s=%.3f writes_per_s=%.1f cpu_s=%.3f idle_cpu_s=%.3f bytes_out=%d msgs_out=%d\n",
+	fmt.Printf("%snodes=%d writes=%d write_s=%.3f conv_s=%.3f writes_per_s=%.1f cpu_s=%.3f idle_cpu_s=%.3f bytes_out=%d msgs_out=%d fsyncs=%d\n",
 		prefix(*label), *nodes, *writes, r.writeTime.Seconds(), r.runTime.Seconds(), float64(*writes)/r.writeTime.Seconds(),
-		r.cpu, r.idleCPU, r.bytesOut, r.msgsOut)
+		r.cpu, r.idleCPU, r.bytesOut, r.msgsOut, r.fsyncs)
 }
 
 func prefix(l string) string {
@@ -83,6 +84,7 @@ type result struct {
 	writeTime, runTime time.Duration
 	cpu, idleCPU       float64 // seconds
 	bytesOut, msgsOut  int64
+	fsyncs             int64
 }
 
 type node struct {
@@ -162,7 +164,7 @@ func run(c config) (result, error) {
 	time.Sleep(c.idle)
 	idleRate := (clusterCPU(ns) - cpu0) / time.Since(t0).Seconds()
 
-	b0, m0, err := gossipOut(ns)
+	b0, m0, f0, err := gossipOut(ns)
 	if err != nil {
 		return res, err
 	}
@@ -212,11 +214,21 @@ func run(c config) (result, error) {
 	res.runTime = time.Since(start)
 	res.cpu = clusterCPU(ns) - cpuStart
 	res.idleCPU = idleRate * res.runTime.Seconds()
-	b1, m1, err := gossipOut(ns)
+	b1, m1, f1, err := gossipOut(ns)
 	if err != nil {
 		return res, err
 	}
-	res.bytesOut, res.msgsOut = b1-b0, m1-m0
+	res.bytesOut, res.msgsOut, res.fsyncs = b1-b0, m1-m0, f1-f0
+	if c.debug {
+		for _, n := range ns[:1] {
+			b, _ := get(n, "/metrics")
+			for _, line := range strings.Split(string(b), "\n") {
+				if strings.HasPrefix(line, "dcounter_gossip_") || strings.HasPrefix(line, "dcounter_merged") || strings.HasPrefix(line, "dcounter_wal_records") {
+					fmt.Fprintf(os.Stderr, "%s %s\n", n.name, line)
+				}
+			}
+		}
+	}
 	if c.hold > 0 {
 		time.Sleep(c.hold)
 	}
@@ -362,20 +374,26 @@ const clkTck = 100
 
 // gossipOut sums the nodes' dcounter_gossip_bytes_total and
 // dcounter_gossip_messages_total with direction="out".
-func gossipOut(ns []*node) (bytesOut, msgsOut int64, err error) {
+func gossipOut(ns []*node) (bytesOut, msgsOut, fsyncs int64, err error) {
 	for _, n := range ns {
 		b, err := get(n, "/metrics")
 		if err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
 		sc := bufio.NewScanner(bytes.NewReader(b))
 		for sc.Scan() {
 			line := sc.Text()
+			f := strings.Fields(line)
+			if len(f) < 2 {
+				continue
+			}
+			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
+			if strings.HasPrefix(line, "dcounter_wal_fsync_duration_seconds_count") {
+				fsyncs += int64(v)
+			}
 			if !strings.Contains(line, `direction="out"`) {
 				continue
 			}
-			f := strings.Fields(line)
-			v, _ := strconv.ParseFloat(f[len(f)-1], 64)
 			switch {
 			case strings.HasPrefix(line, "dcounter_gossip_bytes_total{"):
 				bytesOut += int64(v)
@@ -384,7 +402,7 @@ func gossipOut(ns []*node) (bytesOut, msgsOut int64, err error) {
 			}
 		}
 	}
-	return bytesOut, msgsOut, nil
+	return bytesOut, msgsOut, fsyncs, nil
 }
 
 func tail(path string) string {
