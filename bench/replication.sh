@@ -18,6 +18,8 @@
 #                     what one replica spends applying another's write
 #   apply/local       the ratio (target ≤ 0.2)
 #   B/write           gossip bytes sent (dcounter_gossip_bytes_total, out) ÷ writes
+#   msgs/write        gossip messages sent ÷ writes
+#   fsyncs/write      the nodes' WAL fsyncs ÷ writes
 # CPU per operation is what contention distorts least; writes/s depends on
 # the load, so the script prints `uptime` with the results.
 set -euo pipefail
@@ -50,7 +52,7 @@ for size in $sizes; do
 done
 echo "load after: $(uptime)"
 echo
-printf '%-5s %5s %10s %12s %15s %10s %10s %11s %9s\n' build nodes writes/s cpu/write_us cpu/apply_raw_us local_us apply_us apply/local B/write
+printf '%-5s %5s %10s %12s %15s %10s %10s %11s %9s %10s %12s\n' build nodes writes/s cpu/write_us cpu/apply_raw_us local_us apply_us apply/local B/write msgs/write fsyncs/write
 for b in "${builds[@]}"; do
   local_us=
   for size in $sizes; do
@@ -60,11 +62,13 @@ for b in "${builds[@]}"; do
     cpu=$(while read -r l; do echo "$l" | field cpu_s; done <"$f" | median)
     idle=$(while read -r l; do echo "$l" | field idle_cpu_s; done <"$f" | median)
     bytes=$(while read -r l; do echo "$l" | field bytes_out; done <"$f" | median)
+    msgs=$(while read -r l; do echo "$l" | field msgs_out; done <"$f" | median)
+    fsyncs=$(while read -r l; do echo "$l" | field fsyncs; done <"$f" | median)
     if [ "$size" = 1 ]; then local_us=$(awk -v c="$cpu" -v i="$idle" -v w="$writes" 'BEGIN {printf "%.1f", (c - i) / w * 1e6}'); fi
-    awk -v b="$b" -v n="$size" -v wps="$wps" -v c="$cpu" -v i="$idle" -v w="$writes" -v by="$bytes" -v l="$local_us" 'BEGIN {
+    awk -v b="$b" -v n="$size" -v wps="$wps" -v c="$cpu" -v i="$idle" -v w="$writes" -v by="$bytes" -v ms="$msgs" -v fs="$fsyncs" -v l="$local_us" 'BEGIN {
       apply = "-"; ratio = "-"
       if (n > 1 && l != "") { a = ((c - i) * 1e6 - w * l) / (w * (n - 1)); apply = sprintf("%.1f", a); ratio = sprintf("%.2f", a / l) }
-      printf "%-5s %5d %10.0f %12.1f %15.1f %10s %10s %11s %9.0f\n", b, n, wps, c / w * 1e6, c / (w * n) * 1e6, (l == "" ? "-" : l), apply, ratio, by / w
+      printf "%-5s %5d %10.0f %12.1f %15.1f %10s %10s %11s %9.0f %10.2f %12.2f\n", b, n, wps, c / w * 1e6, c / (w * n) * 1e6, (l == "" ? "-" : l), apply, ratio, by / w, ms / w, fs / w
     }'
   done
 done

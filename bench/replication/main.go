@@ -189,8 +189,9 @@ func run(c config) (result, error) {
 				}
 				k := rng.IntN(c.keys)
 				amt := int64(1 + rng.IntN(5))
-				if err := increment(ns[int(i)%len(ns)], keyNames[k], amt); err != nil {
-					failed.Store(err)
+				n := ns[int(i)%len(ns)]
+				if err := increment(n, keyNames[k], amt); err != nil {
+					failed.Store(fmt.Errorf("%w\n%s log:\n%s", err, n.name, tail(n.log.Name())))
 					return
 				}
 				want[k].Add(amt)
