@@ -243,7 +243,7 @@ func (l *Log) AppendAsync(c crdt.Contents) {
 
 // AsyncDelay bounds how long an AppendAsync record waits in memory for a
 // batch of Enqueued records to ride along with.
-const AsyncDelay = 10 * time.Millisecond
+const AsyncDelay = 50 * time.Millisecond
 
 // kickLater wakes the writer AsyncDelay from now, unless a wake-up is
 // already due. Caller holds mu.
