@@ -29,7 +29,13 @@ writes=${2:-10000}
 clients=${3:-16}
 rounds=${ROUNDS:-1}
 tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; [ -n "${basewt:-}" ] && git worktree remove --force "$basewt" >/dev/null 2>&1; rm -rf "$tmp"' EXIT
+cleanup() {
+  kill $(jobs -p) 2>/dev/null || true
+  wait 2>/dev/null || true
+  if [ -n "${basewt:-}" ]; then git worktree remove --force "$basewt" >/dev/null 2>&1 || true; fi
+  rm -rf "$tmp"
+}
+trap cleanup EXIT
 CGO_ENABLED=0 go build -o "$tmp/new" ./cmd/dcounter
 go build -o "$tmp/driver" ./bench/replication
 builds=(new)
