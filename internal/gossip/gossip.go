@@ -174,8 +174,16 @@ func (e *Engine) Pending() bool {
 }
 
 // Flush returns the queued deltas, each hop level sent to Fanout random peers.
+// The levels go to the same peers as far as their senders allow (one
+// random order of peers, each level taking the first Fanout of it that did
+// not send it the news), so that a flush reaches few peers with several
+// messages each: the transport writes a peer's queued messages with one
+// system call, and the peer reads them with one.
 func (e *Engine) Flush(peers []string) []Outbound {
-	var out []Outbound
+	var (
+		out   []Outbound
+		order *randomOrder // drawn once per Flush
+	)
 	for hops, q := range e.queued {
 		if len(q) == 0 {
 			continue
@@ -185,22 +193,27 @@ func (e *Engine) Flush(peers []string) []Outbound {
 			b.key(e.ks, key, rs, e.cfg.MaxPushBytes)
 		}
 		clear(q)
-		targets := peers
-		if from := e.senders[hops]; len(from) > 0 {
-			targets = make([]string, 0, len(peers))
-			for _, p := range peers {
-				if _, ok := from[p]; !ok {
-					targets = append(targets, p)
-				}
-			}
-			clear(from)
+		from := e.senders[hops]
+		if order == nil {
+			order = &randomOrder{rng: e.cfg.Rand, peers: peers, taken: make(map[int]struct{})}
 		}
+		targets := make([]string, 0, e.cfg.Fanout)
+		for i := 0; len(targets) < e.cfg.Fanout; i++ {
+			p, ok := order.at(i)
+			if !ok {
+				break
+			}
+			if _, ok := from[p]; !ok {
+				targets = append(targets, p)
+			}
+		}
+		clear(from)
 		if len(targets) == 0 {
 			continue // anti-entropy will carry them once there are peers
 		}
 		for _, d := range b.done() {
 			msg := &wire.Delta{Entries: d.Entries, Metas: d.Metas, Hops: uint8(hops)}
-			for _, p := range e.pick(targets, e.cfg.Fanout) {
+			for _, p := range targets {
 				out = append(out, Outbound{To: p, Msg: msg})
 			}
 		}
@@ -383,24 +396,42 @@ func (e *Engine) bucketsWithin(buckets []uint16) ([]uint16, crdt.Contents) {
 // array header, key header and bytes, four integers of at most 9 bytes.
 func itemSize(key string) int { return len(key) + 48 }
 
-// pick returns up to n distinct random peers, in O(n) for n much smaller
-// than len(peers) (rejection sampling).
-func (e *Engine) pick(peers []string, n int) []string {
-	if n >= len(peers) {
-		return peers
-	}
-	out := make([]string, 0, n)
-	chosen := make([]int, 0, n)
-next:
-	for len(out) < n {
-		j := e.cfg.Rand.IntN(len(peers))
-		for _, c := range chosen {
-			if c == j {
-				continue next
-			}
+// randomOrder yields peers in a random order, drawn lazily: a Flush
+// usually needs only its first Fanout, and a cluster may have thousands.
+type randomOrder struct {
+	rng   *rand.Rand
+	peers []string
+	order []int
+	taken map[int]struct{}
+}
+
+// at returns the i-th peer of the order, if there are more than i peers.
+func (o *randomOrder) at(i int) (string, bool) {
+	for len(o.order) <= i {
+		if len(o.order) == len(o.peers) {
+			return "", false
 		}
-		chosen = append(chosen, j)
-		out = append(out, peers[j])
+		if 2*len(o.order) >= len(o.peers) {
+			// Rejection gets slow: shuffle the rest instead.
+			var rest []int
+			for j := range o.peers {
+				if _, ok := o.taken[j]; !ok {
+					rest = append(rest, j)
+				}
+			}
+			o.rng.Shuffle(len(rest), func(a, b int) { rest[a], rest[b] = rest[b], rest[a] })
+			for _, j := range rest {
+				o.taken[j] = struct{}{}
+			}
+			o.order = append(o.order, rest...)
+			continue
+		}
+		j := o.rng.IntN(len(o.peers))
+		if _, ok := o.taken[j]; ok {
+			continue
+		}
+		o.taken[j] = struct{}{}
+		o.order = append(o.order, j)
 	}
-	return out
+	return o.peers[o.order[i]], true
 }

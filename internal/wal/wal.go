@@ -97,6 +97,7 @@ type Log struct {
 	closed   bool
 	segments []uint64 // first LSNs of the segment files, ascending; last is active
 	stats    Stats
+	asyncDue bool // a wake-up for AppendAsync records is armed (kickLater)
 
 	kick        chan struct{}
 	stop        chan struct{}
@@ -221,15 +222,50 @@ func (l *Log) EnqueueGroup(parts []Part, done chan error) error {
 			return fmt.Errorf("%w: idempotency key of %d bytes", ErrInvalidEntry, len(p.Idem.Key))
 		}
 	}
-	return l.enqueue(parts, done)
+	return l.enqueue(parts, done, false)
 }
 
 // AppendAsync logs c (changes learned from peers) without waiting; a
 // failure shows in Err and in every later Enqueue. Invalid entries and
 // metas (see ErrInvalidEntry) are dropped, and logged as an error: a
 // caller should never pass them.
+//
+// The record does not wake the writer: it goes out with the next batch of
+// Enqueued records (in LSN order, under that batch's fsync), or at the
+// latest AsyncDelay after it was queued. So logging what peers send costs
+// no write or fsync of its own on a node taking writes, and at most one
+// per AsyncDelay on one that is not. A process killed within AsyncDelay
+// may lose such records; their owners hold them durably, and anti-entropy
+// brings them back.
 func (l *Log) AppendAsync(c crdt.Contents) {
-	l.enqueue([]Part{{C: l.validOnly(c)}}, nil)
+	l.enqueue([]Part{{C: l.validOnly(c)}}, nil, true)
+}
+
+// AsyncDelay bounds how long an AppendAsync record waits in memory for a
+// batch of Enqueued records to ride along with.
+const AsyncDelay = 50 * time.Millisecond
+
+// kickLater wakes the writer AsyncDelay from now, unless a wake-up is
+// already due. Caller holds mu.
+func (l *Log) kickLater() {
+	if l.asyncDue {
+		return
+	}
+	l.asyncDue = true
+	l.opts.Clock.AfterFunc(AsyncDelay, func() {
+		l.mu.Lock()
+		l.asyncDue = false
+		l.mu.Unlock()
+		l.wake()
+	})
+}
+
+// wake tells the writer there is a batch to write.
+func (l *Log) wake() {
+	select {
+	case l.kick <- struct{}{}:
+	default:
+	}
 }
 
 // checkEntry returns an error wrapping ErrInvalidEntry for an entry that
@@ -290,7 +326,7 @@ func keepValid[T any](items []T, check func(T) error) (kept []T, dropped int, fi
 	return items, 0, nil
 }
 
-func (l *Log) enqueue(parts []Part, done chan error) error {
+func (l *Log) enqueue(parts []Part, done chan error, async bool) error {
 	last := -1
 	for i, p := range parts {
 		if p.C.Len() > 0 {
@@ -341,11 +377,13 @@ func (l *Log) enqueue(parts []Part, done chan error) error {
 			l.queue = append(l.queue, r)
 		}
 	}
-	l.mu.Unlock()
-	select {
-	case l.kick <- struct{}{}:
-	default:
+	if async {
+		l.kickLater()
+		l.mu.Unlock()
+		return nil
 	}
+	l.mu.Unlock()
+	l.wake()
 	return nil
 }
 
