@@ -324,9 +324,24 @@ func (g *Gateway) Close() error {
 	g.once.Do(func() {
 		close(g.stop)
 		<-g.done
+		g.mu.Lock()
+		for _, b := range g.backends {
+			b.conns.close()
+		}
+		g.mu.Unlock()
 		g.client.CloseIdleConnections()
 	})
 	return nil
+}
+
+// closeIdleConns drops every idle connection to the nodes.
+func (g *Gateway) closeIdleConns() {
+	g.mu.Lock()
+	for _, b := range g.backends {
+		b.conns.closeIdle(time.Time{})
+	}
+	g.mu.Unlock()
+	g.client.CloseIdleConnections()
 }
 
 // ServeHTTP serves the client API by proxying to the nodes.
@@ -395,7 +410,7 @@ func (g *Gateway) NodesContext(ctx context.Context) []NodeStatus {
 		go func(s *NodeStatus) {
 			defer wg.Done()
 			var c api.CounterResponse
-			if g.getJSON(ctx, s.URL+"/counter", &c) == nil {
+			if g.getJSON(ctx, s.URL, "/counter", &c) == nil {
 				s.Value = &c.Value
 			}
 		}(&out[i])
