@@ -281,8 +281,7 @@ func (p *nodeConns) roundTrip(ctx context.Context, c *nodeConn, method, uri stri
 	}
 	if body != nil {
 		w.WriteString("Content-Length: ")
-		var b [20]byte
-		w.Write(strconv.AppendInt(b[:0], int64(len(body)), 10))
+		w.Write(strconv.AppendInt(w.AvailableBuffer(), int64(len(body)), 10))
 		w.WriteString("\r\n")
 	}
 	w.WriteString("\r\n")
