@@ -223,7 +223,7 @@ func (p *nodeConns) do(ctx context.Context, rawURL, method, uri string, hdr []no
 		c.c.Close()
 		// A reused connection the node closed as we wrote: safe to send
 		// again only if the node cannot have acted on it.
-		if reused && ctx.Err() == nil && errors.Is(err, errNoAnswer) && (!written || body == nil) {
+		if reused && ctx.Err() == nil && (!written || body == nil && errors.Is(err, errNoAnswer)) {
 			continue
 		}
 		return nodeResponse{}, err
