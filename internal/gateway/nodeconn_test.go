@@ -415,9 +415,14 @@ func TestNodeConnsRefusesUnsafeRequests(t *testing.T) {
 // parseBothWays parses data as one answer, whole and one byte at a time, and
 // checks that both agree.
 func parseBothWays(t *testing.T, data []byte, method string) (nodeResponse, bool, error) {
-	resp, keep, err := readNodeResponse(bufio.NewReaderSize(bytes.NewReader(data), 4096), method)
+	r := bytes.NewReader(data)
+	br := bufio.NewReaderSize(r, 4096)
+	resp, keep, err := readNodeResponse(br, method)
+	// Bytes after the answer make it unreusable only once they have
+	// arrived: read one at a time, they have not.
+	trailing := r.Len()+br.Buffered() > 0
 	resp2, keep2, err2 := readNodeResponse(bufio.NewReaderSize(iotest.OneByteReader(bytes.NewReader(data)), 4096), method)
-	if (err == nil) != (err2 == nil) || keep != keep2 && err == nil || resp.status != resp2.status ||
+	if (err == nil) != (err2 == nil) || keep != keep2 && err == nil && !trailing || resp.status != resp2.status ||
 		!bytes.Equal(resp.body, resp2.body) || resp.contentType != resp2.contentType {
 		t.Fatalf("whole: %+v %v %v; split: %+v %v %v", resp, keep, err, resp2, keep2, err2)
 	}
