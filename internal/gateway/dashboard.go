@@ -84,7 +84,7 @@ func (g *Gateway) getAs(r *http.Request, base, path string) (int, []byte, error)
 	if err != nil {
 		return 0, nil, err
 	}
-	hdr, err := g.passIdentity(r, http.MethodGet, base+path, nil, nil)
+	hdr, err := g.passIdentity(r, http.MethodGet, base, path, nil, nil)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -38,7 +38,8 @@
 // Files: gateway.go (config, handler, /nodes, /health), pool.go (nodes,
 // health checks, proofs, discovery), dnsnodes.go (dns+ and dnssrv+ names),
 // routing.go (homes and rendezvous order), proxy.go (forwarding, retries,
-// identity), minread.go (?min reads), metrics.go.
+// identity), nodeconn.go (the HTTP/1.1 client and connection pool for
+// plain-http nodes), minread.go (?min reads), metrics.go.
 //
 // # Proven members
 //

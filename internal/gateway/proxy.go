@@ -131,7 +131,7 @@ func (g *Gateway) forward(ctx context.Context, r *http.Request, uri string, b *b
 			hdr = append(hdr, nodeHeader{h, v})
 		}
 	}
-	hdr, err := g.passIdentity(r, r.Method, b.url+uri, body, hdr)
+	hdr, err := g.passIdentity(r, r.Method, b.url, uri, body, hdr)
 	if err != nil {
 		return nodeResponse{}, err
 	}
@@ -175,12 +175,12 @@ func (g *Gateway) forwardTLS(ctx context.Context, method, url string, hdr []node
 // passIdentity tells the node who the client is: a signed identity when
 // this gateway authenticated the client and holds the cluster key, else the
 // client's own Authorization header for the node to check. It appends those
-// headers to hdr; method, url and body are the request to the node.
-func (g *Gateway) passIdentity(r *http.Request, method, url string, body []byte, hdr []nodeHeader) ([]nodeHeader, error) {
+// headers to hdr; method, base+uri and body are the request to the node.
+func (g *Gateway) passIdentity(r *http.Request, method, base, uri string, body []byte, hdr []nodeHeader) ([]nodeHeader, error) {
 	id, ok := auth.FromContext(r.Context())
 	if ok && id.Via != auth.ViaOpen && id.Role != auth.RoleNone && !g.cfg.Keyring.Empty() {
 		// The signature covers the request as net/http would send it.
-		req, err := http.NewRequest(method, url, nil)
+		req, err := http.NewRequest(method, base+uri, nil)
 		if err != nil {
 			return hdr, err
 		}
