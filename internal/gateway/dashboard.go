@@ -84,7 +84,13 @@ func (g *Gateway) getAs(r *http.Request, base, path string) (int, []byte, error)
 	if err != nil {
 		return 0, nil, err
 	}
-	g.passIdentity(r, req, nil)
+	hdr, err := g.passIdentity(r, http.MethodGet, base, path, nil, nil)
+	if err != nil {
+		return 0, nil, err
+	}
+	for _, h := range hdr {
+		req.Header.Set(h.name, h.value)
+	}
 	resp, err := g.client.Do(req)
 	if err != nil {
 		return 0, nil, err

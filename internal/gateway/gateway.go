@@ -38,7 +38,8 @@
 // Files: gateway.go (config, handler, /nodes, /health), pool.go (nodes,
 // health checks, proofs, discovery), dnsnodes.go (dns+ and dnssrv+ names),
 // routing.go (homes and rendezvous order), proxy.go (forwarding, retries,
-// identity), minread.go (?min reads), metrics.go.
+// identity), nodeconn.go (the HTTP/1.1 client and connection pool for
+// plain-http nodes), minread.go (?min reads), metrics.go.
 //
 // # Proven members
 //
@@ -324,9 +325,24 @@ func (g *Gateway) Close() error {
 	g.once.Do(func() {
 		close(g.stop)
 		<-g.done
+		g.mu.Lock()
+		for _, b := range g.backends {
+			b.conns.close()
+		}
+		g.mu.Unlock()
 		g.client.CloseIdleConnections()
 	})
 	return nil
+}
+
+// closeIdleConns drops every idle connection to the nodes.
+func (g *Gateway) closeIdleConns() {
+	g.mu.Lock()
+	for _, b := range g.backends {
+		b.conns.closeIdle(time.Time{})
+	}
+	g.mu.Unlock()
+	g.client.CloseIdleConnections()
 }
 
 // ServeHTTP serves the client API by proxying to the nodes.
@@ -395,7 +411,7 @@ func (g *Gateway) NodesContext(ctx context.Context) []NodeStatus {
 		go func(s *NodeStatus) {
 			defer wg.Done()
 			var c api.CounterResponse
-			if g.getJSON(ctx, s.URL+"/counter", &c) == nil {
+			if g.getJSON(ctx, s.URL, "/counter", &c) == nil {
 				s.Value = &c.Value
 			}
 		}(&out[i])

@@ -489,5 +489,5 @@ func (tg *testGateway) untilNodeGets(n *fakeNode, send func(key string) response
 // client notices that a pooled connection was closed).
 func (tg *testGateway) killNode(n *fakeNode) {
 	n.srv.Close()
-	tg.Gateway.client.CloseIdleConnections()
+	tg.Gateway.closeIdleConns()
 }

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strconv"
 	"time"
@@ -54,17 +53,16 @@ func (g *Gateway) readMin(w http.ResponseWriter, r *http.Request, key string, mi
 	defer cancel()
 	// The node answers the plain read (?min is the gateway's), and no
 	// node's answer is awaited past the wait.
-	plain := r.WithContext(ctx)
 	u := *r.URL
 	u.RawQuery = ""
-	plain.URL = &u
+	uri := u.RequestURI()
 	var (
 		highest  int64
 		answered bool
 	)
 	for {
 		for _, b := range g.order(key) {
-			resp, err := g.forward(plain, b, nil)
+			resp, err := g.forward(ctx, r, uri, b, nil)
 			if err != nil {
 				if r.Context().Err() != nil {
 					return "client_gone"
@@ -74,26 +72,22 @@ func (g *Gateway) readMin(w http.ResponseWriter, r *http.Request, key string, mi
 				}
 				continue // a read: safe to ask the next node
 			}
-			body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-			resp.Body.Close()
-			if err != nil || resp.StatusCode != http.StatusOK {
+			if resp.status != http.StatusOK {
 				continue
 			}
 			var c api.CounterResponse
-			if json.Unmarshal(body, &c) != nil {
+			if json.Unmarshal(resp.body, &c) != nil {
 				continue
 			}
 			if !answered || c.Value > highest {
 				highest, answered = c.Value, true
 			}
 			if c.Value >= min {
-				for _, h := range []string{"Content-Type"} {
-					if v := resp.Header.Get(h); v != "" {
-						w.Header().Set(h, v)
-					}
+				if resp.contentType != "" {
+					w.Header().Set("Content-Type", resp.contentType)
 				}
 				w.WriteHeader(http.StatusOK)
-				w.Write(body)
+				w.Write(resp.body)
 				return "ok"
 			}
 		}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"slices"
 	"strings"
@@ -22,6 +21,7 @@ import (
 type backend struct {
 	url         string
 	outstanding atomic.Int64
+	conns       nodeConns // to a plain-http node
 
 	// Guarded by Gateway.mu.
 	id, name   string // from the last proof (without a key: the health check)
@@ -78,6 +78,7 @@ func (g *Gateway) refresh() {
 	g.mu.Unlock()
 	var wg sync.WaitGroup
 	for _, b := range bs {
+		b.conns.closeStale()
 		wg.Add(1)
 		go func() { defer wg.Done(); g.check(b) }()
 	}
@@ -159,6 +160,7 @@ func (g *Gateway) setDiscovered(peers []discoveryclient.Entry, resolved []string
 		case b.static || live[u]:
 		case !b.everProven:
 			delete(g.backends, u)
+			b.conns.close()
 			g.log.Debug("unproven node no longer listed: forgotten", "url", u)
 		case b.unlisted.IsZero():
 			b.unlisted = now
@@ -167,6 +169,7 @@ func (g *Gateway) setDiscovered(peers []discoveryclient.Entry, resolved []string
 				"url", u, "grace", g.cfg.ListingGrace)
 		case now.Sub(b.unlisted) > g.cfg.KeyHomeGrace:
 			delete(g.backends, u)
+			b.conns.close()
 			g.log.Info("node forgotten", "url", u, "unlisted_for", now.Sub(b.unlisted).Round(time.Second))
 		default:
 			unlisted = append(unlisted, b)
@@ -182,6 +185,7 @@ func (g *Gateway) setDiscovered(peers []discoveryclient.Entry, resolved []string
 		slices.SortFunc(unlisted, func(a, b *backend) int { return a.unlisted.Compare(b.unlisted) })
 		for _, b := range unlisted[:len(unlisted)-g.cfg.MaxUnlisted] {
 			delete(g.backends, b.url)
+			b.conns.close()
 			g.log.Info("node forgotten: too many unlisted nodes", "url", b.url, "max_unlisted", g.cfg.MaxUnlisted)
 		}
 	}
@@ -230,7 +234,7 @@ func (g *Gateway) check(b *backend) {
 		Status, ID, Name string
 	}
 	if err == nil {
-		err = g.getJSON(ctx, b.url+"/health", &h)
+		err = g.getJSON(ctx, b.url, "/health", &h)
 	}
 	if g.proofs == nil {
 		// Development mode: answering the health check is all the proof
@@ -268,27 +272,41 @@ func (g *Gateway) check(b *backend) {
 	}
 }
 
-func (g *Gateway) getJSON(ctx context.Context, url string, v any) error {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
-	if err != nil {
-		return err
-	}
+// getJSON reads base+path from the node at base as the gateway itself. A
+// known plain-http node is asked over the connections proxied requests use,
+// which also keeps some of them open for those.
+func (g *Gateway) getJSON(ctx context.Context, base, path string, v any) error {
+	url := base + path
+	var hdr []nodeHeader
 	if !g.cfg.Keyring.Empty() {
+		req, err := http.NewRequest(http.MethodGet, url, nil)
+		if err != nil {
+			return err
+		}
 		auth.SignForwarded(req, g.cfg.Keyring.Primary(), auth.Identity{Role: auth.RoleRead, Name: "gateway"}, nil)
+		for _, name := range []string{auth.HeaderRole, auth.HeaderName, auth.HeaderKey, auth.HeaderMAC} {
+			hdr = append(hdr, nodeHeader{name, req.Header.Get(name)})
+		}
 	}
-	resp, err := g.client.Do(req)
+	g.mu.Lock()
+	b := g.backends[base]
+	g.mu.Unlock()
+	var (
+		resp nodeResponse
+		err  error
+	)
+	if b != nil && strings.HasPrefix(base, "http://") {
+		resp, err = b.conns.do(ctx, base, http.MethodGet, path, hdr, nil, time.Time{})
+	} else {
+		resp, err = g.forwardTLS(ctx, http.MethodGet, url, hdr, nil)
+	}
 	if err != nil {
 		return err
 	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
-	if err != nil {
-		return err
+	if resp.status != http.StatusOK {
+		return fmt.Errorf("%w: %s answered %d %s", errUnhealthy, url, resp.status, http.StatusText(resp.status))
 	}
-	if resp.StatusCode != http.StatusOK {
-		return fmt.Errorf("%w: %s answered %s", errUnhealthy, url, resp.Status)
-	}
-	if err := json.Unmarshal(body, v); err != nil {
+	if err := json.Unmarshal(resp.body, v); err != nil {
 		return fmt.Errorf("%w: %s: %v", errUnhealthy, url, err)
 	}
 	return nil

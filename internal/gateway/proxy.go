@@ -8,7 +8,9 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
+	"time"
 
 	"github.com/dcounter/dcounter/internal/api"
 	"github.com/dcounter/dcounter/internal/auth"
@@ -84,7 +86,7 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) st
 		if attempt > 0 && g.cfg.Metrics != nil {
 			g.cfg.Metrics.retries.Inc()
 		}
-		resp, err := g.forward(r, b, body)
+		resp, err := g.forward(r.Context(), r, r.URL.RequestURI(), b, body)
 		if err != nil {
 			if r.Context().Err() != nil {
 				return "client_gone" // the client gave up: no retry, nothing to answer
@@ -102,13 +104,12 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) st
 				"node %s failed after the request was sent: the change may or may not have been applied; retry with an Idempotency-Key to be safe", b.url)})
 			return "unknown"
 		}
-		if resp.StatusCode == http.StatusServiceUnavailable && !keyed {
-			resp.Body.Close()
+		if resp.status == http.StatusServiceUnavailable && !keyed {
 			g.markDown(b, fmt.Errorf("answered 503"))
 			continue // the node refused before applying anything
 		}
 		copyResponse(w, resp)
-		if resp.StatusCode/100 == 2 {
+		if resp.status/100 == 2 {
 			return "ok"
 		}
 		return "error"
@@ -117,16 +118,36 @@ func (g *Gateway) proxy(w http.ResponseWriter, r *http.Request, rt api.Route) st
 	return "unavailable"
 }
 
-// forward sends r to b with body, bounded by ProxyTimeout and by the
-// client's own context.
-func (g *Gateway) forward(r *http.Request, b *backend, body []byte) (*http.Response, error) {
+// forward sends r's method, uri (a request URI) and body to b, with r's
+// headers that nodes use, bounded by ProxyTimeout and by ctx (r's context or
+// a shorter one).
+func (g *Gateway) forward(ctx context.Context, r *http.Request, uri string, b *backend, body []byte) (nodeResponse, error) {
 	b.outstanding.Add(1)
 	defer b.outstanding.Add(-1)
-	ctx, cancel := context.WithTimeout(r.Context(), g.cfg.ProxyTimeout)
-	req, err := http.NewRequestWithContext(ctx, r.Method, b.url+r.URL.RequestURI(), nil)
+	var buf [8]nodeHeader
+	hdr := buf[:0]
+	for _, h := range []string{"Content-Type", IdempotencyHeader} {
+		if v := r.Header.Get(h); v != "" {
+			hdr = append(hdr, nodeHeader{h, v})
+		}
+	}
+	hdr, err := g.passIdentity(r, r.Method, b.url, uri, body, hdr)
 	if err != nil {
-		cancel()
-		return nil, err
+		return nodeResponse{}, err
+	}
+	if strings.HasPrefix(b.url, "https://") {
+		return g.forwardTLS(ctx, r.Method, b.url+uri, hdr, body)
+	}
+	return b.conns.do(ctx, b.url, r.Method, uri, hdr, body, time.Now().Add(g.cfg.ProxyTimeout))
+}
+
+// forwardTLS is forward to an https:// node, over net/http.
+func (g *Gateway) forwardTLS(ctx context.Context, method, url string, hdr []nodeHeader, body []byte) (nodeResponse, error) {
+	ctx, cancel := context.WithTimeout(ctx, g.cfg.ProxyTimeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, method, url, nil)
+	if err != nil {
+		return nodeResponse{}, err
 	}
 	if body != nil {
 		// A write (even a bodiless DELETE) is not replayable: net/http would
@@ -135,44 +156,47 @@ func (g *Gateway) forward(r *http.Request, b *backend, body []byte) (*http.Respo
 		// like "never sent".
 		req.Body, req.GetBody, req.ContentLength = io.NopCloser(bytes.NewReader(body)), nil, int64(len(body))
 	}
-	for _, h := range []string{"Content-Type", IdempotencyHeader} {
-		if v := r.Header.Get(h); v != "" {
-			req.Header.Set(h, v)
-		}
+	for _, h := range hdr {
+		req.Header.Set(h.name, h.value)
 	}
-	g.passIdentity(r, req, body)
 	resp, err := g.client.Do(req)
 	if err != nil {
-		cancel()
-		return nil, err
+		return nodeResponse{}, err
 	}
-	resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
-	return resp, nil
+	defer resp.Body.Close()
+	out := nodeResponse{status: resp.StatusCode, contentType: resp.Header.Get("Content-Type"),
+		allow: resp.Header.Get("Allow"), replayed: resp.Header.Get(api.ReplayedHeader)}
+	if out.body, err = io.ReadAll(io.LimitReader(resp.Body, maxNodeBody)); err != nil {
+		return nodeResponse{}, err
+	}
+	return out, nil
 }
 
 // passIdentity tells the node who the client is: a signed identity when
 // this gateway authenticated the client and holds the cluster key, else the
-// client's own Authorization header for the node to check.
-func (g *Gateway) passIdentity(r, req *http.Request, body []byte) {
+// client's own Authorization header for the node to check. It appends those
+// headers to hdr; method, base+uri and body are the request to the node.
+func (g *Gateway) passIdentity(r *http.Request, method, base, uri string, body []byte, hdr []nodeHeader) ([]nodeHeader, error) {
 	id, ok := auth.FromContext(r.Context())
 	if ok && id.Via != auth.ViaOpen && id.Role != auth.RoleNone && !g.cfg.Keyring.Empty() {
+		// The signature covers the request as net/http would send it.
+		req, err := http.NewRequest(method, base+uri, nil)
+		if err != nil {
+			return hdr, err
+		}
+		for _, h := range hdr {
+			req.Header.Set(h.name, h.value)
+		}
 		auth.SignForwarded(req, g.cfg.Keyring.Primary(), id, body)
-		return
+		for _, name := range []string{auth.HeaderRole, auth.HeaderName, auth.HeaderKey, auth.HeaderMAC} {
+			hdr = append(hdr, nodeHeader{name, req.Header.Get(name)})
+		}
+		return hdr, nil
 	}
 	if v := r.Header.Get("Authorization"); v != "" {
-		req.Header.Set("Authorization", v)
+		hdr = append(hdr, nodeHeader{"Authorization", v})
 	}
-}
-
-type cancelOnClose struct {
-	io.ReadCloser
-	cancel context.CancelFunc
-}
-
-func (c *cancelOnClose) Close() error {
-	err := c.ReadCloser.Close()
-	c.cancel()
-	return err
+	return hdr, nil
 }
 
 // notSent reports whether err means the request never reached the node: the
@@ -185,13 +209,13 @@ func notSent(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-func copyResponse(w http.ResponseWriter, resp *http.Response) {
-	defer resp.Body.Close()
-	for _, h := range []string{"Content-Type", "Allow", api.ReplayedHeader} {
-		if v := resp.Header.Get(h); v != "" {
-			w.Header().Set(h, v)
+func copyResponse(w http.ResponseWriter, resp nodeResponse) {
+	h := w.Header()
+	for _, kv := range [...][2]string{{"Content-Type", resp.contentType}, {"Allow", resp.allow}, {api.ReplayedHeader, resp.replayed}} {
+		if kv[1] != "" {
+			h[kv[0]] = []string{kv[1]}
 		}
 	}
-	w.WriteHeader(resp.StatusCode)
-	io.Copy(w, io.LimitReader(resp.Body, 1<<20))
+	w.WriteHeader(resp.status)
+	w.Write(resp.body)
 }
