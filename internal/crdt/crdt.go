@@ -325,7 +325,7 @@ func (ks *Keyspace) MergeKey(key []byte, replica ReplicaID, gen, p, n uint64) bo
 	if p == 0 && n == 0 {
 		return false
 	}
-	c := ks.counters.getBytes(key, keyHashBytes(key))
+	c := ks.counters.getBytes(key)
 	if c == nil {
 		k := string(key)
 		if ValidKey(k) != nil {
@@ -533,4 +533,4 @@ func (ks *Keyspace) ValueWith(key string, replica ReplicaID, gen uint64, pn PN) 
 }
 
 // lookup returns key's counter, or nil.
-func (ks *Keyspace) lookup(key string) *counter { return ks.counters.get(key, keyHash(key)) }
+func (ks *Keyspace) lookup(key string) *counter { return ks.counters.get(key) }

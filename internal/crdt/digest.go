@@ -337,13 +337,3 @@ func mix(x uint64) uint64 {
 	x ^= x >> 31
 	return x
 }
-
-// keyHashBytes is keyHash for a key held in a byte slice.
-func keyHashBytes(key []byte) uint64 {
-	h := uint64(14695981039346656037)
-	for _, b := range key {
-		h ^= uint64(b)
-		h *= 1099511628211
-	}
-	return mix(h)
-}

@@ -417,7 +417,7 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 		steps++
 		it := ks.expiring.pop()
 		c := it.c
-		if ks.counters.get(c.key, c.hash) != c || it.at != c.expiryDue() {
+		if ks.counters.get(c.key) != c || it.at != c.expiryDue() {
 			continue // forgotten, or superseded by an earlier deadline
 		}
 		life := c.life()
@@ -443,7 +443,7 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 		steps++
 		it := ks.tombs.pop()
 		c := it.c
-		if ks.counters.get(c.key, c.hash) != c || c.life().Deleted != it.at {
+		if ks.counters.get(c.key) != c || c.life().Deleted != it.at {
 			continue // forgotten, or deleted again since (its own item is queued)
 		}
 		if len(c.slots) > 0 || c.life().TTL.Deadline != 0 {

@@ -1,33 +1,39 @@
 package crdt
 
+import "hash/maphash"
+
 // keyTable finds a key's counter: an open-addressing hash table of
 // pointers, probed linearly from the slot the key's hash picks, that takes
 // 8 bytes a slot and between 1.14 and 2.3 slots a key (a Go map of string
-// to pointer takes about 25 bytes a slot). It reuses the key hash the
-// digest needs anyway, cached in the counter, so growing it hashes no key
-// again and a probe compares hashes before it compares keys. Deletion shifts
-// later entries of a run back, so there are no tombstones to sweep.
+// to pointer takes about 25 bytes a slot). It hashes keys with the
+// runtime's hash (maphash), as fast as a Go map's, not with the digest's
+// key hash, whose byte-at-a-time loop would slow every lookup; growing
+// it hashes every key again. Deletion shifts later entries of a run back,
+// so there are no tombstones to sweep.
 type keyTable struct {
 	slots []*counter // len is 0 or a power of two
 	n     int
 }
 
+// tableSeed is the same for every table: the slot a key lands in is never
+// stored or sent anywhere.
+var tableSeed = maphash.MakeSeed()
+
+func tableHash(key string) uint64 { return maphash.String(tableSeed, key) }
+
 const minTableSlots = 8
 
 func (t *keyTable) len() int { return t.n }
 
-// get returns key's counter, or nil; h is keyHash(key).
-func (t *keyTable) get(key string, h uint64) *counter {
+// get returns key's counter, or nil.
+func (t *keyTable) get(key string) *counter {
 	if t.n == 0 {
 		return nil
 	}
 	mask := uint64(len(t.slots) - 1)
-	for i := h & mask; ; i = (i + 1) & mask {
+	for i := tableHash(key) & mask; ; i = (i + 1) & mask {
 		c := t.slots[i]
-		if c == nil {
-			return nil
-		}
-		if c.hash == h && c.key == key {
+		if c == nil || c.key == key {
 			return c
 		}
 	}
@@ -44,7 +50,7 @@ func (t *keyTable) insert(c *counter) {
 
 func (t *keyTable) place(c *counter) {
 	mask := uint64(len(t.slots) - 1)
-	i := c.hash & mask
+	i := tableHash(c.key) & mask
 	for t.slots[i] != nil {
 		i = (i + 1) & mask
 	}
@@ -57,7 +63,7 @@ func (t *keyTable) remove(c *counter) {
 		return
 	}
 	mask := uint64(len(t.slots) - 1)
-	i := c.hash & mask
+	i := tableHash(c.key) & mask
 	for t.slots[i] != c {
 		if t.slots[i] == nil {
 			return
@@ -71,7 +77,7 @@ func (t *keyTable) remove(c *counter) {
 		if o == nil {
 			break
 		}
-		home := o.hash & mask
+		home := tableHash(o.key) & mask
 		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
 			t.slots[i] = o
 			i = j
@@ -116,17 +122,14 @@ func (t *keyTable) each(f func(*counter) bool) {
 }
 
 // getBytes is get for a key held in a byte slice.
-func (t *keyTable) getBytes(key []byte, h uint64) *counter {
+func (t *keyTable) getBytes(key []byte) *counter {
 	if t.n == 0 {
 		return nil
 	}
 	mask := uint64(len(t.slots) - 1)
-	for i := h & mask; ; i = (i + 1) & mask {
+	for i := maphash.Bytes(tableSeed, key) & mask; ; i = (i + 1) & mask {
 		c := t.slots[i]
-		if c == nil {
-			return nil
-		}
-		if c.hash == h && c.key == string(key) {
+		if c == nil || c.key == string(key) {
 			return c
 		}
 	}
