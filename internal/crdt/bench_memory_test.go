@@ -10,6 +10,8 @@ import (
 
 // BenchmarkMemoryPerKey reports the Go heap a keyspace holds per key for
 // 1,000,000 keys written once by one replica, with and without a deadline,
+// and written once by each of three replicas (replicas=3, as in a 3-node
+// cluster),
 // and what is left once every key has expired, been tombstoned and the
 // tombstone forgotten (Reclaim past deadline + grace + horizon). With
 // DCOUNTER_HEAP_PROFILE set, it writes a heap profile of what the emptied
@@ -29,6 +31,22 @@ func BenchmarkMemoryPerKey(b *testing.B) {
 		runtime.ReadMemStats(&m)
 		return m.HeapAlloc
 	}
+	b.Run("replicas=3", func(b *testing.B) {
+		for range b.N {
+			before := heap()
+			ks := New()
+			for r := range ReplicaID(3) {
+				for _, k := range keys {
+					ks.Merge(Entry{Key: k, Replica: 0x9e3779b97f4a7c15 * (r + 1), P: 1})
+				}
+			}
+			if ks.Entries() != 3*n {
+				b.Fatalf("%d entries, want %d", ks.Entries(), 3*n)
+			}
+			b.ReportMetric(float64(heap()-before)/n, "B/key")
+			runtime.KeepAlive(ks)
+		}
+	})
 	for _, ttl := range []bool{false, true} {
 		b.Run(fmt.Sprintf("ttl=%v", ttl), func(b *testing.B) {
 			for range b.N {

@@ -22,6 +22,7 @@
 package crdt
 
 import (
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -113,43 +114,172 @@ type slot struct {
 	PN
 }
 
+// counter is one key. Its fields are what every key needs; what only some
+// keys have (a non-zero life, a queued expiry) lives in ext, so that a key
+// written once and never given a deadline or deleted costs no more.
 type counter struct {
 	key  string
 	hash uint64  // keyHash(key), cached
 	bkt  *bucket // the digest bucket the key hashes to: no lookup per merge
-	life Life    // generation, expiry, tombstone time
+	ext  *lifeExt
+	// slots holds the current generation's entries packed, one after the
+	// other, as three uvarints: the replica's index in the keyspace's
+	// replica table, P and N. Small totals take a byte each, so three
+	// replicas' entries usually fit in 16 bytes, with no pointer for the
+	// collector to follow. Few replicas write to a key in practice: a
+	// linear scan beats any index.
+	slots []byte
+}
+
+// lifeExt is the part of a key that most keys never need.
+type lifeExt struct {
+	life Life // generation, expiry, tombstone time
 	// expiryDue is the deadline of the key's queued expiry item (0: none):
 	// at most one per key, a later deadline is picked up when the queued
 	// one comes due (see Reclaim).
 	expiryDue int64
-	slots     []slot // the current generation's entries; few replicas in practice: a slice beats a map
 }
 
-func (c *counter) find(r ReplicaID) int {
-	for i := range c.slots {
-		if c.slots[i].replica == r {
-			return i
-		}
+func (c *counter) life() Life {
+	if c.ext == nil {
+		return Life{}
 	}
-	return -1
+	return c.ext.life
+}
+
+func (c *counter) gen() uint64 {
+	if c.ext == nil {
+		return 0
+	}
+	return c.ext.life.Gen
+}
+
+func (c *counter) expiryDue() int64 {
+	if c.ext == nil {
+		return 0
+	}
+	return c.ext.expiryDue
+}
+
+// setExt sets what ext holds, dropping ext when that is nothing.
+func (c *counter) setExt(l Life, due int64) {
+	switch {
+	case l.IsZero() && due == 0:
+		c.ext = nil
+	case c.ext == nil:
+		c.ext = &lifeExt{life: l, expiryDue: due}
+	default:
+		c.ext.life, c.ext.expiryDue = l, due
+	}
+}
+
+// uvarint decodes the uvarint at b[i:] and returns it and the index after it.
+func uvarint(b []byte, i int) (uint64, int) {
+	if c := b[i]; c < 0x80 {
+		return uint64(c), i + 1
+	}
+	v, n := binary.Uvarint(b[i:])
+	return v, i + n
+}
+
+// readSlot decodes the slot at b[i:] and returns the index after it.
+func readSlot(b []byte, i int) (rep uint64, pn PN, next int) {
+	rep, i = uvarint(b, i)
+	pn.P, i = uvarint(b, i)
+	pn.N, i = uvarint(b, i)
+	return rep, pn, i
+}
+
+func appendSlot(b []byte, rep uint64, pn PN) []byte {
+	b = binary.AppendUvarint(b, rep)
+	b = binary.AppendUvarint(b, pn.P)
+	return binary.AppendUvarint(b, pn.N)
+}
+
+func slotLen(rep uint64, pn PN) int {
+	return uvarintLen(rep) + uvarintLen(pn.P) + uvarintLen(pn.N)
+}
+
+func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
+
+// find returns the bounds of replica index rep's slot in c.slots and its
+// totals; start is -1 if rep has none.
+func (c *counter) find(rep uint64) (start, end int, pn PN) {
+	for i := 0; i < len(c.slots); {
+		r, v, next := readSlot(c.slots, i)
+		if r == rep {
+			return i, next, v
+		}
+		i = next
+	}
+	return -1, -1, PN{}
+}
+
+// nslots counts c's entries.
+func (c *counter) nslots() int {
+	n := 0
+	for i := 0; i < len(c.slots); n++ {
+		_, _, i = readSlot(c.slots, i)
+	}
+	return n
+}
+
+// replicas interns replica IDs: a key's slot names its replica by an index
+// into ids, one or two bytes instead of eight. The table only grows: it
+// holds every replica that ever wrote to a key held here, a few per node
+// of the cluster's history.
+type replicas struct {
+	ids     []ReplicaID
+	index   map[ReplicaID]uint64
+	last    ReplicaID // the most recent lookup: merges come in runs from one replica
+	lastIdx uint64
+	lastOK  bool
+}
+
+// lookup returns id's index, if it has one.
+func (r *replicas) lookup(id ReplicaID) (uint64, bool) {
+	if r.lastOK && r.last == id {
+		return r.lastIdx, true
+	}
+	i, ok := r.index[id]
+	if ok {
+		r.last, r.lastIdx, r.lastOK = id, i, true
+	}
+	return i, ok
+}
+
+// intern returns id's index, giving it one if it has none.
+func (r *replicas) intern(id ReplicaID) uint64 {
+	if i, ok := r.lookup(id); ok {
+		return i
+	}
+	if r.index == nil {
+		r.index = make(map[ReplicaID]uint64)
+	}
+	i := uint64(len(r.ids))
+	r.ids = append(r.ids, id)
+	r.index[id] = i
+	r.last, r.lastIdx, r.lastOK = id, i, true
+	return i
 }
 
 // Keyspace is a set of named PN-counters plus their digest.
 type Keyspace struct {
-	counters map[string]*counter
+	counters keyTable
 	entries  int
+	reps     replicas
 	digest
 	lifecycle
 }
 
 // New returns an empty keyspace.
 func New() *Keyspace {
-	return &Keyspace{counters: make(map[string]*counter), digest: newDigest(), lifecycle: newLifecycle()}
+	return &Keyspace{digest: newDigest(), lifecycle: newLifecycle()}
 }
 
 // Len reports the number of keys held, live or not (expired keys and
 // tombstones count until they are reclaimed).
-func (ks *Keyspace) Len() int { return len(ks.counters) }
+func (ks *Keyspace) Len() int { return ks.counters.len() }
 
 // Entries reports the number of (key, replica) entries.
 func (ks *Keyspace) Entries() int { return ks.entries }
@@ -157,14 +287,16 @@ func (ks *Keyspace) Entries() int { return ks.entries }
 // Get returns replica's totals in key's current generation (zero if it
 // never wrote to it).
 func (ks *Keyspace) Get(key string, replica ReplicaID) PN {
-	c := ks.counters[key]
+	c := ks.lookup(key)
 	if c == nil {
 		return PN{}
 	}
-	if i := c.find(replica); i >= 0 {
-		return c.slots[i].PN
+	rep, ok := ks.reps.lookup(replica)
+	if !ok {
+		return PN{}
 	}
-	return PN{}
+	_, _, pn := c.find(rep)
+	return pn
 }
 
 // Merge folds e into the keyspace and reports whether anything changed.
@@ -176,7 +308,7 @@ func (ks *Keyspace) Merge(e Entry) bool {
 	if e.P == 0 && e.N == 0 {
 		return false
 	}
-	c := ks.counters[e.Key]
+	c := ks.lookup(e.Key)
 	if c == nil {
 		if ValidKey(e.Key) != nil {
 			return false
@@ -193,7 +325,7 @@ func (ks *Keyspace) MergeKey(key []byte, replica ReplicaID, gen, p, n uint64) bo
 	if p == 0 && n == 0 {
 		return false
 	}
-	c := ks.counters[string(key)] // no allocation for a lookup
+	c := ks.counters.getBytes(key)
 	if c == nil {
 		k := string(key)
 		if ValidKey(k) != nil {
@@ -209,37 +341,47 @@ func (ks *Keyspace) MergeKey(key []byte, replica ReplicaID, gen, p, n uint64) bo
 func (ks *Keyspace) newCounter(key string) *counter {
 	c := &counter{key: key, hash: keyHash(key)}
 	c.bkt = ks.addKey(c)
-	ks.counters[key] = c
+	ks.counters.insert(c)
 	ks.empty++
-	ks.peak = max(ks.peak, len(ks.counters))
+	ks.peak = max(ks.peak, ks.counters.len())
 	return c
 }
 
 func (ks *Keyspace) mergeInto(c *counter, replica ReplicaID, gen, p, n uint64) bool {
-	if gen < c.life.Gen {
+	if cg := c.gen(); gen < cg {
 		return false
-	}
-	if gen > c.life.Gen {
+	} else if gen > cg {
 		ks.setLife(c, Life{Gen: gen})
 	}
-	i := c.find(replica)
-	if i < 0 {
+	rep := ks.reps.intern(replica)
+	start, end, cur := c.find(rep)
+	if start < 0 {
 		if len(c.slots) == 0 {
 			ks.empty--
 			ks.index.ReplaceOrInsert(c.key) // listed from its first entry on
 		}
-		c.slots = append(c.slots, slot{replica: replica, PN: PN{P: p, N: n}})
+		pn := PN{P: p, N: n}
+		b := make([]byte, len(c.slots), len(c.slots)+slotLen(rep, pn)) // exact: a key's slots rarely change size
+		copy(b, c.slots)
+		c.slots = appendSlot(b, rep, pn)
 		ks.entries++
 		ks.update(c, 0, entryHash(c.hash, replica, gen, p, n))
 		return true
 	}
-	s := &c.slots[i]
-	np, nn := max(s.P, p), max(s.N, n)
-	if np == s.P && nn == s.N {
+	np, nn := max(cur.P, p), max(cur.N, n)
+	if np == cur.P && nn == cur.N {
 		return false
 	}
-	ks.update(c, entryHash(c.hash, replica, gen, s.P, s.N), entryHash(c.hash, replica, gen, np, nn))
-	s.P, s.N = np, nn
+	ks.update(c, entryHash(c.hash, replica, gen, cur.P, cur.N), entryHash(c.hash, replica, gen, np, nn))
+	pn := PN{P: np, N: nn}
+	if l := slotLen(rep, pn); l == end-start {
+		appendSlot(c.slots[start:start], rep, pn) // in place
+	} else {
+		b := make([]byte, 0, len(c.slots)-(end-start)+l)
+		b = append(b, c.slots[:start]...)
+		b = appendSlot(b, rep, pn)
+		c.slots = append(b, c.slots[end:]...)
+	}
 	return true
 }
 
@@ -255,10 +397,42 @@ func (ks *Keyspace) Value(key string, now int64) (v int64, ok bool) {
 
 func (c *counter) value() (int64, bool) {
 	var s sum
-	for _, sl := range c.slots {
-		s.add(sl.PN)
+	for i := 0; i < len(c.slots); {
+		var pn PN
+		_, pn, i = readSlot(c.slots, i)
+		s.add(pn)
 	}
 	return s.value()
+}
+
+// eachSlot calls f for each of c's entries until f returns false, and
+// reports whether it was not stopped.
+func (ks *Keyspace) eachSlot(c *counter, f func(s slot) bool) bool {
+	for i := 0; i < len(c.slots); {
+		var (
+			rep uint64
+			pn  PN
+		)
+		rep, pn, i = readSlot(c.slots, i)
+		if !f(slot{replica: ks.reps.ids[rep], PN: pn}) {
+			return false
+		}
+	}
+	return true
+}
+
+// entriesOf appends c's entries to out.
+func (ks *Keyspace) entriesOf(out []Entry, c *counter) []Entry {
+	gen := c.gen()
+	for i := 0; i < len(c.slots); {
+		var (
+			rep uint64
+			pn  PN
+		)
+		rep, pn, i = readSlot(c.slots, i)
+		out = append(out, Entry{Key: c.key, Replica: ks.reps.ids[rep], Gen: gen, P: pn.P, N: pn.N})
+	}
+	return out
 }
 
 // Change computes the entry that replica must write to add delta to key in
@@ -291,26 +465,21 @@ func Change(key string, replica ReplicaID, gen uint64, cur PN, value, delta int6
 
 // ForEach calls f for every entry, in no particular order, until f returns false.
 func (ks *Keyspace) ForEach(f func(Entry) bool) {
-	for _, c := range ks.counters {
-		for _, s := range c.slots {
-			if !f(Entry{Key: c.key, Replica: s.replica, Gen: c.life.Gen, P: s.P, N: s.N}) {
-				return
-			}
-		}
-	}
+	ks.counters.each(func(c *counter) bool {
+		gen := c.gen()
+		return ks.eachSlot(c, func(s slot) bool {
+			return f(Entry{Key: c.key, Replica: s.replica, Gen: gen, P: s.P, N: s.N})
+		})
+	})
 }
 
 // EntriesOf returns every replica's entry for key's current generation.
 func (ks *Keyspace) EntriesOf(key string) []Entry {
-	c := ks.counters[key]
+	c := ks.lookup(key)
 	if c == nil {
 		return nil
 	}
-	out := make([]Entry, 0, len(c.slots))
-	for _, s := range c.slots {
-		out = append(out, Entry{Key: key, Replica: s.replica, Gen: c.life.Gen, P: s.P, N: s.N})
-	}
-	return out
+	return ks.entriesOf(make([]Entry, 0, c.nslots()), c)
 }
 
 // sum is a 128-bit signed accumulator for ΣP − ΣN.
@@ -348,12 +517,20 @@ func (s *sum) value() (int64, bool) {
 func (ks *Keyspace) ValueWith(key string, replica ReplicaID, gen uint64, pn PN) (int64, bool) {
 	var s sum
 	s.add(pn)
-	if c := ks.counters[key]; c != nil && c.life.Gen == gen {
-		for _, sl := range c.slots {
-			if sl.replica != replica {
-				s.add(sl.PN)
+	if c := ks.lookup(key); c != nil && c.gen() == gen {
+		for i := 0; i < len(c.slots); {
+			var (
+				rep uint64
+				pn  PN
+			)
+			rep, pn, i = readSlot(c.slots, i)
+			if ks.reps.ids[rep] != replica {
+				s.add(pn)
 			}
 		}
 	}
 	return s.value()
 }
+
+// lookup returns key's counter, or nil.
+func (ks *Keyspace) lookup(key string) *counter { return ks.counters.get(key) }

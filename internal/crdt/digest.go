@@ -199,13 +199,11 @@ type Contents struct {
 // Len is the number of items (entries and metas).
 func (c Contents) Len() int { return len(c.Entries) + len(c.Metas) }
 
-func (c *Contents) add(k *counter) {
-	if !k.life.IsZero() {
-		c.Metas = append(c.Metas, Meta{Key: k.key, Life: k.life})
+func (ks *Keyspace) addContents(c *Contents, k *counter) {
+	if l := k.life(); !l.IsZero() {
+		c.Metas = append(c.Metas, Meta{Key: k.key, Life: l})
 	}
-	for _, s := range k.slots {
-		c.Entries = append(c.Entries, Entry{Key: k.key, Replica: s.replica, Gen: k.life.Gen, P: s.P, N: s.N})
-	}
+	c.Entries = ks.entriesOf(c.Entries, k)
 }
 
 // BucketContents returns everything held for the keys in buckets.
@@ -214,7 +212,7 @@ func (ks *Keyspace) BucketContents(buckets []uint16) Contents {
 	for _, b := range dedupe(buckets) {
 		if bk := ks.bucket(b); bk != nil {
 			for _, k := range bk.keys {
-				out.add(k)
+				ks.addContents(&out, k)
 			}
 		}
 	}
@@ -252,24 +250,31 @@ func (ks *Keyspace) Newer(buckets []uint16, theirs Contents, fits func(key strin
 		}
 		for _, c := range bk.keys {
 			k := c.key
+			life := c.life()
 			theirGen := gens[k]
-			if theirGen > c.life.Gen {
+			if theirGen > life.Gen {
 				continue // they are past this generation
 			}
-			if l := lives[k]; !c.life.IsZero() && join(l, c.life) != l {
+			if l := lives[k]; !life.IsZero() && join(l, life) != l {
 				if fits != nil && !fits(k) {
 					return out
 				}
-				out.Metas = append(out.Metas, Meta{Key: k, Life: c.life})
+				out.Metas = append(out.Metas, Meta{Key: k, Life: life})
 			}
-			for _, s := range c.slots {
-				if pn, ok := have[rk{k, s.replica}]; ok && theirGen == c.life.Gen && s.P <= pn.P && s.N <= pn.N {
+			for i := 0; i < len(c.slots); {
+				var (
+					rep uint64
+					s   PN
+				)
+				rep, s, i = readSlot(c.slots, i)
+				replica := ks.reps.ids[rep]
+				if pn, ok := have[rk{k, replica}]; ok && theirGen == life.Gen && s.P <= pn.P && s.N <= pn.N {
 					continue
 				}
 				if fits != nil && !fits(k) {
 					return out
 				}
-				out.Entries = append(out.Entries, Entry{Key: k, Replica: s.replica, Gen: c.life.Gen, P: s.P, N: s.N})
+				out.Entries = append(out.Entries, Entry{Key: k, Replica: replica, Gen: life.Gen, P: s.P, N: s.N})
 			}
 		}
 	}

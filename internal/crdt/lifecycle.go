@@ -180,7 +180,8 @@ func (h *dueHeap) pop() dueItem {
 // setLife replaces c's life with l, dropping the entries of a generation
 // l leaves behind, and keeps the digest and the reclaim queue up to date.
 func (ks *Keyspace) setLife(c *counter, l Life) {
-	old := c.life
+	old := c.life()
+	due := c.expiryDue()
 	x := lifeHash(c.hash, old) ^ lifeHash(c.hash, l)
 	if (old.TTL.Deadline != 0) != (l.TTL.Deadline != 0) {
 		if l.TTL.Deadline != 0 {
@@ -194,21 +195,24 @@ func (ks *Keyspace) setLife(c *counter, l Life) {
 		ks.index.Delete(c.key) // not listed without entries
 	}
 	if l.Gen != old.Gen {
-		for _, s := range c.slots {
+		n := 0
+		ks.eachSlot(c, func(s slot) bool {
 			x ^= entryHash(c.hash, s.replica, old.Gen, s.P, s.N)
-		}
-		ks.entries -= len(c.slots)
-		ks.stats.DroppedEntries += uint64(len(c.slots))
+			n++
+			return true
+		})
+		ks.entries -= n
+		ks.stats.DroppedEntries += uint64(n)
 		c.slots = nil
 	}
 	if x != 0 {
 		ks.update(c, 0, x)
 	}
-	c.life = l
-	if d := l.TTL.Deadline; d != 0 && (c.expiryDue == 0 || d < c.expiryDue) {
+	if d := l.TTL.Deadline; d != 0 && (due == 0 || d < due) {
 		ks.expiring.push(dueItem{at: d, c: c})
-		c.expiryDue = d
+		due = d
 	}
+	c.setExt(l, due)
 	// A tombstone item per new stamp, and again when a deadline that kept
 	// an empty generation from being forgotten goes. Each is a replicated
 	// lifecycle change, so their number is bounded by the changes within
@@ -226,15 +230,15 @@ func (ks *Keyspace) MergeMeta(m Meta) bool {
 	if m.IsZero() {
 		return false
 	}
-	c := ks.counters[m.Key]
+	c := ks.lookup(m.Key)
 	if c == nil {
 		if ValidKey(m.Key) != nil || (m.Deleted != 0 && m.Deleted <= ks.floor && m.TTL.Deadline == 0) {
 			return false
 		}
 		c = ks.newCounter(strings.Clone(m.Key))
 	}
-	j := join(c.life, m.Life)
-	if j == c.life {
+	j := join(c.life(), m.Life)
+	if j == c.life() {
 		return false
 	}
 	ks.setLife(c, j)
@@ -243,31 +247,29 @@ func (ks *Keyspace) MergeMeta(m Meta) bool {
 
 // LifeOf returns key's lifecycle state and whether the key is held at all.
 func (ks *Keyspace) LifeOf(key string) (Life, bool) {
-	c := ks.counters[key]
+	c := ks.lookup(key)
 	if c == nil {
 		return Life{}, false
 	}
-	return c.life, true
+	return c.life(), true
 }
 
 // MetaOf returns key's lifecycle state as a Meta; ok is false when there is
 // nothing to replicate (the key is absent or its life is zero).
 func (ks *Keyspace) MetaOf(key string) (m Meta, ok bool) {
-	c := ks.counters[key]
-	if c == nil || c.life.IsZero() {
+	c := ks.lookup(key)
+	if c == nil || c.ext == nil || c.ext.life.IsZero() {
 		return Meta{}, false
 	}
-	return Meta{Key: c.key, Life: c.life}, true
+	return Meta{Key: c.key, Life: c.ext.life}, true
 }
 
 // ForEachMeta calls f for every key with a non-zero life, in no particular
 // order, until f returns false.
 func (ks *Keyspace) ForEachMeta(f func(Meta) bool) {
-	for _, c := range ks.counters {
-		if !c.life.IsZero() && !f(Meta{Key: c.key, Life: c.life}) {
-			return
-		}
-	}
+	ks.counters.each(func(c *counter) bool {
+		return c.ext == nil || c.ext.life.IsZero() || f(Meta{Key: c.key, Life: c.ext.life})
+	})
 }
 
 // Status is what a reader sees of a key at some time.
@@ -281,7 +283,7 @@ type Status struct {
 
 // StatusOf reports key as a reader at time now (Unix ms) sees it.
 func (ks *Keyspace) StatusOf(key string, now int64) Status {
-	c := ks.counters[key]
+	c := ks.lookup(key)
 	if c == nil {
 		return Status{}
 	}
@@ -289,12 +291,13 @@ func (ks *Keyspace) StatusOf(key string, now int64) Status {
 }
 
 func (c *counter) status(now int64) Status {
-	st := Status{Gen: c.life.Gen}
-	if len(c.slots) == 0 || c.life.expired(now) {
+	l := c.life()
+	st := Status{Gen: l.Gen}
+	if len(c.slots) == 0 || l.expired(now) {
 		return st
 	}
 	v, ok := c.value()
-	st.Live, st.Value, st.Clamped, st.Deadline = true, v, !ok, c.life.TTL.Deadline
+	st.Live, st.Value, st.Clamped, st.Deadline = true, v, !ok, l.TTL.Deadline
 	return st
 }
 
@@ -302,25 +305,27 @@ func (c *counter) status(now int64) Status {
 // to, and replica's totals in it: the key's current generation, or the next
 // one, starting from zero, if the current one has expired at now.
 func (ks *Keyspace) WriteGen(key string, replica ReplicaID, now int64) (gen uint64, cur PN) {
-	c := ks.counters[key]
+	c := ks.lookup(key)
 	if c == nil {
 		return 0, PN{}
 	}
-	if c.life.expired(now) {
-		return c.life.Gen + 1, PN{}
+	l := c.life()
+	if l.expired(now) {
+		return l.Gen + 1, PN{}
 	}
-	if i := c.find(replica); i >= 0 {
-		return c.life.Gen, c.slots[i].PN
+	if rep, ok := ks.reps.lookup(replica); ok {
+		_, _, pn := c.find(rep)
+		return l.Gen, pn
 	}
-	return c.life.Gen, PN{}
+	return l.Gen, PN{}
 }
 
 // Deletion returns the Meta a replica writes to delete key at now, and
 // whether the key was live (something to delete) at now.
 func (ks *Keyspace) Deletion(key string, now int64) (m Meta, wasLive bool) {
 	var l Life
-	if c := ks.counters[key]; c != nil {
-		l = c.life
+	if c := ks.lookup(key); c != nil {
+		l = c.life()
 		wasLive = c.status(now).Live
 	}
 	return Meta{Key: key, Life: Life{Gen: l.Gen + 1, Deleted: now}}, wasLive
@@ -345,12 +350,12 @@ const (
 // the one after the key's current one (a write after expiry).
 func (ks *Keyspace) Expiry(key string, gen uint64, deadline int64, mode TTLMode) (Meta, bool) {
 	var cur Life // the generation's life if the key holds it; else a new generation's
-	if c := ks.counters[key]; c != nil {
-		switch {
-		case c.life.Gen > gen:
+	if c := ks.lookup(key); c != nil {
+		switch l := c.life(); {
+		case l.Gen > gen:
 			return Meta{}, false // the generation is gone already
-		case c.life.Gen == gen:
-			cur = c.life
+		case l.Gen == gen:
+			cur = l
 		}
 	}
 	if (mode == TTLIfNone && cur.TTL.Deadline != 0) || cur.TTL.Deadline == deadline {
@@ -376,7 +381,7 @@ func (ks *Keyspace) Stats() ReclaimStats { return ks.stats }
 // generation; live unless expired), empty (tombstones, awaiting the
 // horizon) and, among all, expiring (with a deadline).
 func (ks *Keyspace) Counts() (written, empty, expiring int) {
-	return len(ks.counters) - ks.empty, ks.empty, ks.expiringKeys
+	return ks.counters.len() - ks.empty, ks.empty, ks.expiringKeys
 }
 
 // Reclaim frees what expiry and deletion left behind, as of now (Unix ms):
@@ -412,19 +417,20 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 		steps++
 		it := ks.expiring.pop()
 		c := it.c
-		if ks.counters[c.key] != c || it.at != c.expiryDue {
+		if ks.counters.get(c.key) != c || it.at != c.expiryDue() {
 			continue // forgotten, or superseded by an earlier deadline
 		}
-		c.expiryDue = 0
-		if d := c.life.TTL.Deadline; d != it.at {
+		life := c.life()
+		if d := life.TTL.Deadline; d != it.at {
 			if d != 0 { // pushed back (or moved) since: queue it again
 				ks.expiring.push(dueItem{at: d, c: c})
-				c.expiryDue = d
 			}
+			c.setExt(life, d)
 			continue
 		}
+		c.setExt(life, 0)
 		freed := ks.sizeOf(c)
-		l := Life{Gen: c.life.Gen + 1, Deleted: it.at}
+		l := Life{Gen: life.Gen + 1, Deleted: it.at}
 		ks.setLife(c, l)
 		ks.stats.Expired++
 		ks.stats.ReclaimedBytes += uint64(max(0, freed-ks.sizeOf(c)))
@@ -437,10 +443,10 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 		steps++
 		it := ks.tombs.pop()
 		c := it.c
-		if ks.counters[c.key] != c || c.life.Deleted != it.at {
+		if ks.counters.get(c.key) != c || c.life().Deleted != it.at {
 			continue // forgotten, or deleted again since (its own item is queued)
 		}
-		if len(c.slots) > 0 || c.life.TTL.Deadline != 0 {
+		if len(c.slots) > 0 || c.life().TTL.Deadline != 0 {
 			// Written since, or expiring: not a tombstone. If it becomes
 			// one again, setLife queues it.
 			continue
@@ -461,13 +467,9 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 // quarter of the peak since the last rebuild, so it is amortised over the
 // keys freed.
 func (ks *Keyspace) compact() {
-	if ks.peak >= 1024 && len(ks.counters) < ks.peak/4 {
-		m := make(map[string]*counter, len(ks.counters))
-		for k, c := range ks.counters {
-			m[k] = c
-		}
-		ks.counters = m
-		ks.peak = len(m)
+	if ks.peak >= 1024 && ks.counters.len() < ks.peak/4 {
+		ks.counters.shrink()
+		ks.peak = ks.counters.len()
 		ks.stats.Compactions++
 	}
 	for _, q := range []*dueHeap{&ks.expiring, &ks.tombs} {
@@ -479,15 +481,15 @@ func (ks *Keyspace) compact() {
 
 // forget removes c, a tombstone, from the keyspace.
 func (ks *Keyspace) forget(c *counter) {
-	ks.update(c, lifeHash(c.hash, c.life), 0)
+	ks.update(c, lifeHash(c.hash, c.life()), 0)
 	ks.removeKey(c)
 	ks.empty--
-	delete(ks.counters, c.key)
+	ks.counters.remove(c)
 }
 
 // sizeOf estimates the memory c takes, for the reclaimed-bytes metric.
 func (ks *Keyspace) sizeOf(c *counter) int {
-	return 2*len(c.key) + 160 + 32*len(c.slots)
+	return 2*len(c.key) + 160 + 32*c.nslots()
 }
 
 // Item is one key of a listing.
@@ -518,7 +520,7 @@ func (ks *Keyspace) List(prefix, after string, limit, scan int, now int64) (item
 		}
 		visited++
 		next = k
-		if st := ks.counters[k].status(now); st.Live {
+		if st := ks.lookup(k).status(now); st.Live {
 			items = append(items, Item{Key: k, Value: st.Value, Deadline: st.Deadline})
 		}
 		return true
