@@ -34,6 +34,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/dcounter/dcounter/internal/testutil"
 )
 
 func main() {
@@ -143,12 +145,12 @@ func run(c config) (result, error) {
 			return res, err
 		}
 		ns[i] = n
-		if err := poll(20*time.Second, func() error { return healthy(n) }); err != nil {
+		if err := testutil.Poll(20*time.Second, func() error { return healthy(n) }); err != nil {
 			return res, fmt.Errorf("%s: %w\n%s", n.name, err, tail(n.log.Name()))
 		}
 	}
 	for _, n := range ns {
-		if err := poll(30*time.Second, func() error { return members(n, c.nodes) }); err != nil {
+		if err := testutil.Poll(30*time.Second, func() error { return members(n, c.nodes) }); err != nil {
 			return res, fmt.Errorf("%s: %w", n.name, err)
 		}
 	}
@@ -208,7 +210,7 @@ func run(c config) (result, error) {
 		exact[k] = want[i].Load()
 	}
 	for _, n := range ns {
-		if err := poll(60*time.Second, func() error { return converged(n, exact) }); err != nil {
+		if err := testutil.Poll(60*time.Second, func() error { return converged(n, exact) }); err != nil {
 			return res, fmt.Errorf("%s did not converge: %w", n.name, err)
 		}
 	}
@@ -253,21 +255,6 @@ func freeAddr() string {
 	}
 	defer l.Close()
 	return l.Addr().String()
-}
-
-// poll calls f until it returns nil or timeout passes.
-func poll(timeout time.Duration, f func() error) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		err := f()
-		if err == nil {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return err
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 func get(n *node, path string) ([]byte, error) {
