@@ -10,10 +10,11 @@ import (
 	"net"
 	"net/url"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // The gateway reaches plain-http nodes with a small HTTP/1.1 client of its
@@ -233,11 +234,11 @@ func (p *nodeConns) do(ctx context.Context, rawURL, method, uri string, hdr []no
 // checkRequest refuses what would not make a well-formed request line or
 // header: the values come from a client's request.
 func checkRequest(method, uri string, hdr []nodeHeader) error {
-	if !validToken(method) || uri == "" || uri[0] != '/' || !validTarget(uri) {
+	if !httpguts.ValidHeaderFieldName(method) || uri == "" || uri[0] != '/' || !validTarget(uri) {
 		return fmt.Errorf("gateway: invalid request %q %q", method, uri)
 	}
 	for _, h := range hdr {
-		if !validToken(h.name) || !validHeaderValue(h.value) {
+		if !httpguts.ValidHeaderFieldName(h.name) || !httpguts.ValidHeaderFieldValue(h.value) {
 			return fmt.Errorf("gateway: invalid header %q", h.name)
 		}
 	}
@@ -349,7 +350,7 @@ func readNodeResponse(br *bufio.Reader, method string) (resp nodeResponse, keep 
 			break
 		}
 		colon := bytes.IndexByte(line, ':')
-		if colon <= 0 || !validToken(string(line[:colon])) {
+		if colon <= 0 || !httpguts.ValidHeaderFieldName(string(line[:colon])) {
 			// Also refuses obsolete line folding (a line starting with space).
 			return resp, false, fmt.Errorf("%w: header line %q", errNodeProtocol, truncate(line))
 		}
@@ -465,38 +466,11 @@ func lower(c byte) byte {
 // isConnReset reports whether err is the node resetting the connection.
 func isConnReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
 
-// validToken reports whether s is an HTTP token (a method, a header name).
-func validToken(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := range len(s) {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
 // validTarget reports whether s can stand as a request target: visible
 // ASCII only.
 func validTarget(s string) bool {
 	for i := range len(s) {
 		if s[i] <= ' ' || s[i] >= 0x7f {
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue refuses control bytes (CR and LF above all) in a value.
-func validHeaderValue(s string) bool {
-	for i := range len(s) {
-		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
 			return false
 		}
 	}
