@@ -26,6 +26,10 @@ type metrics struct {
 	deletes   prometheus.Counter
 	reg       *prometheus.Registry
 	handler   http.Handler
+	// byType holds the messages and bytes counters of every known type,
+	// [0] in and [1] out: looking them up by label values would hash the
+	// labels for every message.
+	byType [2][wire.TypeMembers + 1]struct{ messages, bytes prometheus.Counter }
 }
 
 func newMetrics() *metrics {
@@ -66,6 +70,13 @@ func newMetrics() *metrics {
 	m.reg.MustRegister(build, m.messages, m.bytes, m.sendFails, m.merged, m.fsync, m.deletes,
 		prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
 	m.handler = promhttp.HandlerFor(m.reg, promhttp.HandlerOpts{Registry: m.reg})
+	for d, direction := range []string{"in", "out"} {
+		for t := wire.TypePush; t <= wire.TypeMembers; t++ {
+			c := &m.byType[d][t]
+			c.messages = m.messages.WithLabelValues(t.String(), direction)
+			c.bytes = m.bytes.WithLabelValues(t.String(), direction)
+		}
+	}
 	return m
 }
 
@@ -205,6 +216,15 @@ func (c collectorFunc) Describe(ch chan<- *prometheus.Desc) {
 func (c collectorFunc) Collect(ch chan<- prometheus.Metric) { c.collect(ch) }
 
 func (m *metrics) message(t wire.Type, direction string, size int) {
+	d := 0
+	if direction == "out" {
+		d = 1
+	}
+	if int(t) < len(m.byType[d]) && m.byType[d][t].messages != nil {
+		m.byType[d][t].messages.Inc()
+		m.byType[d][t].bytes.Add(float64(size))
+		return
+	}
 	m.messages.WithLabelValues(t.String(), direction).Inc()
 	m.bytes.WithLabelValues(t.String(), direction).Add(float64(size))
 }
