@@ -86,10 +86,14 @@ func (n *Node) memberEvents(ev membership.Events, now time.Time) {
 	}
 }
 
-// scheduleFlush arms the delta timer if it is not armed. The flush it
-// arms is one of the node's goroutines (n.wg): Shutdown stops it, or waits
-// for it. Once the node is stopping it arms nothing (Shutdown pushes what
-// is pending itself). Caller holds mu.
+// scheduleFlush arms the delta timer if it is not armed: DeltaInterval
+// from now, or DeltaGap after the last flush if that is later. Under load
+// news then leaves once per DeltaGap, whatever the rate it comes in at,
+// so what a node sends, and what every peer receives, is a bounded number
+// of messages per second, each carrying more. The flush it arms is one of
+// the node's goroutines (n.wg): Shutdown stops it, or waits for it. Once
+// the node is stopping it arms nothing (Shutdown pushes what is pending
+// itself). Caller holds mu.
 func (n *Node) scheduleFlush() {
 	if n.flushAt != nil {
 		return
@@ -99,8 +103,13 @@ func (n *Node) scheduleFlush() {
 		return
 	default:
 	}
+	delay := n.cfg.DeltaInterval
+	if !n.flushed.IsZero() {
+		delay = max(delay, n.cfg.DeltaGap-n.clk.Now().Sub(n.flushed))
+	}
 	n.wg.Add(1)
-	n.flushAt = n.clk.AfterFunc(n.cfg.DeltaInterval, n.flush)
+	n.flushDue = n.clk.Now().Add(delay)
+	n.flushAt = n.clk.AfterFunc(delay, n.flush)
 }
 
 func (n *Node) flush() {
@@ -112,6 +121,7 @@ func (n *Node) flush() {
 	}
 	n.mu.Lock()
 	n.flushAt = nil
+	n.flushed = n.clk.Now()
 	out := n.eng.Flush(n.members.Peers())
 	n.mu.Unlock()
 	n.send(out)

@@ -133,8 +133,14 @@ type Config struct {
 	MaxIdempotencyKeys int
 	// SyncInterval is the anti-entropy and member-gossip period. Default 500ms.
 	SyncInterval time.Duration
-	// DeltaInterval is how long local changes are batched before being pushed. Default 5ms.
+	// DeltaInterval is how long changes are batched before being pushed
+	// when the node has pushed nothing for DeltaGap. Default 5ms.
 	DeltaInterval time.Duration
+	// DeltaGap is the least time between two pushes: under a steady
+	// stream of changes (local writes, news from peers to pass on) a node
+	// pushes at most once per DeltaGap, so each push carries more and
+	// every peer handles fewer messages. Default 50ms.
+	DeltaGap time.Duration
 	// Fanout is the number of peers each delta goes to. Default 3.
 	Fanout int
 	// MaxClockSkew is the clock difference with a member beyond which a
@@ -207,6 +213,7 @@ const (
 	DefaultJoinTimeout        = 5 * time.Second
 	DefaultSyncInterval       = 500 * time.Millisecond
 	DefaultDeltaInterval      = 5 * time.Millisecond
+	DefaultDeltaGap           = 50 * time.Millisecond
 	DefaultFanout             = 3
 	DefaultIdempotencyWindow  = time.Hour
 	DefaultMaxIdempotencyKeys = 1_000_000
@@ -230,7 +237,7 @@ func (c *Config) setDefaults() error {
 		v    time.Duration
 	}{
 		{"join-interval", c.JoinInterval}, {"join-timeout", c.JoinTimeout}, {"sync-interval", c.SyncInterval},
-		{"delta-interval", c.DeltaInterval}, {"idempotency-window", c.IdempotencyWindow},
+		{"delta-interval", c.DeltaInterval}, {"delta-gap", c.DeltaGap}, {"idempotency-window", c.IdempotencyWindow},
 		{"discovery-interval", c.DiscoveryInterval}, {"suspect-after", c.SuspectAfter}, {"dead-after", c.DeadAfter},
 		{"max-clock-skew", c.MaxClockSkew}, {"expiry-grace", c.ExpiryGrace}, {"reclaim-horizon", c.ReclaimHorizon},
 		{"member-horizon", c.MemberHorizon}, {"reclaim-interval", c.ReclaimInterval},
@@ -257,6 +264,7 @@ func (c *Config) setDefaults() error {
 	c.JoinTimeout = cmp.Or(c.JoinTimeout, DefaultJoinTimeout)
 	c.SyncInterval = cmp.Or(c.SyncInterval, DefaultSyncInterval)
 	c.DeltaInterval = cmp.Or(c.DeltaInterval, DefaultDeltaInterval)
+	c.DeltaGap = cmp.Or(c.DeltaGap, DefaultDeltaGap)
 	c.Fanout = cmp.Or(c.Fanout, DefaultFanout)
 	c.IdempotencyWindow = cmp.Or(c.IdempotencyWindow, DefaultIdempotencyWindow)
 	c.MaxIdempotencyKeys = cmp.Or(c.MaxIdempotencyKeys, DefaultMaxIdempotencyKeys)
@@ -340,6 +348,8 @@ type Node struct {
 	joined   chan struct{} // closed by the first JoinAck
 	conflict error         // set by replicaConflict: writes are refused
 	flushAt  clock.Timer   // armed while a delta flush is scheduled
+	flushDue time.Time     // when the armed flush comes due
+	flushed  time.Time     // when the last delta flush ran
 
 	memb    *membership.Engine // the member protocol; under mu
 	members *membership.List   // memb's list, for queries; under mu

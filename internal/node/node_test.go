@@ -230,6 +230,7 @@ func TestConfigRefusesNegativeValues(t *testing.T) {
 		"dead-after":      func(c *Config) { c.DeadAfter = -1 },
 		"reclaim-horizon": func(c *Config) { c.ReclaimHorizon = -time.Hour },
 		"fanout":          func(c *Config) { c.Fanout = -3 },
+		"delta-gap":       func(c *Config) { c.DeltaGap = -time.Millisecond },
 	} {
 		c := Config{}
 		mod(&c)
@@ -242,7 +243,8 @@ func TestConfigRefusesNegativeValues(t *testing.T) {
 	if err := c.setDefaults(); err != nil {
 		t.Fatal(err)
 	}
-	if c.SyncInterval != DefaultSyncInterval || c.DeadAfter != DefaultDeadAfter || c.Fanout != DefaultFanout || c.ExpiryGrace != 2*DefaultMaxClockSkew {
+	if c.SyncInterval != DefaultSyncInterval || c.DeadAfter != DefaultDeadAfter || c.Fanout != DefaultFanout || c.ExpiryGrace != 2*DefaultMaxClockSkew ||
+		c.DeltaInterval != DefaultDeltaInterval || c.DeltaGap != DefaultDeltaGap {
 		t.Fatalf("zero Config did not take the defaults: %+v", c)
 	}
 }
