@@ -458,7 +458,11 @@ func ToContents(entries []Entry, metas []Meta) crdt.Contents {
 }
 
 var (
-	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1))
+	// A 1 MiB window: the encoder keeps a history buffer the size of its
+	// window for good (8 MiB by default). Messages are at most a few MiB
+	// (MaxPushBytes) and repeat themselves at short range if at all.
+	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
+		zstd.WithWindowSize(1<<20))
 	zdec    = newZstdDecoder(MaxBody)
 	bufs    = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 )
