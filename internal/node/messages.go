@@ -87,8 +87,8 @@ func (n *Node) memberEvents(ev membership.Events, now time.Time) {
 }
 
 // scheduleFlush arms the delta timer if it is not armed: DeltaInterval
-// from now, or DeltaGap after the last flush if that is later. Under load
-// news then leaves once per DeltaGap, whatever the rate it comes in at,
+// from now, or the delta gap after the last flush if that is later. Under
+// load news then leaves once per gap, whatever the rate it comes in at,
 // so what a node sends, and what every peer receives, is a bounded number
 // of messages per second, each carrying more. The flush it arms is one of
 // the node's goroutines (n.wg): Shutdown stops it, or waits for it. Once
@@ -105,11 +105,20 @@ func (n *Node) scheduleFlush() {
 	}
 	delay := n.cfg.DeltaInterval
 	if !n.flushed.IsZero() {
-		delay = max(delay, n.cfg.DeltaGap-n.clk.Now().Sub(n.flushed))
+		delay = max(delay, deltaGap(n.cfg, n.members.Len()-1)-n.clk.Now().Sub(n.flushed))
 	}
 	n.wg.Add(1)
 	n.flushDue = n.clk.Now().Add(delay)
 	n.flushAt = n.clk.AfterFunc(delay, n.flush)
+}
+
+// deltaGap is the least time between two flushes of a node with the
+// given number of peers (see Config.DeltaGap).
+func deltaGap(cfg Config, peers int) time.Duration {
+	if cfg.DeltaGap > 0 {
+		return cfg.DeltaGap
+	}
+	return min(MaxAutoDeltaGap, cfg.DeltaInterval*time.Duration(max(0, peers))/2)
 }
 
 func (n *Node) flush() {

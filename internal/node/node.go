@@ -139,7 +139,11 @@ type Config struct {
 	// DeltaGap is the least time between two pushes: under a steady
 	// stream of changes (local writes, news from peers to pass on) a node
 	// pushes at most once per DeltaGap, so each push carries more and
-	// every peer handles fewer messages. Default 50ms.
+	// every peer handles fewer messages. Default (0): DeltaInterval × the
+	// number of peers ÷ 2, at most MaxAutoDeltaGap (10ms with 4 peers,
+	// 47.5ms with 19), because every write in the cluster is news to
+	// every node: the more nodes, the more news each pushes, and the
+	// longer a batch must gather to keep the messages per write in check.
 	DeltaGap time.Duration
 	// Fanout is the number of peers each delta goes to. Default 3.
 	Fanout int
@@ -213,7 +217,7 @@ const (
 	DefaultJoinTimeout        = 5 * time.Second
 	DefaultSyncInterval       = 500 * time.Millisecond
 	DefaultDeltaInterval      = 5 * time.Millisecond
-	DefaultDeltaGap           = 50 * time.Millisecond
+	MaxAutoDeltaGap           = 100 * time.Millisecond
 	DefaultFanout             = 3
 	DefaultIdempotencyWindow  = time.Hour
 	DefaultMaxIdempotencyKeys = 1_000_000
@@ -264,7 +268,6 @@ func (c *Config) setDefaults() error {
 	c.JoinTimeout = cmp.Or(c.JoinTimeout, DefaultJoinTimeout)
 	c.SyncInterval = cmp.Or(c.SyncInterval, DefaultSyncInterval)
 	c.DeltaInterval = cmp.Or(c.DeltaInterval, DefaultDeltaInterval)
-	c.DeltaGap = cmp.Or(c.DeltaGap, DefaultDeltaGap)
 	c.Fanout = cmp.Or(c.Fanout, DefaultFanout)
 	c.IdempotencyWindow = cmp.Or(c.IdempotencyWindow, DefaultIdempotencyWindow)
 	c.MaxIdempotencyKeys = cmp.Or(c.MaxIdempotencyKeys, DefaultMaxIdempotencyKeys)

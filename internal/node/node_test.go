@@ -244,7 +244,7 @@ func TestConfigRefusesNegativeValues(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.SyncInterval != DefaultSyncInterval || c.DeadAfter != DefaultDeadAfter || c.Fanout != DefaultFanout || c.ExpiryGrace != 2*DefaultMaxClockSkew ||
-		c.DeltaInterval != DefaultDeltaInterval || c.DeltaGap != DefaultDeltaGap {
+		c.DeltaInterval != DefaultDeltaInterval || c.DeltaGap != 0 {
 		t.Fatalf("zero Config did not take the defaults: %+v", c)
 	}
 }

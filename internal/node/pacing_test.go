@@ -12,12 +12,15 @@ import (
 	"github.com/dcounter/dcounter/internal/testutil"
 )
 
+const testDeltaGap = 50 * time.Millisecond
+
 // TestDeltaPushesArePaced: under a steady stream of writes a node pushes
 // at most once per DeltaGap, however fast the writes come, and what it
 // pushes still reaches the peer exactly.
 func TestDeltaPushesArePaced(t *testing.T) {
 	c := startMemClusterWith(t, make([]time.Duration, 2), func(cfg *Config) {
 		cfg.SyncInterval = time.Hour // no anti-entropy: only deltas carry writes
+		cfg.DeltaGap = testDeltaGap
 	})
 	c.runUntil(10*time.Second, func() error {
 		for _, nd := range c.nodes {
@@ -54,9 +57,9 @@ func TestDeltaPushesArePaced(t *testing.T) {
 	// flushes (the first after DeltaInterval, the last after the writes);
 	// unpaced, one per DeltaInterval: 100.
 	sent := deltas() - before
-	if limit := float64(writes*period/DefaultDeltaGap + 2); sent > limit {
+	if limit := float64(writes*period/testDeltaGap + 2); sent > limit {
 		t.Fatalf("%v deltas pushed for %d writes over %v, want at most %v (one per DeltaGap %v)",
-			sent, writes, writes*period, limit, DefaultDeltaGap)
+			sent, writes, writes*period, limit, testDeltaGap)
 	}
 	if sent < 2 {
 		t.Fatalf("%v deltas pushed: the writes were not pushed eagerly", sent)
@@ -68,6 +71,7 @@ func TestDeltaPushesArePaced(t *testing.T) {
 func TestDeltaAfterQuietGoesOutAfterDeltaInterval(t *testing.T) {
 	c := startMemClusterWith(t, make([]time.Duration, 2), func(cfg *Config) {
 		cfg.SyncInterval = time.Hour
+		cfg.DeltaGap = testDeltaGap
 	})
 	c.runUntil(10*time.Second, func() error {
 		if got := c.nodes[0].memberCount(); got != 2 {
@@ -77,14 +81,35 @@ func TestDeltaAfterQuietGoesOutAfterDeltaInterval(t *testing.T) {
 	})
 	ctx := context.Background()
 	for i := 1; i <= 3; i++ {
-		c.advance(2 * DefaultDeltaGap) // quiet
+		c.advance(2 * testDeltaGap) // quiet
 		if _, _, err := c.nodes[0].Add(ctx, "k", 1, service.WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 		// runUntil steps the fake clock 5 ms (DeltaInterval) at a time.
-		if took := c.runUntil(10*time.Second, c.exact(map[string]int64{"k": int64(i)})); took >= DefaultDeltaGap {
-			t.Fatalf("write %d after a quiet spell reached the peer after %v of fake time, want less than DeltaGap %v", i, took, DefaultDeltaGap)
+		if took := c.runUntil(10*time.Second, c.exact(map[string]int64{"k": int64(i)})); took >= testDeltaGap {
+			t.Fatalf("write %d after a quiet spell reached the peer after %v of fake time, want less than DeltaGap %v", i, took, testDeltaGap)
 		}
+	}
+}
+
+// TestAutoDeltaGapGrowsWithTheCluster: by default the gap is half a
+// DeltaInterval per peer, within [0, MaxAutoDeltaGap]; a set DeltaGap wins.
+func TestAutoDeltaGapGrowsWithTheCluster(t *testing.T) {
+	cfg := Config{DeltaInterval: 5 * time.Millisecond}
+	for _, c := range []struct {
+		peers int
+		want  time.Duration
+	}{
+		{-1, 0}, {0, 0}, {1, 2500 * time.Microsecond}, {4, 10 * time.Millisecond},
+		{19, 47500 * time.Microsecond}, {40, MaxAutoDeltaGap}, {1000, MaxAutoDeltaGap},
+	} {
+		if got := deltaGap(cfg, c.peers); got != c.want {
+			t.Errorf("%d peers: gap %v, want %v", c.peers, got, c.want)
+		}
+	}
+	cfg.DeltaGap = 30 * time.Millisecond
+	if got := deltaGap(cfg, 19); got != cfg.DeltaGap {
+		t.Errorf("set DeltaGap: gap %v, want %v", got, cfg.DeltaGap)
 	}
 }
 
