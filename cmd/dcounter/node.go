@@ -12,6 +12,7 @@ import (
 
 	"github.com/dcounter/dcounter/internal/clock"
 	"github.com/dcounter/dcounter/internal/joinaddr"
+	"github.com/dcounter/dcounter/internal/gctune"
 	"github.com/dcounter/dcounter/internal/node"
 	"github.com/dcounter/dcounter/internal/respserver"
 	"github.com/dcounter/dcounter/internal/wal"
@@ -179,6 +180,10 @@ func nodeCommand() *cobra.Command {
 			return exitUsage
 		}
 		onHangup(ctx, func() { sec.reload(logger) })
+
+		// A node's live heap grows with its keyspace: keep the collector's
+		// headroom bounded (unless GOGC says otherwise).
+		go gctune.Run(ctx, time.Second)
 
 		n, err := node.New(ctx, cfg)
 		if err != nil {
