@@ -11,8 +11,8 @@ import (
 	"time"
 
 	"github.com/dcounter/dcounter/internal/clock"
-	"github.com/dcounter/dcounter/internal/joinaddr"
 	"github.com/dcounter/dcounter/internal/gctune"
+	"github.com/dcounter/dcounter/internal/joinaddr"
 	"github.com/dcounter/dcounter/internal/node"
 	"github.com/dcounter/dcounter/internal/respserver"
 	"github.com/dcounter/dcounter/internal/wal"

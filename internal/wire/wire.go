@@ -463,8 +463,8 @@ var (
 	// (MaxPushBytes) and repeat themselves at short range if at all.
 	zenc, _ = zstd.NewWriter(nil, zstd.WithEncoderLevel(zstd.SpeedFastest), zstd.WithEncoderConcurrency(1),
 		zstd.WithWindowSize(1<<20))
-	zdec    = newZstdDecoder(MaxBody)
-	bufs    = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+	zdec = newZstdDecoder(MaxBody)
+	bufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 )
 
 // maxZstdRatio bounds how much a zstd frame can expand: every block takes at
