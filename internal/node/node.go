@@ -134,7 +134,7 @@ type Config struct {
 	// SyncInterval is the anti-entropy and member-gossip period. Default 500ms.
 	SyncInterval time.Duration
 	// DeltaInterval is how long changes are batched before being pushed
-	// when the node has pushed nothing for DeltaGap. Default 5ms.
+	// when the node has pushed nothing for a delta gap. Default 5ms.
 	DeltaInterval time.Duration
 	// DeltaGap is the least time between two pushes: under a steady
 	// stream of changes (local writes, news from peers to pass on) a node
@@ -626,8 +626,8 @@ func (n *Node) Shutdown(ctx context.Context) error {
 		if n.flushAt != nil && n.flushAt.Stop() {
 			n.wg.Done() // the armed flush will not run
 		}
-		// Push what was not pushed yet (writes acknowledged in the last
-		// DeltaInterval), so peers hold it even if this replica's data dir
+		// Push what was not pushed yet (writes acknowledged since the
+		// last push, at most a delta gap ago), so peers hold it even if this replica's data dir
 		// never comes back. Then say goodbye, so peers stop gossiping with
 		// us at once instead of suspecting us for seconds. Best effort,
 		// bounded.
