@@ -29,8 +29,8 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
-	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // MaxKeyLen is the longest key, in bytes.
@@ -117,18 +117,58 @@ type slot struct {
 // counter is one key. Its fields are what every key needs; what only some
 // keys have (a non-zero life, a queued expiry) lives in ext, so that a key
 // written once and never given a deadline or deleted costs no more.
+//
+// The key's name and its entries share one allocation, data: klen bytes of
+// name, then slen bytes of entries, packed one after the other as three
+// uvarints: the replica's index in the keyspace's replica table, P and N.
+// Small totals take a byte each, so a short name and three replicas'
+// entries fit in 24 bytes, with no pointer for the collector to follow. Few
+// replicas write to a key in practice: a linear scan beats any index.
+//
+// The name's bytes are never written once data holds them: key() hands
+// out strings that alias them. Entries are rewritten in place when a
+// change keeps their length; any other change allocates a new data and
+// copies the name into it (strings handed out keep the old one alive, and
+// it is never written again).
 type counter struct {
-	key  string
-	hash uint64  // keyHash(key), cached
-	bkt  *bucket // the digest bucket the key hashes to: no lookup per merge
+	data *byte
+	hash uint64 // keyHash(key), cached; its top bits pick the digest bucket
 	ext  *lifeExt
-	// slots holds the current generation's entries packed, one after the
-	// other, as three uvarints: the replica's index in the keyspace's
-	// replica table, P and N. Small totals take a byte each, so three
-	// replicas' entries usually fit in 16 bytes, with no pointer for the
-	// collector to follow. Few replicas write to a key in practice: a
-	// linear scan beats any index.
-	slots []byte
+	klen uint16 // 1..MaxKeyLen
+	slen uint32
+}
+
+// key returns c's name, aliasing data.
+func (c *counter) key() string { return unsafe.String(c.data, int(c.klen)) }
+
+// slots returns c's packed entries, aliasing data (nil if it has none).
+func (c *counter) slots() []byte {
+	if c.slen == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(c.data), int(c.klen))), int(c.slen))
+}
+
+// setData makes data a fresh allocation holding c's name followed by the
+// concatenation of parts.
+func (c *counter) setData(parts ...[]byte) {
+	n := int(c.klen)
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := make([]byte, n)
+	i := copy(b, c.key())
+	for _, p := range parts {
+		i += copy(b[i:], p)
+	}
+	c.data, c.slen = &b[0], uint32(n-int(c.klen))
+}
+
+// newRecord returns a counter named key, which it copies, with no entries.
+func newRecord[K string | []byte](key K) counter {
+	b := make([]byte, len(key))
+	copy(b, key)
+	return counter{data: &b[0], hash: keyHash(unsafe.String(&b[0], len(b))), klen: uint16(len(b))}
 }
 
 // lifeExt is the part of a key that most keys never need.
@@ -205,8 +245,9 @@ func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 // find returns the bounds of replica index rep's slot in c.slots and its
 // totals; start is -1 if rep has none.
 func (c *counter) find(rep uint64) (start, end int, pn PN) {
-	for i := 0; i < len(c.slots); {
-		r, v, next := readSlot(c.slots, i)
+	slots := c.slots()
+	for i := 0; i < len(slots); {
+		r, v, next := readSlot(slots, i)
 		if r == rep {
 			return i, next, v
 		}
@@ -218,8 +259,9 @@ func (c *counter) find(rep uint64) (start, end int, pn PN) {
 // nslots counts c's entries.
 func (c *counter) nslots() int {
 	n := 0
-	for i := 0; i < len(c.slots); n++ {
-		_, _, i = readSlot(c.slots, i)
+	slots := c.slots()
+	for i := 0; i < len(slots); n++ {
+		_, _, i = readSlot(slots, i)
 	}
 	return n
 }
@@ -313,7 +355,7 @@ func (ks *Keyspace) Merge(e Entry) bool {
 		if ValidKey(e.Key) != nil {
 			return false
 		}
-		c = ks.newCounter(strings.Clone(e.Key)) // not a slice of some larger buffer
+		c = ks.newCounter(newRecord(e.Key))
 	}
 	return ks.mergeInto(c, e.Replica, e.Gen, e.P, e.N)
 }
@@ -327,20 +369,18 @@ func (ks *Keyspace) MergeKey(key []byte, replica ReplicaID, gen, p, n uint64) bo
 	}
 	c := ks.counters.getBytes(key)
 	if c == nil {
-		k := string(key)
-		if ValidKey(k) != nil {
+		if ValidKey(unsafe.String(unsafe.SliceData(key), len(key))) != nil {
 			return false
 		}
-		c = ks.newCounter(k)
+		c = ks.newCounter(newRecord(key))
 	}
 	return ks.mergeInto(c, replica, gen, p, n)
 }
 
-// newCounter adds key, which it keeps (the caller must not pass a string
-// that pins a larger buffer), with no entries.
-func (ks *Keyspace) newCounter(key string) *counter {
-	c := &counter{key: key, hash: keyHash(key)}
-	c.bkt = ks.addKey(c)
+// newCounter adds r, a key not held, with no entries.
+func (ks *Keyspace) newCounter(r counter) *counter {
+	c := &r
+	ks.addKey(c)
 	ks.counters.insert(c)
 	ks.empty++
 	ks.peak = max(ks.peak, ks.counters.len())
@@ -356,14 +396,12 @@ func (ks *Keyspace) mergeInto(c *counter, replica ReplicaID, gen, p, n uint64) b
 	rep := ks.reps.intern(replica)
 	start, end, cur := c.find(rep)
 	if start < 0 {
-		if len(c.slots) == 0 {
+		if c.slen == 0 {
 			ks.empty--
-			ks.index.ReplaceOrInsert(c.key) // listed from its first entry on
+			ks.index.ReplaceOrInsert(c.key()) // listed from its first entry on
 		}
-		pn := PN{P: p, N: n}
-		b := make([]byte, len(c.slots), len(c.slots)+slotLen(rep, pn)) // exact: a key's slots rarely change size
-		copy(b, c.slots)
-		c.slots = appendSlot(b, rep, pn)
+		var buf [3 * binary.MaxVarintLen64]byte
+		c.setData(c.slots(), appendSlot(buf[:0], rep, PN{P: p, N: n})) // exact: a key's slots rarely change size
 		ks.entries++
 		ks.update(c, 0, entryHash(c.hash, replica, gen, p, n))
 		return true
@@ -374,13 +412,12 @@ func (ks *Keyspace) mergeInto(c *counter, replica ReplicaID, gen, p, n uint64) b
 	}
 	ks.update(c, entryHash(c.hash, replica, gen, cur.P, cur.N), entryHash(c.hash, replica, gen, np, nn))
 	pn := PN{P: np, N: nn}
+	slots := c.slots()
 	if l := slotLen(rep, pn); l == end-start {
-		appendSlot(c.slots[start:start], rep, pn) // in place
+		appendSlot(slots[start:start], rep, pn) // in place: the name's bytes are before start
 	} else {
-		b := make([]byte, 0, len(c.slots)-(end-start)+l)
-		b = append(b, c.slots[:start]...)
-		b = appendSlot(b, rep, pn)
-		c.slots = append(b, c.slots[end:]...)
+		var buf [3 * binary.MaxVarintLen64]byte
+		c.setData(slots[:start], appendSlot(buf[:0], rep, pn), slots[end:])
 	}
 	return true
 }
@@ -397,9 +434,10 @@ func (ks *Keyspace) Value(key string, now int64) (v int64, ok bool) {
 
 func (c *counter) value() (int64, bool) {
 	var s sum
-	for i := 0; i < len(c.slots); {
+	slots := c.slots()
+	for i := 0; i < len(slots); {
 		var pn PN
-		_, pn, i = readSlot(c.slots, i)
+		_, pn, i = readSlot(slots, i)
 		s.add(pn)
 	}
 	return s.value()
@@ -408,12 +446,13 @@ func (c *counter) value() (int64, bool) {
 // eachSlot calls f for each of c's entries until f returns false, and
 // reports whether it was not stopped.
 func (ks *Keyspace) eachSlot(c *counter, f func(s slot) bool) bool {
-	for i := 0; i < len(c.slots); {
+	slots := c.slots()
+	for i := 0; i < len(slots); {
 		var (
 			rep uint64
 			pn  PN
 		)
-		rep, pn, i = readSlot(c.slots, i)
+		rep, pn, i = readSlot(slots, i)
 		if !f(slot{replica: ks.reps.ids[rep], PN: pn}) {
 			return false
 		}
@@ -423,14 +462,14 @@ func (ks *Keyspace) eachSlot(c *counter, f func(s slot) bool) bool {
 
 // entriesOf appends c's entries to out.
 func (ks *Keyspace) entriesOf(out []Entry, c *counter) []Entry {
-	gen := c.gen()
-	for i := 0; i < len(c.slots); {
+	gen, slots, key := c.gen(), c.slots(), c.key()
+	for i := 0; i < len(slots); {
 		var (
 			rep uint64
 			pn  PN
 		)
-		rep, pn, i = readSlot(c.slots, i)
-		out = append(out, Entry{Key: c.key, Replica: ks.reps.ids[rep], Gen: gen, P: pn.P, N: pn.N})
+		rep, pn, i = readSlot(slots, i)
+		out = append(out, Entry{Key: key, Replica: ks.reps.ids[rep], Gen: gen, P: pn.P, N: pn.N})
 	}
 	return out
 }
@@ -466,9 +505,9 @@ func Change(key string, replica ReplicaID, gen uint64, cur PN, value, delta int6
 // ForEach calls f for every entry, in no particular order, until f returns false.
 func (ks *Keyspace) ForEach(f func(Entry) bool) {
 	ks.counters.each(func(c *counter) bool {
-		gen := c.gen()
+		gen, key := c.gen(), c.key()
 		return ks.eachSlot(c, func(s slot) bool {
-			return f(Entry{Key: c.key, Replica: s.replica, Gen: gen, P: s.P, N: s.N})
+			return f(Entry{Key: key, Replica: s.replica, Gen: gen, P: s.P, N: s.N})
 		})
 	})
 }
@@ -518,12 +557,13 @@ func (ks *Keyspace) ValueWith(key string, replica ReplicaID, gen uint64, pn PN) 
 	var s sum
 	s.add(pn)
 	if c := ks.lookup(key); c != nil && c.gen() == gen {
-		for i := 0; i < len(c.slots); {
+		slots := c.slots()
+		for i := 0; i < len(slots); {
 			var (
 				rep uint64
 				pn  PN
 			)
-			rep, pn, i = readSlot(c.slots, i)
+			rep, pn, i = readSlot(slots, i)
 			if ks.reps.ids[rep] != replica {
 				s.add(pn)
 			}

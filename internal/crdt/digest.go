@@ -18,6 +18,8 @@ type Hash struct {
 	Hash  uint64
 }
 
+// bucket is one digest bucket: its hash and its keys. A key finds its
+// bucket from its hash (bucketOf), two array indexings.
 type bucket struct {
 	hash uint64
 	keys []*counter
@@ -70,7 +72,7 @@ func bucketOf(kh uint64) uint16 { return uint16(kh >> 48) }
 // GroupOf returns the group a bucket belongs to.
 func GroupOf(b uint16) uint16 { return b / BucketsPerGroup }
 
-func (d *digest) addKey(c *counter) *bucket {
+func (d *digest) addKey(c *counter) {
 	b := d.bucket(bucketOf(c.hash))
 	if b == nil {
 		b = &bucket{}
@@ -78,13 +80,12 @@ func (d *digest) addKey(c *counter) *bucket {
 		d.nbuckets++
 	}
 	b.keys = append(b.keys, c)
-	return b
 }
 
 // removeKey takes c, whose hash contributions must already be removed, out
 // of its bucket.
 func (d *digest) removeKey(c *counter) {
-	b := c.bkt
+	b := d.bucket(bucketOf(c.hash))
 	for i, o := range b.keys {
 		if o == c {
 			last := len(b.keys) - 1
@@ -104,7 +105,7 @@ func (d *digest) removeKey(c *counter) {
 
 func (d *digest) update(c *counter, old, new uint64) {
 	x := old ^ new
-	c.bkt.hash ^= x
+	d.bucket(bucketOf(c.hash)).hash ^= x
 	d.groups[GroupOf(bucketOf(c.hash))] ^= x
 }
 
@@ -201,7 +202,7 @@ func (c Contents) Len() int { return len(c.Entries) + len(c.Metas) }
 
 func (ks *Keyspace) addContents(c *Contents, k *counter) {
 	if l := k.life(); !l.IsZero() {
-		c.Metas = append(c.Metas, Meta{Key: k.key, Life: l})
+		c.Metas = append(c.Metas, Meta{Key: k.key(), Life: l})
 	}
 	c.Entries = ks.entriesOf(c.Entries, k)
 }
@@ -249,7 +250,7 @@ func (ks *Keyspace) Newer(buckets []uint16, theirs Contents, fits func(key strin
 			continue
 		}
 		for _, c := range bk.keys {
-			k := c.key
+			k := c.key()
 			life := c.life()
 			theirGen := gens[k]
 			if theirGen > life.Gen {
@@ -261,12 +262,13 @@ func (ks *Keyspace) Newer(buckets []uint16, theirs Contents, fits func(key strin
 				}
 				out.Metas = append(out.Metas, Meta{Key: k, Life: life})
 			}
-			for i := 0; i < len(c.slots); {
+			slots := c.slots()
+			for i := 0; i < len(slots); {
 				var (
 					rep uint64
 					s   PN
 				)
-				rep, s, i = readSlot(c.slots, i)
+				rep, s, i = readSlot(slots, i)
 				replica := ks.reps.ids[rep]
 				if pn, ok := have[rk{k, replica}]; ok && theirGen == life.Gen && s.P <= pn.P && s.N <= pn.N {
 					continue

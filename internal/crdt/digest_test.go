@@ -69,7 +69,7 @@ func checkDigest(t testing.TB, ks *Keyspace) {
 		}
 		var names []string
 		for _, c := range bk.keys {
-			names = append(names, c.key)
+			names = append(names, c.key())
 		}
 		if !sameSet(names, keys[b]) {
 			t.Fatalf("bucket %d: keys %q, recomputed %q", b, names, keys[b])

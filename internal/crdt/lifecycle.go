@@ -2,7 +2,6 @@ package crdt
 
 import (
 	"math"
-	"strings"
 
 	"github.com/google/btree"
 )
@@ -190,9 +189,9 @@ func (ks *Keyspace) setLife(c *counter, l Life) {
 			ks.expiringKeys--
 		}
 	}
-	if l.Gen != old.Gen && len(c.slots) > 0 {
+	if l.Gen != old.Gen && c.slen > 0 {
 		ks.empty++
-		ks.index.Delete(c.key) // not listed without entries
+		ks.index.Delete(c.key()) // not listed without entries
 	}
 	if l.Gen != old.Gen {
 		n := 0
@@ -203,7 +202,9 @@ func (ks *Keyspace) setLife(c *counter, l Life) {
 		})
 		ks.entries -= n
 		ks.stats.DroppedEntries += uint64(n)
-		c.slots = nil
+		if c.slen > 0 {
+			c.setData() // the name alone: the entries' bytes are freed
+		}
 	}
 	if x != 0 {
 		ks.update(c, 0, x)
@@ -235,7 +236,7 @@ func (ks *Keyspace) MergeMeta(m Meta) bool {
 		if ValidKey(m.Key) != nil || (m.Deleted != 0 && m.Deleted <= ks.floor && m.TTL.Deadline == 0) {
 			return false
 		}
-		c = ks.newCounter(strings.Clone(m.Key))
+		c = ks.newCounter(newRecord(m.Key))
 	}
 	j := join(c.life(), m.Life)
 	if j == c.life() {
@@ -261,14 +262,14 @@ func (ks *Keyspace) MetaOf(key string) (m Meta, ok bool) {
 	if c == nil || c.ext == nil || c.ext.life.IsZero() {
 		return Meta{}, false
 	}
-	return Meta{Key: c.key, Life: c.ext.life}, true
+	return Meta{Key: c.key(), Life: c.ext.life}, true
 }
 
 // ForEachMeta calls f for every key with a non-zero life, in no particular
 // order, until f returns false.
 func (ks *Keyspace) ForEachMeta(f func(Meta) bool) {
 	ks.counters.each(func(c *counter) bool {
-		return c.ext == nil || c.ext.life.IsZero() || f(Meta{Key: c.key, Life: c.ext.life})
+		return c.ext == nil || c.ext.life.IsZero() || f(Meta{Key: c.key(), Life: c.ext.life})
 	})
 }
 
@@ -293,7 +294,7 @@ func (ks *Keyspace) StatusOf(key string, now int64) Status {
 func (c *counter) status(now int64) Status {
 	l := c.life()
 	st := Status{Gen: l.Gen}
-	if len(c.slots) == 0 || l.expired(now) {
+	if c.slen == 0 || l.expired(now) {
 		return st
 	}
 	v, ok := c.value()
@@ -417,7 +418,7 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 		steps++
 		it := ks.expiring.pop()
 		c := it.c
-		if ks.counters.get(c.key) != c || it.at != c.expiryDue() {
+		if ks.counters.get(c.key()) != c || it.at != c.expiryDue() {
 			continue // forgotten, or superseded by an earlier deadline
 		}
 		life := c.life()
@@ -434,7 +435,7 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 		ks.setLife(c, l)
 		ks.stats.Expired++
 		ks.stats.ReclaimedBytes += uint64(max(0, freed-ks.sizeOf(c)))
-		tombstoned = append(tombstoned, Meta{Key: c.key, Life: l})
+		tombstoned = append(tombstoned, Meta{Key: c.key(), Life: l})
 	}
 	for len(ks.tombs) > 0 && ks.tombs[0].at <= now-horizon {
 		if steps == limit {
@@ -443,10 +444,10 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 		steps++
 		it := ks.tombs.pop()
 		c := it.c
-		if ks.counters.get(c.key) != c || c.life().Deleted != it.at {
+		if ks.counters.get(c.key()) != c || c.life().Deleted != it.at {
 			continue // forgotten, or deleted again since (its own item is queued)
 		}
-		if len(c.slots) > 0 || c.life().TTL.Deadline != 0 {
+		if c.slen > 0 || c.life().TTL.Deadline != 0 {
 			// Written since, or expiring: not a tombstone. If it becomes
 			// one again, setLife queues it.
 			continue
@@ -489,7 +490,7 @@ func (ks *Keyspace) forget(c *counter) {
 
 // sizeOf estimates the memory c takes, for the reclaimed-bytes metric.
 func (ks *Keyspace) sizeOf(c *counter) int {
-	return 2*len(c.key) + 160 + 32*c.nslots()
+	return 2*int(c.klen) + 160 + 32*c.nslots()
 }
 
 // Item is one key of a listing.

@@ -38,7 +38,7 @@ func (t *keyTable) get(key string) *counter {
 	tag := uint8(h >> 56)
 	for i := h & mask; ; i = (i + 1) & mask {
 		c := t.slots[i]
-		if c == nil || (t.tags[i] == tag && c.key == key) {
+		if c == nil || (t.tags[i] == tag && c.key() == key) {
 			return c
 		}
 	}
@@ -55,7 +55,7 @@ func (t *keyTable) insert(c *counter) {
 
 func (t *keyTable) place(c *counter) {
 	mask := uint64(len(t.slots) - 1)
-	h := tableHash(c.key)
+	h := tableHash(c.key())
 	i := h & mask
 	for t.slots[i] != nil {
 		i = (i + 1) & mask
@@ -69,7 +69,7 @@ func (t *keyTable) remove(c *counter) {
 		return
 	}
 	mask := uint64(len(t.slots) - 1)
-	i := tableHash(c.key) & mask
+	i := tableHash(c.key()) & mask
 	for t.slots[i] != c {
 		if t.slots[i] == nil {
 			return
@@ -83,7 +83,7 @@ func (t *keyTable) remove(c *counter) {
 		if o == nil {
 			break
 		}
-		home := tableHash(o.key) & mask
+		home := tableHash(o.key()) & mask
 		if (j > i && (home <= i || home > j)) || (j < i && home <= i && home > j) {
 			t.slots[i], t.tags[i] = o, t.tags[j]
 			i = j
@@ -138,7 +138,7 @@ func (t *keyTable) getBytes(key []byte) *counter {
 	tag := uint8(h >> 56)
 	for i := h & mask; ; i = (i + 1) & mask {
 		c := t.slots[i]
-		if c == nil || (t.tags[i] == tag && c.key == string(key)) {
+		if c == nil || (t.tags[i] == tag && c.key() == string(key)) {
 			return c
 		}
 	}
