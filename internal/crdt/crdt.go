@@ -307,6 +307,7 @@ func (r *replicas) intern(id ReplicaID) uint64 {
 
 // Keyspace is a set of named PN-counters plus their digest.
 type Keyspace struct {
+	recs     records
 	counters keyTable
 	entries  int
 	reps     replicas
@@ -316,7 +317,9 @@ type Keyspace struct {
 
 // New returns an empty keyspace.
 func New() *Keyspace {
-	return &Keyspace{digest: newDigest(), lifecycle: newLifecycle()}
+	ks := &Keyspace{digest: newDigest(), lifecycle: newLifecycle()}
+	ks.index = newIndex(ks)
+	return ks
 }
 
 // Len reports the number of keys held, live or not (expired keys and
@@ -350,14 +353,14 @@ func (ks *Keyspace) Merge(e Entry) bool {
 	if e.P == 0 && e.N == 0 {
 		return false
 	}
-	c := ks.lookup(e.Key)
-	if c == nil {
+	x := ks.find(e.Key)
+	if x == 0 {
 		if ValidKey(e.Key) != nil {
 			return false
 		}
-		c = ks.newCounter(newRecord(e.Key))
+		x = ks.newCounter(newRecord(e.Key))
 	}
-	return ks.mergeInto(c, e.Replica, e.Gen, e.P, e.N)
+	return ks.mergeInto(x, e.Replica, e.Gen, e.P, e.N)
 }
 
 // MergeKey is Merge for a key held in a byte slice, as a log reader has it:
@@ -367,38 +370,39 @@ func (ks *Keyspace) MergeKey(key []byte, replica ReplicaID, gen, p, n uint64) bo
 	if p == 0 && n == 0 {
 		return false
 	}
-	c := ks.counters.getBytes(key)
-	if c == nil {
+	x := ks.counters.getBytes(&ks.recs, key)
+	if x == 0 {
 		if ValidKey(unsafe.String(unsafe.SliceData(key), len(key))) != nil {
 			return false
 		}
-		c = ks.newCounter(newRecord(key))
+		x = ks.newCounter(newRecord(key))
 	}
-	return ks.mergeInto(c, replica, gen, p, n)
+	return ks.mergeInto(x, replica, gen, p, n)
 }
 
-// newCounter adds r, a key not held, with no entries.
-func (ks *Keyspace) newCounter(r counter) *counter {
-	c := &r
-	ks.addKey(c)
-	ks.counters.insert(c)
+// newCounter adds c, a key not held, with no entries, and returns its ref.
+func (ks *Keyspace) newCounter(c counter) ref {
+	x := ks.recs.alloc(c)
+	ks.addKey(c.hash, x)
+	ks.counters.insert(&ks.recs, x)
 	ks.empty++
 	ks.peak = max(ks.peak, ks.counters.len())
-	return c
+	return x
 }
 
-func (ks *Keyspace) mergeInto(c *counter, replica ReplicaID, gen, p, n uint64) bool {
+func (ks *Keyspace) mergeInto(x ref, replica ReplicaID, gen, p, n uint64) bool {
+	c := ks.recs.at(x)
 	if cg := c.gen(); gen < cg {
 		return false
 	} else if gen > cg {
-		ks.setLife(c, Life{Gen: gen})
+		ks.setLife(x, Life{Gen: gen})
 	}
 	rep := ks.reps.intern(replica)
 	start, end, cur := c.find(rep)
 	if start < 0 {
 		if c.slen == 0 {
 			ks.empty--
-			ks.index.ReplaceOrInsert(c.key()) // listed from its first entry on
+			ks.index.ReplaceOrInsert(x) // listed from its first entry on
 		}
 		var buf [3 * binary.MaxVarintLen64]byte
 		c.setData(c.slots(), appendSlot(buf[:0], rep, PN{P: p, N: n})) // exact: a key's slots rarely change size
@@ -504,7 +508,8 @@ func Change(key string, replica ReplicaID, gen uint64, cur PN, value, delta int6
 
 // ForEach calls f for every entry, in no particular order, until f returns false.
 func (ks *Keyspace) ForEach(f func(Entry) bool) {
-	ks.counters.each(func(c *counter) bool {
+	ks.counters.each(func(x ref) bool {
+		c := ks.recs.at(x)
 		gen, key := c.gen(), c.key()
 		return ks.eachSlot(c, func(s slot) bool {
 			return f(Entry{Key: key, Replica: s.replica, Gen: gen, P: s.P, N: s.N})
@@ -572,5 +577,14 @@ func (ks *Keyspace) ValueWith(key string, replica ReplicaID, gen uint64, pn PN) 
 	return s.value()
 }
 
-// lookup returns key's counter, or nil.
-func (ks *Keyspace) lookup(key string) *counter { return ks.counters.get(key) }
+// find returns key's ref, or 0.
+func (ks *Keyspace) find(key string) ref { return ks.counters.get(&ks.recs, key) }
+
+// lookup returns key's counter, or nil. It is valid until the key is
+// forgotten or the records are compacted.
+func (ks *Keyspace) lookup(key string) *counter {
+	if x := ks.find(key); x != 0 {
+		return ks.recs.at(x)
+	}
+	return nil
+}

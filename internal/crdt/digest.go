@@ -22,7 +22,7 @@ type Hash struct {
 // bucket from its hash (bucketOf), two array indexings.
 type bucket struct {
 	hash uint64
-	keys []*counter
+	keys []ref
 }
 
 // digest is maintained by Keyspace.Merge: O(1) work per change.
@@ -72,34 +72,35 @@ func bucketOf(kh uint64) uint16 { return uint16(kh >> 48) }
 // GroupOf returns the group a bucket belongs to.
 func GroupOf(b uint16) uint16 { return b / BucketsPerGroup }
 
-func (d *digest) addKey(c *counter) {
-	b := d.bucket(bucketOf(c.hash))
+// addKey adds x, whose key hash is kh, to its bucket.
+func (d *digest) addKey(kh uint64, x ref) {
+	b := d.bucket(bucketOf(kh))
 	if b == nil {
 		b = &bucket{}
-		d.setBucket(bucketOf(c.hash), b)
+		d.setBucket(bucketOf(kh), b)
 		d.nbuckets++
 	}
-	b.keys = append(b.keys, c)
+	b.keys = append(b.keys, x)
 }
 
-// removeKey takes c, whose hash contributions must already be removed, out
-// of its bucket.
-func (d *digest) removeKey(c *counter) {
-	b := d.bucket(bucketOf(c.hash))
+// removeKey takes x, whose key hash is kh and whose hash contributions
+// must already be removed, out of its bucket.
+func (d *digest) removeKey(kh uint64, x ref) {
+	b := d.bucket(bucketOf(kh))
 	for i, o := range b.keys {
-		if o == c {
+		if o == x {
 			last := len(b.keys) - 1
-			b.keys[i], b.keys[last] = b.keys[last], nil
+			b.keys[i], b.keys[last] = b.keys[last], 0
 			b.keys = b.keys[:last]
 			break
 		}
 	}
 	switch {
 	case len(b.keys) == 0:
-		d.setBucket(bucketOf(c.hash), nil)
+		d.setBucket(bucketOf(kh), nil)
 		d.nbuckets--
-	case cap(b.keys) >= 16 && len(b.keys) < cap(b.keys)/4:
-		b.keys = append([]*counter(nil), b.keys...) // give back what churn grew
+	case cap(b.keys) >= 32 && len(b.keys) < cap(b.keys)/4:
+		b.keys = append([]ref(nil), b.keys...) // give back what churn grew
 	}
 }
 
@@ -212,8 +213,8 @@ func (ks *Keyspace) BucketContents(buckets []uint16) Contents {
 	var out Contents
 	for _, b := range dedupe(buckets) {
 		if bk := ks.bucket(b); bk != nil {
-			for _, k := range bk.keys {
-				ks.addContents(&out, k)
+			for _, x := range bk.keys {
+				ks.addContents(&out, ks.recs.at(x))
 			}
 		}
 	}
@@ -249,7 +250,8 @@ func (ks *Keyspace) Newer(buckets []uint16, theirs Contents, fits func(key strin
 		if bk == nil {
 			continue
 		}
-		for _, c := range bk.keys {
+		for _, x := range bk.keys {
+			c := ks.recs.at(x)
 			k := c.key()
 			life := c.life()
 			theirGen := gens[k]
