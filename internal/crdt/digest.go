@@ -80,6 +80,14 @@ func (d *digest) addKey(kh uint64, x ref) {
 		d.setBucket(bucketOf(kh), b)
 		d.nbuckets++
 	}
+	if n := len(b.keys); n == cap(b.keys) {
+		// Grow by a size class (16 bytes) or an eighth, not append's
+		// doubling: a bucket holds a few dozen keys at most, and the slack
+		// would cost more than the copies.
+		k := make([]ref, n, n+max(4, n/8))
+		copy(k, b.keys)
+		b.keys = k
+	}
 	b.keys = append(b.keys, x)
 }
 
