@@ -118,12 +118,13 @@ type slot struct {
 // keys have (a non-zero life, a queued expiry) lives in ext, so that a key
 // written once and never given a deadline or deleted costs no more.
 //
-// The key's name and its entries share one allocation, data: klen bytes of
-// name, then slen bytes of entries, packed one after the other as three
-// uvarints: the replica's index in the keyspace's replica table, P and N.
-// Small totals take a byte each, so a short name and three replicas'
-// entries fit in 24 bytes, with no pointer for the collector to follow. Few
-// replicas write to a key in practice: a linear scan beats any index.
+// The key's name and its entries share one allocation, data: the name's
+// length (a uvarint), the name, the entries' length (a uvarint) and the
+// entries, packed one after the other as three uvarints: the replica's
+// index in the keyspace's replica table, P and N. Small totals take a byte
+// each, so a short name and three replicas' entries fit in 24 bytes, with
+// no pointer for the collector to follow. Few replicas write to a key in
+// practice: a linear scan beats any index.
 //
 // The name's bytes are never written once data holds them: key() hands
 // out strings that alias them. Entries are rewritten in place when a
@@ -131,44 +132,85 @@ type slot struct {
 // copies the name into it (strings handed out keep the old one alive, and
 // it is never written again).
 type counter struct {
-	data *byte
+	data *byte  // nil in a free record
 	hash uint64 // keyHash(key), cached; its top bits pick the digest bucket
 	ext  *lifeExt
-	klen uint16 // 1..MaxKeyLen
-	slen uint32
+}
+
+// byteAt returns data[i], which must lie within data.
+func (c *counter) byteAt(i int) byte { return *(*byte)(unsafe.Add(unsafe.Pointer(c.data), i)) }
+
+// keyBounds returns the offset of c's name in data and its length (at
+// most MaxKeyLen: a uvarint of one or two bytes).
+func (c *counter) keyBounds() (off, n int) {
+	if b := c.byteAt(0); b < 0x80 {
+		return 1, int(b)
+	}
+	return 2, int(c.byteAt(0)&0x7f) | int(c.byteAt(1))<<7
+}
+
+// slotBounds returns the offset of c's entries in data and their length.
+func (c *counter) slotBounds() (off, n int) {
+	off, kl := c.keyBounds()
+	i := off + kl
+	var v uint64
+	for shift := 0; ; shift += 7 {
+		b := c.byteAt(i)
+		i++
+		v |= uint64(b&0x7f) << shift
+		if b < 0x80 {
+			return i, int(v)
+		}
+	}
 }
 
 // key returns c's name, aliasing data.
-func (c *counter) key() string { return unsafe.String(c.data, int(c.klen)) }
+func (c *counter) key() string {
+	off, n := c.keyBounds()
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(c.data), off)), n)
+}
+
+// slen returns the length of c's packed entries.
+func (c *counter) slen() int {
+	_, n := c.slotBounds()
+	return n
+}
 
 // slots returns c's packed entries, aliasing data (nil if it has none).
 func (c *counter) slots() []byte {
-	if c.slen == 0 {
+	off, n := c.slotBounds()
+	if n == 0 {
 		return nil
 	}
-	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(c.data), int(c.klen))), int(c.slen))
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(c.data), off)), n)
 }
 
-// setData makes data a fresh allocation holding c's name followed by the
+// makeData returns a data holding key and, as its entries, the
 // concatenation of parts.
-func (c *counter) setData(parts ...[]byte) {
-	n := int(c.klen)
+func makeData[K string | []byte](key K, parts ...[]byte) *byte {
+	n := 0
 	for _, p := range parts {
 		n += len(p)
 	}
-	b := make([]byte, n)
-	i := copy(b, c.key())
+	b := make([]byte, 0, uvarintLen(uint64(len(key)))+len(key)+uvarintLen(uint64(n))+n)
+	b = binary.AppendUvarint(b, uint64(len(key)))
+	b = append(b, key...)
+	b = binary.AppendUvarint(b, uint64(n))
 	for _, p := range parts {
-		i += copy(b[i:], p)
+		b = append(b, p...)
 	}
-	c.data, c.slen = &b[0], uint32(n-int(c.klen))
+	return &b[0]
 }
+
+// setData gives c a fresh data holding its name and, as its entries, the
+// concatenation of parts (which may alias the old data).
+func (c *counter) setData(parts ...[]byte) { c.data = makeData(c.key(), parts...) }
 
 // newRecord returns a counter named key, which it copies, with no entries.
 func newRecord[K string | []byte](key K) counter {
-	b := make([]byte, len(key))
-	copy(b, key)
-	return counter{data: &b[0], hash: keyHash(unsafe.String(&b[0], len(b))), klen: uint16(len(b))}
+	c := counter{data: makeData(key)}
+	c.hash = keyHash(c.key())
+	return c
 }
 
 // lifeExt is the part of a key that most keys never need.
@@ -400,7 +442,7 @@ func (ks *Keyspace) mergeInto(x ref, replica ReplicaID, gen, p, n uint64) bool {
 	rep := ks.reps.intern(replica)
 	start, end, cur := c.find(rep)
 	if start < 0 {
-		if c.slen == 0 {
+		if c.slen() == 0 {
 			ks.empty--
 			ks.index.ReplaceOrInsert(x) // listed from its first entry on
 		}

@@ -218,7 +218,7 @@ func (ks *Keyspace) setLife(x ref, l Life) {
 			ks.expiringKeys--
 		}
 	}
-	if l.Gen != old.Gen && c.slen > 0 {
+	if l.Gen != old.Gen && c.slen() > 0 {
 		ks.empty++
 		ks.index.Delete(x) // not listed without entries
 	}
@@ -231,7 +231,7 @@ func (ks *Keyspace) setLife(x ref, l Life) {
 		})
 		ks.entries -= n
 		ks.stats.DroppedEntries += uint64(n)
-		if c.slen > 0 {
+		if c.slen() > 0 {
 			c.setData() // the name alone: the entries' bytes are freed
 		}
 	}
@@ -325,7 +325,7 @@ func (ks *Keyspace) StatusOf(key string, now int64) Status {
 func (c *counter) status(now int64) Status {
 	l := c.life()
 	st := Status{Gen: l.Gen}
-	if c.slen == 0 || l.expired(now) {
+	if c.slen() == 0 || l.expired(now) {
 		return st
 	}
 	v, ok := c.value()
@@ -478,7 +478,7 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 		if !ks.recs.live(it.x) || c.life().Deleted != it.at {
 			continue // forgotten, or deleted again since (its own item is queued)
 		}
-		if c.slen > 0 || c.life().TTL.Deadline != 0 {
+		if c.slen() > 0 || c.life().TTL.Deadline != 0 {
 			// Written since, or expiring: not a tombstone. If it becomes
 			// one again, setLife queues it.
 			continue
@@ -570,7 +570,7 @@ func (ks *Keyspace) forget(x ref) {
 
 // sizeOf estimates the memory c takes, for the reclaimed-bytes metric.
 func (ks *Keyspace) sizeOf(c *counter) int {
-	return 2*int(c.klen) + 160 + 32*c.nslots()
+	return 2*len(c.key()) + 160 + 32*c.nslots()
 }
 
 // Item is one key of a listing.

@@ -64,7 +64,7 @@ func checkRecords(t testing.TB, ks *Keyspace) {
 	}
 	var listed []string
 	ks.index.Ascend(func(x ref) bool {
-		if !held[x] || ks.recs.at(x).slen == 0 {
+		if !held[x] || ks.recs.at(x).slen() == 0 {
 			t.Fatalf("the index lists record %d (held %v) without entries", x, held[x])
 		}
 		listed = append(listed, ks.recs.at(x).key())
@@ -188,14 +188,14 @@ func TestEntriesGrowAndShrink(t *testing.T) {
 		}
 	}
 	c := ks.lookup(key)
-	if int(c.slen) != len(c.slots()) || c.key() != key || ks.Entries() != len(model) {
-		t.Fatalf("record %q with %d bytes of entries, %d entries", c.key(), c.slen, ks.Entries())
+	if c.slen() != len(c.slots()) || c.key() != key || ks.Entries() != len(model) {
+		t.Fatalf("record %q with %d bytes of entries, %d entries", c.key(), c.slen(), ks.Entries())
 	}
 	// A new generation drops the entries and keeps the name alone.
 	m, _ := ks.Deletion(key, 5)
 	ks.MergeMeta(m)
-	if c := ks.lookup(key); c.slen != 0 || c.slots() != nil || c.key() != key || ks.Entries() != 0 {
-		t.Fatalf("after a delete: %q with %d bytes of entries", c.key(), c.slen)
+	if c := ks.lookup(key); c.slen() != 0 || c.slots() != nil || c.key() != key || ks.Entries() != 0 {
+		t.Fatalf("after a delete: %q with %d bytes of entries", c.key(), c.slen())
 	}
 	checkRecords(t, ks)
 }
@@ -344,4 +344,34 @@ func TestRecordsThroughChurn(t *testing.T) {
 			t.Errorf("seed %d: no compaction", seed)
 		}
 	}
+}
+
+// TestNameLengths: names of every uvarint length prefix (one byte up to
+// 127, two beyond) come back whole, with their entries after them.
+func TestNameLengths(t *testing.T) {
+	ks := New()
+	lengths := []int{1, 2, 126, 127, 128, 129, 255, 256, 300, 511, MaxKeyLen}
+	for i, n := range lengths {
+		k := strings.Repeat(string(rune('a'+i)), n)
+		ks.Merge(Entry{Key: k, Replica: 1, P: uint64(n)})
+		ks.MergeKey([]byte(k), 2, 0, 1<<62, uint64(i))
+		if c := ks.lookup(k); c == nil || c.key() != k {
+			t.Fatalf("length %d: record not found by its name", n)
+		}
+		es := ks.EntriesOf(k)
+		if len(es) != 2 || es[0].Key != k || es[0].P != uint64(n) || es[1].P != 1<<62 || es[1].N != uint64(i) {
+			t.Fatalf("length %d: entries %+v", n, es)
+		}
+	}
+	items, _, _ := ks.List("", "", 100, 100, 0)
+	if len(items) != len(lengths) {
+		t.Fatalf("listed %d keys", len(items))
+	}
+	for i, it := range items {
+		if len(it.Key) != lengths[i] {
+			t.Fatalf("item %d: a key of %d bytes, want %d", i, len(it.Key), lengths[i])
+		}
+	}
+	checkRecords(t, ks)
+	checkDigest(t, ks)
 }
