@@ -444,7 +444,7 @@ func (ks *Keyspace) mergeInto(x ref, replica ReplicaID, gen, p, n uint64) bool {
 	if start < 0 {
 		if c.slen() == 0 {
 			ks.empty--
-			ks.index.ReplaceOrInsert(x) // listed from its first entry on
+			ks.index.insert(x) // listed from its first entry on
 		}
 		var buf [3 * binary.MaxVarintLen64]byte
 		c.setData(c.slots(), appendSlot(buf[:0], rep, PN{P: p, N: n})) // exact: a key's slots rarely change size

@@ -2,8 +2,6 @@ package crdt
 
 import (
 	"math"
-
-	"github.com/google/btree"
 )
 
 // A key's lifecycle: generations, expiry, tombstones.
@@ -115,10 +113,8 @@ type lifecycle struct {
 	// for a key not held is a no-op (see Reclaim).
 	floor int64
 	// index holds, in key order, the refs of the keys with entries in
-	// their current generation (the only ones a listing can show). Ref 0
-	// stands for pivot, the key a search starts from.
-	index *btree.BTreeG[ref]
-	pivot string
+	// their current generation (the only ones a listing can show).
+	index *listIndex
 	// peak is the most keys held since the last compaction (see compact).
 	peak  int
 	stats ReclaimStats
@@ -131,21 +127,9 @@ func newLifecycle() lifecycle {
 	return lifecycle{floor: math.MinInt64}
 }
 
-// indexDegree is the listing B-tree's degree: its nodes hold up to
-// 2*indexDegree-1 refs.
-const indexDegree = 32
-
 // newIndex returns an empty listing index for ks's keys.
-func newIndex(ks *Keyspace) *btree.BTreeG[ref] {
-	return btree.NewG(indexDegree, func(a, b ref) bool { return ks.indexKey(a) < ks.indexKey(b) })
-}
-
-// indexKey is the key the listing index orders x by.
-func (ks *Keyspace) indexKey(x ref) string {
-	if x == 0 {
-		return ks.pivot
-	}
-	return ks.recs.at(x).key()
+func newIndex(ks *Keyspace) *listIndex {
+	return newListIndex(func(x ref) string { return ks.recs.at(x).key() })
 }
 
 // dueItem is a key's time to be looked at by Reclaim. Its key may have been
@@ -220,7 +204,7 @@ func (ks *Keyspace) setLife(x ref, l Life) {
 	}
 	if l.Gen != old.Gen && c.slen() > 0 {
 		ks.empty++
-		ks.index.Delete(x) // not listed without entries
+		ks.index.delete(x) // not listed without entries
 	}
 	if l.Gen != old.Gen {
 		n := 0
@@ -528,7 +512,7 @@ func (ks *Keyspace) compactRecords() {
 		}
 	}
 	listed := make([]ref, 0, ks.index.Len())
-	ks.index.Ascend(func(x ref) bool { // in key order: Ascend compares nothing
+	ks.index.Ascend(func(x ref) bool { // in key order, comparing nothing
 		listed = append(listed, remap[x])
 		return true
 	})
@@ -540,9 +524,7 @@ func (ks *Keyspace) compactRecords() {
 		}
 	})
 	ks.index = newIndex(ks)
-	for _, x := range listed {
-		ks.index.ReplaceOrInsert(x)
-	}
+	ks.index.fill(listed)
 	for _, q := range []*dueHeap{&ks.expiring, &ks.tombs} {
 		h := (*q)[:0]
 		for _, it := range *q {
@@ -586,10 +568,8 @@ type Item struct {
 // many dead keys still costs bounded work; more is then true and the
 // caller continues after the last key visited, which is returned as next.
 func (ks *Keyspace) List(prefix, after string, limit, scan int, now int64) (items []Item, next string, more bool) {
-	ks.pivot = max(prefix, after)
-	defer func() { ks.pivot = "" }()
 	visited := 0
-	ks.index.AscendGreaterOrEqual(0, func(x ref) bool {
+	ks.index.AscendGreaterOrEqual(max(prefix, after), func(x ref) bool {
 		c := ks.recs.at(x)
 		k := c.key()
 		if k == after {
