@@ -2,7 +2,8 @@ package crdt
 
 // ref names a key's record in the keyspace's records: the key table, the
 // digest buckets, the listing index and the reclaim queues hold a key as a
-// ref, 4 bytes, instead of a pointer, 8. 0 is no record.
+// ref, 4 bytes, instead of a pointer, 8. 0 is no record. A keyspace holds
+// at most 2^32-1 keys (about 300 GB of them).
 type ref uint32
 
 // A chunk is 2048 records of 24 bytes, 48 KiB: a large object of whole
