@@ -309,10 +309,11 @@ func (ks *Keyspace) StatusOf(key string, now int64) Status {
 func (c *counter) status(now int64) Status {
 	l := c.life()
 	st := Status{Gen: l.Gen}
-	if c.slen() == 0 || l.expired(now) {
+	slots := c.slots()
+	if len(slots) == 0 || l.expired(now) {
 		return st
 	}
-	v, ok := c.value()
+	v, ok := slotsValue(slots)
 	st.Live, st.Value, st.Clamped, st.Deadline = true, v, !ok, l.TTL.Deadline
 	return st
 }
