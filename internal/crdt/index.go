@@ -16,10 +16,11 @@ type leaf struct {
 // listIndex holds, in key order, the refs of the keys with entries in
 // their current generation (the only ones a listing can show). It is a
 // B+-tree of two parts: leaves of up to leafCap refs, and a B-tree of the
-// leaves ordered by their first key. A full leaf is split in two halves,
-// except when the new ref goes after all of its refs: then the new ref
-// starts a new leaf, so that keys written in ascending order (user:1,
-// user:2, ...) fill leaves instead of leaving them half empty. A leaf that
+// leaves ordered by their first key. A full leaf gives refs to the next
+// one when it has room, else is split in two halves, except when the new
+// ref goes after all of its refs: then the new ref starts a new leaf, so
+// that keys written in ascending order (user:1, user:2, ...) fill leaves
+// instead of leaving them half empty. A leaf that
 // falls below a quarter full is merged with the next one when both fit in
 // three quarters of a leaf.
 type listIndex struct {
@@ -106,6 +107,24 @@ func (ix *listIndex) insert(x ref) {
 		l.insertAt(i, x)
 		return
 	}
+	// A full leaf first moves its last refs to the front of the next leaf,
+	// if that has room for them and for x, so that leaves fill past half
+	// (the next leaf's first key falls but stays above all of l's: the
+	// leaves' order holds).
+	if next := ix.next(l); next != nil && next.n <= leafCap-2 {
+		m := (leafCap - next.n) / 2
+		copy(next.refs[m:next.n+m], next.refs[:next.n])
+		copy(next.refs[:m], l.refs[leafCap-m:])
+		next.n += m
+		l.n -= m
+		clear(l.refs[l.n:])
+		if i <= int(l.n) {
+			l.insertAt(i, x)
+		} else {
+			next.insertAt(i-int(l.n), x)
+		}
+		return
+	}
 	nl := new(leaf)
 	if i == leafCap {
 		nl.refs[0], nl.n = x, 1
@@ -147,6 +166,15 @@ func (ix *listIndex) delete(x ref) {
 	if l.n >= leafCap/4 {
 		return
 	}
+	if next := ix.next(l); next != nil && l.n+next.n <= leafCap*3/4 {
+		ix.leaves.Delete(next)
+		copy(l.refs[l.n:], next.refs[:next.n])
+		l.n += next.n
+	}
+}
+
+// next returns the leaf after l, or nil.
+func (ix *listIndex) next(l *leaf) *leaf {
 	var next *leaf
 	ix.leaves.AscendGreaterOrEqual(l, func(o *leaf) bool {
 		if o == l {
@@ -155,11 +183,7 @@ func (ix *listIndex) delete(x ref) {
 		next = o
 		return false
 	})
-	if next != nil && l.n+next.n <= leafCap*3/4 {
-		ix.leaves.Delete(next)
-		copy(l.refs[l.n:], next.refs[:next.n])
-		l.n += next.n
-	}
+	return next
 }
 
 // AscendGreaterOrEqual calls f for every ref whose key is at least k, in
