@@ -111,15 +111,17 @@ func BenchmarkList(b *testing.B) {
 		}
 	})
 	b.Run("dead-scan", func(b *testing.B) {
+		// Expired keys: listed (tombstones are not) but not live.
 		dead := New()
 		for i := range 100_000 {
 			k := fmt.Sprintf("user/%06d", i)
-			dead.MergeMeta(Meta{Key: k, Life: Life{Gen: 1, Deleted: 10}})
+			dead.Merge(Entry{Key: k, Replica: 1, P: 1})
+			dead.MergeMeta(Meta{Key: k, Life: Life{TTL: TTL{Ver: 1, Deadline: 5}}})
 		}
 		b.ReportAllocs()
 		b.ResetTimer()
 		for range b.N {
-			if _, _, more := dead.List("user/", "", 100, 1000, 0); !more {
+			if _, _, more := dead.List("user/", "", 100, 1000, 10); !more {
 				b.Fatal("expected more")
 			}
 		}

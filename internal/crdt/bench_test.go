@@ -157,3 +157,44 @@ func BenchmarkBucketEntries(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLargeKeyspace reads and writes keys picked at random among
+// 1,000,000 held, three replicas' entries each: what a lookup costs once
+// the keyspace is far larger than the caches.
+func BenchmarkLargeKeyspace(b *testing.B) {
+	const n = 1_000_000
+	keys := make([]string, n)
+	var ids [3]ReplicaID
+	ks := New()
+	for r := range ids {
+		ids[r] = 0x9e3779b97f4a7c15 * ReplicaID(r+1)
+		for i := range keys {
+			if r == 0 {
+				keys[i] = fmt.Sprintf("churn:%d", i+1)
+			}
+			ks.Merge(Entry{Key: keys[i], Replica: ids[r], P: 1})
+		}
+	}
+	order := rand.New(rand.NewPCG(1, 1)).Perm(n)
+	b.Run("get", func(b *testing.B) {
+		var sink uint64
+		for i := range b.N {
+			sink += ks.Get(keys[order[i%n]], ids[0]).P
+		}
+		_ = sink
+	})
+	b.Run("value", func(b *testing.B) {
+		var sink int64
+		for i := range b.N {
+			v, _ := ks.Value(keys[order[i%n]], 0)
+			sink += v
+		}
+		_ = sink
+	})
+	b.Run("merge", func(b *testing.B) {
+		b.ReportAllocs()
+		for i := range b.N {
+			ks.Merge(Entry{Key: keys[order[i%n]], Replica: ids[1], P: 2 + uint64(i/n)})
+		}
+	})
+}

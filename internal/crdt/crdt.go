@@ -29,8 +29,8 @@ import (
 	"math"
 	"math/bits"
 	"strconv"
-	"strings"
 	"unicode/utf8"
+	"unsafe"
 )
 
 // MaxKeyLen is the longest key, in bytes.
@@ -117,18 +117,102 @@ type slot struct {
 // counter is one key. Its fields are what every key needs; what only some
 // keys have (a non-zero life, a queued expiry) lives in ext, so that a key
 // written once and never given a deadline or deleted costs no more.
+//
+// The key's name and its entries share one allocation, data: the name's
+// length (a uvarint), the name, the entries' length (a uvarint) and the
+// entries, packed one after the other as three uvarints: the replica's
+// index in the keyspace's replica table, P and N. Small totals take a byte
+// each, so a short name and three replicas' entries fit in 24 bytes, with
+// no pointer for the collector to follow. Few replicas write to a key in
+// practice: a linear scan beats any index.
+//
+// The name's bytes are never written once data holds them: key() hands
+// out strings that alias them. Entries are rewritten in place when a
+// change keeps their length; any other change allocates a new data and
+// copies the name into it (strings handed out keep the old one alive, and
+// it is never written again).
 type counter struct {
-	key  string
-	hash uint64  // keyHash(key), cached
-	bkt  *bucket // the digest bucket the key hashes to: no lookup per merge
+	data *byte // nil in a free record
+	// ext next to data: a read needs both, and the two words share a cache
+	// line in 7 records out of 8 (a record is 24 bytes).
 	ext  *lifeExt
-	// slots holds the current generation's entries packed, one after the
-	// other, as three uvarints: the replica's index in the keyspace's
-	// replica table, P and N. Small totals take a byte each, so three
-	// replicas' entries usually fit in 16 bytes, with no pointer for the
-	// collector to follow. Few replicas write to a key in practice: a
-	// linear scan beats any index.
-	slots []byte
+	hash uint64 // keyHash(key), cached; its top bits pick the digest bucket
+}
+
+// byteAt returns data[i], which must lie within data.
+func (c *counter) byteAt(i int) byte { return *(*byte)(unsafe.Add(unsafe.Pointer(c.data), i)) }
+
+// keyBounds returns the offset of c's name in data and its length (at
+// most MaxKeyLen: a uvarint of one or two bytes).
+func (c *counter) keyBounds() (off, n int) {
+	if b := c.byteAt(0); b < 0x80 {
+		return 1, int(b)
+	}
+	return 2, int(c.byteAt(0)&0x7f) | int(c.byteAt(1))<<7
+}
+
+// slotBounds returns the offset of c's entries in data and their length.
+func (c *counter) slotBounds() (off, n int) {
+	off, kl := c.keyBounds()
+	i := off + kl
+	var v uint64
+	for shift := 0; ; shift += 7 {
+		b := c.byteAt(i)
+		i++
+		v |= uint64(b&0x7f) << shift
+		if b < 0x80 {
+			return i, int(v)
+		}
+	}
+}
+
+// key returns c's name, aliasing data.
+func (c *counter) key() string {
+	off, n := c.keyBounds()
+	return unsafe.String((*byte)(unsafe.Add(unsafe.Pointer(c.data), off)), n)
+}
+
+// slen returns the length of c's packed entries.
+func (c *counter) slen() int {
+	_, n := c.slotBounds()
+	return n
+}
+
+// slots returns c's packed entries, aliasing data (nil if it has none).
+func (c *counter) slots() []byte {
+	off, n := c.slotBounds()
+	if n == 0 {
+		return nil
+	}
+	return unsafe.Slice((*byte)(unsafe.Add(unsafe.Pointer(c.data), off)), n)
+}
+
+// makeData returns a data holding key and, as its entries, the
+// concatenation of parts.
+func makeData[K string | []byte](key K, parts ...[]byte) *byte {
+	n := 0
+	for _, p := range parts {
+		n += len(p)
+	}
+	b := make([]byte, 0, uvarintLen(uint64(len(key)))+len(key)+uvarintLen(uint64(n))+n)
+	b = binary.AppendUvarint(b, uint64(len(key)))
+	b = append(b, key...)
+	b = binary.AppendUvarint(b, uint64(n))
+	for _, p := range parts {
+		b = append(b, p...)
+	}
+	return &b[0]
+}
+
+// setData gives c a fresh data holding its name and, as its entries, the
+// concatenation of parts (which may alias the old data).
+func (c *counter) setData(parts ...[]byte) { c.data = makeData(c.key(), parts...) }
+
+// newRecord returns a counter named key, which it copies, with no entries.
+func newRecord[K string | []byte](key K) counter {
+	c := counter{data: makeData(key)}
+	c.hash = keyHash(c.key())
+	return c
 }
 
 // lifeExt is the part of a key that most keys never need.
@@ -205,8 +289,9 @@ func uvarintLen(v uint64) int { return (bits.Len64(v|1) + 6) / 7 }
 // find returns the bounds of replica index rep's slot in c.slots and its
 // totals; start is -1 if rep has none.
 func (c *counter) find(rep uint64) (start, end int, pn PN) {
-	for i := 0; i < len(c.slots); {
-		r, v, next := readSlot(c.slots, i)
+	slots := c.slots()
+	for i := 0; i < len(slots); {
+		r, v, next := readSlot(slots, i)
 		if r == rep {
 			return i, next, v
 		}
@@ -218,8 +303,9 @@ func (c *counter) find(rep uint64) (start, end int, pn PN) {
 // nslots counts c's entries.
 func (c *counter) nslots() int {
 	n := 0
-	for i := 0; i < len(c.slots); n++ {
-		_, _, i = readSlot(c.slots, i)
+	slots := c.slots()
+	for i := 0; i < len(slots); n++ {
+		_, _, i = readSlot(slots, i)
 	}
 	return n
 }
@@ -265,6 +351,7 @@ func (r *replicas) intern(id ReplicaID) uint64 {
 
 // Keyspace is a set of named PN-counters plus their digest.
 type Keyspace struct {
+	recs     records
 	counters keyTable
 	entries  int
 	reps     replicas
@@ -274,7 +361,9 @@ type Keyspace struct {
 
 // New returns an empty keyspace.
 func New() *Keyspace {
-	return &Keyspace{digest: newDigest(), lifecycle: newLifecycle()}
+	ks := &Keyspace{digest: newDigest(), lifecycle: newLifecycle()}
+	ks.index = newIndex(ks)
+	return ks
 }
 
 // Len reports the number of keys held, live or not (expired keys and
@@ -308,14 +397,14 @@ func (ks *Keyspace) Merge(e Entry) bool {
 	if e.P == 0 && e.N == 0 {
 		return false
 	}
-	c := ks.lookup(e.Key)
-	if c == nil {
+	x := ks.find(e.Key)
+	if x == 0 {
 		if ValidKey(e.Key) != nil {
 			return false
 		}
-		c = ks.newCounter(strings.Clone(e.Key)) // not a slice of some larger buffer
+		x = ks.newCounter(newRecord(e.Key))
 	}
-	return ks.mergeInto(c, e.Replica, e.Gen, e.P, e.N)
+	return ks.mergeInto(x, e.Replica, e.Gen, e.P, e.N)
 }
 
 // MergeKey is Merge for a key held in a byte slice, as a log reader has it:
@@ -325,45 +414,42 @@ func (ks *Keyspace) MergeKey(key []byte, replica ReplicaID, gen, p, n uint64) bo
 	if p == 0 && n == 0 {
 		return false
 	}
-	c := ks.counters.getBytes(key)
-	if c == nil {
-		k := string(key)
-		if ValidKey(k) != nil {
+	x := ks.counters.getBytes(&ks.recs, key)
+	if x == 0 {
+		if ValidKey(unsafe.String(unsafe.SliceData(key), len(key))) != nil {
 			return false
 		}
-		c = ks.newCounter(k)
+		x = ks.newCounter(newRecord(key))
 	}
-	return ks.mergeInto(c, replica, gen, p, n)
+	return ks.mergeInto(x, replica, gen, p, n)
 }
 
-// newCounter adds key, which it keeps (the caller must not pass a string
-// that pins a larger buffer), with no entries.
-func (ks *Keyspace) newCounter(key string) *counter {
-	c := &counter{key: key, hash: keyHash(key)}
-	c.bkt = ks.addKey(c)
-	ks.counters.insert(c)
+// newCounter adds c, a key not held, with no entries, and returns its ref.
+func (ks *Keyspace) newCounter(c counter) ref {
+	x := ks.recs.alloc(c)
+	ks.addKey(c.hash, x)
+	ks.counters.insert(&ks.recs, x)
 	ks.empty++
 	ks.peak = max(ks.peak, ks.counters.len())
-	return c
+	return x
 }
 
-func (ks *Keyspace) mergeInto(c *counter, replica ReplicaID, gen, p, n uint64) bool {
+func (ks *Keyspace) mergeInto(x ref, replica ReplicaID, gen, p, n uint64) bool {
+	c := ks.recs.at(x)
 	if cg := c.gen(); gen < cg {
 		return false
 	} else if gen > cg {
-		ks.setLife(c, Life{Gen: gen})
+		ks.setLife(x, Life{Gen: gen})
 	}
 	rep := ks.reps.intern(replica)
 	start, end, cur := c.find(rep)
 	if start < 0 {
-		if len(c.slots) == 0 {
+		if c.slen() == 0 {
 			ks.empty--
-			ks.index.ReplaceOrInsert(c.key) // listed from its first entry on
+			ks.index.insert(x) // listed from its first entry on
 		}
-		pn := PN{P: p, N: n}
-		b := make([]byte, len(c.slots), len(c.slots)+slotLen(rep, pn)) // exact: a key's slots rarely change size
-		copy(b, c.slots)
-		c.slots = appendSlot(b, rep, pn)
+		var buf [3 * binary.MaxVarintLen64]byte
+		c.setData(c.slots(), appendSlot(buf[:0], rep, PN{P: p, N: n})) // exact: a key's slots rarely change size
 		ks.entries++
 		ks.update(c, 0, entryHash(c.hash, replica, gen, p, n))
 		return true
@@ -374,13 +460,12 @@ func (ks *Keyspace) mergeInto(c *counter, replica ReplicaID, gen, p, n uint64) b
 	}
 	ks.update(c, entryHash(c.hash, replica, gen, cur.P, cur.N), entryHash(c.hash, replica, gen, np, nn))
 	pn := PN{P: np, N: nn}
+	slots := c.slots()
 	if l := slotLen(rep, pn); l == end-start {
-		appendSlot(c.slots[start:start], rep, pn) // in place
+		appendSlot(slots[start:start], rep, pn) // in place: the name's bytes are before start
 	} else {
-		b := make([]byte, 0, len(c.slots)-(end-start)+l)
-		b = append(b, c.slots[:start]...)
-		b = appendSlot(b, rep, pn)
-		c.slots = append(b, c.slots[end:]...)
+		var buf [3 * binary.MaxVarintLen64]byte
+		c.setData(slots[:start], appendSlot(buf[:0], rep, pn), slots[end:])
 	}
 	return true
 }
@@ -395,11 +480,12 @@ func (ks *Keyspace) Value(key string, now int64) (v int64, ok bool) {
 	return st.Value, !st.Clamped
 }
 
-func (c *counter) value() (int64, bool) {
+// slotsValue returns the value of a key whose packed entries are slots.
+func slotsValue(slots []byte) (int64, bool) {
 	var s sum
-	for i := 0; i < len(c.slots); {
+	for i := 0; i < len(slots); {
 		var pn PN
-		_, pn, i = readSlot(c.slots, i)
+		_, pn, i = readSlot(slots, i)
 		s.add(pn)
 	}
 	return s.value()
@@ -408,12 +494,13 @@ func (c *counter) value() (int64, bool) {
 // eachSlot calls f for each of c's entries until f returns false, and
 // reports whether it was not stopped.
 func (ks *Keyspace) eachSlot(c *counter, f func(s slot) bool) bool {
-	for i := 0; i < len(c.slots); {
+	slots := c.slots()
+	for i := 0; i < len(slots); {
 		var (
 			rep uint64
 			pn  PN
 		)
-		rep, pn, i = readSlot(c.slots, i)
+		rep, pn, i = readSlot(slots, i)
 		if !f(slot{replica: ks.reps.ids[rep], PN: pn}) {
 			return false
 		}
@@ -423,14 +510,14 @@ func (ks *Keyspace) eachSlot(c *counter, f func(s slot) bool) bool {
 
 // entriesOf appends c's entries to out.
 func (ks *Keyspace) entriesOf(out []Entry, c *counter) []Entry {
-	gen := c.gen()
-	for i := 0; i < len(c.slots); {
+	gen, slots, key := c.gen(), c.slots(), c.key()
+	for i := 0; i < len(slots); {
 		var (
 			rep uint64
 			pn  PN
 		)
-		rep, pn, i = readSlot(c.slots, i)
-		out = append(out, Entry{Key: c.key, Replica: ks.reps.ids[rep], Gen: gen, P: pn.P, N: pn.N})
+		rep, pn, i = readSlot(slots, i)
+		out = append(out, Entry{Key: key, Replica: ks.reps.ids[rep], Gen: gen, P: pn.P, N: pn.N})
 	}
 	return out
 }
@@ -465,10 +552,11 @@ func Change(key string, replica ReplicaID, gen uint64, cur PN, value, delta int6
 
 // ForEach calls f for every entry, in no particular order, until f returns false.
 func (ks *Keyspace) ForEach(f func(Entry) bool) {
-	ks.counters.each(func(c *counter) bool {
-		gen := c.gen()
+	ks.counters.each(func(x ref) bool {
+		c := ks.recs.at(x)
+		gen, key := c.gen(), c.key()
 		return ks.eachSlot(c, func(s slot) bool {
-			return f(Entry{Key: c.key, Replica: s.replica, Gen: gen, P: s.P, N: s.N})
+			return f(Entry{Key: key, Replica: s.replica, Gen: gen, P: s.P, N: s.N})
 		})
 	})
 }
@@ -518,12 +606,13 @@ func (ks *Keyspace) ValueWith(key string, replica ReplicaID, gen uint64, pn PN) 
 	var s sum
 	s.add(pn)
 	if c := ks.lookup(key); c != nil && c.gen() == gen {
-		for i := 0; i < len(c.slots); {
+		slots := c.slots()
+		for i := 0; i < len(slots); {
 			var (
 				rep uint64
 				pn  PN
 			)
-			rep, pn, i = readSlot(c.slots, i)
+			rep, pn, i = readSlot(slots, i)
 			if ks.reps.ids[rep] != replica {
 				s.add(pn)
 			}
@@ -532,5 +621,14 @@ func (ks *Keyspace) ValueWith(key string, replica ReplicaID, gen uint64, pn PN) 
 	return s.value()
 }
 
-// lookup returns key's counter, or nil.
-func (ks *Keyspace) lookup(key string) *counter { return ks.counters.get(key) }
+// find returns key's ref, or 0.
+func (ks *Keyspace) find(key string) ref { return ks.counters.get(&ks.recs, key) }
+
+// lookup returns key's counter, or nil. It is valid until the key is
+// forgotten or the records are compacted.
+func (ks *Keyspace) lookup(key string) *counter {
+	if x := ks.find(key); x != 0 {
+		return ks.recs.at(x)
+	}
+	return nil
+}

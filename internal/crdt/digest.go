@@ -18,9 +18,11 @@ type Hash struct {
 	Hash  uint64
 }
 
+// bucket is one digest bucket: its hash and its keys. A key finds its
+// bucket from its hash (bucketOf), two array indexings.
 type bucket struct {
 	hash uint64
-	keys []*counter
+	keys []ref
 }
 
 // digest is maintained by Keyspace.Merge: O(1) work per change.
@@ -70,41 +72,49 @@ func bucketOf(kh uint64) uint16 { return uint16(kh >> 48) }
 // GroupOf returns the group a bucket belongs to.
 func GroupOf(b uint16) uint16 { return b / BucketsPerGroup }
 
-func (d *digest) addKey(c *counter) *bucket {
-	b := d.bucket(bucketOf(c.hash))
+// addKey adds x, whose key hash is kh, to its bucket.
+func (d *digest) addKey(kh uint64, x ref) {
+	b := d.bucket(bucketOf(kh))
 	if b == nil {
 		b = &bucket{}
-		d.setBucket(bucketOf(c.hash), b)
+		d.setBucket(bucketOf(kh), b)
 		d.nbuckets++
 	}
-	b.keys = append(b.keys, c)
-	return b
+	if n := len(b.keys); n == cap(b.keys) {
+		// Grow by a size class (16 bytes) or an eighth, not append's
+		// doubling: a bucket holds a few dozen keys at most, and the slack
+		// would cost more than the copies.
+		k := make([]ref, n, n+max(4, n/8))
+		copy(k, b.keys)
+		b.keys = k
+	}
+	b.keys = append(b.keys, x)
 }
 
-// removeKey takes c, whose hash contributions must already be removed, out
-// of its bucket.
-func (d *digest) removeKey(c *counter) {
-	b := c.bkt
+// removeKey takes x, whose key hash is kh and whose hash contributions
+// must already be removed, out of its bucket.
+func (d *digest) removeKey(kh uint64, x ref) {
+	b := d.bucket(bucketOf(kh))
 	for i, o := range b.keys {
-		if o == c {
+		if o == x {
 			last := len(b.keys) - 1
-			b.keys[i], b.keys[last] = b.keys[last], nil
+			b.keys[i], b.keys[last] = b.keys[last], 0
 			b.keys = b.keys[:last]
 			break
 		}
 	}
 	switch {
 	case len(b.keys) == 0:
-		d.setBucket(bucketOf(c.hash), nil)
+		d.setBucket(bucketOf(kh), nil)
 		d.nbuckets--
-	case cap(b.keys) >= 16 && len(b.keys) < cap(b.keys)/4:
-		b.keys = append([]*counter(nil), b.keys...) // give back what churn grew
+	case cap(b.keys) >= 32 && len(b.keys) < cap(b.keys)/4:
+		b.keys = append([]ref(nil), b.keys...) // give back what churn grew
 	}
 }
 
 func (d *digest) update(c *counter, old, new uint64) {
 	x := old ^ new
-	c.bkt.hash ^= x
+	d.bucket(bucketOf(c.hash)).hash ^= x
 	d.groups[GroupOf(bucketOf(c.hash))] ^= x
 }
 
@@ -201,7 +211,7 @@ func (c Contents) Len() int { return len(c.Entries) + len(c.Metas) }
 
 func (ks *Keyspace) addContents(c *Contents, k *counter) {
 	if l := k.life(); !l.IsZero() {
-		c.Metas = append(c.Metas, Meta{Key: k.key, Life: l})
+		c.Metas = append(c.Metas, Meta{Key: k.key(), Life: l})
 	}
 	c.Entries = ks.entriesOf(c.Entries, k)
 }
@@ -211,8 +221,8 @@ func (ks *Keyspace) BucketContents(buckets []uint16) Contents {
 	var out Contents
 	for _, b := range dedupe(buckets) {
 		if bk := ks.bucket(b); bk != nil {
-			for _, k := range bk.keys {
-				ks.addContents(&out, k)
+			for _, x := range bk.keys {
+				ks.addContents(&out, ks.recs.at(x))
 			}
 		}
 	}
@@ -248,8 +258,9 @@ func (ks *Keyspace) Newer(buckets []uint16, theirs Contents, fits func(key strin
 		if bk == nil {
 			continue
 		}
-		for _, c := range bk.keys {
-			k := c.key
+		for _, x := range bk.keys {
+			c := ks.recs.at(x)
+			k := c.key()
 			life := c.life()
 			theirGen := gens[k]
 			if theirGen > life.Gen {
@@ -261,12 +272,13 @@ func (ks *Keyspace) Newer(buckets []uint16, theirs Contents, fits func(key strin
 				}
 				out.Metas = append(out.Metas, Meta{Key: k, Life: life})
 			}
-			for i := 0; i < len(c.slots); {
+			slots := c.slots()
+			for i := 0; i < len(slots); {
 				var (
 					rep uint64
 					s   PN
 				)
-				rep, s, i = readSlot(c.slots, i)
+				rep, s, i = readSlot(slots, i)
 				replica := ks.reps.ids[rep]
 				if pn, ok := have[rk{k, replica}]; ok && theirGen == life.Gen && s.P <= pn.P && s.N <= pn.N {
 					continue

@@ -68,8 +68,8 @@ func checkDigest(t testing.TB, ks *Keyspace) {
 			t.Fatalf("bucket %d: hash %x, recomputed %x", b, bk.hash, buckets[b])
 		}
 		var names []string
-		for _, c := range bk.keys {
-			names = append(names, c.key)
+		for _, x := range bk.keys {
+			names = append(names, ks.recs.at(x).key())
 		}
 		if !sameSet(names, keys[b]) {
 			t.Fatalf("bucket %d: keys %q, recomputed %q", b, names, keys[b])

@@ -2,9 +2,6 @@ package crdt
 
 import (
 	"math"
-	"strings"
-
-	"github.com/google/btree"
 )
 
 // A key's lifecycle: generations, expiry, tombstones.
@@ -115,9 +112,9 @@ type lifecycle struct {
 	// floor: tombstones deleted before it are past the horizon; merging one
 	// for a key not held is a no-op (see Reclaim).
 	floor int64
-	// index holds, in order, the keys with entries in their current
-	// generation (the only ones a listing can show).
-	index *btree.BTreeG[string]
+	// index holds, in key order, the refs of the keys with entries in
+	// their current generation (the only ones a listing can show).
+	index *listIndex
 	// peak is the most keys held since the last compaction (see compact).
 	peak  int
 	stats ReclaimStats
@@ -127,12 +124,21 @@ type lifecycle struct {
 }
 
 func newLifecycle() lifecycle {
-	return lifecycle{floor: math.MinInt64, index: btree.NewG(32, func(a, b string) bool { return a < b })}
+	return lifecycle{floor: math.MinInt64}
 }
 
+// newIndex returns an empty listing index for ks's keys.
+func newIndex(ks *Keyspace) *listIndex {
+	return newListIndex(func(x ref) string { return ks.recs.at(x).key() })
+}
+
+// dueItem is a key's time to be looked at by Reclaim. Its key may have been
+// forgotten since, and its record handed to another key: Reclaim acts on
+// an item only if what the record holds says it is due at that time, as
+// the item its key queued says too.
 type dueItem struct {
 	at int64
-	c  *counter
+	x  ref
 }
 
 // dueHeap is a min-heap of items by time (container/heap without the
@@ -159,7 +165,14 @@ func (h *dueHeap) pop() dueItem {
 	q[0] = q[last]
 	q[last] = dueItem{}
 	q = q[:last]
-	for i := 0; ; {
+	q.down(0)
+	*h = q
+	return top
+}
+
+// down restores the heap order below i.
+func (q dueHeap) down(i int) {
+	for {
 		l, m := 2*i+1, i
 		if l < len(q) && q[l].at < q[m].at {
 			m = l
@@ -173,16 +186,15 @@ func (h *dueHeap) pop() dueItem {
 		q[i], q[m] = q[m], q[i]
 		i = m
 	}
-	*h = q
-	return top
 }
 
-// setLife replaces c's life with l, dropping the entries of a generation
+// setLife replaces x's life with l, dropping the entries of a generation
 // l leaves behind, and keeps the digest and the reclaim queue up to date.
-func (ks *Keyspace) setLife(c *counter, l Life) {
+func (ks *Keyspace) setLife(x ref, l Life) {
+	c := ks.recs.at(x)
 	old := c.life()
 	due := c.expiryDue()
-	x := lifeHash(c.hash, old) ^ lifeHash(c.hash, l)
+	hx := lifeHash(c.hash, old) ^ lifeHash(c.hash, l)
 	if (old.TTL.Deadline != 0) != (l.TTL.Deadline != 0) {
 		if l.TTL.Deadline != 0 {
 			ks.expiringKeys++
@@ -190,26 +202,28 @@ func (ks *Keyspace) setLife(c *counter, l Life) {
 			ks.expiringKeys--
 		}
 	}
-	if l.Gen != old.Gen && len(c.slots) > 0 {
+	if l.Gen != old.Gen && c.slen() > 0 {
 		ks.empty++
-		ks.index.Delete(c.key) // not listed without entries
+		ks.index.delete(x) // not listed without entries
 	}
 	if l.Gen != old.Gen {
 		n := 0
 		ks.eachSlot(c, func(s slot) bool {
-			x ^= entryHash(c.hash, s.replica, old.Gen, s.P, s.N)
+			hx ^= entryHash(c.hash, s.replica, old.Gen, s.P, s.N)
 			n++
 			return true
 		})
 		ks.entries -= n
 		ks.stats.DroppedEntries += uint64(n)
-		c.slots = nil
+		if c.slen() > 0 {
+			c.setData() // the name alone: the entries' bytes are freed
+		}
 	}
-	if x != 0 {
-		ks.update(c, 0, x)
+	if hx != 0 {
+		ks.update(c, 0, hx)
 	}
 	if d := l.TTL.Deadline; d != 0 && (due == 0 || d < due) {
-		ks.expiring.push(dueItem{at: d, c: c})
+		ks.expiring.push(dueItem{at: d, x: x})
 		due = d
 	}
 	c.setExt(l, due)
@@ -218,7 +232,7 @@ func (ks *Keyspace) setLife(c *counter, l Life) {
 	// lifecycle change, so their number is bounded by the changes within
 	// the horizon; stale ones are dropped when they come due.
 	if d := l.Deleted; d != 0 && (d != old.Deleted || l.Gen != old.Gen || (old.TTL.Deadline != 0 && l.TTL.Deadline == 0)) {
-		ks.tombs.push(dueItem{at: d, c: c})
+		ks.tombs.push(dueItem{at: d, x: x})
 	}
 }
 
@@ -230,18 +244,19 @@ func (ks *Keyspace) MergeMeta(m Meta) bool {
 	if m.IsZero() {
 		return false
 	}
-	c := ks.lookup(m.Key)
-	if c == nil {
+	x := ks.find(m.Key)
+	if x == 0 {
 		if ValidKey(m.Key) != nil || (m.Deleted != 0 && m.Deleted <= ks.floor && m.TTL.Deadline == 0) {
 			return false
 		}
-		c = ks.newCounter(strings.Clone(m.Key))
+		x = ks.newCounter(newRecord(m.Key))
 	}
+	c := ks.recs.at(x)
 	j := join(c.life(), m.Life)
 	if j == c.life() {
 		return false
 	}
-	ks.setLife(c, j)
+	ks.setLife(x, j)
 	return true
 }
 
@@ -261,14 +276,15 @@ func (ks *Keyspace) MetaOf(key string) (m Meta, ok bool) {
 	if c == nil || c.ext == nil || c.ext.life.IsZero() {
 		return Meta{}, false
 	}
-	return Meta{Key: c.key, Life: c.ext.life}, true
+	return Meta{Key: c.key(), Life: c.ext.life}, true
 }
 
 // ForEachMeta calls f for every key with a non-zero life, in no particular
 // order, until f returns false.
 func (ks *Keyspace) ForEachMeta(f func(Meta) bool) {
-	ks.counters.each(func(c *counter) bool {
-		return c.ext == nil || c.ext.life.IsZero() || f(Meta{Key: c.key, Life: c.ext.life})
+	ks.counters.each(func(x ref) bool {
+		c := ks.recs.at(x)
+		return c.ext == nil || c.ext.life.IsZero() || f(Meta{Key: c.key(), Life: c.ext.life})
 	})
 }
 
@@ -293,10 +309,11 @@ func (ks *Keyspace) StatusOf(key string, now int64) Status {
 func (c *counter) status(now int64) Status {
 	l := c.life()
 	st := Status{Gen: l.Gen}
-	if len(c.slots) == 0 || l.expired(now) {
+	slots := c.slots()
+	if len(slots) == 0 || l.expired(now) {
 		return st
 	}
-	v, ok := c.value()
+	v, ok := slotsValue(slots)
 	st.Live, st.Value, st.Clamped, st.Deadline = true, v, !ok, l.TTL.Deadline
 	return st
 }
@@ -416,14 +433,14 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 		}
 		steps++
 		it := ks.expiring.pop()
-		c := it.c
-		if ks.counters.get(c.key) != c || it.at != c.expiryDue() {
+		c := ks.recs.at(it.x)
+		if !ks.recs.live(it.x) || it.at != c.expiryDue() {
 			continue // forgotten, or superseded by an earlier deadline
 		}
 		life := c.life()
 		if d := life.TTL.Deadline; d != it.at {
 			if d != 0 { // pushed back (or moved) since: queue it again
-				ks.expiring.push(dueItem{at: d, c: c})
+				ks.expiring.push(dueItem{at: d, x: it.x})
 			}
 			c.setExt(life, d)
 			continue
@@ -431,10 +448,10 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 		c.setExt(life, 0)
 		freed := ks.sizeOf(c)
 		l := Life{Gen: life.Gen + 1, Deleted: it.at}
-		ks.setLife(c, l)
+		ks.setLife(it.x, l)
 		ks.stats.Expired++
 		ks.stats.ReclaimedBytes += uint64(max(0, freed-ks.sizeOf(c)))
-		tombstoned = append(tombstoned, Meta{Key: c.key, Life: l})
+		tombstoned = append(tombstoned, Meta{Key: c.key(), Life: l})
 	}
 	for len(ks.tombs) > 0 && ks.tombs[0].at <= now-horizon {
 		if steps == limit {
@@ -442,17 +459,17 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 		}
 		steps++
 		it := ks.tombs.pop()
-		c := it.c
-		if ks.counters.get(c.key) != c || c.life().Deleted != it.at {
+		c := ks.recs.at(it.x)
+		if !ks.recs.live(it.x) || c.life().Deleted != it.at {
 			continue // forgotten, or deleted again since (its own item is queued)
 		}
-		if len(c.slots) > 0 || c.life().TTL.Deadline != 0 {
+		if c.slen() > 0 || c.life().TTL.Deadline != 0 {
 			// Written since, or expiring: not a tombstone. If it becomes
 			// one again, setLife queues it.
 			continue
 		}
 		ks.stats.ReclaimedBytes += uint64(ks.sizeOf(c))
-		ks.forget(c)
+		ks.forget(it.x)
 		ks.stats.Forgotten++
 		forgotten++
 	}
@@ -468,7 +485,7 @@ func (ks *Keyspace) ReclaimUpTo(now, grace, horizon int64, limit int) (tombstone
 // keys freed.
 func (ks *Keyspace) compact() {
 	if ks.peak >= 1024 && ks.counters.len() < ks.peak/4 {
-		ks.counters.shrink()
+		ks.compactRecords()
 		ks.peak = ks.counters.len()
 		ks.stats.Compactions++
 	}
@@ -479,17 +496,64 @@ func (ks *Keyspace) compact() {
 	}
 }
 
-// forget removes c, a tombstone, from the keyspace.
-func (ks *Keyspace) forget(c *counter) {
+// compactRecords moves the records of the keys held to the front of a new
+// set of records, giving back the chunks that forgotten keys left mostly
+// free, and renames every ref held: the key table's (which it rebuilds at
+// the size its keys need), the buckets', the listing index's and the
+// reclaim queues' (dropping items of forgotten keys).
+func (ks *Keyspace) compactRecords() {
+	var (
+		old   = ks.recs
+		recs  records
+		remap = make([]ref, old.next) // old ref → new ref; 0 for freed records
+	)
+	for x := ref(1); x < old.next; x++ {
+		if old.live(x) {
+			remap[x] = recs.alloc(*old.at(x))
+		}
+	}
+	listed := make([]ref, 0, ks.index.Len())
+	ks.index.Ascend(func(x ref) bool { // in key order, comparing nothing
+		listed = append(listed, remap[x])
+		return true
+	})
+	ks.recs = recs
+	ks.counters.shrink(&ks.recs, remap)
+	ks.eachBucket(func(_ uint16, bk *bucket) {
+		for i, x := range bk.keys {
+			bk.keys[i] = remap[x]
+		}
+	})
+	ks.index = newIndex(ks)
+	ks.index.fill(listed)
+	for _, q := range []*dueHeap{&ks.expiring, &ks.tombs} {
+		h := (*q)[:0]
+		for _, it := range *q {
+			if x := remap[it.x]; x != 0 {
+				h = append(h, dueItem{at: it.at, x: x})
+			}
+		}
+		clear((*q)[len(h):])
+		for i := len(h)/2 - 1; i >= 0; i-- {
+			h.down(i)
+		}
+		*q = h
+	}
+}
+
+// forget removes x, a tombstone, from the keyspace.
+func (ks *Keyspace) forget(x ref) {
+	c := ks.recs.at(x)
 	ks.update(c, lifeHash(c.hash, c.life()), 0)
-	ks.removeKey(c)
+	ks.removeKey(c.hash, x)
 	ks.empty--
-	ks.counters.remove(c)
+	ks.counters.remove(&ks.recs, x)
+	ks.recs.release(x)
 }
 
 // sizeOf estimates the memory c takes, for the reclaimed-bytes metric.
 func (ks *Keyspace) sizeOf(c *counter) int {
-	return 2*len(c.key) + 160 + 32*c.nslots()
+	return 2*len(c.key()) + 160 + 32*c.nslots()
 }
 
 // Item is one key of a listing.
@@ -505,9 +569,10 @@ type Item struct {
 // many dead keys still costs bounded work; more is then true and the
 // caller continues after the last key visited, which is returned as next.
 func (ks *Keyspace) List(prefix, after string, limit, scan int, now int64) (items []Item, next string, more bool) {
-	start := max(prefix, after)
 	visited := 0
-	ks.index.AscendGreaterOrEqual(start, func(k string) bool {
+	ks.index.AscendGreaterOrEqual(max(prefix, after), func(x ref) bool {
+		c := ks.recs.at(x)
+		k := c.key()
 		if k == after {
 			return true
 		}
@@ -520,7 +585,7 @@ func (ks *Keyspace) List(prefix, after string, limit, scan int, now int64) (item
 		}
 		visited++
 		next = k
-		if st := ks.lookup(k).status(now); st.Live {
+		if st := c.status(now); st.Live {
 			items = append(items, Item{Key: k, Value: st.Value, Deadline: st.Deadline})
 		}
 		return true

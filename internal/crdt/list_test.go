@@ -218,7 +218,8 @@ func TestListMatchesModel(t *testing.T) {
 			after = word()
 		}
 		var model []string
-		ks.index.Ascend(func(k string) bool {
+		ks.index.Ascend(func(x ref) bool {
+			k := ks.recs.at(x).key()
 			if strings.HasPrefix(k, prefix) && k > after && ks.StatusOf(k, now).Live {
 				model = append(model, k)
 			}
