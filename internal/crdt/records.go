@@ -2,9 +2,13 @@ package crdt
 
 // ref names a key's record in the keyspace's records: the key table, the
 // digest buckets, the listing index and the reclaim queues hold a key as a
-// ref, 4 bytes, instead of a pointer, 8. 0 is no record. A keyspace holds
-// at most 2^32-1 keys (about 300 GB of them).
+// ref, 4 bytes, instead of a pointer, 8. 0 is no record, and the last
+// ref is never handed out (so that next never wraps), so a keyspace holds
+// at most 2^32-2 keys (about 300 GB of them); alloc panics beyond.
 type ref uint32
+
+// lastRef is one past the highest ref alloc hands out.
+const lastRef = ^ref(0)
 
 // A chunk is 2048 records of 24 bytes, 48 KiB: a large object of whole
 // pages. 1024 would be 24 KiB plus the 8-byte header the runtime puts
@@ -43,6 +47,9 @@ func (r *records) alloc(c counter) ref {
 			r.next = 1 // ref 0 is no record
 		}
 		x = r.next
+		if x == lastRef {
+			panic("crdt: keyspace full: it holds at most 2^32-2 keys")
+		}
 		if int(x>>chunkBits) == len(r.chunks) {
 			r.chunks = append(r.chunks, new([chunkLen]counter))
 		}

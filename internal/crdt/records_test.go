@@ -375,3 +375,27 @@ func TestNameLengths(t *testing.T) {
 	checkRecords(t, ks)
 	checkDigest(t, ks)
 }
+
+// TestRecordsStopBeforeTheLastRef: past 2^32-2 keys alloc panics instead
+// of wrapping around and handing out a live record's ref again.
+func TestRecordsStopBeforeTheLastRef(t *testing.T) {
+	var r records
+	r.chunks = make([]*[chunkLen]counter, 1<<(32-chunkBits))
+	r.chunks[0] = new([chunkLen]counter)
+	r.next = 1
+	a := r.alloc(newRecord("a"))
+	r.next = lastRef - 1 // as if 2^32-3 refs had been handed out
+	r.chunks[(lastRef-1)>>chunkBits] = new([chunkLen]counter)
+	if x := r.alloc(newRecord("last")); x != lastRef-1 {
+		t.Fatalf("the last key got ref %d, want %d", x, lastRef-1)
+	}
+	defer func() {
+		if recover() == nil {
+			t.Fatal("alloc past the last ref did not panic")
+		}
+		if got := r.at(a).key(); got != "a" {
+			t.Fatalf("ref %d holds %q, want %q", a, got, "a")
+		}
+	}()
+	r.alloc(newRecord("b"))
+}
