@@ -441,6 +441,24 @@ func TestBucketGeometry(t *testing.T) {
 	if h := entryHash(keyHash("a"), 1, 0, 0, 1); h != 0x7cf570b41cc53776 {
 		t.Errorf("entryHash = %#016x", h)
 	}
+	// Lives are hashed into the digest too.
+	if h := lifeHash(keyHash("default"), Life{Gen: 1, Deleted: 1_700_000_000_000}); h != 0x681c9faf471d5cb9 {
+		t.Errorf("lifeHash(tombstone) = %#016x", h)
+	}
+	if h := lifeHash(keyHash("a"), Life{Gen: 2, TTL: TTL{Ver: 3, Deadline: 1_700_000_060_000}}); h != 0x85855dac1ff19a7c {
+		t.Errorf("lifeHash(deadline) = %#016x", h)
+	}
+	// And what a node sends: the group hashes of a small keyspace, entries
+	// and a life together (the same before and after the keyspace's
+	// in-memory layout changed).
+	ks := New()
+	ks.Merge(Entry{Key: "default", Replica: 0x0123456789abcdef, P: 5, N: 3})
+	ks.Merge(Entry{Key: "a", Replica: 1, P: 1})
+	ks.MergeMeta(Meta{Key: "a", Life: Life{TTL: TTL{Ver: 3, Deadline: 1_700_000_060_000}}})
+	want := []Hash{{Index: 0x2, Hash: 0x1c81ffb83f8e4459}, {Index: 0xf1, Hash: 0xa202eb616d536243}}
+	if got := ks.Groups(); !slices.Equal(got, want) {
+		t.Errorf("Groups() = %#v, want %#v", got, want)
+	}
 }
 
 // TestNewerComponentwise: an entry is newer when either total is larger, and
