@@ -40,7 +40,21 @@ func Percent(live uint64) int {
 	return max(Min, min(Max, p))
 }
 
+// Window is how many Steps of history the tuner keeps: it lowers the GC
+// percent only while the live heap has grown by less than a tenth over
+// that many steps (30 s with Run's usual interval).
+const Window = 30
+
 // Tuner adjusts the collector to the live heap.
+//
+// While the live heap grows fast (a bulk load, a node catching up on a
+// large keyspace) a low percent would make the collector mark the whole,
+// growing heap every few megabytes allocated; Go's own doubling marks it
+// a few times in all. So the tuner holds Max while the live heap grows by
+// a tenth or more within Window steps, and sets Percent once it settles:
+// a long load costs at most one extra collection per Window, and the
+// memory the growth touched beyond the new goal is returned by the
+// runtime's scavenger.
 type Tuner struct {
 	// Live returns the live heap in bytes. Default: the runtime's own
 	// count of what the last collection marked.
@@ -49,6 +63,7 @@ type Tuner struct {
 	// debug.SetGCPercent.
 	Set  func(int) int
 	last int
+	seen []uint64 // the live heap at the last Window steps, oldest first
 }
 
 // Step sets the GC percent for the current live heap, if it changed, and
@@ -62,7 +77,15 @@ func (t *Tuner) Step() int {
 	if set == nil {
 		set = debug.SetGCPercent
 	}
-	p := Percent(live())
+	l := live()
+	if len(t.seen) == Window {
+		t.seen = append(t.seen[:0], t.seen[1:]...)
+	}
+	t.seen = append(t.seen, l)
+	p := Percent(l)
+	if oldest := t.seen[0]; l > oldest+oldest/10 || len(t.seen) < Window && p < Max {
+		p = Max // growing, or not watched long enough to tell
+	}
 	if p != t.last {
 		set(p)
 		t.last = p

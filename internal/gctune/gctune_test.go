@@ -50,11 +50,18 @@ func TestStepSetsOnlyOnChange(t *testing.T) {
 	live := uint64(0)
 	var sets []int
 	tu := Tuner{Live: func() uint64 { return live }, Set: func(p int) int { sets = append(sets, p); return 0 }}
-	for _, l := range []uint64{1 << 20, 2 << 20, 2 * Floor, 2 * Floor, 8 * Floor, 1 << 20} {
+	step := func(l uint64, n int) {
 		live = l
-		tu.Step()
+		for range n {
+			tu.Step()
+		}
 	}
-	want := []int{Max, 50, Min, Max}
+	step(1<<20, 3)           // small: Max, set once
+	step(2*Floor, Window)    // settles at 2×Floor: 50 once watched for a Window
+	step(8*Floor, 1)         // grows fast: Max
+	step(8*Floor, Window)    // settles: Min
+	step(8*Floor+Floor/2, 5) // grows by 6%: stays at Min
+	want := []int{Max, 50, Max, Min}
 	if len(sets) != len(want) {
 		t.Fatalf("set %v, want %v", sets, want)
 	}
@@ -62,6 +69,33 @@ func TestStepSetsOnlyOnChange(t *testing.T) {
 		if sets[i] != want[i] {
 			t.Fatalf("set %v, want %v", sets, want)
 		}
+	}
+}
+
+// TestStepHoldsMaxWhileTheHeapGrows: a heap that grew by a tenth or more
+// within the last Window steps keeps Go's default, however large it is;
+// once the window holds no such growth the percent drops.
+func TestStepHoldsMaxWhileTheHeapGrows(t *testing.T) {
+	live := uint64(64 * Floor)
+	tu := Tuner{Live: func() uint64 { return live }, Set: func(int) int { return 0 }}
+	for i := range 200 {
+		live += live / 100 // 1% a step: 10% within a dozen steps
+		if p := tu.Step(); p != Max {
+			t.Fatalf("step %d, live %d growing: %d%%, want %d", i, live, p, Max)
+		}
+	}
+	// Growth stops: the last 10% took 10 steps, so for about 9 more the
+	// window still holds a sample a tenth lower.
+	for i := range 9 {
+		if p := tu.Step(); p != Max {
+			t.Fatalf("step %d after growth stopped: %d%%, want %d while the window shows growth", i, p, Max)
+		}
+	}
+	for range Window {
+		tu.Step()
+	}
+	if p := tu.Step(); p != Min {
+		t.Fatalf("after a steady Window: %d%%, want %d", p, Min)
 	}
 }
 
