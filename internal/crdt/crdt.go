@@ -510,15 +510,11 @@ func (ks *Keyspace) eachSlot(c *counter, f func(s slot) bool) bool {
 
 // entriesOf appends c's entries to out.
 func (ks *Keyspace) entriesOf(out []Entry, c *counter) []Entry {
-	gen, slots, key := c.gen(), c.slots(), c.key()
-	for i := 0; i < len(slots); {
-		var (
-			rep uint64
-			pn  PN
-		)
-		rep, pn, i = readSlot(slots, i)
-		out = append(out, Entry{Key: key, Replica: ks.reps.ids[rep], Gen: gen, P: pn.P, N: pn.N})
-	}
+	gen, key := c.gen(), c.key()
+	ks.eachSlot(c, func(s slot) bool {
+		out = append(out, Entry{Key: key, Replica: s.replica, Gen: gen, P: s.P, N: s.N})
+		return true
+	})
 	return out
 }
 
@@ -606,17 +602,12 @@ func (ks *Keyspace) ValueWith(key string, replica ReplicaID, gen uint64, pn PN) 
 	var s sum
 	s.add(pn)
 	if c := ks.lookup(key); c != nil && c.gen() == gen {
-		slots := c.slots()
-		for i := 0; i < len(slots); {
-			var (
-				rep uint64
-				pn  PN
-			)
-			rep, pn, i = readSlot(slots, i)
-			if ks.reps.ids[rep] != replica {
-				s.add(pn)
+		ks.eachSlot(c, func(sl slot) bool {
+			if sl.replica != replica {
+				s.add(sl.PN)
 			}
-		}
+			return true
+		})
 	}
 	return s.value()
 }
