@@ -30,15 +30,7 @@ type memCluster struct {
 func newMemCluster(t *testing.T, n int) *memCluster {
 	t.Helper()
 	c := startMemCluster(t, make([]time.Duration, n))
-	// Let member gossip spread the full list.
-	c.runUntil(10*time.Second, func() error {
-		for _, nd := range c.nodes {
-			if got := nd.memberCount(); got != n {
-				return fmt.Errorf("%s knows %d members, want %d", nd.cfg.Name, got, n)
-			}
-		}
-		return nil
-	})
+	c.waitMembers()
 	return c
 }
 

@@ -22,14 +22,7 @@ func TestDeltaPushesArePaced(t *testing.T) {
 		cfg.SyncInterval = time.Hour // no anti-entropy: only deltas carry writes
 		cfg.DeltaGap = testDeltaGap
 	})
-	c.runUntil(10*time.Second, func() error {
-		for _, nd := range c.nodes {
-			if got := nd.memberCount(); got != 2 {
-				return fmt.Errorf("%s knows %d members", nd.cfg.Name, got)
-			}
-		}
-		return nil
-	})
+	c.waitMembers()
 	n1 := c.nodes[0]
 	deltas := func() float64 {
 		var m dto.Metric
@@ -73,12 +66,7 @@ func TestDeltaAfterQuietGoesOutAfterDeltaInterval(t *testing.T) {
 		cfg.SyncInterval = time.Hour
 		cfg.DeltaGap = testDeltaGap
 	})
-	c.runUntil(10*time.Second, func() error {
-		if got := c.nodes[0].memberCount(); got != 2 {
-			return fmt.Errorf("n1 knows %d members", got)
-		}
-		return nil
-	})
+	c.waitMembers()
 	ctx := context.Background()
 	for i := 1; i <= 3; i++ {
 		c.advance(2 * testDeltaGap) // quiet
