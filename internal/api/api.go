@@ -215,15 +215,23 @@ type Route struct {
 // Match classifies r against the client API, checking the method (setting
 // Allow on w when it is wrong) and the key. Errors carry their status.
 func Match(w http.ResponseWriter, r *http.Request) (Route, error) {
-	var buf [4]string // every route has at most 3 segments
-	segs, err := segments(buf[:0], r.URL)
-	if err != nil {
-		return Route{}, err
+	rt, allowed, err := MatchPath(r.Method, r.URL.EscapedPath())
+	if allowed != nil {
+		w.Header().Set("Allow", strings.Join(allowed, ", "))
 	}
-	var (
-		rt      Route
-		methods = methodsGet
-	)
+	return rt, err
+}
+
+// MatchPath is Match for a method and an escaped path (the request
+// target's path, percent-escapes kept). On a wrong method it also returns
+// the methods the route answers, for the Allow header.
+func MatchPath(method, escapedPath string) (rt Route, allowed []string, err error) {
+	var buf [4]string // every route has at most 3 segments
+	segs, err := segments(buf[:0], escapedPath)
+	if err != nil {
+		return Route{}, nil, err
+	}
+	methods := methodsGet
 	switch {
 	case len(segs) == 1 && segs[0] == "counter":
 		rt = Route{Kind: RouteGet, Key: crdt.DefaultKey}
@@ -248,23 +256,29 @@ func Match(w http.ResponseWriter, r *http.Request) (Route, error) {
 	case len(segs) == 1 && segs[0] == "metrics":
 		rt = Route{Kind: RouteMetrics}
 	default:
-		return Route{}, fmt.Errorf("%w: %s", ErrNotFound, r.URL.Path)
+		return Route{}, nil, fmt.Errorf("%w: %s", ErrNotFound, unescapedPath(escapedPath))
 	}
-	if !slices.Contains(methods, r.Method) {
-		allowed := strings.Join(methods, ", ")
-		w.Header().Set("Allow", allowed)
-		return Route{}, fmt.Errorf("%w: %s %s (use %s)", ErrMethod, r.Method, r.URL.Path, allowed)
+	if !slices.Contains(methods, method) {
+		return Route{}, methods, fmt.Errorf("%w: %s %s (use %s)", ErrMethod, method, unescapedPath(escapedPath), strings.Join(methods, ", "))
 	}
-	if rt.Kind == RouteGet && r.Method == http.MethodDelete {
+	if rt.Kind == RouteGet && method == http.MethodDelete {
 		rt.Kind = RouteDelete
 	}
 	switch rt.Kind {
 	case RouteGet, RouteAdd, RouteDelete, RouteTTL:
 		if err := crdt.ValidKey(rt.Key); err != nil {
-			return Route{}, err
+			return Route{}, nil, err
 		}
 	}
-	return rt, nil
+	return rt, nil, nil
+}
+
+// unescapedPath is the path errors name, as net/http's URL.Path spells it.
+func unescapedPath(escaped string) string {
+	if p, err := url.PathUnescape(escaped); err == nil {
+		return p
+	}
+	return escaped
 }
 
 // The methods each route answers, as its Allow header lists them.
@@ -455,8 +469,8 @@ func appendJSONString(b []byte, s string) []byte {
 
 // segments splits the escaped path and unescapes each segment, so that a
 // percent-encoded "/" stays inside its key, appending them to parts.
-func segments(parts []string, u *url.URL) ([]string, error) {
-	p := strings.TrimPrefix(u.EscapedPath(), "/")
+func segments(parts []string, escapedPath string) ([]string, error) {
+	p := strings.TrimPrefix(escapedPath, "/")
 	if p == "" {
 		return nil, fmt.Errorf("%w: /", ErrNotFound)
 	}
@@ -478,15 +492,21 @@ func segments(parts []string, u *url.URL) ([]string, error) {
 // refusing one that is too long or not printable ASCII.
 func IdempotencyKey(r *http.Request) (string, error) {
 	k := r.Header.Get(IdempotencyHeader)
+	return k, CheckIdempotencyKey(k)
+}
+
+// CheckIdempotencyKey refuses an Idempotency-Key that is too long or not
+// printable ASCII; "" (none) passes.
+func CheckIdempotencyKey(k string) error {
 	if len(k) > service.MaxIdempotencyKey {
-		return "", ErrBadIdempotency
+		return ErrBadIdempotency
 	}
 	for i := 0; i < len(k); i++ {
 		if k[i] < 0x21 || k[i] > 0x7e {
-			return "", ErrBadIdempotency
+			return ErrBadIdempotency
 		}
 	}
-	return k, nil
+	return nil
 }
 
 // WriteRequest is the body of an increment or decrement.
@@ -514,6 +534,12 @@ func ParseWrite(body io.Reader) (WriteRequest, error) {
 	if err != nil {
 		return WriteRequest{Amount: 1}, err
 	}
+	return ParseWriteBody(b)
+}
+
+// ParseWriteBody is ParseWrite for a body already read (at most MaxBody
+// bytes); it keeps no reference to b.
+func ParseWriteBody(b []byte) (WriteRequest, error) {
 	if n, ok := plainAmount(b); ok {
 		return WriteRequest{Amount: n}, nil
 	}

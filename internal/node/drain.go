@@ -57,6 +57,13 @@ func (d *drainer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	api.WriteError(w, service.Unavailable(ErrDraining))
 }
 
+// open reports whether requests are served (the node is not draining).
+func (d *drainer) open() bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return !d.draining
+}
+
 // drain turns every request away from now on, and returns once no request
 // has come for quiet, limit has passed, or ctx ends, whichever is first.
 func (d *drainer) drain(ctx context.Context, limit, quiet time.Duration) {

@@ -32,7 +32,7 @@ func BenchmarkHTTPIncrement(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { nd.Shutdown(context.Background()) })
-			h := nd.http.Handler
+			h := nd.handler
 			s0 := nd.wal.Stats()
 			b.SetParallelism(32) // 64 goroutines on 2 CPUs
 			b.ReportAllocs()

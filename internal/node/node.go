@@ -30,6 +30,7 @@ import (
 	"github.com/dcounter/dcounter/internal/datadir"
 	"github.com/dcounter/dcounter/internal/discoveryclient"
 	"github.com/dcounter/dcounter/internal/gossip"
+	"github.com/dcounter/dcounter/internal/httpserve"
 	"github.com/dcounter/dcounter/internal/joinaddr"
 	"github.com/dcounter/dcounter/internal/memberproof"
 	"github.com/dcounter/dcounter/internal/membership"
@@ -305,14 +306,17 @@ func (c *Config) setDefaults() error {
 
 // Node is a running replica.
 type Node struct {
-	cfg   Config
-	id    crdt.ReplicaID
-	log   *slog.Logger
-	clk   clock.Clock
-	ep    Endpoint
-	http  *http.Server
-	drain *drainer // in front of http's handler
-	ln    net.Listener
+	cfg  Config
+	id   crdt.ReplicaID
+	log  *slog.Logger
+	clk  clock.Clock
+	ep   Endpoint
+	http *httpserve.Server
+	// handler is the client API over net/http: every route; http answers
+	// the common ones without it (api.Quick).
+	handler http.Handler
+	drain   *drainer // in front of http's handler
+	ln      net.Listener
 	// respLn and resp serve the Redis protocol (nil without RESPAddr).
 	respLn net.Listener
 	resp   *respserver.Server
@@ -489,7 +493,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		go n.dnsJoinLoop()
 	}
 	if n.ln != nil {
-		var h http.Handler = api.NewHandler(service.Instrument(n, n.metrics.ops, "http"), n.log.With("component", "api"), n.metrics.handler)
+		svc := service.Instrument(n, n.metrics.ops, "http")
+		var h http.Handler = api.NewHandler(svc, n.log.With("component", "api"), n.metrics.handler)
 		if cfg.Auth != nil {
 			h = api.Authorize(h, cfg.Auth)
 		}
@@ -501,14 +506,20 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		n.drain = &drainer{next: h, clk: n.clk}
 		// The dashboard's files carry no data: outside authorisation; the
 		// page reads everything through the API.
-		n.http = api.NewServer(memberproof.Mount(ui.Mount(n.drain), n.prover(httpAddr)))
-		// Failed TLS handshakes and malformed requests are anyone's to
-		// cause: debug level, not stderr.
-		n.http.ErrorLog = slog.NewLogLogger(n.log.With("component", "api").Handler(), slog.LevelDebug)
+		n.handler = memberproof.Mount(ui.Mount(n.drain), n.prover(httpAddr))
+		hcfg := httpserve.Config{Handler: n.handler, Open: n.drain.open, Log: n.log.With("component", "api")}
+		// The quick path answers counter reads and writes as the handler
+		// would, with the same instrumented service and the same tokens.
+		quick := &api.Quick{Service: svc, Log: hcfg.Log}
+		if ba, ok := cfg.Auth.(api.BearerAuthenticator); ok || cfg.Auth == nil {
+			quick.Auth = ba
+			hcfg.Quick = quick
+		}
+		n.http = httpserve.New(hcfg)
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			if err := n.http.Serve(n.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := n.http.Serve(n.ln); err != nil {
 				n.log.Error("client API server stopped", "err", err)
 			}
 		}()

@@ -1,0 +1,282 @@
+// Package httpserve serves a node's client API over HTTP/1.1 with fasthttp.
+//
+// net/http's server costs a dcounter node more CPU per request than
+// everything else a write does when its log is not synced; fasthttp
+// reads and answers a request with a fraction of that. The counter reads
+// and writes that are nearly all of the traffic are answered by
+// api.Quick straight from fasthttp's request; every other request, and
+// every request Quick declines, is handed to the full net/http handler,
+// through a bridge that copies what it needs out of fasthttp's buffers
+// (which are reused once the request is answered).
+package httpserve
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+
+	"github.com/dcounter/dcounter/internal/api"
+	"github.com/dcounter/dcounter/internal/auth"
+	"github.com/dcounter/dcounter/internal/service"
+)
+
+// Limits and timeouts of the client API's connections: slow or idle
+// clients cannot hold connections forever (as api.NewServer's).
+const (
+	// MaxHeader bounds a request's line and headers together.
+	MaxHeader    = 8 << 10
+	ReadTimeout  = 10 * time.Second
+	WriteTimeout = 10 * time.Second
+	IdleTimeout  = 2 * time.Minute
+)
+
+// Config says what a Server serves.
+type Config struct {
+	// Handler answers every request Quick does not: the full client API.
+	Handler http.Handler
+	// Quick, if set, answers first what it can.
+	Quick *api.Quick
+	// Open, if set, is asked before Quick: false sends every request to
+	// Handler (a draining node's Handler refuses them).
+	Open func() bool
+	// Log gets malformed requests and failed connections at debug level
+	// (anyone can cause them) and handler panics at error level.
+	Log *slog.Logger
+}
+
+// Server is an HTTP/1.1 server for the client API.
+type Server struct {
+	cfg Config
+	fs  *fasthttp.Server
+}
+
+// New returns a Server for cfg.
+func New(cfg Config) *Server {
+	if cfg.Log == nil {
+		cfg.Log = slog.New(slog.DiscardHandler)
+	}
+	s := &Server{cfg: cfg}
+	s.fs = &fasthttp.Server{
+		Handler:                      s.serve,
+		ErrorHandler:                 s.malformed,
+		ReadTimeout:                  ReadTimeout,
+		WriteTimeout:                 WriteTimeout,
+		IdleTimeout:                  IdleTimeout,
+		ReadBufferSize:               MaxHeader,
+		MaxRequestBodySize:           api.MaxBody,
+		NoDefaultServerHeader:        true,
+		NoDefaultContentType:         true,
+		DisablePreParseMultipartForm: true,
+		SecureErrorLogMessage:        true,
+		CloseOnShutdown:              true,
+		Logger:                       debugLogger{cfg.Log},
+	}
+	return s
+}
+
+// Serve serves connections from ln until Shutdown; it then returns nil.
+func (s *Server) Serve(ln net.Listener) error { return s.fs.Serve(ln) }
+
+// Shutdown stops accepting connections, closes idle ones, and waits for
+// requests in flight to be answered, or for ctx to end.
+func (s *Server) Shutdown(ctx context.Context) error { return s.fs.ShutdownWithContext(ctx) }
+
+var (
+	headerIdempotency = []byte(api.IdempotencyHeader)
+	headerReplayed    = []byte(api.ReplayedHeader)
+	valueTrue         = []byte("true")
+	contentJSON       = []byte("application/json")
+	forwardedHeaders  = [][]byte{[]byte(auth.HeaderRole), []byte(auth.HeaderName), []byte(auth.HeaderKey), []byte(auth.HeaderMAC)}
+)
+
+func (s *Server) serve(ctx *fasthttp.RequestCtx) {
+	if s.cfg.Quick != nil && (s.cfg.Open == nil || s.cfg.Open()) && s.quick(ctx) {
+		return
+	}
+	s.bridge(ctx)
+}
+
+// quick answers ctx with Quick, if it will.
+func (s *Server) quick(ctx *fasthttp.RequestCtx) bool {
+	target := ctx.Request.Header.RequestURI()
+	if len(target) == 0 || target[0] != '/' {
+		return false // absolute or asterisk form: net/http's reading
+	}
+	h := &ctx.Request.Header
+	path := target
+	if i := bytes.IndexByte(path, '?'); i >= 0 {
+		path = path[:i]
+	}
+	// string(...) copies: the request's buffers are reused once answered.
+	r := api.QuickRequest{
+		Method:        string(h.Method()),
+		Path:          string(path),
+		Body:          ctx.Request.Body(),
+		Authorization: string(h.Peek(fasthttp.HeaderAuthorization)),
+		Idempotency:   string(h.PeekBytes(headerIdempotency)),
+	}
+	for _, f := range forwardedHeaders {
+		if h.PeekBytes(f) != nil {
+			r.Forwarded = true
+		}
+	}
+	bp := bufs.Get().(*[]byte)
+	defer bufs.Put(bp)
+	a, ok := s.cfg.Quick.Answer(context.Background(), &r, (*bp)[:0])
+	if !ok {
+		return false
+	}
+	ctx.Response.SetStatusCode(a.Status)
+	ctx.Response.Header.SetContentTypeBytes(contentJSON)
+	if a.Replayed {
+		ctx.Response.Header.SetBytesKV(headerReplayed, valueTrue)
+	}
+	ctx.Response.SetBody(a.Body) // copied
+	if cap(a.Body) <= 4<<10 {
+		*bp = a.Body[:0]
+	}
+	return true
+}
+
+// bufs holds the buffers Quick answers into.
+var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
+
+// malformed answers a request fasthttp could not read, as JSON.
+func (s *Server) malformed(ctx *fasthttp.RequestCtx, err error) {
+	var (
+		status = http.StatusBadRequest
+		e      = service.Invalid(errors.New("malformed HTTP request"))
+		small  *fasthttp.ErrSmallBuffer
+		ne     net.Error
+	)
+	switch {
+	case errors.Is(err, fasthttp.ErrBodyTooLarge):
+		status, e = http.StatusRequestEntityTooLarge, api.ErrBodyTooLarge
+	case errors.As(err, &small):
+		status, e = http.StatusRequestHeaderFieldsTooLarge, fmt.Errorf("request line and headers larger than %d bytes", MaxHeader)
+	case errors.As(err, &ne) && ne.Timeout():
+		status, e = http.StatusRequestTimeout, errors.New("request not received in time")
+	}
+	s.cfg.Log.Debug("malformed request", "remote", ctx.RemoteAddr().String(), "err", err)
+	ctx.Response.Reset()
+	ctx.SetConnectionClose()
+	ctx.Response.SetStatusCode(status)
+	ctx.Response.Header.SetContentTypeBytes(contentJSON)
+	ctx.Response.SetBodyRaw(api.ErrorBody(e))
+}
+
+// debugLogger is fasthttp's logger: what it reports is anyone's to cause.
+type debugLogger struct{ log *slog.Logger }
+
+func (l debugLogger) Printf(format string, args ...any) {
+	l.log.Debug(fmt.Sprintf(format, args...))
+}
+
+// bridge serves ctx with the net/http Handler.
+func (s *Server) bridge(ctx *fasthttp.RequestCtx) {
+	r, err := request(ctx)
+	if err != nil {
+		s.malformed(ctx, err)
+		return
+	}
+	w := &response{ctx: ctx, header: make(http.Header)}
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				s.cfg.Log.Error("panic serving a request", "method", r.Method, "path", r.URL.Path, "panic", p)
+			}
+			// As net/http does: no answer, the connection closed.
+			ctx.Response.Reset()
+			ctx.SetConnectionClose()
+			ctx.Hijack(func(net.Conn) {})
+			ctx.HijackSetNoResponse(true)
+		}
+	}()
+	s.cfg.Handler.ServeHTTP(w, r)
+	w.WriteHeader(http.StatusOK) // a handler that wrote nothing answers 200
+}
+
+// request builds the net/http request for ctx. Every string is a copy.
+func request(ctx *fasthttp.RequestCtx) (*http.Request, error) {
+	uri := string(ctx.Request.Header.RequestURI())
+	u, err := url.ParseRequestURI(uri)
+	if err != nil {
+		return nil, err
+	}
+	h := &ctx.Request.Header
+	r := &http.Request{
+		Method:     string(h.Method()),
+		URL:        u,
+		RequestURI: uri,
+		Proto:      "HTTP/1.1", ProtoMajor: 1, ProtoMinor: 1,
+		Header:     make(http.Header),
+		Host:       string(h.Host()),
+		RemoteAddr: ctx.RemoteAddr().String(),
+		TLS:        ctx.TLSConnectionState(),
+	}
+	if !h.IsHTTP11() {
+		r.Proto, r.ProtoMinor = "HTTP/1.0", 0
+	}
+	for k, v := range h.All() {
+		r.Header.Add(string(k), string(v))
+	}
+	// As net/http: the host is r.Host, and the body arrives de-chunked.
+	r.Header.Del("Host")
+	r.Header.Del("Transfer-Encoding")
+	body := bytes.Clone(ctx.Request.Body())
+	r.ContentLength = int64(len(body))
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	return r.WithContext(context.Background()), nil
+}
+
+// response is the http.ResponseWriter of a bridged request.
+type response struct {
+	ctx         *fasthttp.RequestCtx
+	header      http.Header
+	wroteHeader bool
+}
+
+func (w *response) Header() http.Header { return w.header }
+
+func (w *response) WriteHeader(status int) {
+	if w.wroteHeader {
+		return
+	}
+	w.wroteHeader = true
+	rh := &w.ctx.Response.Header
+	w.ctx.Response.SetStatusCode(status)
+	for k, vs := range w.header {
+		switch k {
+		case "Content-Length": // fasthttp counts the body itself
+			continue
+		case "Content-Type":
+			if len(vs) > 0 {
+				rh.SetContentType(vs[0])
+			}
+			continue
+		}
+		for _, v := range vs {
+			rh.Add(k, v) // "Connection: close" closes the connection
+		}
+	}
+}
+
+func (w *response) Write(b []byte) (int, error) {
+	if !w.wroteHeader {
+		if _, ok := w.header["Content-Type"]; !ok && len(b) > 0 {
+			w.header.Set("Content-Type", http.DetectContentType(b))
+		}
+		w.WriteHeader(http.StatusOK)
+	}
+	return w.ctx.Write(b)
+}
