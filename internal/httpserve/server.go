@@ -203,7 +203,7 @@ func (s *Server) bridge(ctx *fasthttp.RequestCtx) {
 		}
 	}()
 	s.cfg.Handler.ServeHTTP(w, r)
-	w.WriteHeader(http.StatusOK) // a handler that wrote nothing answers 200
+	w.commit(nil)
 }
 
 // request builds the net/http request for ctx. Every string is a copy.
@@ -239,22 +239,44 @@ func request(ctx *fasthttp.RequestCtx) (*http.Request, error) {
 	return r.WithContext(context.Background()), nil
 }
 
-// response is the http.ResponseWriter of a bridged request.
+// response is the http.ResponseWriter of a bridged request. As net/http's,
+// it sends the header with the first body bytes (or at the end), so that
+// a Content-Type can still be sniffed from them.
 type response struct {
-	ctx         *fasthttp.RequestCtx
-	header      http.Header
-	wroteHeader bool
+	ctx       *fasthttp.RequestCtx
+	header    http.Header
+	status    int // 0: not yet chosen
+	committed bool
 }
 
 func (w *response) Header() http.Header { return w.header }
 
 func (w *response) WriteHeader(status int) {
-	if w.wroteHeader {
+	if w.status == 0 {
+		w.status = status
+	}
+}
+
+func (w *response) Write(b []byte) (int, error) {
+	w.commit(b)
+	return w.ctx.Write(b)
+}
+
+// commit copies the status and header to fasthttp's response; first is
+// the body's first bytes, for sniffing.
+func (w *response) commit(first []byte) {
+	if w.committed {
 		return
 	}
-	w.wroteHeader = true
+	w.committed = true
+	if w.status == 0 {
+		w.status = http.StatusOK
+	}
+	if _, ok := w.header["Content-Type"]; !ok && len(first) > 0 {
+		w.header.Set("Content-Type", http.DetectContentType(first))
+	}
 	rh := &w.ctx.Response.Header
-	w.ctx.Response.SetStatusCode(status)
+	w.ctx.Response.SetStatusCode(w.status)
 	for k, vs := range w.header {
 		switch k {
 		case "Content-Length": // fasthttp counts the body itself
@@ -269,14 +291,4 @@ func (w *response) WriteHeader(status int) {
 			rh.Add(k, v) // "Connection: close" closes the connection
 		}
 	}
-}
-
-func (w *response) Write(b []byte) (int, error) {
-	if !w.wroteHeader {
-		if _, ok := w.header["Content-Type"]; !ok && len(b) > 0 {
-			w.header.Set("Content-Type", http.DetectContentType(b))
-		}
-		w.WriteHeader(http.StatusOK)
-	}
-	return w.ctx.Write(b)
 }
