@@ -540,9 +540,15 @@ func ParseWrite(body io.Reader) (WriteRequest, error) {
 // ParseWriteBody is ParseWrite for a body already read (at most MaxBody
 // bytes); it keeps no reference to b.
 func ParseWriteBody(b []byte) (WriteRequest, error) {
-	if n, ok := plainAmount(b); ok {
-		return WriteRequest{Amount: n}, nil
+	if wr, ok := quickWrite(b); ok {
+		return wr, nil
 	}
+	return decodeWrite(b)
+}
+
+// decodeWrite is ParseWriteBody through encoding/json: every body, with
+// an error that says what is wrong.
+func decodeWrite(b []byte) (WriteRequest, error) {
 	wr := WriteRequest{Amount: 1}
 	var req struct {
 		Amount     json.RawMessage `json:"amount"`
@@ -651,40 +657,135 @@ func readBody(b []byte, body io.Reader, bad error) ([]byte, error) {
 	}
 }
 
-// plainAmount reads the body nearly every write sends, {"amount":N} with
-// N from 1 to MaxInt64 in plain digits (JSON white space allowed around
-// the tokens), without encoding/json; ok is false for any other body,
-// which the full decoder then reads (and refuses, if it must).
-func plainAmount(b []byte) (n int64, ok bool) {
-	b = bytes.TrimSpace(b)
-	b, ok = bytes.CutPrefix(b, []byte("{"))
+// quickWrite reads the bodies nearly every write sends without
+// encoding/json: one flat object whose members are "amount", "ttl_seconds"
+// or "ttl_ms", and "ttl_mode", each at most once, the numbers in plain
+// digits and the mode without escapes, with JSON white space around the
+// tokens. ok is false for any other body, and for any body ParseWriteBody
+// refuses: decodeWrite then reads it, and says what is wrong.
+func quickWrite(b []byte) (wr WriteRequest, ok bool) {
+	b, ok = bytes.CutPrefix(skipJSONSpace(b), []byte("{"))
 	if !ok {
-		return 0, false
+		return wr, false
 	}
-	b, ok = bytes.CutPrefix(skipJSONSpace(b), []byte(`"amount"`))
-	if !ok {
-		return 0, false
-	}
-	b, ok = bytes.CutPrefix(skipJSONSpace(b), []byte(":"))
-	if !ok {
-		return 0, false
-	}
+	var (
+		amount, sec, ms int64 // 0: absent
+		mode            []byte
+	)
 	b = skipJSONSpace(b)
+	for len(b) > 0 && b[0] == '"' {
+		var name, value []byte
+		if name, b, ok = quickString(b); !ok {
+			return wr, false
+		}
+		if b, ok = bytes.CutPrefix(skipJSONSpace(b), []byte(":")); !ok {
+			return wr, false
+		}
+		b = skipJSONSpace(b)
+		switch string(name) {
+		case "ttl_mode":
+			if mode != nil {
+				return wr, false
+			}
+			if value, b, ok = quickString(b); !ok {
+				return wr, false
+			}
+			mode = value
+		case "amount", "ttl_seconds", "ttl_ms":
+			var n int64
+			if n, b, ok = quickCount(b); !ok {
+				return wr, false
+			}
+			field := &amount
+			if name[0] == 't' {
+				field = &sec
+				if string(name) == "ttl_ms" {
+					field = &ms
+				}
+			}
+			if *field != 0 {
+				return wr, false // twice
+			}
+			*field = n
+		default:
+			return wr, false
+		}
+		b = skipJSONSpace(b)
+		if len(b) == 0 || b[0] != ',' {
+			break // the object must end here
+		}
+		b = skipJSONSpace(b[1:])
+		if len(b) == 0 || b[0] != '"' {
+			return wr, false
+		}
+	}
+	if b, ok = bytes.CutPrefix(b, []byte("}")); !ok || len(skipJSONSpace(b)) != 0 {
+		return wr, false
+	}
+	wr.Amount = 1
+	if amount != 0 {
+		wr.Amount = amount
+	}
+	switch {
+	case sec != 0 && ms != 0:
+		return wr, false
+	case sec != 0:
+		if sec > int64(service.MaxTTL/time.Second) {
+			return wr, false
+		}
+		wr.TTL = time.Duration(sec) * time.Second
+	case ms != 0:
+		if ms > int64(service.MaxTTL/time.Millisecond) {
+			return wr, false
+		}
+		wr.TTL = time.Duration(ms) * time.Millisecond
+	}
+	if mode != nil {
+		if wr.TTL == 0 || string(mode) != "if_none" && string(mode) != "always" {
+			return wr, false
+		}
+		wr.TTLAlways = string(mode) == "always"
+	}
+	return wr, true
+}
+
+// quickString reads a JSON string of letters and underscores that b
+// starts with, returning its contents and what follows.
+func quickString(b []byte) (s, rest []byte, ok bool) {
+	if len(b) == 0 || b[0] != '"' {
+		return nil, b, false
+	}
+	for i := 1; i < len(b); i++ {
+		switch c := b[i]; {
+		case c == '"':
+			return b[1:i], b[i+1:], true
+		case c != '_' && (c < 'a' || c > 'z'):
+			return nil, b, false
+		}
+	}
+	return nil, b, false
+}
+
+// quickCount reads the positive integer in plain digits (no sign, leading
+// zero, fraction or exponent) of at most int64 that b starts with.
+func quickCount(b []byte) (n int64, rest []byte, ok bool) {
 	i := 0
 	for i < len(b) && b[i] >= '0' && b[i] <= '9' {
 		i++
 	}
 	if i == 0 || i > 19 || b[0] == '0' {
-		return 0, false // none, too many, or a leading zero (not JSON)
+		return 0, b, false // none, too many, or a leading zero (or 0 itself)
 	}
-	v, err := strconv.ParseInt(string(b[:i]), 10, 64)
-	if err != nil {
-		return 0, false
+	if i < len(b) && (b[i] == '.' || b[i] == 'e' || b[i] == 'E') {
+		return 0, b, false
 	}
-	if rest := skipJSONSpace(b[i:]); len(rest) != 1 || rest[0] != '}' {
-		return 0, false
+	for _, c := range b[:i] {
+		n = n*10 + int64(c-'0')
+		if n < 0 {
+			return 0, b, false // beyond int64
+		}
 	}
-	return v, true
+	return n, b[i:], true
 }
 
 // skipJSONSpace drops the JSON white space b starts with.

@@ -38,30 +38,26 @@ func TestHeaderLens(t *testing.T) {
 
 func itoa(i int) string { b, _ := json.Marshal(i); return string(b) }
 
-// plainAmount is a shortcut of the full decoder: whatever it accepts, the
-// decoder (decodeBytes, then the amount's own checks) accepts with the
-// same amount.
-func FuzzPlainAmount(f *testing.F) {
+// quickWrite is a shortcut of the full decoder: whatever it accepts,
+// decodeWrite accepts with the same result.
+func FuzzQuickWrite(f *testing.F) {
 	for _, s := range []string{`{"amount":5}`, ` { "amount" : 42 } `, "{\n\t\"amount\":\r1}", `{"amount":05}`, `{"amount":0}`,
-		`{"amount":9223372036854775807}`, `{"amount":9223372036854775808}`, `{"Amount":5}`, `{"amount":5,}`, `{"amount":5}}`,
-		`{"amount":-5}`, `{"amount":5e1}`, `{"amount":5.0}`, `{"amount":5}` + "\v", "\u00a0{\"amount\":5}", `{"amount" :5 ,"ttl_ms":1}`} {
+		`{"amount":9223372036854775807}`, `{"amount":9223372036854775808}`, `{"amount":99999999999999999999}`, `{"Amount":5}`, `{"amount":5,}`, `{"amount":5}}`,
+		`{"amount":-5}`, `{"amount":5e1}`, `{"amount":5.0}`, `{"amount":5}` + "\v", "\u00a0{\"amount\":5}", `{"amount" :5 ,"ttl_ms":1}`,
+		`{}`, ` {} `, `{"amount":1,"ttl_seconds":60}`, `{"ttl_seconds":60,"amount":3,"ttl_mode":"always"}`, `{"amount":1,"ttl_mode":"if_none","ttl_ms":1500}`,
+		`{"amount":1,"ttl_mode":"always"}`, `{"ttl_seconds":1,"ttl_ms":1}`, `{"amount":1,"amount":2}`, `{"ttl_mode":"always","ttl_mode":"always","ttl_ms":5}`,
+		`{"ttl_seconds":315360001}`, `{"ttl_seconds":315360000}`, `{"ttl_ms":315360000000}`, `{"ttl_mode":"ALWAYS","ttl_ms":5}`, `{"ttl_mode":"alw\u0061ys","ttl_ms":5}`,
+		`{"amount":1,"other":2}`, `{"amount":null}`, `{"amount":"5"}`, `{"amount":1 "ttl_ms":2}`, `{,"amount":1}`, `{"amount":1}x`, `[1]`, ``} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
-		n, ok := plainAmount([]byte(s))
+		wr, ok := quickWrite([]byte(s))
 		if !ok {
 			return
 		}
-		var req struct {
-			Amount json.RawMessage `json:"amount"`
-		}
-		empty, err := decodeBytes([]byte(s), &req, ErrBadJSON)
-		if err != nil || empty || req.Amount == nil {
-			t.Fatalf("plainAmount(%q) = %d, but the decoder says empty=%v, %v", s, n, empty, err)
-		}
-		m, err := parseCount(req.Amount)
-		if err != nil || m == 0 || m > math.MaxInt64 || int64(m) != n {
-			t.Fatalf("plainAmount(%q) = %d, the decoder's amount %s (%d, %v)", s, n, req.Amount, m, err)
+		full, err := decodeWrite([]byte(s))
+		if err != nil || full != wr {
+			t.Fatalf("quickWrite(%q) = %+v, but decodeWrite gives %+v, %v", s, wr, full, err)
 		}
 	})
 }
@@ -102,5 +98,18 @@ func BenchmarkParseWrite(b *testing.B) {
 		if _, err := ParseWrite(r); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+func BenchmarkParseWriteBody(b *testing.B) {
+	for _, body := range []string{`{"amount":41}`, `{"amount":1,"ttl_seconds":60}`, `{"amount":1,"ttl_seconds":60,"ttl_mode":"always"}`} {
+		b.Run(body, func(b *testing.B) {
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := ParseWriteBody([]byte(body)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
 	}
 }
