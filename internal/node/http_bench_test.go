@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dcounter/dcounter/internal/api"
+	"github.com/dcounter/dcounter/internal/service"
 	"github.com/dcounter/dcounter/internal/testutil"
 	"github.com/dcounter/dcounter/internal/wal"
 )
@@ -45,6 +47,48 @@ func BenchmarkHTTPIncrement(b *testing.B) {
 					h.ServeHTTP(w, r)
 					if w.Code != http.StatusOK {
 						b.Fatal(w.Code, w.Body.String())
+					}
+				}
+			})
+			b.StopTimer()
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+			s := nd.wal.Stats()
+			if p == wal.SyncAlways && s.Syncs > s0.Syncs {
+				b.ReportMetric(float64(s.Records-s0.Records)/float64(s.Syncs-s0.Syncs), "writes/fsync")
+			}
+		})
+	}
+}
+
+// BenchmarkQuickIncrement is BenchmarkHTTPIncrement through api.Quick,
+// the path a node's own listener answers POST /increment by: what a write
+// costs the node above its HTTP server.
+//
+//	go test -run '^$' -bench QuickIncrement -benchmem ./internal/node/
+func BenchmarkQuickIncrement(b *testing.B) {
+	for _, p := range []wal.SyncPolicy{wal.SyncNone, wal.SyncAlways} {
+		b.Run("fsync="+p.String(), func(b *testing.B) {
+			nd, err := New(context.Background(), Config{
+				Name: "bench", GossipAddr: "127.0.0.1:0", DataDir: b.TempDir(), Fsync: p,
+				SnapshotInterval: time.Hour, Logger: testutil.Logger(b, slog.LevelWarn),
+			})
+			if err != nil {
+				b.Fatal(err)
+			}
+			b.Cleanup(func() { nd.Shutdown(context.Background()) })
+			q := &api.Quick{Service: service.Instrument(nd, nd.metrics.ops, "http")}
+			s0 := nd.wal.Stats()
+			b.SetParallelism(32) // 64 goroutines on 2 CPUs
+			b.ReportAllocs()
+			cpu0 := cpuTime()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				buf := make([]byte, 0, 128)
+				r := api.QuickRequest{Method: http.MethodPost, Path: "/increment"}
+				for pb.Next() {
+					a, ok := q.Answer(context.Background(), &r, buf[:0])
+					if !ok || a.Status != http.StatusOK {
+						b.Fatal(ok, a.Status, string(a.Body))
 					}
 				}
 			})
