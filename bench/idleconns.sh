@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# bench/idleconns.sh — what idle keep-alive connections cost a node: opens N
+# connections to one node's client API (one GET /counter each, then idle)
+# and prints the node's RSS before and after.
+#
+#   bench/idleconns.sh [N]     (default 5000; needs `ulimit -n` above N)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+n=${1:-5000}
+tmp=$(mktemp -d)
+trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
+CGO_ENABLED=0 go build -o "$tmp/dcounter" ./cmd/dcounter
+go build -o "$tmp/idleconns" ./bench/idleconns
+port=$((20000 + ($$ % 4000) * 10))
+"$tmp/dcounter" node --gossip-addr "127.0.0.1:$((port + 1))" --http-addr "127.0.0.1:$port" --data-dir "$tmp/data" --log-level warn & pid=$!
+for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.05; done
+"$tmp/idleconns" -addr "127.0.0.1:$port" -n "$n" -pid "$pid"
