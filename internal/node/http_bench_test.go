@@ -24,6 +24,46 @@ import (
 //
 //	go test -run '^$' -bench HTTPIncrement -benchmem ./internal/node/
 func BenchmarkHTTPIncrement(b *testing.B) {
+	benchIncrement(b, func(b *testing.B, nd *Node) func(*testing.PB) {
+		h := nd.handler
+		return func(pb *testing.PB) {
+			for pb.Next() {
+				r := httptest.NewRequest(http.MethodPost, "/increment", nil)
+				w := httptest.NewRecorder()
+				h.ServeHTTP(w, r)
+				if w.Code != http.StatusOK {
+					b.Fatal(w.Code, w.Body.String())
+				}
+			}
+		}
+	})
+}
+
+// BenchmarkQuickIncrement is BenchmarkHTTPIncrement through api.Quick,
+// the path a node's own listener answers POST /increment by: what a write
+// costs the node above its HTTP server.
+//
+//	go test -run '^$' -bench QuickIncrement -benchmem ./internal/node/
+func BenchmarkQuickIncrement(b *testing.B) {
+	benchIncrement(b, func(b *testing.B, nd *Node) func(*testing.PB) {
+		q := &api.Quick{Service: service.Instrument(nd, nd.metrics.ops, "http")}
+		return func(pb *testing.PB) {
+			buf := make([]byte, 0, 128)
+			r := api.QuickRequest{Method: http.MethodPost, Path: "/increment"}
+			for pb.Next() {
+				a, ok := q.Answer(context.Background(), &r, buf[:0])
+				if !ok || a.Status != http.StatusOK {
+					b.Fatal(ok, a.Status, string(a.Body))
+				}
+			}
+		}
+	})
+}
+
+// benchIncrement runs, for each fsync policy, 64 goroutines of what
+// client returns for a fresh node with a client API, and reports CPU per
+// write and writes per fsync.
+func benchIncrement(b *testing.B, client func(*testing.B, *Node) func(*testing.PB)) {
 	for _, p := range []wal.SyncPolicy{wal.SyncNone, wal.SyncAlways} {
 		b.Run("fsync="+p.String(), func(b *testing.B) {
 			nd, err := New(context.Background(), Config{
@@ -34,64 +74,13 @@ func BenchmarkHTTPIncrement(b *testing.B) {
 				b.Fatal(err)
 			}
 			b.Cleanup(func() { nd.Shutdown(context.Background()) })
-			h := nd.handler
+			run := client(b, nd)
 			s0 := nd.wal.Stats()
 			b.SetParallelism(32) // 64 goroutines on 2 CPUs
 			b.ReportAllocs()
 			cpu0 := cpuTime()
 			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					r := httptest.NewRequest(http.MethodPost, "/increment", nil)
-					w := httptest.NewRecorder()
-					h.ServeHTTP(w, r)
-					if w.Code != http.StatusOK {
-						b.Fatal(w.Code, w.Body.String())
-					}
-				}
-			})
-			b.StopTimer()
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
-			s := nd.wal.Stats()
-			if p == wal.SyncAlways && s.Syncs > s0.Syncs {
-				b.ReportMetric(float64(s.Records-s0.Records)/float64(s.Syncs-s0.Syncs), "writes/fsync")
-			}
-		})
-	}
-}
-
-// BenchmarkQuickIncrement is BenchmarkHTTPIncrement through api.Quick,
-// the path a node's own listener answers POST /increment by: what a write
-// costs the node above its HTTP server.
-//
-//	go test -run '^$' -bench QuickIncrement -benchmem ./internal/node/
-func BenchmarkQuickIncrement(b *testing.B) {
-	for _, p := range []wal.SyncPolicy{wal.SyncNone, wal.SyncAlways} {
-		b.Run("fsync="+p.String(), func(b *testing.B) {
-			nd, err := New(context.Background(), Config{
-				Name: "bench", GossipAddr: "127.0.0.1:0", DataDir: b.TempDir(), Fsync: p,
-				SnapshotInterval: time.Hour, Logger: testutil.Logger(b, slog.LevelWarn),
-			})
-			if err != nil {
-				b.Fatal(err)
-			}
-			b.Cleanup(func() { nd.Shutdown(context.Background()) })
-			q := &api.Quick{Service: service.Instrument(nd, nd.metrics.ops, "http")}
-			s0 := nd.wal.Stats()
-			b.SetParallelism(32) // 64 goroutines on 2 CPUs
-			b.ReportAllocs()
-			cpu0 := cpuTime()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				buf := make([]byte, 0, 128)
-				r := api.QuickRequest{Method: http.MethodPost, Path: "/increment"}
-				for pb.Next() {
-					a, ok := q.Answer(context.Background(), &r, buf[:0])
-					if !ok || a.Status != http.StatusOK {
-						b.Fatal(ok, a.Status, string(a.Body))
-					}
-				}
-			})
+			b.RunParallel(run)
 			b.StopTimer()
 			b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
 			s := nd.wal.Stats()
