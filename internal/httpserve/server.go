@@ -20,7 +20,10 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/valyala/fasthttp"
@@ -58,6 +61,13 @@ type Config struct {
 type Server struct {
 	cfg Config
 	fs  *fasthttp.Server
+
+	mu sync.Mutex
+	ln net.Listener // the one Serve serves, once it has begun
+	// stopping is set (under mu) once Shutdown has begun: from then on
+	// every request is refused (503, Connection: close), even on a
+	// connection fasthttp keeps serving after a Shutdown that timed out.
+	stopping atomic.Bool
 }
 
 // New returns a Server for cfg.
@@ -84,12 +94,40 @@ func New(cfg Config) *Server {
 	return s
 }
 
-// Serve serves connections from ln until Shutdown; it then returns nil.
-func (s *Server) Serve(ln net.Listener) error { return s.fs.Serve(ln) }
+// Serve serves connections from ln until Shutdown; it then returns nil,
+// also when Shutdown came first.
+func (s *Server) Serve(ln net.Listener) error {
+	s.mu.Lock()
+	if s.stopping.Load() {
+		s.mu.Unlock()
+		ln.Close()
+		return nil
+	}
+	s.ln = ln
+	s.mu.Unlock()
+	err := s.fs.Serve(ln)
+	if s.stopping.Load() {
+		return nil // the listener closed under Accept
+	}
+	return err
+}
 
 // Shutdown stops accepting connections, closes idle ones, and waits for
-// requests in flight to be answered, or for ctx to end.
-func (s *Server) Shutdown(ctx context.Context) error { return s.fs.ShutdownWithContext(ctx) }
+// requests in flight to be answered, or for ctx to end. Requests that
+// arrive after it began are refused.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.mu.Lock()
+	s.stopping.Store(true)
+	ln := s.ln
+	s.mu.Unlock()
+	err := s.fs.ShutdownWithContext(ctx)
+	if ln != nil {
+		// fasthttp closes only a listener it had registered by the time
+		// Shutdown began.
+		ln.Close()
+	}
+	return err
+}
 
 var (
 	headerIdempotency = []byte(api.IdempotencyHeader)
@@ -100,11 +138,34 @@ var (
 )
 
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
+	defer func() {
+		if p := recover(); p != nil {
+			if p != http.ErrAbortHandler {
+				s.cfg.Log.Error("panic serving a request", "method", string(ctx.Method()), "path", string(ctx.Path()), "panic", p)
+			}
+			// As net/http does: no answer, the connection closed.
+			ctx.Response.Reset()
+			ctx.SetConnectionClose()
+			ctx.HijackSetNoResponse(true)
+			ctx.Hijack(func(net.Conn) {})
+		}
+	}()
+	if s.stopping.Load() {
+		ctx.SetConnectionClose()
+		ctx.Response.SetStatusCode(http.StatusServiceUnavailable)
+		ctx.Response.Header.SetContentTypeBytes(contentJSON)
+		ctx.Response.SetBodyRaw(api.ErrorBody(errShuttingDown))
+		return
+	}
 	if s.cfg.Quick != nil && (s.cfg.Open == nil || s.cfg.Open()) && s.quick(ctx) {
 		return
 	}
 	s.bridge(ctx)
 }
+
+// errShuttingDown answers a request that comes after Shutdown began:
+// certainly not applied.
+var errShuttingDown = service.Unavailable(errors.New("server shutting down: try another node"))
 
 // quick answers ctx with Quick, if it will.
 func (s *Server) quick(ctx *fasthttp.RequestCtx) bool {
@@ -117,19 +178,35 @@ func (s *Server) quick(ctx *fasthttp.RequestCtx) bool {
 	if i := bytes.IndexByte(path, '?'); i >= 0 {
 		path = path[:i]
 	}
+	if !validEncoded(path) {
+		// net/http re-escapes such a path (URL.EscapedPath), which can
+		// change its segments: the handler reads it.
+		return false
+	}
 	// string(...) copies: the request's buffers are reused once answered.
 	r := api.QuickRequest{
-		Method:        string(h.Method()),
-		Path:          string(path),
-		Body:          ctx.Request.Body(),
-		Authorization: string(h.Peek(fasthttp.HeaderAuthorization)),
-		Idempotency:   string(h.PeekBytes(headerIdempotency)),
+		Method: string(h.Method()),
+		Path:   string(path),
+		Body:   ctx.Request.Body(),
 	}
-	for _, f := range forwardedHeaders {
-		if h.PeekBytes(f) != nil {
+	// The header section only, first value of each, as net/http's
+	// Header.Get reads it: never a chunked body's trailer fields.
+	var authz, idem []byte
+	for k, v := range h.All() {
+		switch {
+		case string(k) == fasthttp.HeaderAuthorization:
+			if authz == nil {
+				authz = v
+			}
+		case bytes.Equal(k, headerIdempotency):
+			if idem == nil {
+				idem = v
+			}
+		case isForwarded(k):
 			r.Forwarded = true
 		}
 	}
+	r.Authorization, r.Idempotency = string(authz), string(idem)
 	bp := bufs.Get().(*[]byte)
 	defer bufs.Put(bp)
 	a, ok := s.cfg.Quick.Answer(context.Background(), &r, (*bp)[:0])
@@ -144,6 +221,32 @@ func (s *Server) quick(ctx *fasthttp.RequestCtx) bool {
 	ctx.Response.SetBody(a.Body) // copied
 	if cap(a.Body) <= 4<<10 {
 		*bp = a.Body[:0]
+	}
+	return true
+}
+
+// isForwarded reports whether a header name is one of a gateway's
+// forwarded-identity headers.
+func isForwarded(k []byte) bool {
+	for _, f := range forwardedHeaders {
+		if bytes.Equal(k, f) {
+			return true
+		}
+	}
+	return false
+}
+
+// validEncoded reports whether path is already in the form net/http's
+// URL.EscapedPath keeps as sent: only bytes a path may carry unescaped,
+// and escapes. The escapes themselves are checked when unescaped.
+func validEncoded(path []byte) bool {
+	for _, c := range path {
+		switch {
+		case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+		case strings.IndexByte("-_.~!$&'()*+,;=:@/%[]", c) >= 0:
+		default:
+			return false
+		}
 	}
 	return true
 }
@@ -189,19 +292,7 @@ func (s *Server) bridge(ctx *fasthttp.RequestCtx) {
 		s.malformed(ctx, err)
 		return
 	}
-	w := &response{ctx: ctx, header: make(http.Header)}
-	defer func() {
-		if p := recover(); p != nil {
-			if p != http.ErrAbortHandler {
-				s.cfg.Log.Error("panic serving a request", "method", r.Method, "path", r.URL.Path, "panic", p)
-			}
-			// As net/http does: no answer, the connection closed.
-			ctx.Response.Reset()
-			ctx.SetConnectionClose()
-			ctx.Hijack(func(net.Conn) {})
-			ctx.HijackSetNoResponse(true)
-		}
-	}()
+	w := &response{ctx: ctx, header: make(http.Header), head: r.Method == http.MethodHead}
 	s.cfg.Handler.ServeHTTP(w, r)
 	w.commit(nil)
 }
@@ -230,13 +321,17 @@ func request(ctx *fasthttp.RequestCtx) (*http.Request, error) {
 	for k, v := range h.All() {
 		r.Header.Add(string(k), string(v))
 	}
-	// As net/http: the host is r.Host, and the body arrives de-chunked.
+	// As net/http: the host is r.Host, and the body arrives de-chunked,
+	// without trailers.
 	r.Header.Del("Host")
 	r.Header.Del("Transfer-Encoding")
+	r.Header.Del("Trailer")
 	body := bytes.Clone(ctx.Request.Body())
 	r.ContentLength = int64(len(body))
 	r.Body = io.NopCloser(bytes.NewReader(body))
-	return r.WithContext(context.Background()), nil
+	// The address the connection came in on, as net/http gives it: a
+	// membership proof accepts it as the node's own.
+	return r.WithContext(context.WithValue(context.Background(), http.LocalAddrContextKey, ctx.LocalAddr())), nil
 }
 
 // response is the http.ResponseWriter of a bridged request. As net/http's,
@@ -247,6 +342,7 @@ type response struct {
 	header    http.Header
 	status    int // 0: not yet chosen
 	committed bool
+	head      bool // a HEAD request: no body, but the handler's Content-Length
 }
 
 func (w *response) Header() http.Header { return w.header }
@@ -280,15 +376,23 @@ func (w *response) commit(first []byte) {
 	for k, vs := range w.header {
 		switch k {
 		case "Content-Length": // fasthttp counts the body itself
+			if n, err := strconv.Atoi(firstValue(vs)); w.head && err == nil && n >= 0 {
+				rh.SetContentLength(n)
+			}
 			continue
 		case "Content-Type":
-			if len(vs) > 0 {
-				rh.SetContentType(vs[0])
-			}
+			rh.SetContentType(firstValue(vs))
 			continue
 		}
 		for _, v := range vs {
 			rh.Add(k, v) // "Connection: close" closes the connection
 		}
 	}
+}
+
+func firstValue(vs []string) string {
+	if len(vs) == 0 {
+		return ""
+	}
+	return vs[0]
 }
