@@ -5,7 +5,9 @@
 #
 #   bench/http.sh [DURATION] [CONNECTIONS]     (defaults: 10s 64)
 #
-# Extra node flags can be passed in DCOUNTER_BENCH_NODE_FLAGS.
+# Extra node flags can be passed in DCOUNTER_BENCH_NODE_FLAGS, and
+# variables for the node's environment in DCOUNTER_BENCH_NODE_ENV (e.g.
+# GOMAXPROCS=2).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-10s}
@@ -47,7 +49,7 @@ port=$((20000 + ($$ % 4000) * 10))
 "${pin_srv[@]}" "$tmp/baseline" --addr "127.0.0.1:$port" & base_pid=$!
 wait_up "http://127.0.0.1:$port/counter"
 # shellcheck disable=SC2086
-"${pin_srv[@]}" "$tmp/dcounter" node --gossip-addr "127.0.0.1:$((port + 2))" --http-addr "127.0.0.1:$((port + 1))" --data-dir "$tmp/data" --log-level warn ${DCOUNTER_BENCH_NODE_FLAGS:-} & node_pid=$!
+env ${DCOUNTER_BENCH_NODE_ENV:-} "${pin_srv[@]}" "$tmp/dcounter" node --gossip-addr "127.0.0.1:$((port + 2))" --http-addr "127.0.0.1:$((port + 1))" --data-dir "$tmp/data" --log-level warn ${DCOUNTER_BENCH_NODE_FLAGS:-} & node_pid=$!
 wait_up "http://127.0.0.1:$((port + 1))/health"
 
 : >"$tmp/base" ; : >"$tmp/node"
