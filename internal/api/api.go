@@ -178,7 +178,7 @@ func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 // WriteError answers with err's status from the one table and {"error":…}.
 func WriteError(w http.ResponseWriter, err error) {
-	writeJSON(w, service.HTTPStatus(err), ErrorResponse{Error: service.Message(err)})
+	writeBody(w, service.HTTPStatus(err), ErrorBody(err))
 }
 
 // WriteJSON answers with status and v as JSON.
@@ -313,7 +313,7 @@ func (h *handler) serve(w http.ResponseWriter, r *http.Request) error {
 		if err != nil {
 			return err
 		}
-		c, replayed, err := h.b.Add(ctx, rt.Key, rt.Sign*wr.Amount, service.WriteOptions{Idem: idem, TTL: wr.TTL, TTLAlways: wr.TTLAlways})
+		c, replayed, err := h.b.Add(ctx, rt.Key, rt.Sign*wr.Amount, wr.Options(idem))
 		if err != nil {
 			return err
 		}
@@ -516,6 +516,12 @@ type WriteRequest struct {
 	TTLAlways bool          // "ttl_mode":"always"
 }
 
+// Options are the service's options for the write, under Idempotency-Key
+// idem ("" if none).
+func (wr WriteRequest) Options(idem string) service.WriteOptions {
+	return service.WriteOptions{Idem: idem, TTL: wr.TTL, TTLAlways: wr.TTLAlways}
+}
+
 // ParseWrite reads an increment's or decrement's body: empty (or only white
 // space) or {} means an amount of 1; otherwise exactly one JSON object
 // {"amount":N, "ttl_seconds":S | "ttl_ms":M, "ttl_mode":"if_none"|"always"},
@@ -575,13 +581,16 @@ func decodeWrite(b []byte) (WriteRequest, error) {
 	}
 	if req.TTLMode != nil {
 		var mode string
-		if json.Unmarshal(req.TTLMode, &mode) != nil || (mode != "if_none" && mode != "always") {
+		var ok bool
+		if json.Unmarshal(req.TTLMode, &mode) != nil {
+			return wr, fmt.Errorf("%w, got %s", ErrBadTTLMode, req.TTLMode)
+		}
+		if wr.TTLAlways, ok = ttlMode(mode); !ok {
 			return wr, fmt.Errorf("%w, got %s", ErrBadTTLMode, req.TTLMode)
 		}
 		if wr.TTL == 0 {
 			return wr, fmt.Errorf("%w: ttl_mode without ttl_seconds or ttl_ms", ErrBadTTLMode)
 		}
-		wr.TTLAlways = mode == "always"
 	}
 	return wr, nil
 }
@@ -618,10 +627,25 @@ func parseTTLFields(secName string, sec json.RawMessage, msName string, ms json.
 		return 0, nil
 	}
 	n, err := parseCount(raw)
-	if err != nil || n == 0 || n > uint64(service.MaxTTL/unit) {
+	ttl, ok := ttlOf(n, unit)
+	if err != nil || !ok {
 		return 0, fmt.Errorf("%w; %s is %s", ErrBadTTL, name, raw)
 	}
-	return time.Duration(n) * unit, nil
+	return ttl, nil
+}
+
+// ttlOf is n units as a TTL, if that is one: positive and at most MaxTTL.
+func ttlOf(n uint64, unit time.Duration) (time.Duration, bool) {
+	if n == 0 || n > uint64(service.MaxTTL/unit) {
+		return 0, false
+	}
+	return time.Duration(n) * unit, true
+}
+
+// ttlMode reads a ttl_mode: always reports "always"; ok is false for
+// anything but "if_none" and "always".
+func ttlMode(mode string) (always, ok bool) {
+	return mode == "always", mode == "always" || mode == "if_none"
 }
 
 // decodeObject reads body into v, which must be exactly one JSON object
@@ -682,6 +706,7 @@ func quickWrite(b []byte) (wr WriteRequest, ok bool) {
 			return wr, false
 		}
 		b = skipJSONSpace(b)
+		var field *int64
 		switch string(name) {
 		case "ttl_mode":
 			if mode != nil {
@@ -691,24 +716,22 @@ func quickWrite(b []byte) (wr WriteRequest, ok bool) {
 				return wr, false
 			}
 			mode = value
-		case "amount", "ttl_seconds", "ttl_ms":
-			var n int64
-			if n, b, ok = quickCount(b); !ok {
-				return wr, false
-			}
-			field := &amount
-			if name[0] == 't' {
-				field = &sec
-				if string(name) == "ttl_ms" {
-					field = &ms
-				}
-			}
+		case "amount":
+			field = &amount
+		case "ttl_seconds":
+			field = &sec
+		case "ttl_ms":
+			field = &ms
+		default:
+			return wr, false
+		}
+		if field != nil {
 			if *field != 0 {
 				return wr, false // twice
 			}
-			*field = n
-		default:
-			return wr, false
+			if *field, b, ok = quickCount(b); !ok {
+				return wr, false
+			}
 		}
 		b = skipJSONSpace(b)
 		if len(b) == 0 || b[0] != ',' {
@@ -726,25 +749,22 @@ func quickWrite(b []byte) (wr WriteRequest, ok bool) {
 	if amount != 0 {
 		wr.Amount = amount
 	}
-	switch {
-	case sec != 0 && ms != 0:
-		return wr, false
-	case sec != 0:
-		if sec > int64(service.MaxTTL/time.Second) {
+	n, unit := sec, time.Second
+	if ms != 0 {
+		if sec != 0 {
 			return wr, false
 		}
-		wr.TTL = time.Duration(sec) * time.Second
-	case ms != 0:
-		if ms > int64(service.MaxTTL/time.Millisecond) {
+		n, unit = ms, time.Millisecond
+	}
+	if n != 0 {
+		if wr.TTL, ok = ttlOf(uint64(n), unit); !ok {
 			return wr, false
 		}
-		wr.TTL = time.Duration(ms) * time.Millisecond
 	}
 	if mode != nil {
-		if wr.TTL == 0 || string(mode) != "if_none" && string(mode) != "always" {
+		if wr.TTLAlways, ok = ttlMode(string(mode)); !ok || wr.TTL == 0 {
 			return wr, false
 		}
-		wr.TTLAlways = string(mode) == "always"
 	}
 	return wr, true
 }
@@ -897,9 +917,14 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	if err != nil {
 		status, b = http.StatusInternalServerError, []byte(`{"error":"internal error"}`)
 	}
-	setJSONHeaders(w.Header(), len(b)+1)
+	writeBody(w, status, append(b, '\n'))
+}
+
+// writeBody answers with status and the JSON body b.
+func writeBody(w http.ResponseWriter, status int, b []byte) {
+	setJSONHeaders(w.Header(), len(b))
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(b)
 }
 
 // Authenticator tells who sent a request. body is the request's body when

@@ -62,7 +62,6 @@ func (q *Quick) Answer(ctx context.Context, r *QuickRequest, buf []byte) (QuickA
 	if err != nil || !(rt.Kind == RouteAdd || rt.Kind == RouteGet && r.Method == http.MethodGet) {
 		return QuickAnswer{}, false
 	}
-	var opts service.WriteOptions
 	wr := WriteRequest{Amount: 1}
 	if rt.Kind == RouteAdd {
 		if len(r.Body) > 0 {
@@ -73,7 +72,6 @@ func (q *Quick) Answer(ctx context.Context, r *QuickRequest, buf []byte) (QuickA
 		if CheckIdempotencyKey(r.Idempotency) != nil {
 			return QuickAnswer{}, false
 		}
-		opts = service.WriteOptions{Idem: r.Idempotency, TTL: wr.TTL, TTLAlways: wr.TTLAlways}
 	}
 	if q.Auth != nil {
 		if r.Forwarded {
@@ -92,7 +90,7 @@ func (q *Quick) Answer(ctx context.Context, r *QuickRequest, buf []byte) (QuickA
 	if rt.Kind == RouteGet {
 		c, err = q.Service.Get(ctx, rt.Key)
 	} else {
-		c, replayed, err = q.Service.Add(ctx, rt.Key, rt.Sign*wr.Amount, opts)
+		c, replayed, err = q.Service.Add(ctx, rt.Key, rt.Sign*wr.Amount, wr.Options(r.Idempotency))
 	}
 	if err != nil {
 		if service.ClassOf(err) == service.ClassInternal && q.Log != nil {

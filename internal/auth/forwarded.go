@@ -49,9 +49,12 @@ func Forwarded(h http.Header) bool {
 	return len(h[HeaderMAC]) > 0 || len(h[HeaderKey]) > 0 || len(h[HeaderRole]) > 0 || len(h[HeaderName]) > 0
 }
 
+// ForwardedHeaders lists the forwarded-identity headers.
+var ForwardedHeaders = []string{HeaderRole, HeaderName, HeaderKey, HeaderMAC}
+
 // StripForwarded removes the forwarded-identity headers from h.
 func StripForwarded(h http.Header) {
-	for _, k := range []string{HeaderRole, HeaderName, HeaderKey, HeaderMAC} {
+	for _, k := range ForwardedHeaders {
 		h.Del(k)
 	}
 }

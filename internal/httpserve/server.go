@@ -134,7 +134,6 @@ var (
 	headerReplayed    = []byte(api.ReplayedHeader)
 	valueTrue         = []byte("true")
 	contentJSON       = []byte("application/json")
-	forwardedHeaders  = [][]byte{[]byte(auth.HeaderRole), []byte(auth.HeaderName), []byte(auth.HeaderKey), []byte(auth.HeaderMAC)}
 )
 
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
@@ -151,10 +150,7 @@ func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 		}
 	}()
 	if s.stopping.Load() {
-		ctx.SetConnectionClose()
-		ctx.Response.SetStatusCode(http.StatusServiceUnavailable)
-		ctx.Response.Header.SetContentTypeBytes(contentJSON)
-		ctx.Response.SetBodyRaw(api.ErrorBody(errShuttingDown))
+		refuse(ctx, http.StatusServiceUnavailable, errShuttingDown)
 		return
 	}
 	if s.cfg.Quick != nil && (s.cfg.Open == nil || s.cfg.Open()) && s.quick(ctx) {
@@ -207,29 +203,41 @@ func (s *Server) quick(ctx *fasthttp.RequestCtx) bool {
 		}
 	}
 	r.Authorization, r.Idempotency = string(authz), string(idem)
-	bp := bufs.Get().(*[]byte)
-	defer bufs.Put(bp)
-	a, ok := s.cfg.Quick.Answer(context.Background(), &r, (*bp)[:0])
+	// The answer is written into the response's own body buffer.
+	buf := ctx.Response.SwapBody(nil)[:0]
+	a, ok := s.cfg.Quick.Answer(context.Background(), &r, buf)
 	if !ok {
+		ctx.Response.SwapBody(buf)
 		return false
 	}
-	ctx.Response.SetStatusCode(a.Status)
-	ctx.Response.Header.SetContentTypeBytes(contentJSON)
+	answer(ctx, a.Status, a.Body)
 	if a.Replayed {
 		ctx.Response.Header.SetBytesKV(headerReplayed, valueTrue)
 	}
-	ctx.Response.SetBody(a.Body) // copied
-	if cap(a.Body) <= 4<<10 {
-		*bp = a.Body[:0]
-	}
 	return true
+}
+
+// answer answers ctx with status and the JSON body b, which the response
+// owns from now on.
+func answer(ctx *fasthttp.RequestCtx, status int, b []byte) {
+	ctx.Response.SetStatusCode(status)
+	ctx.Response.Header.SetContentTypeBytes(contentJSON)
+	ctx.Response.SwapBody(b)
+}
+
+// refuse answers ctx with err's JSON body under status, and closes the
+// connection.
+func refuse(ctx *fasthttp.RequestCtx, status int, err error) {
+	ctx.Response.Reset()
+	ctx.SetConnectionClose()
+	answer(ctx, status, api.ErrorBody(err))
 }
 
 // isForwarded reports whether a header name is one of a gateway's
 // forwarded-identity headers.
 func isForwarded(k []byte) bool {
-	for _, f := range forwardedHeaders {
-		if bytes.Equal(k, f) {
+	for _, f := range auth.ForwardedHeaders {
+		if string(k) == f { // compared, not converted: no allocation
 			return true
 		}
 	}
@@ -251,9 +259,6 @@ func validEncoded(path []byte) bool {
 	return true
 }
 
-// bufs holds the buffers Quick answers into.
-var bufs = sync.Pool{New: func() any { b := make([]byte, 0, 128); return &b }}
-
 // malformed answers a request fasthttp could not read, as JSON.
 func (s *Server) malformed(ctx *fasthttp.RequestCtx, err error) {
 	var (
@@ -271,11 +276,7 @@ func (s *Server) malformed(ctx *fasthttp.RequestCtx, err error) {
 		status, e = http.StatusRequestTimeout, errors.New("request not received in time")
 	}
 	s.cfg.Log.Debug("malformed request", "remote", ctx.RemoteAddr().String(), "err", err)
-	ctx.Response.Reset()
-	ctx.SetConnectionClose()
-	ctx.Response.SetStatusCode(status)
-	ctx.Response.Header.SetContentTypeBytes(contentJSON)
-	ctx.Response.SetBodyRaw(api.ErrorBody(e))
+	refuse(ctx, status, e)
 }
 
 // debugLogger is fasthttp's logger: what it reports is anyone's to cause.
