@@ -6,7 +6,9 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/dcounter/dcounter/internal/crdt"
 )
@@ -52,6 +54,47 @@ func BenchmarkAppendParallel(b *testing.B) {
 			b.SetBytes(int64(st.Bytes) / int64(max(b.N, 1)))
 		})
 	}
+}
+
+// BenchmarkLoneAppend measures a durable Append with nobody to share its
+// fsync with (one writer, SyncAlways): the latency of a write on an idle
+// node, and its CPU (cpu-µs/op, this process's user and system time; the
+// kernel's work for the fsync is most of it). "prealloc" is the default,
+// the segment kept zeroed ahead of the records; "grow" is Prealloc < 0,
+// the file growing with every record, so that every fdatasync also writes
+// the inode.
+func BenchmarkLoneAppend(b *testing.B) {
+	for _, c := range []struct {
+		name     string
+		prealloc int64
+	}{{"prealloc", 0}, {"grow", -1}} {
+		b.Run(c.name, func(b *testing.B) {
+			opts := benchOptions(b.TempDir(), SyncAlways)
+			opts.Prealloc = c.prealloc
+			l, _, err := openApply(opts, func(crdt.Entry) {})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer l.Close()
+			e := []crdt.Entry{{Key: "bench-key", Replica: 1}}
+			b.ResetTimer()
+			cpu0 := cpuTime()
+			for range b.N {
+				e[0].P++
+				if err := l.Append(e); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+		})
+	}
+}
+
+// cpuTime is the process's user and system CPU time so far.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // recoverFixtures caches logs built for BenchmarkRecover: building one

@@ -1,6 +1,7 @@
 package wal
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -312,6 +313,11 @@ func files(t testing.TB, dir string) (segs, snaps []string) {
 	}
 	return segs, snaps
 }
+
+// tornBytes is what recovery reports as torn for bytes b cut off the end
+// of a segment: up to the last one that is not zero, since zeros after it
+// may be preallocated space the record never reached.
+func tornBytes(b []byte) int64 { return int64(len(bytes.TrimRight(b, "\x00"))) }
 
 func segFile(lsn uint64) string  { return fmt.Sprintf("%016x.wal", lsn) }
 func snapFile(lsn uint64) string { return fmt.Sprintf("%016x.snap", lsn) }

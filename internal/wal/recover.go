@@ -4,6 +4,7 @@ package wal
 // tail and telling it from corruption.
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -141,9 +142,23 @@ func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 				last = max(last, r.lsn)
 				continue
 			}
+			if allZero(data[off:]) {
+				// The segment's preallocated end (Options.Prealloc): the
+				// writer filled it with zeros before any record, and a zero
+				// record length is never valid. The last segment is cut
+				// here, as a closed one would have been.
+				if i == len(segs)-1 {
+					if err := cutTail(seg.name, int64(off)); err != nil {
+						return rec, 0, fmt.Errorf("wal: cutting the preallocated end: %w", err)
+					}
+				}
+				break
+			}
 			next := resyncPoint(data, off, expect, version)
 			if i == len(segs)-1 && next < 0 {
-				torn := int64(len(data) - off)
+				// Torn bytes end at the last one that is not zero: what
+				// follows is preallocated space the record never reached.
+				torn := int64(len(bytes.TrimRight(data[off:], "\x00")))
 				l.log.Warn("cutting a torn record off the end of the log", "file", seg.name, "offset", off, "bytes", torn, "reason", perr)
 				if err := cutTail(seg.name, int64(off)); err != nil {
 					return rec, 0, fmt.Errorf("wal: cutting the torn tail: %w", err)
@@ -201,6 +216,11 @@ func cutTail(name string, size int64) error {
 		return err
 	}
 	return f.Close()
+}
+
+// allZero reports whether b holds only zero bytes.
+func allZero(b []byte) bool {
+	return len(bytes.TrimLeft(b, "\x00")) == 0
 }
 
 // prefetch reads the files one ahead of the caller, so that reading the

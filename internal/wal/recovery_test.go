@@ -89,7 +89,7 @@ func TestTornTailEveryOffset(t *testing.T) {
 	start, end := offs[9], offs[10]
 	for cut := start + 1; cut < end; cut++ {
 		t.Run(strconv.Itoa(cut-start), func(t *testing.T) {
-			checkTornRecovery(t, opts, data[:cut], start, int64(cut-start))
+			checkTornRecovery(t, opts, data[:cut], start, tornBytes(data[start:cut]))
 		})
 	}
 }
@@ -139,8 +139,8 @@ func TestTornTailGarbage(t *testing.T) {
 				name := filepath.Join(opts.Dir, segFile(1))
 				writeFile(t, name, c.seg)
 				got, rec := recoverState(t, opts)
-				if rec.TornBytes != int64(len(c.seg)-end) || rec.Records != 10 {
-					t.Fatalf("recovery %+v, want 10 records and %d torn bytes", rec, len(c.seg)-end)
+				if rec.TornBytes != tornBytes(c.seg[end:]) || rec.Records != 10 {
+					t.Fatalf("recovery %+v, want 10 records and %d torn bytes", rec, tornBytes(c.seg[end:]))
 				}
 				sameState(t, got, keyspaceOf(tailEntries, entriesOf(seqState(span(0, 9)...))))
 				if size := fileSize(t, name); size != int64(end) {
@@ -148,7 +148,7 @@ func TestTornTailGarbage(t *testing.T) {
 				}
 				return
 			}
-			checkTornRecovery(t, opts, c.seg, c.keep, int64(len(c.seg)-c.keep))
+			checkTornRecovery(t, opts, c.seg, c.keep, tornBytes(c.seg[c.keep:]))
 		})
 	}
 }
@@ -171,10 +171,11 @@ func TestTornTailOnlyRecord(t *testing.T) {
 	writeFile(t, name, data[:len(data)-3])
 
 	got, rec := recoverState(t, opts)
-	if rec.TornBytes != int64(len(data)-3-segHeader) {
-		t.Errorf("TornBytes = %d, want %d", rec.TornBytes, len(data)-3-segHeader)
+	torn := tornBytes(data[segHeader : len(data)-3])
+	if rec.TornBytes != torn {
+		t.Errorf("TornBytes = %d, want %d", rec.TornBytes, torn)
 	}
-	if !logs.has("torn", name, fmt.Sprintf("bytes=%q", strconv.Itoa(len(data)-3-segHeader))) {
+	if !logs.has("torn", name, fmt.Sprintf("bytes=%q", strconv.FormatInt(torn, 10))) {
 		t.Error("the cut is not logged with the file and the bytes cut")
 	}
 	sameState(t, got, seqState(span(0, 5)...))
@@ -708,15 +709,16 @@ func TestTornTailWithRecordLikeKey(t *testing.T) {
 		for _, past := range []int{0, 1, 9} { // the frame ends the file, or some of the key follows it
 			t.Run(fmt.Sprintf("lsn=%d/past=%d", lsn, past), func(t *testing.T) {
 				key, frame := recordLikeKey(t, lsn)
-				opts, start, cut := recordLikeTail(t, key, frame, past)
+				opts, start, _ := recordLikeTail(t, key, frame, past)
+				torn := tornBytes(readFile(t, filepath.Join(opts.Dir, segFile(1)))[start:])
 				ks := crdt.New()
 				l, rec, err := openApply(opts, func(e crdt.Entry) { ks.Merge(e) })
 				if err != nil {
 					t.Fatalf("Open: %v", err)
 				}
 				l.Close()
-				if rec.TornBytes != int64(cut-start) || len(rec.Discarded) != 0 {
-					t.Errorf("recovery %+v, want TornBytes %d and nothing discarded", rec, cut-start)
+				if rec.TornBytes != torn || len(rec.Discarded) != 0 {
+					t.Errorf("recovery %+v, want TornBytes %d and nothing discarded", rec, torn)
 				}
 				sameState(t, ks, seqState(0, 1, 2))
 			})
@@ -775,8 +777,8 @@ func TestDoubleCorruption(t *testing.T) {
 			opts.DiscardCorrupt = true
 			got, rec := recoverState(t, opts)
 			wantDiscarded(t, rec, name, fmt.Sprintf("offset %d", bad))
-			if rec.TornBytes != int64(len(seg)-offs[9]) {
-				t.Errorf("TornBytes = %d, want %d", rec.TornBytes, len(seg)-offs[9])
+			if rec.TornBytes != tornBytes(seg[offs[9]:]) {
+				t.Errorf("TornBytes = %d, want %d", rec.TornBytes, tornBytes(seg[offs[9]:]))
 			}
 			keep := []int{0, 1, 2, 3, 5, 6, 7, 8}
 			if c.name == "zeroed" {

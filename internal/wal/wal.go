@@ -29,6 +29,11 @@ type Options struct {
 	SyncEvery time.Duration
 	// SegmentSize is the size at which a new segment starts. Default 64 MiB.
 	SegmentSize int64
+	// Prealloc is how far ahead of its last record the active segment is
+	// kept filled with zeros, so that an fdatasync(2) of appended records
+	// finds the file's size unchanged and need not write its inode.
+	// Default 1 MiB; negative: none (every append grows the file).
+	Prealloc int64
 	// SlowSync is the fsync duration above which a warning is logged. Default 1s.
 	SlowSync time.Duration
 	// DiscardCorrupt makes recovery skip corrupt regions instead of failing.
@@ -107,7 +112,8 @@ type Log struct {
 
 	// Owned by the writer goroutine.
 	f       *os.File
-	size    int64
+	size    int64 // where the next record goes: the end of the last one
+	alloc   int64 // the file's size: records, then zeros up to alloc
 	dirty   bool
 	buf     []byte
 	written uint64 // LSN of the last record written to f (0: none)
@@ -141,6 +147,9 @@ func open(opts Options, apply rawApply) (*Log, Recovery, error) {
 	}
 	if opts.SegmentSize <= 0 {
 		opts.SegmentSize = 64 << 20
+	}
+	if opts.Prealloc == 0 {
+		opts.Prealloc = 1 << 20
 	}
 	if opts.SlowSync <= 0 {
 		opts.SlowSync = time.Second
@@ -492,6 +501,11 @@ func (l *Log) Close() error {
 	close(l.stop)
 	<-l.done
 	err := l.Err()
+	if err == nil && l.alloc > l.size {
+		if terr := l.trim(); terr != nil {
+			err = fmt.Errorf("wal: %w", terr)
+		}
+	}
 	if cerr := l.f.Close(); err == nil && cerr != nil {
 		err = fmt.Errorf("wal: %w", cerr)
 	}
