@@ -44,6 +44,16 @@
 // writes version 2 and reads versions 1 and 2; the layouts below are
 // version 2, and the differences of version 1 follow them.
 //
+// The writer keeps the active segment filled with zeros Options.Prealloc
+// (1 MiB) ahead of its last record, writing them before the records that
+// overwrite them, and cuts the zeros when the segment is closed (rotation
+// or Close). An fdatasync(2) of appended records then finds the file's size
+// unchanged and writes only their data: on ext4 and XFS, growing the file
+// makes every such fsync also write the inode, a second device write and a
+// second wait. Zeros are written rather than fallocate(2)d, because an
+// allocated but unwritten extent is converted, a metadata write, on first
+// use. A segment left by a crash may end in up to Prealloc bytes of zeros.
+//
 // Segment:
 //
 //	offset  size  field
@@ -160,10 +170,17 @@
 // segment's removal persisted before an older one's), and the next segment
 // then starts after the snapshot's LSN.
 //
+// Zeros after a segment's last record are its unused, preallocated end
+// (see Files): a zero record length is never valid, so they cannot be a
+// record. In the last segment they are cut, as a clean close would have.
+// Zeros followed by a record that continues the log are not an end but
+// damage, judged as below.
+//
 // A record that is cut short, or fails its length, checksum, LSN or decoding
 // test, is a torn tail when it is in the last segment and no record that
 // continues the log follows it: it is cut off, the cut synced before a new
-// segment follows it, and the log says how many bytes went.
+// segment follows it, and the log says how many bytes went (up to the last
+// byte that is not zero: the zeros after it are preallocated space).
 //
 // A record at offset c after a bad record at offset b continues the log
 // when it is whole (length, checksum, and, as its segment's version says,
