@@ -625,7 +625,7 @@ func (n *Node) logGroup(g *group) error {
 		return service.Unavailable(err) // nothing was queued
 	}
 	n.mu.Unlock()
-	err := <-g.done
+	err := n.wal.Wait(g.done)
 	n.mu.Lock()
 	if err != nil {
 		// Not a 503: the records may have reached the disk, so the writes

@@ -26,9 +26,15 @@
 //
 // # Group commit
 //
-// One writer goroutine drains every queued record, writes them with one
-// write(2) and, under SyncAlways, one fdatasync(2); only then do the records
-// of that batch complete. Under SyncInterval they complete once the batch is
+// A batch is every queued record, written with one write(2) and, under
+// SyncAlways, one fdatasync(2); only then do the records of that batch
+// complete. Callers queue records (EnqueueGroup) and then Wait for them. A
+// Wait whose records are the only ones anybody waits for, with no batch
+// being written, writes the batch itself, on its own goroutine: a lone
+// write costs no hand-off to another goroutine and back. Otherwise the
+// writer goroutine writes it, right after the batch in progress, gathering
+// every group that queued meanwhile. One mutex makes sure a single
+// goroutine writes the file at a time, and batches keep the queue's order. Under SyncInterval they complete once the batch is
 // written to the OS and a ticker syncs every interval; under SyncNone nothing
 // is synced except at snapshots and Close. A failed write or sync is sticky:
 // every later Enqueue fails (an fsync error cannot be retried safely).

@@ -113,7 +113,7 @@ func (l *Log) AppendContents(c crdt.Contents, idem *Idem) error {
 	if err != nil {
 		return err
 	}
-	return <-done
+	return l.Wait(done)
 }
 
 // ents wraps entries as contents.

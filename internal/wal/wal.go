@@ -69,8 +69,11 @@ type Recovery struct {
 // Stats are running totals.
 type Stats struct {
 	Records, Batches, Syncs uint64
-	Bytes                   uint64
-	LastSyncDuration        time.Duration
+	// Direct counts the batches that Wait wrote on its caller's
+	// goroutine, with nobody else waiting (of Batches).
+	Direct           uint64
+	Bytes            uint64
+	LastSyncDuration time.Duration
 }
 
 var (
@@ -110,7 +113,9 @@ type Log struct {
 	snapshotDue chan struct{}
 	rotate      chan rotateRequest
 
-	// Owned by the writer goroutine.
+	// io is held by whoever writes the file: the writer goroutine, or a
+	// caller of Wait writing the queue itself. It guards the fields below.
+	io      sync.Mutex
 	f       *os.File
 	size    int64 // where the next record goes: the end of the last one
 	alloc   int64 // the file's size: records, then zeros up to alloc
@@ -184,8 +189,9 @@ func open(opts Options, apply rawApply) (*Log, Recovery, error) {
 
 // Enqueue queues one record holding c — the entries and metas of one
 // change, such as a write with a TTL (an entry and a meta) or a delete (a
-// meta) — and idem if it is not nil, and returns at once; done yields its
-// outcome once it is durable under the policy. The idempotency key and its
+// meta) — and idem if it is not nil, and returns at once; Wait(done)
+// returns its outcome once it is durable under the policy. Nothing wakes
+// the writer until someone Waits. The idempotency key and its
 // answer go into the same record as the change, so a crash keeps both or
 // neither. If anything in c is invalid it queues nothing and returns an
 // error wrapping ErrInvalidEntry. An empty c queues nothing, idem included.
@@ -212,7 +218,10 @@ type Part struct {
 // between them, and sends on done (which must have room for one value)
 // once the last is durable per the sync policy, or failed: records are
 // written in order and a failure fails every later record, so the one
-// signal covers them all. It refuses the whole group, queueing nothing,
+// signal covers them all. The caller then calls Wait(done), which writes
+// the records if nobody else is writing: until someone Waits, queued
+// records wait too. So a caller that queues under a lock of its own (to
+// keep its order) Waits after releasing it. It refuses the whole group, queueing nothing,
 // if any part holds an invalid entry or meta (ErrInvalidEntry) or the log
 // is closed or failed. Parts with empty contents are skipped.
 func (l *Log) EnqueueGroup(parts []Part, done chan error) error {
@@ -392,7 +401,6 @@ func (l *Log) enqueue(parts []Part, done chan error, async bool) error {
 		return nil
 	}
 	l.mu.Unlock()
-	l.wake()
 	return nil
 }
 
@@ -501,6 +509,8 @@ func (l *Log) Close() error {
 	close(l.stop)
 	<-l.done
 	err := l.Err()
+	l.io.Lock() // a Wait that found the queue empty may still hold it
+	defer l.io.Unlock()
 	if err == nil && l.alloc > l.size {
 		if terr := l.trim(); terr != nil {
 			err = fmt.Errorf("wal: %w", terr)

@@ -160,30 +160,86 @@ func (l *Log) run() {
 			// node with few cores this turns a trickle of one-record
 			// batches into one batch per fsync.
 			runtime.Gosched()
-			l.drain()
+			l.io.Lock()
+			l.drain(false)
+			l.io.Unlock()
 		case <-tick:
+			l.io.Lock()
 			if l.dirty {
 				l.sync()
 			}
+			l.io.Unlock()
 		case r := <-l.rotate:
+			l.io.Lock()
 			if l.Err() == nil && l.written != 0 && l.written <= r.lsn && l.size >= rotateMin {
 				if err := l.startSegment(l.written + 1); err != nil {
 					l.fail(err)
 				}
 			}
+			l.io.Unlock()
 			close(r.done)
 		case <-l.stop:
-			l.drain()
+			l.io.Lock()
+			l.drain(false)
 			if l.dirty {
 				l.sync()
 			}
+			l.io.Unlock()
 			return
 		}
 	}
 }
 
-// drain writes every queued request as one batch.
-func (l *Log) drain() {
+// Wait returns the outcome of the records EnqueueGroup queued with done.
+// When they are the only ones anybody waits for and no batch is being
+// written, it writes the queue itself, on the caller's goroutine: a write
+// with nobody to share its fsync with then costs no hand-off to the writer
+// goroutine and back, each a thread wake-up. Otherwise it wakes the
+// writer, which gathers every waiting group into one batch, and waits.
+func (l *Log) Wait(done <-chan error) error {
+	select {
+	case err := <-done:
+		return err
+	default:
+	}
+	// As the writer does: let writers about to enqueue run first, so that
+	// a busy node's writes share a batch instead of each writing its own.
+	runtime.Gosched()
+	if l.alone(done) && l.io.TryLock() {
+		l.drain(true)
+		l.io.Unlock()
+		// Records queued while this batch was written go with the next.
+		l.mu.Lock()
+		more := len(l.queue) > 0
+		l.mu.Unlock()
+		if more {
+			l.wake()
+		}
+	} else {
+		l.wake()
+	}
+	return <-done
+}
+
+// alone reports whether the group done completes is the only one queued
+// that anybody waits for (AppendAsync records wait for nobody).
+func (l *Log) alone(done <-chan error) bool {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.queue) > 64 {
+		return false
+	}
+	for _, r := range l.queue {
+		if r.done != nil && (<-chan error)(r.done) != done {
+			return false
+		}
+	}
+	return true
+}
+
+// drain writes every queued request as one batch; direct says Wait called
+// it (Stats.Direct). Caller holds io.
+func (l *Log) drain(direct bool) {
 	l.mu.Lock()
 	batch := l.queue
 	l.queue, l.spare = l.spare[:0], nil
@@ -239,6 +295,9 @@ func (l *Log) drain() {
 	l.mu.Lock()
 	l.stats.Records += uint64(len(batch))
 	l.stats.Batches++
+	if direct {
+		l.stats.Direct++
+	}
 	l.stats.Bytes += uint64(len(l.buf))
 	l.mu.Unlock()
 	var err error
