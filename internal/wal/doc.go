@@ -183,10 +183,19 @@
 // damage, judged as below.
 //
 // A record that is cut short, or fails its length, checksum, LSN or decoding
-// test, is a torn tail when it is in the last segment and no record that
-// continues the log follows it: it is cut off, the cut synced before a new
-// segment follows it, and the log says how many bytes went (up to the last
-// byte that is not zero: the zeros after it are preallocated space).
+// test, is a torn tail when it is in the last segment and either no record
+// that continues the log follows it, or the bytes from it on show a sector
+// that a crash lost: zeros (from the bad record, or from a sector's start
+// after it) up to a 512-byte boundary, followed by a sector that is not all
+// zeros. A batch overwrites preallocated zeros, and the disk may keep a
+// later sector of it and lose an earlier one; the records after the hole
+// are then the rest of that batch, which was never acknowledged, since the
+// next batch is written only once this one is durable. Damage to
+// acknowledged records looks like this only if it zeroes them up to a
+// sector boundary; it is then cut, with a warning, rather than refused. A
+// torn tail is cut off, the cut synced before a new segment follows it,
+// and the log says how many bytes went (up to the last byte that is not
+// zero: the zeros after it are preallocated space).
 //
 // A record at offset c after a bad record at offset b continues the log
 // when it is whole (length, checksum, and, as its segment's version says,
@@ -203,7 +212,8 @@
 // it unless it carries one of those few LSNs; if it does, recovery refuses
 // to start rather than cut, never the reverse.
 //
-// Anything else — a bad record followed by one that continues the log, a
+// Anything else — a bad record followed by one that continues the log
+// (without a lost sector between them), a
 // bad record in an older segment, a gap in the LSNs that the snapshot does
 // not cover, an unreadable snapshot — is corruption:
 // Open fails naming the file and offset, unless DiscardCorrupt is set, in

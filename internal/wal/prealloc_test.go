@@ -3,6 +3,7 @@ package wal
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/dcounter/dcounter/internal/crdt"
@@ -131,19 +132,60 @@ func TestCrashInPreallocatedSegment(t *testing.T) {
 		}
 	})
 
-	t.Run("zeros-then-record", func(t *testing.T) {
-		// A record after zeros is not an unused end: records written after
-		// the gap may have been acknowledged, so it is corruption.
-		opts := opts
-		opts.Dir = copyDir(t, crashed)
-		seg := filepath.Join(opts.Dir, segFile(1))
-		data := readFile(t, seg)
-		copy(data[end+100:], appendRecord(nil, 11, ents(seqEntry(10)), nil))
-		writeFile(t, seg, data)
-		if _, _, err := openApply(opts, func(crdt.Entry) {}); err == nil {
-			t.Fatal("Open accepted a record after a run of zeros")
-		}
-	})
+	// A batch of records 11..50 written after record 10, as one write.
+	var batch []byte
+	for i := 10; i < 50; i++ {
+		batch = appendRecord(batch, uint64(i+1), ents(seqEntry(i)), nil)
+	}
+	s1 := (int(end)/sectorSize + 1) * sectorSize // the first sector boundary in the batch
+	for _, c := range []struct {
+		name string
+		hole [2]int // zeroed after the batch is in place
+		torn bool
+	}{
+		// The crash kept a later sector of the batch and lost an earlier
+		// one: zeros up to a sector boundary, then records. Nothing of the
+		// batch was acknowledged, so it is a torn tail.
+		{"first-sector-lost", [2]int{int(end), s1}, true},
+		{"middle-sector-lost", [2]int{s1, s1 + sectorSize}, true},
+		// Zeros that end inside a sector, records after them: damage, not
+		// a lost write, so it is corruption.
+		{"zeros-inside-a-sector", [2]int{s1 + 40, s1 + 140}, false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			opts := opts
+			opts.Dir = copyDir(t, crashed)
+			seg := filepath.Join(opts.Dir, segFile(1))
+			data := readFile(t, seg)
+			copy(data[end:], batch)
+			clear(data[c.hole[0]:c.hole[1]])
+			writeFile(t, seg, data)
+			if !c.torn {
+				_, _, err := openApply(opts, func(crdt.Entry) {})
+				wantCorrupt(t, err, seg)
+				return
+			}
+			bad := int(end)
+			offs := recordOffsets(t, slices.Concat(data[:end], batch))
+			for _, o := range offs {
+				if o <= c.hole[0] {
+					bad = o // the record the hole starts in
+				}
+			}
+			want := seqState(span(0, 10)...)
+			for i := 10; i < 50 && offs[i+1] <= c.hole[0]; i++ {
+				want.Merge(seqEntry(i)) // whole before the hole
+			}
+			got, rec := recoverState(t, opts)
+			sameState(t, got, want)
+			if rec.TornBytes != tornBytes(data[bad:]) || len(rec.Discarded) != 0 {
+				t.Errorf("recovery %+v, want TornBytes %d, nothing discarded", rec, tornBytes(data[bad:]))
+			}
+			if size := fileSize(t, seg); size != int64(bad) {
+				t.Errorf("segment is %d bytes after recovery, want it cut to %d", size, bad)
+			}
+		})
+	}
 }
 
 // TestZerosEndingOlderSegment: zeros after the last record of a segment

@@ -148,6 +148,7 @@ func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 				// record length is never valid. The last segment is cut
 				// here, as a closed one would have been.
 				if i == len(segs)-1 {
+					l.log.Info("cutting the unused, preallocated end of the log", "file", seg.name, "offset", off, "bytes", len(data)-off)
 					if err := cutTail(seg.name, int64(off)); err != nil {
 						return rec, 0, fmt.Errorf("wal: cutting the preallocated end: %w", err)
 					}
@@ -155,6 +156,20 @@ func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 				break
 			}
 			next := resyncPoint(data, off, expect, version)
+			if i == len(segs)-1 && next >= 0 && lostSector(data, off) {
+				// A batch torn by a crash in its fsync: the disk kept a
+				// later sector of it and lost an earlier one, which reads
+				// as the zeros preallocated there. Records after the hole
+				// belong to the same batch (the next one is written only
+				// once this one is durable), so none was acknowledged.
+				torn := int64(len(bytes.TrimRight(data[off:], "\x00")))
+				l.log.Warn("cutting a batch torn by a lost sector off the end of the log", "file", seg.name, "offset", off, "bytes", torn, "reason", perr)
+				if err := cutTail(seg.name, int64(off)); err != nil {
+					return rec, 0, fmt.Errorf("wal: cutting the torn tail: %w", err)
+				}
+				rec.TornBytes += torn
+				break
+			}
 			if i == len(segs)-1 && next < 0 {
 				// Torn bytes end at the last one that is not zero: what
 				// follows is preallocated space the record never reached.
@@ -216,6 +231,26 @@ func cutTail(name string, size int64) error {
 		return err
 	}
 	return f.Close()
+}
+
+// sectorSize is the unit in which a disk writes, and a crash loses, data.
+const sectorSize = 512
+
+// lostSector reports whether the bytes of a segment from a bad record at
+// bad on show a sector write that a crash lost: zeros from bad, or from a
+// sector's start after it, up to the end of that sector, followed by a
+// sector that is not all zeros. Overwriting preallocated zeros, a batch's
+// sectors may reach the disk in any order; one lost before a later one
+// survives reads as zeros up to a sector boundary with the batch's later
+// records after it. Damage to records that were acknowledged does not
+// look like this unless it zeroes whole sectors.
+func lostSector(data []byte, bad int) bool {
+	for s := (bad/sectorSize + 1) * sectorSize; s < len(data); s += sectorSize {
+		if allZero(data[max(bad, s-sectorSize):s]) && !allZero(data[s:min(s+sectorSize, len(data))]) {
+			return true
+		}
+	}
+	return false
 }
 
 // allZero reports whether b holds only zero bytes.

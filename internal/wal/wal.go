@@ -1,7 +1,7 @@
 package wal
 
 // The API: Open, the Log and its Options, queueing records, snapshots and
-// Close. The writer goroutine is in writer.go, the format in format.go and
+// Close. The writer goroutine and Wait are in writer.go, the format in format.go and
 // snapshot.go, recovery in recover.go.
 
 import (
@@ -42,7 +42,8 @@ type Options struct {
 	// in the snapshot and the replayed records, oldest first.
 	OnIdem func(Idem)
 	// OnSync, if set, is called with the duration of every fsync (for a
-	// latency histogram). It runs on the writer goroutine: keep it quick.
+	// latency histogram). It runs on whichever goroutine writes the batch
+	// (the writer, or a Wait): keep it quick.
 	OnSync func(time.Duration)
 	// Logger receives recovery reports and warnings. Default: discard.
 	Logger *slog.Logger
@@ -248,8 +249,8 @@ func (l *Log) EnqueueGroup(parts []Part, done chan error) error {
 // metas (see ErrInvalidEntry) are dropped, and logged as an error: a
 // caller should never pass them.
 //
-// The record does not wake the writer: it goes out with the next batch of
-// Enqueued records (in LSN order, under that batch's fsync), or at the
+// The record does not wake the writer: it goes out with the next batch
+// written for a Wait (in LSN order, under that batch's fsync), or at the
 // latest AsyncDelay after it was queued. So logging what peers send costs
 // no write or fsync of its own on a node taking writes, and at most one
 // per AsyncDelay on one that is not. A process killed within AsyncDelay

@@ -2,7 +2,8 @@ package wal
 
 // The writer: one goroutine per Log drains the queue into group commits,
 // applies the fsync policy and starts a new segment when the active one is
-// full. It alone touches the active segment's file once Open returns.
+// full; Wait drains it on its caller's goroutine when that is alone. Whoever
+// touches the active segment's file holds io.
 
 import (
 	"encoding/binary"
@@ -55,7 +56,7 @@ func ParseSyncPolicy(s string) (SyncPolicy, error) {
 var syncCut = (*os.File).Sync
 
 // startSegment closes the active segment (synced) and starts a new one
-// whose first record will carry lsn. Writer goroutine (or Open) only.
+// whose first record will carry lsn. Caller holds io (or is Open).
 func (l *Log) startSegment(lsn uint64) error {
 	if l.f != nil {
 		if err := l.trim(); err != nil {
@@ -97,32 +98,34 @@ var zeros [64 << 10]byte
 // preallocate makes sure the active segment has room for n more bytes of
 // records without growing: if it has not, it writes zeros up to
 // Options.Prealloc past them, but not past the segment's size unless the
-// records themselves go past it. The zeros are written, not fallocate(2)d:
+// records themselves go past it. A failure (a full disk) is logged and
+// leaves the records to grow the file as far as the zeros fall short: the
+// records' own write decides whether the log fails. The zeros are written, not fallocate(2)d:
 // on ext4 and XFS an allocated but unwritten extent is converted on its
 // first write, and that is the metadata change preallocating avoids. The
 // batch's fdatasync makes the zeros and the new size durable with the
 // records, so the inode is written once per Prealloc bytes instead of at
 // every fsync. Recovery reads a segment's zeros after its last record as
-// its unused end. Writer goroutine only.
-func (l *Log) preallocate(n int64) error {
+// its unused end. Caller holds io.
+func (l *Log) preallocate(n int64) {
 	end := l.size + n
 	if l.opts.Prealloc < 0 || end <= l.alloc {
-		return nil
+		return
 	}
 	target := min(end+l.opts.Prealloc, max(end, l.opts.SegmentSize))
 	for l.alloc < target {
 		z := zeros[:min(int64(len(zeros)), target-l.alloc)]
-		if _, err := l.f.WriteAt(z, l.alloc); err != nil {
-			return err
+		w, err := l.f.WriteAt(z, l.alloc)
+		l.alloc += int64(w)
+		if err != nil {
+			l.log.Warn("cannot preallocate the log; appending without", "file", l.f.Name(), "err", err)
+			return
 		}
-		l.alloc += int64(len(z))
 	}
-	return nil
 }
 
 // trim cuts the active segment's preallocated zeros and syncs it, so that
-// a closed segment ends with its last record. Writer goroutine, or Close
-// once the writer has stopped.
+// a closed segment ends with its last record. Caller holds io.
 func (l *Log) trim() error {
 	if l.alloc > l.size {
 		if err := l.f.Truncate(l.size); err != nil {
@@ -206,8 +209,7 @@ func (l *Log) Wait(done <-chan error) error {
 	// a busy node's writes share a batch instead of each writing its own.
 	runtime.Gosched()
 	if l.alone(done) && l.io.TryLock() {
-		l.drain(true)
-		l.io.Unlock()
+		l.drainDirect()
 		// Records queued while this batch was written go with the next.
 		l.mu.Lock()
 		more := len(l.queue) > 0
@@ -219,6 +221,22 @@ func (l *Log) Wait(done <-chan error) error {
 		l.wake()
 	}
 	return <-done
+}
+
+// drainDirect is drain on a caller's goroutine, which holds io. A panic
+// there is a bug that leaves the batch's writers waiting: it must stop the
+// process, as it would on the writer goroutine, but the request servers
+// recover panics, so it is raised again on a goroutine of its own once the
+// log is failed (no later write is acknowledged).
+func (l *Log) drainDirect() {
+	defer l.io.Unlock()
+	defer func() {
+		if r := recover(); r != nil {
+			l.fail(fmt.Errorf("wal: panic writing a batch: %v", r))
+			go func() { panic(r) }()
+		}
+	}()
+	l.drain(true)
 }
 
 // alone reports whether the group done completes is the only one queued
@@ -277,12 +295,7 @@ func (l *Log) drain(direct bool) {
 	for _, r := range batch {
 		l.buf = appendRecord(l.buf, r.lsn, r.c, r.idem)
 	}
-	if err := l.preallocate(int64(len(l.buf))); err != nil {
-		err = fmt.Errorf("wal: preallocating: %w", err)
-		l.fail(err)
-		finish(batch, err)
-		return
-	}
+	l.preallocate(int64(len(l.buf)))
 	if _, err := l.f.Write(l.buf); err != nil {
 		err = fmt.Errorf("wal: write: %w", err)
 		l.fail(err)
