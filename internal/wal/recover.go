@@ -156,25 +156,21 @@ func (l *Log) recover(apply rawApply) (Recovery, uint64, error) {
 				break
 			}
 			next := resyncPoint(data, off, expect, version)
-			if i == len(segs)-1 && next >= 0 && lostSector(data, off) {
-				// A batch torn by a crash in its fsync: the disk kept a
-				// later sector of it and lost an earlier one, which reads
-				// as the zeros preallocated there. Records after the hole
+			if i == len(segs)-1 && (next < 0 || lostSector(data, off)) {
+				// A torn tail. With a record after it that continues the
+				// log, it is a batch torn by a crash in its fsync: the disk
+				// kept a later sector of it and lost an earlier one, which
+				// reads as the zeros preallocated there. Those records
 				// belong to the same batch (the next one is written only
 				// once this one is durable), so none was acknowledged.
-				torn := int64(len(bytes.TrimRight(data[off:], "\x00")))
-				l.log.Warn("cutting a batch torn by a lost sector off the end of the log", "file", seg.name, "offset", off, "bytes", torn, "reason", perr)
-				if err := cutTail(seg.name, int64(off)); err != nil {
-					return rec, 0, fmt.Errorf("wal: cutting the torn tail: %w", err)
-				}
-				rec.TornBytes += torn
-				break
-			}
-			if i == len(segs)-1 && next < 0 {
 				// Torn bytes end at the last one that is not zero: what
-				// follows is preallocated space the record never reached.
+				// follows is preallocated space the batch never reached.
+				msg := "cutting a torn record off the end of the log"
+				if next >= 0 {
+					msg = "cutting a batch torn by a lost sector off the end of the log"
+				}
 				torn := int64(len(bytes.TrimRight(data[off:], "\x00")))
-				l.log.Warn("cutting a torn record off the end of the log", "file", seg.name, "offset", off, "bytes", torn, "reason", perr)
+				l.log.Warn(msg, "file", seg.name, "offset", off, "bytes", torn, "reason", perr)
 				if err := cutTail(seg.name, int64(off)); err != nil {
 					return rec, 0, fmt.Errorf("wal: cutting the torn tail: %w", err)
 				}
