@@ -208,15 +208,11 @@ func (l *Log) Wait(done <-chan error) error {
 	// As the writer does: let writers about to enqueue run first, so that
 	// a busy node's writes share a batch instead of each writing its own.
 	runtime.Gosched()
+	// Whoever queued records while this batch is written finds io held and
+	// wakes the writer itself, and records from peers have their own
+	// wake-up (kickLater): nothing more to wake after a direct batch.
 	if l.alone(done) && l.io.TryLock() {
 		l.drainDirect()
-		// Records queued while this batch was written go with the next.
-		l.mu.Lock()
-		more := len(l.queue) > 0
-		l.mu.Unlock()
-		if more {
-			l.wake()
-		}
 	} else {
 		l.wake()
 	}
