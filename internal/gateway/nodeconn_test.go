@@ -12,12 +12,12 @@ import (
 	"os"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"testing/iotest"
 	"time"
 
 	"github.com/dcounter/dcounter/internal/api"
+	"github.com/dcounter/dcounter/internal/testutil"
 )
 
 // rawNode is a TCP server that answers each connection with script, which
@@ -491,7 +491,7 @@ func BenchmarkNodeClient(b *testing.B) {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
 			b.SetParallelism(16)
-			before := cpuTime(b)
+			before := testutil.CPUTime(b)
 			b.ResetTimer()
 			b.RunParallel(func(pb *testing.PB) {
 				ctx, cancel := context.WithCancel(context.Background())
@@ -505,16 +505,7 @@ func BenchmarkNodeClient(b *testing.B) {
 				}
 			})
 			b.StopTimer()
-			b.ReportMetric(float64(cpuTime(b)-before)/float64(time.Microsecond)/float64(b.N), "cpu-us/op")
+			b.ReportMetric(float64(testutil.CPUTime(b)-before)/float64(time.Microsecond)/float64(b.N), "cpu-us/op")
 		})
 	}
-}
-
-// cpuTime is the process's user+system CPU time so far.
-func cpuTime(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
-		b.Fatal(err)
-	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

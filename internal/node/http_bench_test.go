@@ -5,7 +5,6 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"syscall"
 	"testing"
 	"time"
 
@@ -78,22 +77,15 @@ func benchIncrement(b *testing.B, client func(*testing.B, *Node) func(*testing.P
 			s0 := nd.wal.Stats()
 			b.SetParallelism(32) // 64 goroutines on 2 CPUs
 			b.ReportAllocs()
-			cpu0 := cpuTime()
+			cpu0 := testutil.CPUTime(b)
 			b.ResetTimer()
 			b.RunParallel(run)
 			b.StopTimer()
-			b.ReportMetric(float64(cpuTime()-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
+			b.ReportMetric(float64(testutil.CPUTime(b)-cpu0)/float64(time.Microsecond)/float64(b.N), "cpu-µs/op")
 			s := nd.wal.Stats()
 			if p == wal.SyncAlways && s.Syncs > s0.Syncs {
 				b.ReportMetric(float64(s.Records-s0.Records)/float64(s.Syncs-s0.Syncs), "writes/fsync")
 			}
 		})
 	}
-}
-
-// cpuTime is the user and system CPU time this process has used.
-func cpuTime() time.Duration {
-	var ru syscall.Rusage
-	syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }

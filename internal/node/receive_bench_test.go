@@ -53,11 +53,11 @@ func BenchmarkReceiveDelta(b *testing.B) {
 			b.ResetTimer()
 			for done := 0; done < b.N; {
 				n := min(b.N-done, len(payloads))
-				c0 := cpuTime()
+				c0 := testutil.CPUTime(b)
 				for _, m := range payloads[:n] {
 					nd.receive("10.0.0.9:7946", m)
 				}
-				cpu += cpuTime() - c0
+				cpu += testutil.CPUTime(b) - c0
 				done += n
 				b.StopTimer()
 				refill()

@@ -1,5 +1,6 @@
 // Package testutil holds what the packages' tests share: polling a
-// condition with a deadline (tests never sleep to wait), a logger that
+// condition with a deadline (tests never sleep to wait), the process's CPU
+// time for benchmarks, a logger that
 // writes to the test's log, one that counts what is logged, and a Writes
 // for single-key fakes. Only tests import it.
 package testutil
@@ -15,6 +16,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -32,6 +34,16 @@ func Poll(timeout time.Duration, f func() error) error {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// CPUTime is the user and system CPU time this process has used so far,
+// for benchmarks that report CPU per operation (cpu-µs/op).
+func CPUTime(tb testing.TB) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // WaitFor polls cond until it holds, failing t after 10 s.
