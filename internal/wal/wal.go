@@ -1,8 +1,8 @@
 package wal
 
 // The API: Open, the Log and its Options, queueing records, snapshots and
-// Close. The writer goroutine and Wait are in writer.go, the format in format.go and
-// snapshot.go, recovery in recover.go.
+// Close. The writer goroutine and Wait are in writer.go, the format in
+// format.go and snapshot.go, recovery in recover.go.
 
 import (
 	"errors"
@@ -100,6 +100,7 @@ type Log struct {
 
 	mu       sync.Mutex
 	queue    []request
+	waiting  int       // groups in queue whose writers wait (a done channel)
 	spare    []request // the last written batch's slice, for the next queue
 	nextLSN  uint64
 	failed   error
@@ -192,9 +193,8 @@ func open(opts Options, apply rawApply) (*Log, Recovery, error) {
 // change, such as a write with a TTL (an entry and a meta) or a delete (a
 // meta) — and idem if it is not nil, and returns at once; Wait(done)
 // returns its outcome once it is durable under the policy. Nothing wakes
-// the writer until someone Waits. The idempotency key and its
-// answer go into the same record as the change, so a crash keeps both or
-// neither. If anything in c is invalid it queues nothing and returns an
+// the writer until someone Waits. The idempotency key and its answer go
+// into the same record as the change, so a crash keeps both or neither. If anything in c is invalid it queues nothing and returns an
 // error wrapping ErrInvalidEntry. An empty c queues nothing, idem included.
 //
 // Records are written in the order they are enqueued, so a caller that
@@ -222,9 +222,10 @@ type Part struct {
 // signal covers them all. The caller then calls Wait(done), which writes
 // the records if nobody else is writing: until someone Waits, queued
 // records wait too. So a caller that queues under a lock of its own (to
-// keep its order) Waits after releasing it. It refuses the whole group, queueing nothing,
-// if any part holds an invalid entry or meta (ErrInvalidEntry) or the log
-// is closed or failed. Parts with empty contents are skipped.
+// keep its order) Waits after releasing it. It refuses the whole group,
+// queueing nothing, if any part holds an invalid entry or meta
+// (ErrInvalidEntry) or the log is closed or failed. Parts with empty
+// contents are skipped.
 func (l *Log) EnqueueGroup(parts []Part, done chan error) error {
 	for _, p := range parts {
 		for _, e := range p.C.Entries {
@@ -390,6 +391,9 @@ func (l *Log) enqueue(parts []Part, done chan error, async bool) error {
 				r.idem = p.Idem
 				if i == last {
 					r.done = done
+					if done != nil {
+						l.waiting++
+					}
 				}
 			}
 			l.nextLSN++

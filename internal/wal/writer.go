@@ -100,13 +100,13 @@ var zeros [64 << 10]byte
 // Options.Prealloc past them, but not past the segment's size unless the
 // records themselves go past it. A failure (a full disk) is logged and
 // leaves the records to grow the file as far as the zeros fall short: the
-// records' own write decides whether the log fails. The zeros are written, not fallocate(2)d:
-// on ext4 and XFS an allocated but unwritten extent is converted on its
-// first write, and that is the metadata change preallocating avoids. The
-// batch's fdatasync makes the zeros and the new size durable with the
-// records, so the inode is written once per Prealloc bytes instead of at
-// every fsync. Recovery reads a segment's zeros after its last record as
-// its unused end. Caller holds io.
+// records' own write decides whether the log fails. The zeros are
+// written, not fallocate(2)d: on ext4 and XFS an allocated but unwritten
+// extent is converted on its first write, and that is the metadata change
+// preallocating avoids. The batch's fdatasync makes the zeros and the new
+// size durable with the records, so the inode is written once per
+// Prealloc bytes instead of at every fsync. Recovery reads a segment's
+// zeros after its last record as its unused end. Caller holds io.
 func (l *Log) preallocate(n int64) {
 	end := l.size + n
 	if l.opts.Prealloc < 0 || end <= l.alloc {
@@ -211,7 +211,7 @@ func (l *Log) Wait(done <-chan error) error {
 	// Whoever queued records while this batch is written finds io held and
 	// wakes the writer itself, and records from peers have their own
 	// wake-up (kickLater): nothing more to wake after a direct batch.
-	if l.alone(done) && l.io.TryLock() {
+	if l.alone() && l.io.TryLock() {
 		l.drainDirect()
 	} else {
 		l.wake()
@@ -235,20 +235,14 @@ func (l *Log) drainDirect() {
 	l.drain(true)
 }
 
-// alone reports whether the group done completes is the only one queued
-// that anybody waits for (AppendAsync records wait for nobody).
-func (l *Log) alone(done <-chan error) bool {
+// alone reports whether at most one queued group has a writer waiting
+// for it: the caller's own (AppendAsync records wait for nobody). Should
+// the caller's have been written meanwhile, the one may be another's,
+// which the caller then writes for it.
+func (l *Log) alone() bool {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if len(l.queue) > 64 {
-		return false
-	}
-	for _, r := range l.queue {
-		if r.done != nil && (<-chan error)(r.done) != done {
-			return false
-		}
-	}
-	return true
+	return l.waiting <= 1
 }
 
 // drain writes every queued request as one batch; direct says Wait called
@@ -257,6 +251,7 @@ func (l *Log) drain(direct bool) {
 	l.mu.Lock()
 	batch := l.queue
 	l.queue, l.spare = l.spare[:0], nil
+	l.waiting = 0
 	failed := l.failed
 	l.mu.Unlock()
 	if len(batch) == 0 {
