@@ -139,15 +139,24 @@ var (
 	ErrIdempotencyReused = service.ErrIdempotencyReused
 )
 
+// Timeouts of a client API connection, for NewServer and the node's own
+// listener (package httpserve): slow or idle clients cannot hold
+// connections forever.
+const (
+	ReadTimeout  = 10 * time.Second
+	WriteTimeout = 10 * time.Second
+	IdleTimeout  = 2 * time.Minute
+)
+
 // NewServer returns an http.Server for h with timeouts suited to a public
 // API: slow or idle clients cannot hold connections forever.
 func NewServer(h http.Handler) *http.Server {
 	return &http.Server{
 		Handler:           h,
 		ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout:       10 * time.Second,
-		WriteTimeout:      10 * time.Second,
-		IdleTimeout:       2 * time.Minute,
+		ReadTimeout:       ReadTimeout,
+		WriteTimeout:      WriteTimeout,
+		IdleTimeout:       IdleTimeout,
 		MaxHeaderBytes:    64 << 10,
 	}
 }
@@ -169,10 +178,16 @@ func NewHandler(b service.Service, log *slog.Logger, metrics http.Handler) http.
 
 func (h *handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if err := h.serve(w, r); err != nil {
-		if service.ClassOf(err) == service.ClassInternal {
-			h.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "err", err)
-		}
+		logFailure(h.log, r.Method, r.URL.Path, err)
 		WriteError(w, err)
+	}
+}
+
+// logFailure logs a request that failed for a reason of the service's own
+// (ClassInternal); a client's mistake is the client's to see, not the log's.
+func logFailure(log *slog.Logger, method, path string, err error) {
+	if service.ClassOf(err) == service.ClassInternal {
+		log.Error("request failed", "method", method, "path", path, "err", err)
 	}
 }
 
@@ -397,10 +412,8 @@ func writeCounter(w http.ResponseWriter, key string, c service.Counter, replayed
 	if replayed {
 		h[ReplayedHeader] = headerTrue
 	}
-	resp := CounterOf(c)
-	resp.Key = key
 	bp := bufs.Get().(*[]byte)
-	b := appendCounter((*bp)[:0], &resp)
+	b := appendCounterOf((*bp)[:0], key, c)
 	setJSONHeaders(h, len(b))
 	w.WriteHeader(http.StatusOK)
 	w.Write(b)
@@ -408,6 +421,13 @@ func writeCounter(w http.ResponseWriter, key string, c service.Counter, replayed
 		*bp = b
 		bufs.Put(bp)
 	}
+}
+
+// appendCounterOf appends the body that answers with counter c of key.
+func appendCounterOf(b []byte, key string, c service.Counter) []byte {
+	resp := CounterOf(c)
+	resp.Key = key
+	return appendCounter(b, &resp)
 }
 
 // bufs holds the buffers writeCounter encodes into.

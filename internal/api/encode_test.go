@@ -2,9 +2,12 @@ package api
 
 import (
 	"encoding/json"
+	"errors"
 	"io"
 	"math"
 	"testing"
+
+	"github.com/dcounter/dcounter/internal/service"
 )
 
 // appendCounter must write exactly what json.Marshal (writeJSON) writes.
@@ -111,5 +114,17 @@ func BenchmarkParseWriteBody(b *testing.B) {
 				}
 			}
 		})
+	}
+}
+
+// TestAppendErrorAsEncodingJSON: the {"error":…} body is what encoding/json
+// writes for an ErrorResponse, whatever the message holds.
+func TestAppendErrorAsEncodingJSON(t *testing.T) {
+	for _, msg := range []string{"", "not found", `a "quoted" \ path`, "<script>&", "tab\there\n", "bad utf-8 \xff\xfe", "ü €", "\u2028"} {
+		err := errors.New(msg)
+		want, _ := json.Marshal(ErrorResponse{Error: service.Message(err)})
+		if got := appendError(nil, err); string(got) != string(want)+"\n" {
+			t.Errorf("appendError(%q) = %q, want %q", msg, got, want)
+		}
 	}
 }

@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"net/http"
 
@@ -93,20 +92,20 @@ func (q *Quick) Answer(ctx context.Context, r *QuickRequest, buf []byte) (QuickA
 		c, replayed, err = q.Service.Add(ctx, rt.Key, rt.Sign*wr.Amount, wr.Options(r.Idempotency))
 	}
 	if err != nil {
-		if service.ClassOf(err) == service.ClassInternal && q.Log != nil {
-			q.Log.Error("request failed", "method", r.Method, "path", unescapedPath(r.Path), "err", err)
+		if q.Log != nil {
+			logFailure(q.Log, r.Method, unescapedPath(r.Path), err)
 		}
 		return QuickAnswer{Status: service.HTTPStatus(err), Body: appendError(buf, err)}, true
 	}
-	resp := CounterOf(c)
-	resp.Key = rt.Key
-	return QuickAnswer{Status: http.StatusOK, Replayed: replayed, Body: appendCounter(buf, &resp)}, true
+	return QuickAnswer{Status: http.StatusOK, Replayed: replayed, Body: appendCounterOf(buf, rt.Key, c)}, true
 }
 
-// appendError appends err's {"error":…} body, as WriteError sends it.
+// appendError appends err's {"error":…} body, as WriteError sends it: an
+// ErrorResponse as encoding/json writes it, and a newline.
 func appendError(b []byte, err error) []byte {
-	j, _ := json.Marshal(ErrorResponse{Error: service.Message(err)}) // a string always encodes
-	return append(append(b, j...), '\n')
+	b = append(b, `{"error":`...)
+	b = appendJSONString(b, service.Message(err))
+	return append(b, "}\n"...)
 }
 
 // ErrorBody is the body WriteError sends for err.

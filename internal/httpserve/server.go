@@ -24,7 +24,6 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -33,15 +32,9 @@ import (
 	"github.com/dcounter/dcounter/internal/service"
 )
 
-// Limits and timeouts of the client API's connections: slow or idle
-// clients cannot hold connections forever (as api.NewServer's).
-const (
-	// MaxHeader bounds a request's line and headers together.
-	MaxHeader    = 8 << 10
-	ReadTimeout  = 10 * time.Second
-	WriteTimeout = 10 * time.Second
-	IdleTimeout  = 2 * time.Minute
-)
+// MaxHeader bounds a request's line and headers together. The timeouts
+// are api.NewServer's (api.ReadTimeout, WriteTimeout, IdleTimeout).
+const MaxHeader = 8 << 10
 
 // Config says what a Server serves.
 type Config struct {
@@ -79,9 +72,9 @@ func New(cfg Config) *Server {
 	s.fs = &fasthttp.Server{
 		Handler:                      s.serve,
 		ErrorHandler:                 s.malformed,
-		ReadTimeout:                  ReadTimeout,
-		WriteTimeout:                 WriteTimeout,
-		IdleTimeout:                  IdleTimeout,
+		ReadTimeout:                  api.ReadTimeout,
+		WriteTimeout:                 api.WriteTimeout,
+		IdleTimeout:                  api.IdleTimeout,
 		ReadBufferSize:               MaxHeader,
 		MaxRequestBodySize:           api.MaxBody,
 		NoDefaultServerHeader:        true,
@@ -130,11 +123,22 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 var (
-	headerIdempotency = []byte(api.IdempotencyHeader)
-	headerReplayed    = []byte(api.ReplayedHeader)
-	valueTrue         = []byte("true")
-	contentJSON       = []byte("application/json")
+	headerReplayed = []byte(api.ReplayedHeader)
+	valueTrue      = []byte("true")
+	contentJSON    = []byte("application/json")
 )
+
+// method returns m as a string, without allocating for the methods of
+// the routes Quick answers.
+func method(m []byte) string {
+	switch string(m) {
+	case http.MethodGet:
+		return http.MethodGet
+	case http.MethodPost:
+		return http.MethodPost
+	}
+	return string(m)
+}
 
 func (s *Server) serve(ctx *fasthttp.RequestCtx) {
 	defer func() {
@@ -181,7 +185,7 @@ func (s *Server) quick(ctx *fasthttp.RequestCtx) bool {
 	}
 	// string(...) copies: the request's buffers are reused once answered.
 	r := api.QuickRequest{
-		Method: string(h.Method()),
+		Method: method(h.Method()),
 		Path:   string(path),
 		Body:   ctx.Request.Body(),
 	}
@@ -194,7 +198,7 @@ func (s *Server) quick(ctx *fasthttp.RequestCtx) bool {
 			if authz == nil {
 				authz = v
 			}
-		case bytes.Equal(k, headerIdempotency):
+		case string(k) == api.IdempotencyHeader:
 			if idem == nil {
 				idem = v
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dcounter/dcounter/internal/api"
@@ -37,38 +38,33 @@ type drainer struct {
 	// server's Drained): while it rises the drain is not quiet.
 	also func() int64
 
+	// draining is read by every request, so it is not behind mu; it is
+	// set under mu, with last.
+	draining atomic.Bool
 	mu       sync.Mutex
-	draining bool
 	last     time.Time // the last request turned away, or the drain's start
 }
 
 func (d *drainer) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	d.mu.Lock()
-	draining := d.draining
-	if draining {
-		d.last = d.clk.Now()
-	}
-	d.mu.Unlock()
-	if !draining {
+	if d.open() {
 		d.next.ServeHTTP(w, r)
 		return
 	}
+	d.mu.Lock()
+	d.last = d.clk.Now()
+	d.mu.Unlock()
 	w.Header().Set("Connection", "close")
 	api.WriteError(w, service.Unavailable(ErrDraining))
 }
 
 // open reports whether requests are served (the node is not draining).
-func (d *drainer) open() bool {
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	return !d.draining
-}
+func (d *drainer) open() bool { return !d.draining.Load() }
 
 // drain turns every request away from now on, and returns once no request
 // has come for quiet, limit has passed, or ctx ends, whichever is first.
 func (d *drainer) drain(ctx context.Context, limit, quiet time.Duration) {
 	d.mu.Lock()
-	d.draining = true
+	d.draining.Store(true)
 	start := d.clk.Now()
 	d.last = start
 	d.mu.Unlock()

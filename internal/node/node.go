@@ -494,7 +494,8 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 	}
 	if n.ln != nil {
 		svc := service.Instrument(n, n.metrics.ops, "http")
-		var h http.Handler = api.NewHandler(svc, n.log.With("component", "api"), n.metrics.handler)
+		apiLog := n.log.With("component", "api")
+		var h http.Handler = api.NewHandler(svc, apiLog, n.metrics.handler)
 		if cfg.Auth != nil {
 			h = api.Authorize(h, cfg.Auth)
 		}
@@ -507,7 +508,7 @@ func New(ctx context.Context, cfg Config) (*Node, error) {
 		// The dashboard's files carry no data: outside authorisation; the
 		// page reads everything through the API.
 		n.handler = memberproof.Mount(ui.Mount(n.drain), n.prover(httpAddr))
-		hcfg := httpserve.Config{Handler: n.handler, Open: n.drain.open, Log: n.log.With("component", "api")}
+		hcfg := httpserve.Config{Handler: n.handler, Open: n.drain.open, Log: apiLog}
 		// The quick path answers counter reads and writes as the handler
 		// would, with the same instrumented service and the same tokens.
 		quick := &api.Quick{Service: svc, Log: hcfg.Log}
