@@ -279,7 +279,9 @@ func (s *Server) malformed(ctx *fasthttp.RequestCtx, err error) {
 	case errors.As(err, &ne) && ne.Timeout():
 		status, e = http.StatusRequestTimeout, errors.New("request not received in time")
 	}
-	s.cfg.Log.Debug("malformed request", "remote", ctx.RemoteAddr().String(), "err", err)
+	if s.cfg.Log.Enabled(context.Background(), slog.LevelDebug) {
+		s.cfg.Log.Debug("malformed request", "remote", ctx.RemoteAddr().String(), "err", err)
+	}
 	refuse(ctx, status, e)
 }
 
@@ -287,7 +289,9 @@ func (s *Server) malformed(ctx *fasthttp.RequestCtx, err error) {
 type debugLogger struct{ log *slog.Logger }
 
 func (l debugLogger) Printf(format string, args ...any) {
-	l.log.Debug(fmt.Sprintf(format, args...))
+	if l.log.Enabled(context.Background(), slog.LevelDebug) {
+		l.log.Debug(fmt.Sprintf(format, args...))
+	}
 }
 
 // bridge serves ctx with the net/http Handler.
