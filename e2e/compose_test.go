@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"math/rand/v2"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -46,25 +45,6 @@ func run(t *testing.T, env []string, args ...string) string {
 	return string(out)
 }
 
-// publishPort returns a port for Docker to publish on every address, outside
-// the kernel's ephemeral range (32768–60999 on Linux): a port that is free on
-// 127.0.0.1 (see freePort) may still be held on another address, and one
-// from the ephemeral range may be taken by any outgoing connection before
-// Docker binds it ("address already in use").
-func publishPort(t testing.TB) int {
-	t.Helper()
-	for range 100 {
-		port := 20000 + rand.IntN(12000)
-		l, err := net.Listen("tcp4", fmt.Sprintf("0.0.0.0:%d", port))
-		if err == nil {
-			l.Close()
-			return port
-		}
-	}
-	t.Fatal("no free port to publish between 20000 and 32000")
-	return 0
-}
-
 // TestComposeCluster runs docker-compose.yml as users do — built image,
 // 1 discovery server, 5 nodes with volumes, 1 gateway — writes through the
 // published gateway port, SIGKILLs a node container in the middle of the
@@ -75,8 +55,8 @@ func TestComposeCluster(t *testing.T) {
 	compose := composeCmd(t)
 	run(t, nil, "make", "image")
 	project := fmt.Sprintf("dce2e%d", rand.IntN(1_000_000))
-	port := publishPort(t)
-	respPort := publishPort(t)
+	port := freePort(t)
+	respPort := freePort(t)
 	env := []string{fmt.Sprintf("DCOUNTER_GATEWAY_PORT=%d", port), fmt.Sprintf("DCOUNTER_RESP_PORT=%d", respPort), "COMPOSE_PROJECT_NAME=" + project}
 	c := func(args ...string) string { return run(t, env, append(compose, args...)...) }
 	t.Cleanup(func() {

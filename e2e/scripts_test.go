@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
@@ -10,29 +9,12 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/dcounter/dcounter/internal/testutil"
 )
 
 // freeBlock returns a base port such that base..base+n-1 were all free.
-func freeBlock(t *testing.T, n int) int {
-	t.Helper()
-	for try := 0; try < 50; try++ {
-		base := 20000 + rand.IntN(30000)
-		ok := true
-		for p := base; p < base+n && ok; p++ {
-			l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", p))
-			if err != nil {
-				ok = false
-				break
-			}
-			l.Close()
-		}
-		if ok {
-			return base
-		}
-	}
-	t.Fatal("no free block of ports")
-	return 0
-}
+func freeBlock(t *testing.T, n int) int { return testutil.FreeBlock(t, n) }
 
 // TestRunClusterScript drives run-cluster.sh and monitor.sh as a user would:
 // start, three decrements and an increment, -2 on every node, consistency,

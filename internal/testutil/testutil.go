@@ -10,11 +10,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -122,13 +124,59 @@ func RunWithBinary(m *testing.M, pkg string, bin *string) int {
 	return m.Run()
 }
 
-// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+// FreePort returns a TCP port that was free on every address a moment
+// ago, chosen at random below the kernel's ephemeral range (32768–60999 on
+// Linux): a port from that range may be taken by any outgoing connection
+// of a test running alongside before the process under test binds it
+// ("address already in use"), and one free only on 127.0.0.1 may be held
+// on another address by a listener on 0.0.0.0. The same process is never
+// handed a port twice.
 func FreePort(t testing.TB) int {
 	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
+	return FreeBlock(t, 1)
 }
+
+// FreeBlock returns a base port such that base, base+1, ..., base+n-1 were
+// all free, as FreePort chooses them: for a program that derives its
+// ports from one base.
+func FreeBlock(t testing.TB, n int) int {
+	t.Helper()
+	for range 1000 {
+		base := freePortLow + rand.IntN(freePortHigh-freePortLow-n)
+		if blockFree(base, n) {
+			return base
+		}
+	}
+	t.Fatalf("no %d free ports in a row between %d and %d", n, freePortLow, freePortHigh)
+	return 0
+}
+
+// blockFree reports whether the n ports from base are free and were never
+// handed out before, and marks them handed out if so.
+func blockFree(base, n int) bool {
+	handedMu.Lock()
+	defer handedMu.Unlock()
+	for p := base; p < base+n; p++ {
+		if handedOut[p] {
+			return false
+		}
+		l, err := net.Listen("tcp", fmt.Sprintf(":%d", p))
+		if err != nil {
+			return false
+		}
+		l.Close()
+	}
+	for p := base; p < base+n; p++ {
+		handedOut[p] = true
+	}
+	return true
+}
+
+// The range FreePort draws from: above the well-known services a test
+// machine may run, below the ephemeral range.
+const freePortLow, freePortHigh = 20000, 32000
+
+var (
+	handedMu  sync.Mutex
+	handedOut = map[int]bool{} // ports FreeBlock returned
+)
