@@ -33,8 +33,12 @@
 // being written, writes the batch itself, on its own goroutine: a lone
 // write costs no hand-off to another goroutine and back. Otherwise the
 // writer goroutine writes it, right after the batch in progress, gathering
-// every group that queued meanwhile. One mutex makes sure a single
-// goroutine writes the file at a time, and batches keep the queue's order. Under SyncInterval they complete once the batch is
+// every group that queued meanwhile. While writes have lately shared
+// batches, Wait and the writer first let other goroutines run, so that
+// writers about to queue join the batch; after a batch of one waiting
+// write they do not, since that yield costs a thread wake-up and finds
+// nobody. One mutex makes sure a single goroutine writes the file at a
+// time, and batches keep the queue's order. Under SyncInterval they complete once the batch is
 // written to the OS and a ticker syncs every interval; under SyncNone nothing
 // is synced except at snapshots and Close. A failed write or sync is sticky:
 // every later Enqueue fails (an fsync error cannot be retried safely).

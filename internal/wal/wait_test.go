@@ -71,3 +71,46 @@ func TestWaitWithAsyncRecords(t *testing.T) {
 	got, _ := recoverState(t, opts)
 	sameState(t, got, seqState(0, 1, 2))
 }
+
+// TestWaitYieldsOnlyAfterSharedBatches: Wait lets other goroutines run
+// before writing only while writes have lately shared batches; a batch of
+// one waiting write (records from peers aside) turns that off, a batch of
+// several turns it back on.
+func TestWaitYieldsOnlyAfterSharedBatches(t *testing.T) {
+	opts := testOptions(t, t.TempDir())
+	l, _ := openLog(t, opts, nil)
+	shared := func() bool { _, s := l.alone(); return s }
+	appendSeq(t, l, 0, 3)
+	if shared() {
+		t.Fatal("after lone writes: Wait would yield")
+	}
+	l.io.Lock() // a batch in progress: the next writes queue up together
+	var wg sync.WaitGroup
+	for i := range 4 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.Append([]crdt.Entry{seqEntry(3 + i)}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	waitFor(t, "4 writes queued", func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.waiting == 4
+	})
+	l.io.Unlock()
+	wg.Wait()
+	if !shared() {
+		t.Fatal("after a batch of 4 waiting writes: Wait would not yield")
+	}
+	l.AppendAsync(ents(seqEntry(7)))
+	appendSeq(t, l, 8, 9)
+	if shared() {
+		t.Fatal("after a lone write (with a peer's record): Wait would yield")
+	}
+	l.Close()
+	got, _ := recoverState(t, opts)
+	sameState(t, got, seqState(span(0, 9)...))
+}

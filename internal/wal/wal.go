@@ -101,6 +101,9 @@ type Log struct {
 	mu       sync.Mutex
 	queue    []request
 	waiting  int       // groups in queue whose writers wait (a done channel)
+	// shared: the last batch written held more than one waiting group.
+	// Wait yields to other goroutines first only then (see Wait).
+	shared bool
 	spare    []request // the last written batch's slice, for the next queue
 	nextLSN  uint64
 	failed   error

@@ -205,13 +205,22 @@ func (l *Log) Wait(done <-chan error) error {
 		return err
 	default:
 	}
-	// As the writer does: let writers about to enqueue run first, so that
-	// a busy node's writes share a batch instead of each writing its own.
-	runtime.Gosched()
+	// As the writer does: when writes have lately shared batches, let
+	// writers about to enqueue run first, so that a busy node's writes
+	// keep sharing a batch instead of each writing its own. A node whose
+	// writes come one at a time skips that: the yield finds nobody to
+	// wait for and costs a thread wake-up per write. Should writers turn
+	// concurrent, those that find this batch being written wake the
+	// writer, which gathers them into one, and the next Wait yields again.
+	alone, shared := l.alone()
+	if shared {
+		runtime.Gosched()
+		alone, _ = l.alone()
+	}
 	// Whoever queued records while this batch is written finds io held and
 	// wakes the writer itself, and records from peers have their own
 	// wake-up (kickLater): nothing more to wake after a direct batch.
-	if l.alone() && l.io.TryLock() {
+	if alone && l.io.TryLock() {
 		l.drainDirect()
 	} else {
 		l.wake()
@@ -238,11 +247,12 @@ func (l *Log) drainDirect() {
 // alone reports whether at most one queued group has a writer waiting
 // for it: the caller's own (AppendAsync records wait for nobody). Should
 // the caller's have been written meanwhile, the one may be another's,
-// which the caller then writes for it.
-func (l *Log) alone() bool {
+// which the caller then writes for it. shared is whether the last batch
+// written held more than one waiting group.
+func (l *Log) alone() (alone, shared bool) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.waiting <= 1
+	return l.waiting <= 1, l.shared
 }
 
 // drain writes every queued request as one batch; direct says Wait called
@@ -251,6 +261,9 @@ func (l *Log) drain(direct bool) {
 	l.mu.Lock()
 	batch := l.queue
 	l.queue, l.spare = l.spare[:0], nil
+	if len(batch) > 0 {
+		l.shared = l.waiting > 1
+	}
 	l.waiting = 0
 	failed := l.failed
 	l.mu.Unlock()
