@@ -101,9 +101,7 @@ type Log struct {
 	mu       sync.Mutex
 	queue    []request
 	waiting  int       // groups in queue whose writers wait (a done channel)
-	// shared: the last batch written held more than one waiting group.
-	// Wait yields to other goroutines first only then (see Wait).
-	shared bool
+	shared   bool      // the last batch held several waiting groups: Wait yields first
 	spare    []request // the last written batch's slice, for the next queue
 	nextLSN  uint64
 	failed   error
