@@ -159,10 +159,14 @@ func (l *Log) run() {
 	for {
 		select {
 		case <-l.kick:
-			// Let writers that are about to enqueue run first: on a busy
-			// node with few cores this turns a trickle of one-record
-			// batches into one batch per fsync.
-			runtime.Gosched()
+			// While writes share batches, let writers that are about to
+			// enqueue run first: on a busy node with few cores this turns
+			// a trickle of one-record batches into one batch per fsync.
+			// Otherwise (lone writes, peers' records after AsyncDelay)
+			// the yield would wake a thread to find nobody.
+			if _, shared := l.alone(); shared {
+				runtime.Gosched()
+			}
 			l.io.Lock()
 			l.drain(false)
 			l.io.Unlock()
