@@ -8,6 +8,9 @@
 #   BASE_REV=<git rev> bench/replication.sh ...       also runs that revision's
 #                                                     build, alternating with this one
 #   ROUNDS=3 bench/replication.sh ...                 medians of 3 runs per size and build
+#   NODE_FLAGS="--delta-gap 100ms" bench/replication.sh ...
+#                                                     extra flags for this build's nodes (not
+#                                                     BASE_REV's, which may not know them)
 #
 # Per size and build it prints writes/s and, from the node processes' CPU
 # (utime+stime, /proc/PID/stat) from the first write to convergence:
@@ -58,9 +61,11 @@ echo "load before: $(uptime)"
 for size in $sizes; do
   for r in $(seq "$rounds"); do
     for b in "${builds[@]}"; do
-      "$tmp/driver" -bin "$tmp/$b" -nodes "$size" -writes "$writes" -clients "$clients" -label "$b" | tee -a "$tmp/$b.$size"
+      flags=
+      if [ "$b" = new ]; then flags=${NODE_FLAGS:-}; fi
+      "$tmp/driver" -bin "$tmp/$b" -nodes "$size" -writes "$writes" -clients "$clients" -label "$b" -node-flags "$flags" | tee -a "$tmp/$b.$size"
       if [ "$size" -gt 1 ]; then
-        "$tmp/driver" -bin "$tmp/$b" -nodes 1 -writes "$writes" -clients "$(local_clients "$size")" -label "$b-local" | tee -a "$tmp/$b.local$size"
+        "$tmp/driver" -bin "$tmp/$b" -nodes 1 -writes "$writes" -clients "$(local_clients "$size")" -label "$b-local" -node-flags "$flags" | tee -a "$tmp/$b.local$size"
       fi
     done
   done

@@ -402,11 +402,16 @@ func TestRunNodeHelpListsEveryFlag(t *testing.T) {
 	out := stdout.String()
 	for _, name := range []string{
 		"name", "gossip-addr", "http-addr", "advertise-addr", "join", "bootstrap", "join-timeout",
-		"cluster", "cluster-key", "data-dir", "sync-interval", "fanout", "debug-addr", "log-level", "log-format",
+		"cluster", "cluster-key", "data-dir", "sync-interval", "fanout", "delta-gap", "debug-addr", "log-level", "log-format",
 	} {
 		if !strings.Contains(out, "  --"+name+" ") || !strings.Contains(out, "$"+envName(name)+"]") {
 			t.Errorf("node --help does not list --%s with $%s", name, envName(name))
 		}
+	}
+	// A zero duration's meaning is in the flag's text ("0: never", "default
+	// 2×--max-clock-skew"); a bare "(default 0s)" would contradict it.
+	if strings.Contains(out, "(default 0s)") {
+		t.Errorf("node --help prints (default 0s):\n%s", out)
 	}
 }
 
@@ -595,6 +600,8 @@ func TestRunNodeRejectsBadConfig(t *testing.T) {
 		{"no data dir", nil, nil, "--data-dir is required"},
 		{"data dir and in-memory", nil, []string{"--in-memory", "--data-dir", "/tmp/x"}, "exclude each other"},
 		{"bad fsync policy", nil, []string{"--in-memory", "--fsync", "sometimes"}, "--fsync"},
+		{"delta gap above its limit", nil, []string{"--in-memory", "--delta-gap", "2s"}, "delta-gap must be at most 1s (got 2s)"},
+		{"negative delta gap from env", map[string]string{"DCOUNTER_DELTA_GAP": "-5ms"}, []string{"--in-memory"}, "delta-gap must not be negative"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

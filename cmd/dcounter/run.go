@@ -273,7 +273,7 @@ func usage(c *cobra.Command, w io.Writer) {
 			fmt.Fprintf(w, "    [$%s]", strings.Join(env, ", $"))
 		}
 		fmt.Fprintf(w, "\n      %s", strings.ReplaceAll(use, "\n", "\n      "))
-		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" {
+		if f.DefValue != "" && f.DefValue != "false" && f.DefValue != "0" && f.DefValue != "0s" {
 			fmt.Fprintf(w, " (default %s)", f.DefValue)
 		}
 		fmt.Fprintln(w)

@@ -145,6 +145,7 @@ type Config struct {
 	// 47.5ms with 19), because every write in the cluster is news to
 	// every node: the more nodes, the more news each pushes, and the
 	// longer a batch must gather to keep the messages per write in check.
+	// At most MaxDeltaGap.
 	DeltaGap time.Duration
 	// Fanout is the number of peers each delta goes to. Default 3.
 	Fanout int
@@ -219,6 +220,7 @@ const (
 	DefaultSyncInterval       = 500 * time.Millisecond
 	DefaultDeltaInterval      = 5 * time.Millisecond
 	MaxAutoDeltaGap           = 100 * time.Millisecond
+	MaxDeltaGap               = time.Second
 	DefaultFanout             = 3
 	DefaultIdempotencyWindow  = time.Hour
 	DefaultMaxIdempotencyKeys = 1_000_000
@@ -252,6 +254,9 @@ func (c *Config) setDefaults() error {
 		if d.v < 0 {
 			return fmt.Errorf("%w: %s must not be negative (got %v; 0 means the default)", ErrConfig, d.name, d.v)
 		}
+	}
+	if c.DeltaGap > MaxDeltaGap {
+		return fmt.Errorf("%w: delta-gap must be at most %v (got %v): with a longer gap a node's changes would wait for anti-entropy rather than be pushed", ErrConfig, MaxDeltaGap, c.DeltaGap)
 	}
 	if c.Fanout < 0 || c.MaxIdempotencyKeys < 0 || c.RESPMaxClients < 0 {
 		return fmt.Errorf("%w: fanout, the idempotency key limit and resp-max-clients must not be negative", ErrConfig)

@@ -231,7 +231,15 @@ func TestConfigRefusesNegativeValues(t *testing.T) {
 			t.Errorf("%s negative: %v, want ErrConfig naming it", name, err)
 		}
 	}
-	c := Config{}
+	c := Config{DeltaGap: MaxDeltaGap + time.Millisecond}
+	if err := c.setDefaults(); !errors.Is(err, ErrConfig) || !strings.Contains(err.Error(), "delta-gap must be at most") {
+		t.Errorf("delta-gap above MaxDeltaGap: %v, want ErrConfig naming it", err)
+	}
+	c = Config{DeltaGap: MaxDeltaGap}
+	if err := c.setDefaults(); err != nil {
+		t.Errorf("delta-gap of MaxDeltaGap: %v", err)
+	}
+	c = Config{}
 	if err := c.setDefaults(); err != nil {
 		t.Fatal(err)
 	}
