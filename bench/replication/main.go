@@ -418,14 +418,14 @@ func clusterCPU(ns []*node) float64 {
 	return float64(ticks) / clkTck
 }
 
-// selfCPU is the CPU time (user + system) this process has used, in
-// seconds: the load generator's own share of the machine.
+// selfCPU is this process's CPU time in seconds: the load generator's own
+// share of the machine.
 func selfCPU() float64 {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	d, err := testutil.ProcessCPU()
+	if err != nil {
 		panic(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()).Seconds()
+	return d.Seconds()
 }
 
 // clkTck is USER_HZ, 100 on every Linux architecture Go supports.

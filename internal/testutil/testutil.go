@@ -1,8 +1,8 @@
 // Package testutil holds what the packages' tests share: polling a
 // condition with a deadline (tests never sleep to wait), the process's CPU
-// time for benchmarks, a logger that
-// writes to the test's log, one that counts what is logged, and a Writes
-// for single-key fakes. Only tests import it.
+// time for benchmarks, free ports, a logger that writes to the test's log,
+// one that counts what is logged, and a Writes for single-key fakes. Only
+// tests and benchmark programs import it.
 package testutil
 
 import (
@@ -41,11 +41,21 @@ func Poll(timeout time.Duration, f func() error) error {
 // CPUTime is the user and system CPU time this process has used so far,
 // for benchmarks that report CPU per operation (cpu-µs/op).
 func CPUTime(tb testing.TB) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	d, err := ProcessCPU()
+	if err != nil {
 		tb.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return d
+}
+
+// ProcessCPU is CPUTime for a program that is not a test (a load
+// generator reporting its own share of the machine).
+func ProcessCPU() (time.Duration, error) {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0, err
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano()), nil
 }
 
 // WaitFor polls cond until it holds, failing t after 10 s.
