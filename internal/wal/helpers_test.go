@@ -278,6 +278,45 @@ func appendSeq(t testing.TB, l *Log, from, to int) {
 	}
 }
 
+// appendBehindBatch appends seqEntry(from) ... seqEntry(to-1), each by a
+// goroutine of its own, while a batch is being written (io held), so that
+// they all queue up, then lets the batch end and returns once every one
+// is written.
+func appendBehindBatch(t testing.TB, l *Log, from, to int) {
+	t.Helper()
+	l.io.Lock() // a batch in progress
+	var wg sync.WaitGroup
+	for i := from; i < to; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := l.Append([]crdt.Entry{seqEntry(i)}); err != nil {
+				t.Error(err)
+			}
+		}()
+	}
+	waitFor(t, fmt.Sprintf("%d writes queued", to-from), func() bool {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		return l.waiting == to-from
+	})
+	l.io.Unlock()
+	wg.Wait()
+}
+
+// twoSegments writes seqEntry(0) ... seqEntry(4) to segment 1 and
+// seqEntry(5) ... seqEntry(to-1) to segment 6, each by a Log of its own,
+// both closed.
+func twoSegments(t testing.TB, opts Options, to int) {
+	t.Helper()
+	l, _ := openLog(t, opts, nil)
+	appendSeq(t, l, 0, 5)
+	l.Close()
+	l, _ = openLog(t, opts, nil) // starts segment 6
+	appendSeq(t, l, 5, to)
+	l.Close()
+}
+
 // seqState is the state after seqEntry(i) for every i in is.
 func seqState(is ...int) *crdt.Keyspace {
 	ks := crdt.New()

@@ -193,12 +193,7 @@ func TestCrashInPreallocatedSegment(t *testing.T) {
 // end, as long as the next segment continues its LSNs.
 func TestZerosEndingOlderSegment(t *testing.T) {
 	opts := testOptions(t, t.TempDir())
-	l, _ := openLog(t, opts, nil)
-	appendSeq(t, l, 0, 5)
-	l.Close()
-	l, _ = openLog(t, opts, nil) // starts segment 6
-	appendSeq(t, l, 5, 10)
-	l.Close()
+	twoSegments(t, opts, 10)
 	name := filepath.Join(opts.Dir, segFile(1))
 	data := readFile(t, name)
 	writeFile(t, name, append(data, make([]byte, 3000)...))

@@ -160,12 +160,7 @@ func TestTornTailOnlyRecord(t *testing.T) {
 	opts := testOptions(t, dir)
 	lg, logs := newLogger(t)
 	opts.Logger = lg
-	l, _ := openLog(t, opts, nil)
-	appendSeq(t, l, 0, 5)
-	l.Close()
-	l, _ = openLog(t, opts, nil) // starts segment 6
-	appendSeq(t, l, 5, 6)
-	l.Close()
+	twoSegments(t, opts, 6)
 	name := filepath.Join(dir, segFile(6))
 	data := readFile(t, name)
 	writeFile(t, name, data[:len(data)-3])
@@ -179,7 +174,7 @@ func TestTornTailOnlyRecord(t *testing.T) {
 		t.Error("the cut is not logged with the file and the bytes cut")
 	}
 	sameState(t, got, seqState(span(0, 5)...))
-	l, _ = openLog(t, opts, nil)
+	l, _ := openLog(t, opts, nil)
 	appendSeq(t, l, 6, 8)
 	l.Close()
 	got, rec = recoverState(t, opts)

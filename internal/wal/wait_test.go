@@ -1,10 +1,7 @@
 package wal
 
 import (
-	"sync"
 	"testing"
-
-	"github.com/dcounter/dcounter/internal/crdt"
 )
 
 // TestLoneWritesAreWrittenByTheirCaller: a write with nobody else waiting
@@ -29,24 +26,7 @@ func TestLoneWritesAreWrittenByTheirCaller(t *testing.T) {
 func TestWaitBehindABatch(t *testing.T) {
 	opts := testOptions(t, t.TempDir())
 	l, _ := openLog(t, opts, nil)
-	l.io.Lock() // a batch in progress
-	var wg sync.WaitGroup
-	for i := range 8 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := l.Append([]crdt.Entry{seqEntry(i)}); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	waitFor(t, "8 writes queued", func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return len(l.queue) == 8
-	})
-	l.io.Unlock()
-	wg.Wait()
+	appendBehindBatch(t, l, 0, 8)
 	st := l.Stats()
 	if st.Records != 8 || st.Batches > 2 {
 		t.Errorf("8 writes queued behind a batch: %+v, want them in one or two batches", st)
@@ -84,24 +64,7 @@ func TestWaitYieldsOnlyAfterSharedBatches(t *testing.T) {
 	if shared() {
 		t.Fatal("after lone writes: Wait would yield")
 	}
-	l.io.Lock() // a batch in progress: the next writes queue up together
-	var wg sync.WaitGroup
-	for i := range 4 {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			if err := l.Append([]crdt.Entry{seqEntry(3 + i)}); err != nil {
-				t.Error(err)
-			}
-		}()
-	}
-	waitFor(t, "4 writes queued", func() bool {
-		l.mu.Lock()
-		defer l.mu.Unlock()
-		return l.waiting == 4
-	})
-	l.io.Unlock()
-	wg.Wait()
+	appendBehindBatch(t, l, 3, 7) // queued up together
 	if !shared() {
 		t.Fatal("after a batch of 4 waiting writes: Wait would not yield")
 	}
