@@ -38,9 +38,9 @@
 // writers about to queue join the batch; after a batch of one waiting
 // write they do not, since that yield costs a thread wake-up and finds
 // nobody. One mutex makes sure a single goroutine writes the file at a
-// time, and batches keep the queue's order. Under SyncInterval they complete once the batch is
-// written to the OS and a ticker syncs every interval; under SyncNone nothing
-// is synced except at snapshots and Close. A failed write or sync is sticky:
+// time, and batches keep the queue's order. Under SyncInterval they
+// complete once the batch is written to the OS and a ticker syncs every
+// interval; under SyncNone nothing is synced except at snapshots and Close. A failed write or sync is sticky:
 // every later Enqueue fails (an fsync error cannot be retried safely).
 //
 // # Files

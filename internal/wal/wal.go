@@ -195,8 +195,9 @@ func open(opts Options, apply rawApply) (*Log, Recovery, error) {
 // meta) — and idem if it is not nil, and returns at once; Wait(done)
 // returns its outcome once it is durable under the policy. Nothing wakes
 // the writer until someone Waits. The idempotency key and its answer go
-// into the same record as the change, so a crash keeps both or neither. If anything in c is invalid it queues nothing and returns an
-// error wrapping ErrInvalidEntry. An empty c queues nothing, idem included.
+// into the same record as the change, so a crash keeps both or neither.
+// If anything in c is invalid it queues nothing and returns an error
+// wrapping ErrInvalidEntry. An empty c queues nothing, idem included.
 //
 // Records are written in the order they are enqueued, so a caller that
 // enqueues while holding its own lock gets records in its own order — and
