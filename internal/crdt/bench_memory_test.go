@@ -11,9 +11,9 @@ import (
 // BenchmarkMemoryPerKey reports the Go heap a keyspace holds per key for
 // 1,000,000 keys written once by one replica, with and without a deadline,
 // and written once by each of three replicas (replicas=3, as in a 3-node
-// cluster),
-// and what is left once every key has expired, been tombstoned and the
-// tombstone forgotten (Reclaim past deadline + grace + horizon). With
+// cluster), what a tombstone costs once every key has expired
+// (B/tombstone), and what is left once every tombstone is forgotten
+// (Reclaim past deadline + grace + horizon). With
 // DCOUNTER_HEAP_PROFILE set, it writes a heap profile of what the emptied
 // keyspace still holds to that file.
 //
@@ -63,9 +63,12 @@ func BenchmarkMemoryPerKey(b *testing.B) {
 				live := heap()
 				b.ReportMetric(float64(live-before)/n, "B/key")
 				if ttl {
-					// expire everything, then forget every tombstone
-					ks.Reclaim(10_000+n+2_000, 2_000, 30_000)
-					ks.Reclaim(10_000+n+2_000+30_000+1, 2_000, 30_000)
+					// expire everything (a horizon long enough to keep
+					// every tombstone), then forget every tombstone
+					const horizon = 10 * n
+					ks.Reclaim(10_000+n+2_000, 2_000, horizon)
+					b.ReportMetric(float64(heap()-before)/n, "B/tombstone")
+					ks.Reclaim(10_000+n+2_000+horizon+1, 2_000, horizon)
 					if ks.Len() != 0 {
 						b.Fatalf("%d keys left after reclaim", ks.Len())
 					}
