@@ -11,6 +11,8 @@
 #   NODE_FLAGS="--delta-gap 100ms" bench/replication.sh ...
 #                                                     extra flags for this build's nodes (not
 #                                                     BASE_REV's, which may not know them)
+#   NODE_ENV="GOMAXPROCS=1" bench/replication.sh ...  extra environment for every node of
+#                                                     both builds (not for the driver)
 #
 # Per size and build it prints writes/s and, from the node processes' CPU
 # (utime+stime, /proc/PID/stat) from the first write to convergence:
@@ -63,9 +65,9 @@ for size in $sizes; do
     for b in "${builds[@]}"; do
       flags=
       if [ "$b" = new ]; then flags=${NODE_FLAGS:-}; fi
-      "$tmp/driver" -bin "$tmp/$b" -nodes "$size" -writes "$writes" -clients "$clients" -label "$b" -node-flags "$flags" | tee -a "$tmp/$b.$size"
+      "$tmp/driver" -bin "$tmp/$b" -nodes "$size" -writes "$writes" -clients "$clients" -label "$b" -node-flags "$flags" -node-env "${NODE_ENV:-}" | tee -a "$tmp/$b.$size"
       if [ "$size" -gt 1 ]; then
-        "$tmp/driver" -bin "$tmp/$b" -nodes 1 -writes "$writes" -clients "$(local_clients "$size")" -label "$b-local" -node-flags "$flags" | tee -a "$tmp/$b.local$size"
+        "$tmp/driver" -bin "$tmp/$b" -nodes 1 -writes "$writes" -clients "$(local_clients "$size")" -label "$b-local" -node-flags "$flags" -node-env "${NODE_ENV:-}" | tee -a "$tmp/$b.local$size"
       fi
     done
   done

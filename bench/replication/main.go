@@ -49,13 +49,14 @@ func main() {
 	hold := flag.Duration("hold", 0, "keep the cluster up this long after convergence (e.g. to take profiles)")
 	label := flag.String("label", "", "label printed at the start of the result line")
 	extra := flag.String("node-flags", "", "extra flags for every node, space-separated")
+	env := flag.String("node-env", "", "extra environment for every node, space-separated NAME=VALUE pairs (e.g. GOMAXPROCS=1)")
 	flag.Parse()
 	if *bin == "" {
 		fmt.Fprintln(os.Stderr, "replication: -bin is required")
 		os.Exit(2)
 	}
 	r, err := run(config{bin: *bin, nodes: *nodes, writes: *writes, clients: *clients, keys: *keys,
-		idle: *idle, debug: *debug, hold: *hold, extra: strings.Fields(*extra)})
+		idle: *idle, debug: *debug, hold: *hold, extra: strings.Fields(*extra), env: strings.Fields(*env)})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "replication:", err)
 		os.Exit(1)
@@ -79,7 +80,8 @@ type config struct {
 	keys                   int
 	idle, hold             time.Duration
 	debug                  bool
-	extra                  []string
+	extra                  []string // node flags
+	env                    []string // node environment, NAME=VALUE
 }
 
 type result struct {
@@ -140,7 +142,7 @@ func run(c config) (result, error) {
 			return res, err
 		}
 		n.cmd = exec.Command(c.bin, args...)
-		n.cmd.Env = cleanEnv()
+		n.cmd.Env = append(cleanEnv(), c.env...)
 		n.cmd.Stdout, n.cmd.Stderr = n.log, n.log
 		if err := n.cmd.Start(); err != nil {
 			return res, err
