@@ -55,6 +55,12 @@ func main() {
 		fmt.Fprintln(os.Stderr, "replication: -bin is required")
 		os.Exit(2)
 	}
+	for _, kv := range strings.Fields(*env) {
+		if name, _, ok := strings.Cut(kv, "="); !ok || name == "" {
+			fmt.Fprintf(os.Stderr, "replication: -node-env: %q is not NAME=VALUE\n", kv)
+			os.Exit(2)
+		}
+	}
 	r, err := run(config{bin: *bin, nodes: *nodes, writes: *writes, clients: *clients, keys: *keys,
 		idle: *idle, debug: *debug, hold: *hold, extra: strings.Fields(*extra), env: strings.Fields(*env)})
 	if err != nil {
