@@ -13,9 +13,6 @@ import (
 	"github.com/dcounter/dcounter/internal/testutil"
 )
 
-// freeBlock returns a base port such that base..base+n-1 were all free.
-func freeBlock(t *testing.T, n int) int { return testutil.FreeBlock(t, n) }
-
 // TestRunClusterScript drives run-cluster.sh and monitor.sh as a user would:
 // start, three decrements and an increment, -2 on every node, consistency,
 // status, a short simulation, stop — and nothing keeps running afterwards.
@@ -96,7 +93,7 @@ func TestRunClusterScript(t *testing.T) {
 // stops the cluster when the test ends.
 func scriptRunner(t *testing.T, env []string, extra ...string) (base int, sh func(string, ...string) (string, error), must func(string, ...string) string) {
 	t.Helper()
-	base = freeBlock(t, 20)
+	base = testutil.FreeBlock(t, 20)
 	env = append(env,
 		"DCOUNTER_CLUSTER_DIR="+t.TempDir(), "DCOUNTER_BIN="+dcounterBin,
 		fmt.Sprintf("DCOUNTER_HTTP_BASE_PORT=%d", base), fmt.Sprintf("DCOUNTER_GOSSIP_BASE_PORT=%d", base+5),

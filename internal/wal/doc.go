@@ -40,8 +40,9 @@
 // nobody. One mutex makes sure a single goroutine writes the file at a
 // time, and batches keep the queue's order. Under SyncInterval they
 // complete once the batch is written to the OS and a ticker syncs every
-// interval; under SyncNone nothing is synced except at snapshots and Close. A failed write or sync is sticky:
-// every later Enqueue fails (an fsync error cannot be retried safely).
+// interval; under SyncNone nothing is synced except at snapshots and
+// Close. A failed write or sync is sticky: every later Enqueue fails (an
+// fsync error cannot be retried safely).
 //
 // # Files
 //
