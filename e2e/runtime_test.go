@@ -1,0 +1,58 @@
+package e2e
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/dcounter/dcounter/internal/schedtune"
+)
+
+// godebugOf returns the GODEBUG entry the kernel recorded when p's process
+// image was last executed (/proc/PID/environ), or "" if it has none.
+func godebugOf(t *testing.T, p *proc) string {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/environ", p.cmd.Process.Pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, kv := range bytes.Split(b, []byte{0}) {
+		if s := string(kv); strings.HasPrefix(s, "GODEBUG=") {
+			return s
+		}
+	}
+	return ""
+}
+
+// TestServersRunWithMonitorTuning: the node and the gateway, started as
+// the real binary, re-execute themselves (same process) with the runtime
+// setting of package schedtune; a GODEBUG that already sets schedtrace is
+// the operator's and stays as given.
+func TestServersRunWithMonitorTuning(t *testing.T) {
+	env, _ := schedtune.Env(cleanEnv())
+	var want string
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "GODEBUG=") {
+			want = kv
+			break
+		}
+	}
+	n := startNode(t, "n1", "")
+	gw := startGateway(t, []*proc{n})
+	for _, p := range []*proc{n, gw} {
+		if got := godebugOf(t, p); got != want {
+			t.Errorf("%s runs with %q, want %q", p.name, got, want)
+		}
+	}
+
+	n.stop(t)
+	n.startWithEnv([]string{"GODEBUG=schedtrace=0"})
+	if got := godebugOf(t, n); got != "GODEBUG=schedtrace=0" {
+		t.Errorf("restarted with GODEBUG=schedtrace=0, the node runs with %q", got)
+	}
+	if err := n.add(t.Context(), "k", 1); err != nil {
+		t.Fatal(err)
+	}
+}
