@@ -40,7 +40,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 
 # Ports: DCOUNTER_BENCH_PORT (default: a random base) and the next four, so
 # that two runs on one machine cannot measure each other's processes.
-port=${DCOUNTER_BENCH_PORT:-$((20000 + RANDOM % 20000))}
+port=${DCOUNTER_BENCH_PORT:-$((20000 + RANDOM % 12000))} # below Linux's ephemeral ports (32768 up)
 gossip_port=$port node_port=$((port + 1)) gw_port=$((port + 2)) debug_port=$((port + 3))
 for p in $gossip_port $node_port $gw_port $debug_port; do
   if (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then echo "port $p is in use; set DCOUNTER_BENCH_PORT" >&2; exit 1; fi

@@ -45,7 +45,7 @@ median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2
 
 # Ports from this shell's PID, so that runs by different users of one
 # machine do not collide.
-port=$((20000 + ($$ % 4000) * 10))
+port=$((20000 + ($$ % 1200) * 10)) # below Linux's ephemeral ports (32768 up)
 "${pin_srv[@]}" "$tmp/baseline" --addr "127.0.0.1:$port" & base_pid=$!
 wait_up "http://127.0.0.1:$port/counter"
 # shellcheck disable=SC2086
