@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -28,15 +29,20 @@ func godebugOf(t *testing.T, p *proc) string {
 
 // TestServersRunWithMonitorTuning: the node and the gateway, started as
 // the real binary, re-execute themselves (same process) with the runtime
-// setting of package schedtune; a GODEBUG that already sets schedtrace is
-// the operator's and stays as given.
+// setting of package schedtune when they have two or more Ps; a GODEBUG
+// that already sets schedtrace is the operator's and stays as given, and a
+// node with one P runs as started.
 func TestServersRunWithMonitorTuning(t *testing.T) {
-	env, _ := schedtune.Env(cleanEnv())
+	// The servers inherit this process's environment and CPUs, so they
+	// have as many Ps as it has.
 	var want string
-	for _, kv := range env {
-		if strings.HasPrefix(kv, "GODEBUG=") {
-			want = kv
-			break
+	if runtime.GOMAXPROCS(0) >= schedtune.MinProcs {
+		env, _ := schedtune.Env(cleanEnv())
+		for _, kv := range env {
+			if strings.HasPrefix(kv, "GODEBUG=") {
+				want = kv
+				break
+			}
 		}
 	}
 	n := startNode(t, "n1", "")
@@ -51,6 +57,15 @@ func TestServersRunWithMonitorTuning(t *testing.T) {
 	n.startWithEnv([]string{"GODEBUG=schedtrace=0"})
 	if got := godebugOf(t, n); got != "GODEBUG=schedtrace=0" {
 		t.Errorf("restarted with GODEBUG=schedtrace=0, the node runs with %q", got)
+	}
+	if err := n.add(t.Context(), "k", 1); err != nil {
+		t.Fatal(err)
+	}
+
+	n.stop(t)
+	n.startWithEnv([]string{"GOMAXPROCS=1"})
+	if got := godebugOf(t, n); got != "" {
+		t.Errorf("restarted with GOMAXPROCS=1, the node runs with %q", got)
 	}
 	if err := n.add(t.Context(), "k", 1); err != nil {
 		t.Fatal(err)

@@ -17,6 +17,14 @@
 // prints at most once every 24.8 days (a line on stderr, and only on a
 // host whose monotonic clock is older than that).
 //
+// With a single P it is the other way round. A goroutine blocked in a
+// system call (the log writer in fdatasync) holds the only P until the
+// monitor takes it back, and a monitor that is not already polling fast
+// takes up to 10ms to do so, while every other goroutine waits: a node
+// pinned to one core served durable writes ten times slower. Exec
+// therefore leaves a process with one P (GOMAXPROCS=1, one CPU in its
+// affinity mask or its container's quota) as it is.
+//
 // GODEBUG is read before main runs, so Exec re-executes the binary with
 // it: the same process ID, arguments and open descriptors.
 package schedtune
@@ -26,6 +34,10 @@ import "strings"
 // Setting is what Exec adds to GODEBUG: the largest interval, in
 // milliseconds, the runtime accepts.
 const Setting = "schedtrace=2147483647"
+
+// MinProcs is the fewest Ps (GOMAXPROCS) a process needs for Exec to
+// apply Setting.
+const MinProcs = 2
 
 // Env returns env with Setting added to its GODEBUG, and whether that
 // changed anything. A GODEBUG that already sets schedtrace (to any value,

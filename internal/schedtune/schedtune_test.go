@@ -40,7 +40,8 @@ func TestEnv(t *testing.T) {
 
 // TestExecReexecutes runs this test binary as a child that calls Exec: the
 // kernel's record of the process's environment (/proc/PID/environ, set by
-// execve only) must then hold the setting, under the same process ID.
+// execve only) must then hold the setting, under the same process ID, or
+// stay as it was for a GODEBUG that sets schedtrace or a process with one P.
 func TestExecReexecutes(t *testing.T) {
 	if os.Getenv("SCHEDTUNE_CHILD") == "1" {
 		if err := Exec(); err != nil {
@@ -58,31 +59,35 @@ func TestExecReexecutes(t *testing.T) {
 		}
 		return
 	}
-	for _, c := range []struct{ godebug, want string }{
-		{"", "GODEBUG=" + Setting},
-		{"GODEBUG=gctrace=0", "GODEBUG=gctrace=0," + Setting},
-		{"GODEBUG=schedtrace=0", "GODEBUG=schedtrace=0"},
+	for _, c := range []struct {
+		env  []string
+		want string // the GODEBUG entry expected, "" for none
+	}{
+		{[]string{"GOMAXPROCS=2"}, "GODEBUG=" + Setting},
+		{[]string{"GOMAXPROCS=2", "GODEBUG=gctrace=0"}, "GODEBUG=gctrace=0," + Setting},
+		{[]string{"GOMAXPROCS=2", "GODEBUG=schedtrace=0"}, "GODEBUG=schedtrace=0"},
+		{[]string{"GOMAXPROCS=1"}, ""},
 	} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestExecReexecutes$", "-test.v")
 		for _, kv := range os.Environ() {
-			if !strings.HasPrefix(kv, "GODEBUG=") {
+			if !strings.HasPrefix(kv, "GODEBUG=") && !strings.HasPrefix(kv, "GOMAXPROCS=") {
 				cmd.Env = append(cmd.Env, kv)
 			}
 		}
-		cmd.Env = append(cmd.Env, "SCHEDTUNE_CHILD=1")
-		if c.godebug != "" {
-			cmd.Env = append(cmd.Env, c.godebug)
-		}
+		cmd.Env = append(append(cmd.Env, "SCHEDTUNE_CHILD=1"), c.env...)
 		var out bytes.Buffer
 		cmd.Stdout, cmd.Stderr = &out, &out
 		if err := cmd.Run(); err != nil {
-			t.Fatalf("child with %q: %v\n%s", c.godebug, err, out.String())
+			t.Fatalf("child with %q: %v\n%s", c.env, err, out.String())
 		}
 		if !strings.Contains(out.String(), "pid="+strconv.Itoa(cmd.Process.Pid)+"\n") {
-			t.Errorf("child with %q did not report its own process ID %d:\n%s", c.godebug, cmd.Process.Pid, out.String())
+			t.Errorf("child with %q did not report its own process ID %d:\n%s", c.env, cmd.Process.Pid, out.String())
 		}
-		if !strings.Contains(out.String(), "\n"+c.want+"\n") {
-			t.Errorf("child started with %q: want %q in its environ:\n%s", c.godebug, c.want, out.String())
+		switch {
+		case c.want == "" && strings.Contains(out.String(), "\nGODEBUG="):
+			t.Errorf("child started with %q was given a GODEBUG:\n%s", c.env, out.String())
+		case c.want != "" && !strings.Contains(out.String(), "\n"+c.want+"\n"):
+			t.Errorf("child started with %q: want %q in its environ:\n%s", c.env, c.want, out.String())
 		}
 	}
 }
