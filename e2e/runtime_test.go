@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"os"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -47,9 +48,19 @@ func TestServersRunWithMonitorTuning(t *testing.T) {
 	}
 	n := startNode(t, "n1", "")
 	gw := startGateway(t, []*proc{n})
+	// The kernel names a process after the file it executes (15 bytes).
+	name := filepath.Base(dcounterBin)
+	name = name[:min(len(name), 15)]
 	for _, p := range []*proc{n, gw} {
 		if got := godebugOf(t, p); got != want {
 			t.Errorf("%s runs with %q, want %q", p.name, got, want)
+		}
+		comm, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", p.cmd.Process.Pid))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := strings.TrimSpace(string(comm)); got != name {
+			t.Errorf("%s's process is named %q, want %q", p.name, got, name)
 		}
 	}
 

@@ -19,5 +19,12 @@ func Exec() error {
 	if !changed {
 		return nil
 	}
-	return syscall.Exec("/proc/self/exe", os.Args, env)
+	// The path, not /proc/self/exe: the kernel names the process after
+	// the file executed, and ps, top and pgrep should show what they
+	// showed before.
+	exe, err := os.Executable()
+	if err != nil {
+		return err
+	}
+	return syscall.Exec(exe, os.Args, env)
 }

@@ -2,7 +2,6 @@
 
 package schedtune
 
-// Exec does nothing outside Linux: the runtime's monitor behaves the same
-// there, but re-executing the binary is only done where /proc/self/exe
-// names it exactly.
+// Exec does nothing outside Linux, where the effect of Setting has not
+// been measured.
 func Exec() error { return nil }
