@@ -11,6 +11,8 @@
 # user+system CPU time from /proc/<pid>/stat over the gateway rounds, divided
 # by the requests wrk completed in them) and of the node in the direct
 # rounds: figures that a loaded machine distorts far less than req/s.
+# DCOUNTER_BENCH_GW_ENV="NAME=VALUE ..." sets the gateway's environment
+# (e.g. GODEBUG=schedtrace=0, GOMAXPROCS=2).
 # DCOUNTER_BENCH_GW_PROFILE=FILE also writes a 5s CPU profile of the gateway,
 # taken during the first gateway round, to FILE (via --debug-addr).
 set -euo pipefail
@@ -55,7 +57,8 @@ alive "$node_pid" node
 profile=${DCOUNTER_BENCH_GW_PROFILE:-}
 gw_debug=()
 [ -n "$profile" ] && gw_debug=(--debug-addr 127.0.0.1:$debug_port)
-"${pin_gw[@]}" "$tmp/dcounter" gateway --http-addr 127.0.0.1:$gw_port --nodes http://127.0.0.1:$node_port --log-level warn "${gw_debug[@]}" &
+# shellcheck disable=SC2086
+env ${DCOUNTER_BENCH_GW_ENV:-} "${pin_gw[@]}" "$tmp/dcounter" gateway --http-addr 127.0.0.1:$gw_port --nodes http://127.0.0.1:$node_port --log-level warn "${gw_debug[@]}" &
 gw_pid=$!
 wait_up http://127.0.0.1:$gw_port/health
 alive "$gw_pid" gateway
