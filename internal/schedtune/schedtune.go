@@ -7,15 +7,14 @@
 // before it backs off again. A node that serves a few hundred requests a
 // second, each one a read, a write and an fsync separated by idle gaps,
 // therefore pays about fifty timer wake-ups per request: on 20 nodes
-// sharing 2 cores that was two thirds of all thread wake-ups, and a fifth
-// of the cluster's CPU.
+// sharing 2 cores that was two thirds of all thread wake-ups.
 //
 // With schedtrace set, the monitor never sleeps deeply: it polls every
 // 20µs only after it took a P back from a blocked system call (when that
 // P's work was needed), and otherwise backs off to once every 10ms. Exec
 // sets schedtrace to its largest value, so that the trace it exists for
-// prints at most once every 24.8 days (a line on stderr, and only on a
-// host whose monotonic clock is older than that).
+// prints once per 24.8 days of the host's uptime: a line on stderr, the
+// first at start on a host up longer than that.
 //
 // With a single P it is the other way round. A goroutine blocked in a
 // system call (the log writer in fdatasync) holds the only P until the
@@ -26,7 +25,7 @@
 // affinity mask or its container's quota) as it is.
 //
 // GODEBUG is read before main runs, so Exec re-executes the binary with
-// it: the same process ID, arguments and open descriptors.
+// it: the same process ID, arguments and inherited descriptors.
 package schedtune
 
 import "strings"
@@ -51,7 +50,8 @@ func Env(env []string) ([]string, bool) {
 		// The runtime reads the first GODEBUG; so does this.
 		v := kv[len(name):]
 		for _, s := range strings.Split(v, ",") {
-			if k, _, _ := strings.Cut(s, "="); strings.TrimSpace(k) == "schedtrace" {
+			// As the runtime parses it: no spaces trimmed.
+			if k, _, _ := strings.Cut(s, "="); k == "schedtrace" {
 				return env, false
 			}
 		}
