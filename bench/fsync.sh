@@ -8,23 +8,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 dur=${1:-5s} conns=${2:-64} rounds=${3:-5}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
-CGO_ENABLED=0 go build -o "$tmp/dcounter" ./cmd/dcounter
+. bench/lib.sh
 printf 'wrk.method = "POST"\n' >"$tmp/post.lua"
-pin_srv=() pin_wrk=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin_srv=(taskset -c 0) pin_wrk=(taskset -c 1); fi
-wait_up() { for _ in $(seq 100); do curl -fs "$1" >/dev/null && return; sleep 0.05; done; echo "no server at $1" >&2; exit 1; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
 start() { # POLICY PORT
   "${pin_srv[@]}" "$tmp/dcounter" node --fsync "$1" --gossip-addr "127.0.0.1:$(($2 + 1000))" --http-addr "127.0.0.1:$2" \
     --data-dir "$tmp/data-$1" --log-level warn &
   wait_up "http://127.0.0.1:$2/health"
 }
-# Ports from this shell's PID, so that runs by different users of one
-# machine do not collide.
-port=$((20000 + ($$ % 1200) * 10)) # below Linux's ephemeral ports (32768 up)
+port=$base_port
 start always "$port"
 start none "$((port + 1))"
 : >"$tmp/always"; : >"$tmp/none"

@@ -13,19 +13,15 @@ cd "$(dirname "$0")/.."
 dur=${1:-10s}
 conns=${2:-64}
 command -v wrk >/dev/null || { apt-get update -qq && apt-get install -y -qq wrk >/dev/null; }
-tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
-CGO_ENABLED=0 go build -o "$tmp/dcounter" ./cmd/dcounter
+. bench/lib.sh
 CGO_ENABLED=0 go build -o "$tmp/baseline" ./bench/baseline
 cat >"$tmp/post.lua" <<'LUA'
 wrk.method = "POST"
 LUA
 
-# Each server is pinned to CPU 0 and wrk to CPU 1 (when there are two or
-# more), so the two servers get identical resources; rounds alternate between
-# them and the medians are compared.
-pin_srv=() pin_wrk=()
-if command -v taskset >/dev/null && [ "$(nproc)" -ge 2 ]; then pin_srv=(taskset -c 0) pin_wrk=(taskset -c 1); fi
+# Each server is pinned to CPU 0 and wrk to CPU 1 (lib.sh's pins, when there
+# are two or more), so the two servers get identical resources; rounds
+# alternate between them and the medians are compared.
 rounds=${DCOUNTER_BENCH_ROUNDS:-3}
 
 # CPU time (user + system, clock ticks) a process has used, from /proc.
@@ -40,12 +36,8 @@ rps() { # URL PID NAME -> requests/s on stdout; the server's CPU µs per request
     'BEGIN { printf "%.2f\n", t / hz * 1e6 / n }' >>"$tmp/$3.cpu"
   echo "$out" | awk '/Requests\/sec/ {print $2}'
 }
-wait_up() { for _ in $(seq 100); do curl -fs "$1" >/dev/null && return; sleep 0.05; done; echo "server at $1 did not start" >&2; exit 1; }
-median() { sort -g | awk '{a[NR]=$1} END {print (NR % 2) ? a[(NR+1)/2] : (a[NR/2] + a[NR/2+1]) / 2}'; }
 
-# Ports from this shell's PID, so that runs by different users of one
-# machine do not collide.
-port=$((20000 + ($$ % 1200) * 10)) # below Linux's ephemeral ports (32768 up)
+port=$base_port
 "${pin_srv[@]}" "$tmp/baseline" --addr "127.0.0.1:$port" & base_pid=$!
 wait_up "http://127.0.0.1:$port/counter"
 # shellcheck disable=SC2086

@@ -7,11 +7,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 n=${1:-5000}
-tmp=$(mktemp -d)
-trap 'kill $(jobs -p) 2>/dev/null; wait 2>/dev/null; rm -rf "$tmp"' EXIT
-CGO_ENABLED=0 go build -o "$tmp/dcounter" ./cmd/dcounter
+. bench/lib.sh
 go build -o "$tmp/idleconns" ./bench/idleconns
-port=$((20000 + ($$ % 1200) * 10)) # below Linux's ephemeral ports (32768 up)
+port=$base_port
 "$tmp/dcounter" node --gossip-addr "127.0.0.1:$((port + 1))" --http-addr "127.0.0.1:$port" --data-dir "$tmp/data" --log-level warn & pid=$!
 for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.05; done
 "$tmp/idleconns" -addr "127.0.0.1:$port" -n "$n" -pid "$pid"
