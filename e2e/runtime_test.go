@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -20,9 +19,15 @@ func godebugOf(t *testing.T, p *proc) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, kv := range bytes.Split(b, []byte{0}) {
-		if s := string(kv); strings.HasPrefix(s, "GODEBUG=") {
-			return s
+	return firstGodebug(strings.Split(string(b), "\x00"))
+}
+
+// firstGodebug returns env's first GODEBUG entry (the one the runtime
+// reads), or "".
+func firstGodebug(env []string) string {
+	for _, kv := range env {
+		if strings.HasPrefix(kv, "GODEBUG=") {
+			return kv
 		}
 	}
 	return ""
@@ -39,12 +44,7 @@ func TestServersRunWithMonitorTuning(t *testing.T) {
 	var want string
 	if runtime.GOMAXPROCS(0) >= schedtune.MinProcs {
 		env, _ := schedtune.Env(cleanEnv())
-		for _, kv := range env {
-			if strings.HasPrefix(kv, "GODEBUG=") {
-				want = kv
-				break
-			}
-		}
+		want = firstGodebug(env)
 	}
 	n := startNode(t, "n1", "")
 	gw := startGateway(t, []*proc{n})
