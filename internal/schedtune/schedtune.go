@@ -28,7 +28,10 @@
 // it: the same process ID, arguments and inherited descriptors.
 package schedtune
 
-import "strings"
+import (
+	"slices"
+	"strings"
+)
 
 // Setting is what Exec adds to GODEBUG: the largest interval, in
 // milliseconds, the runtime accepts.
@@ -55,7 +58,7 @@ func Env(env []string) ([]string, bool) {
 				return env, false
 			}
 		}
-		out := append([]string(nil), env...)
+		out := slices.Clone(env)
 		if v == "" {
 			out[i] = name + Setting
 		} else {
@@ -63,5 +66,5 @@ func Env(env []string) ([]string, bool) {
 		}
 		return out, true
 	}
-	return append(append([]string(nil), env...), name+Setting), true
+	return append(slices.Clone(env), name+Setting), true
 }
