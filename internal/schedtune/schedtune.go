@@ -46,25 +46,22 @@ const MinProcs = 2
 // 0 included) is left as it is: the operator's choice stands.
 func Env(env []string) ([]string, bool) {
 	const name = "GODEBUG="
-	for i, kv := range env {
-		if !strings.HasPrefix(kv, name) {
-			continue
-		}
-		// The runtime reads the first GODEBUG; so does this.
-		v := kv[len(name):]
-		for _, s := range strings.Split(v, ",") {
-			// As the runtime parses it: no spaces trimmed.
-			if k, _, _ := strings.Cut(s, "="); k == "schedtrace" {
-				return env, false
-			}
-		}
-		out := slices.Clone(env)
-		if v == "" {
-			out[i] = name + Setting
-		} else {
-			out[i] = name + v + "," + Setting
-		}
-		return out, true
+	// The runtime reads the first GODEBUG; so does this.
+	i := slices.IndexFunc(env, func(kv string) bool { return strings.HasPrefix(kv, name) })
+	if i < 0 {
+		return append(slices.Clone(env), name+Setting), true
 	}
-	return append(slices.Clone(env), name+Setting), true
+	v := env[i][len(name):]
+	for s := range strings.SplitSeq(v, ",") {
+		// As the runtime parses it: no spaces trimmed.
+		if k, _, _ := strings.Cut(s, "="); k == "schedtrace" {
+			return env, false
+		}
+	}
+	out := slices.Clone(env)
+	out[i] = name + Setting
+	if v != "" {
+		out[i] = name + v + "," + Setting
+	}
+	return out, true
 }
