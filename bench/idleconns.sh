@@ -11,5 +11,5 @@ n=${1:-5000}
 go build -o "$tmp/idleconns" ./bench/idleconns
 port=$base_port
 "$tmp/dcounter" node --gossip-addr "127.0.0.1:$((port + 1))" --http-addr "127.0.0.1:$port" --data-dir "$tmp/data" --log-level warn & pid=$!
-for _ in $(seq 100); do curl -fs "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.05; done
+wait_up "http://127.0.0.1:$port/health"
 "$tmp/idleconns" -addr "127.0.0.1:$port" -n "$n" -pid "$pid"
